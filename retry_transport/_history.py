@@ -1,0 +1,28 @@
+"""The record of one attempt, as it rides on ``response.extensions["retry_history"]``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ._verdict import Verdict
+
+__all__ = ["Attempt"]
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try of a request.
+
+    ``status`` is the HTTP status (``None`` after an exception); ``exception`` the exception's
+    class name (never its message, which may hold a URL). ``verdict`` is ``None`` for an attempt
+    that succeeded. ``delay`` is the wait scheduled after this attempt, ``None`` if none
+    followed. ``elapsed`` is seconds since the request first reached the transport.
+    """
+
+    number: int
+    status: int | None
+    exception: str | None
+    verdict: Verdict | None
+    reason: str
+    delay: float | None
+    elapsed: float

@@ -1,0 +1,510 @@
+"""The retry loop, written once, as a sans-I/O state machine.
+
+`RetryMachine.run` is a generator: it yields one action at a time (wait for the limiter, send,
+read a chunk, close, block, sleep) and the driver performs it, awaiting or blocking, and sends
+the result back in. It ends by yielding `Finish` or `Fail`. No I/O, no sleeping, no clock but
+the injected one: every decision is testable without a network.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ._classify import classify
+from ._history import Attempt
+from ._limiter import Limiter
+from ._policy import RetryPolicy
+from ._sse import PreambleScanner, ScanKind, ScanResult
+from ._verdict import Classification, Outcome, Verdict
+from ._waits import server_wait
+
+__all__ = [
+    "Action",
+    "Block",
+    "Close",
+    "Fail",
+    "Finish",
+    "Gate",
+    "Read",
+    "RetryMachine",
+    "Send",
+    "Sleep",
+]
+
+logger = logging.getLogger("retry_transport")
+
+# Exceptions raised before any byte of the request left: always safe to resend.
+_CONNECT_PHASE = frozenset({"ConnectError", "ConnectTimeout", "PoolTimeout"})
+# Exceptions that mean the upstream may have received (and acted on) the whole request.
+_MAYBE_PROCESSED = frozenset({"ReadTimeout"})
+
+
+class ResponseLike(Protocol):
+    """What the machine reads of a response (httpx and httpx2 both fit)."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def headers(self) -> Any: ...
+
+
+@dataclass(slots=True)
+class Gate:
+    """Ask the limiter whether the request may go now. Reply: seconds still to wait (0.0 means
+    admitted, with a concurrency slot taken if the limiter caps concurrency; ``inf`` means no
+    slot could be had within ``timeout``)."""
+
+    timeout: float | None
+
+
+@dataclass(slots=True)
+class Send:
+    """Send the request (rewinding its body first when ``resend``). Reply: the response or the
+    exception raised. ``timeout`` caps the request's own timeouts (the deadline's remainder)."""
+
+    resend: bool
+    timeout: float | None
+
+
+@dataclass(slots=True)
+class Read:
+    """Read the next chunk of the current response. Reply: bytes, ``None`` at the end of the
+    body, or the exception raised."""
+
+
+@dataclass(slots=True)
+class Close:
+    """Close the current response (and give back its concurrency slot). Reply: ``None``."""
+
+
+@dataclass(slots=True)
+class Block:
+    """Extend the limiter's shared block by ``seconds``. Reply: ``None``."""
+
+    seconds: float
+
+
+@dataclass(slots=True)
+class Sleep:
+    """Wait ``seconds``. Reply: ``None``."""
+
+    seconds: float
+
+
+@dataclass(slots=True)
+class Finish:
+    """Hand ``response`` back. ``held`` are body bytes already read from it, to be replayed in
+    front of the rest; when ``closed`` the response was closed earlier and ``held`` is its
+    whole body. ``mark`` asks for the give-up header."""
+
+    response: Any
+    held: bytes
+    closed: bool
+    mark: bool
+    history: tuple[Attempt, ...]
+
+
+@dataclass(slots=True)
+class Fail:
+    """Raise ``exception``. ``deadline`` means the driver must create the deadline error."""
+
+    exception: BaseException | None
+    history: tuple[Attempt, ...]
+
+
+Action = Gate | Send | Read | Close | Block | Sleep | Finish | Fail
+
+
+@dataclass(slots=True)
+class _Seen:
+    """What one attempt produced, as far as the machine looked."""
+
+    response: Any = None
+    status: int | None = None
+    exception: BaseException | None = None
+    classification: Classification | None = None
+    held: bytes = b""
+    complete: bool = False
+    mid_response: bool = False
+
+
+def _exception_names(exc: BaseException) -> set[str]:
+    return {cls.__name__ for cls in type(exc).__mro__}
+
+
+class RetryMachine:
+    """One logical request's retry loop. Create one per request; call `run` once."""
+
+    __slots__ = (
+        "_clock",
+        "_idempotent",
+        "_limiter",
+        "_method",
+        "_policy",
+        "_random",
+        "_replayable",
+        "_url",
+        "_wall_clock",
+    )
+
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        limiter: Limiter,
+        *,
+        method: str,
+        url: str,
+        idempotency_key: bool,
+        replayable: bool,
+        clock: Callable[[], float],
+        wall_clock: Callable[[], float],
+        random: Callable[[], float],
+    ) -> None:
+        self._policy = policy
+        self._limiter = limiter
+        self._method = method
+        self._url = url
+        self._idempotent = idempotency_key or method.upper() in policy.idempotent_methods
+        self._replayable = replayable
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._random = random
+
+    # -- classification -------------------------------------------------------------------
+
+    def _classify(self, outcome: Outcome) -> Classification:
+        custom = self._policy.classifier
+        if custom is not None:
+            try:
+                verdict = custom(outcome)
+            except Exception:
+                logger.exception("retry_transport: the custom classifier raised; using the default")
+                verdict = None
+            if verdict is not None:
+                return verdict
+        return classify(outcome)
+
+    @staticmethod
+    def _apply_should_retry(
+        classification: Classification, headers: Mapping[str, str] | None
+    ) -> Classification:
+        if headers is None:
+            return classification
+        value = headers.get("x-should-retry")
+        if value is None:
+            return classification
+        value = value.strip().lower()
+        if value == "false":
+            return Classification(Verdict.FATAL, "x-should-retry: false", classification.wait)
+        if value == "true" and classification.verdict in (Verdict.FATAL, Verdict.UNRECOGNISED):
+            return Classification(Verdict.TRANSIENT, "x-should-retry: true", classification.wait)
+        return classification
+
+    def _resend_refusal(self, exc: BaseException | None, mid_response: bool) -> str | None:
+        """Why the request must not be sent again after this outcome, or ``None``."""
+        if exc is not None and _exception_names(exc) & _CONNECT_PHASE:
+            return None  # nothing was sent
+        if not self._replayable:
+            return "request body cannot be replayed"
+        unsafe = mid_response or (exc is not None and _exception_names(exc) & _MAYBE_PROCESSED)
+        if unsafe and not self._idempotent and not self._policy.retry_read_errors:
+            return f"{self._method} may have been processed (no Idempotency-Key)"
+        return None
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run(self, first: object = None) -> Generator[Action, Any, None]:
+        """The loop. ``first`` is the first attempt's result when the driver already sent it."""
+        policy = self._policy
+        clock = self._clock
+        start = clock()
+        deadline = None if policy.deadline is None else start + policy.deadline
+        history: list[Attempt] = []
+        attempt = 0
+        result = first
+        # The last response closed before a retry, with its whole body, so that it can still
+        # be handed back if the next attempt cannot be made.
+        last_closed: tuple[Any, bytes] | None = None
+        last_exception: BaseException | None = None
+
+        while True:
+            if result is None:
+                admitted = yield from self._admit(deadline)
+                if not admitted:
+                    self._log_give_up(attempt, None, "deadline reached while waiting to send")
+                    if last_closed is not None:
+                        yield Finish(last_closed[0], last_closed[1], True, True, tuple(history))
+                    else:
+                        yield Fail(last_exception, tuple(history))
+                    return
+                remaining = None if deadline is None else max(deadline - clock(), 0.0)
+                result = yield Send(attempt > 0, remaining)
+            attempt += 1
+            seen = yield from self._examine(result)
+            now = clock()
+            if seen.classification is None:  # a success, or a stream with content coming
+                history.append(
+                    Attempt(attempt, seen.status, None, None, "success", None, now - start)
+                )
+                yield Finish(seen.response, seen.held, False, False, tuple(history))
+                return
+            classification = seen.classification
+            verdict = classification.verdict
+            wait, stop, give_up = self._plan(attempt, seen, classification, now, deadline)
+
+            if verdict is Verdict.CONGESTION and wait is not None and wait > 0:
+                yield Block(wait)
+
+            if stop is not None:
+                history.append(self._record(attempt, seen, classification, None, now - start))
+                if give_up:
+                    self._log_give_up(attempt, classification, stop, seen)
+                else:
+                    logger.debug(
+                        "not retrying %s %s: %s",
+                        self._method,
+                        self._url,
+                        stop,
+                        extra=self._extra(attempt, classification, None, seen),
+                    )
+                if seen.exception is not None:
+                    yield Fail(seen.exception, tuple(history))
+                else:
+                    mark = seen.status is not None and seen.status >= 400
+                    yield Finish(seen.response, seen.held, False, mark, tuple(history))
+                return
+
+            assert wait is not None
+            history.append(self._record(attempt, seen, classification, wait, now - start))
+            logger.info(
+                "retrying %s %s in %.2fs (attempt %d/%d, %s: %s)",
+                self._method,
+                self._url,
+                wait,
+                attempt,
+                policy.max_attempts,
+                verdict.value,
+                classification.reason,
+                extra=self._extra(attempt, classification, wait, seen),
+            )
+            if seen.response is not None:
+                yield Close()
+                last_closed = (seen.response, seen.held) if seen.complete else None
+                last_exception = None
+            else:
+                last_closed = None
+                last_exception = seen.exception
+            yield Sleep(wait)
+            result = None
+
+    def _admit(self, deadline: float | None) -> Generator[Action, Any, bool]:
+        """Wait out the limiter; False if that would run past the deadline."""
+        clock = self._clock
+        while True:
+            remaining = None if deadline is None else max(deadline - clock(), 0.0)
+            wait: float = yield Gate(remaining)
+            if wait <= 0:
+                return True
+            if deadline is not None and clock() + wait > deadline:
+                return False
+            yield Sleep(wait)
+
+    def _examine(self, result: object) -> Generator[Action, Any, _Seen]:
+        """Classify one attempt's result, peeking at its body when needed."""
+        if isinstance(result, BaseException):
+            outcome = Outcome(self._method, self._url, exception=result)
+            return _Seen(exception=result, classification=self._classify(outcome))
+        response: Any = result
+        status: int = response.status_code
+        headers: Mapping[str, str] = response.headers
+        if status < 400:
+            content_type: str = headers.get("content-type", "")
+            if not (
+                self._policy.peek_sse
+                and status == 200
+                and content_type.lower().startswith("text/event-stream")
+            ):
+                return _Seen(response=response, status=status)
+            seen = yield from self._peek_stream(response, headers)
+        else:
+            seen = yield from self._peek_error(response, headers)
+        if seen.classification is not None:
+            seen.classification = self._apply_should_retry(seen.classification, headers)
+        return seen
+
+    def _peek_stream(
+        self, response: Any, headers: Mapping[str, str]
+    ) -> Generator[Action, Any, _Seen]:
+        """Hold a 200 event stream's preamble until content, an error event, or the end."""
+        scanner = PreambleScanner(self._policy.peek_limit)
+        parts: list[bytes] = []
+        scan: ScanResult | None = None
+        seen = _Seen(response=response, status=response.status_code)
+        while scan is None:
+            chunk = yield Read()
+            if chunk is None:
+                scan = scanner.eof()
+                seen.complete = True
+            elif isinstance(chunk, BaseException):
+                seen.exception = chunk
+                seen.mid_response = True
+                break
+            else:
+                parts.append(chunk)
+                scan = scanner.feed(chunk)
+        seen.held = b"".join(parts)
+        if scan is None:
+            seen.classification = Classification(
+                Verdict.TRANSIENT, "stream dropped before its first content"
+            )
+        elif scan.kind is ScanKind.ERROR:
+            outcome = Outcome(
+                self._method,
+                self._url,
+                status=seen.status,
+                headers=_lower(headers),
+                body=scan.payload,
+                stream_error=True,
+            )
+            seen.classification = self._classify(outcome)
+        return seen
+
+    def _peek_error(
+        self, response: Any, headers: Mapping[str, str]
+    ) -> Generator[Action, Any, _Seen]:
+        """Read up to ``peek_limit`` bytes of an error body and classify it."""
+        limit = self._policy.peek_limit
+        parts: list[bytes] = []
+        size = 0
+        seen = _Seen(response=response, status=response.status_code)
+        while size < limit:
+            chunk = yield Read()
+            if chunk is None:
+                seen.complete = True
+                break
+            if isinstance(chunk, BaseException):
+                seen.exception = chunk  # classified by what arrived; raised if we stop
+                break
+            parts.append(chunk)
+            size += len(chunk)
+        seen.held = b"".join(parts)
+        outcome = Outcome(
+            self._method,
+            self._url,
+            status=seen.status,
+            headers=_lower(headers),
+            body=seen.held[:limit],
+        )
+        seen.classification = self._classify(outcome)
+        return seen
+
+    def _plan(
+        self,
+        attempt: int,
+        seen: _Seen,
+        classification: Classification,
+        now: float,
+        deadline: float | None,
+    ) -> tuple[float | None, str | None, bool]:
+        """The wait before the next attempt, why there is none (if so), and whether stopping
+        is a give-up (an attempt that could have been retried) rather than a plain answer."""
+        policy = self._policy
+        verdict = classification.verdict
+        if not verdict.retryable:
+            return None, classification.reason, False
+        wait = None
+        if seen.response is not None:
+            wait = server_wait(seen.response.headers, now=self._wall_clock())
+        if wait is None:
+            wait = classification.wait
+        if wait is not None and wait > policy.max_retry_after:
+            return None, f"server asked to wait {wait:g}s, above max_retry_after", False
+        if wait is None:
+            backoff = (
+                policy.congestion_backoff
+                if verdict is Verdict.CONGESTION
+                else policy.transient_backoff
+            )
+            wait = backoff.delay(attempt, self._random)
+        if attempt >= policy.max_attempts:
+            return wait, f"{policy.max_attempts} attempts made", True
+        if verdict is Verdict.UNRECOGNISED and attempt >= policy.unclassified_400_attempts:
+            tries = policy.unclassified_400_attempts
+            return wait, f"{tries} attempts made at an unrecognised 400", True
+        refusal = self._resend_refusal(
+            seen.exception if seen.response is None else None, seen.mid_response
+        )
+        if refusal is not None:
+            return wait, refusal, True
+        if deadline is not None and now + wait > deadline:
+            return wait, "deadline reached", True
+        if not self._limiter.allow_retry():
+            return wait, "retry budget spent", True
+        return wait, None, True
+
+    # -- reporting ------------------------------------------------------------------------
+
+    @staticmethod
+    def _record(
+        attempt: int,
+        seen: _Seen,
+        classification: Classification,
+        delay: float | None,
+        elapsed: float,
+    ) -> Attempt:
+        return Attempt(
+            number=attempt,
+            status=seen.status,
+            exception=None if seen.exception is None else type(seen.exception).__name__,
+            verdict=classification.verdict,
+            reason=classification.reason,
+            delay=delay,
+            elapsed=elapsed,
+        )
+
+    def _extra(
+        self,
+        attempt: int,
+        classification: Classification | None,
+        delay: float | None,
+        seen: _Seen | None = None,
+    ) -> dict[str, object]:
+        return {
+            "retry_method": self._method,
+            "retry_url": self._url,
+            "retry_attempt": attempt,
+            "retry_max_attempts": self._policy.max_attempts,
+            "retry_verdict": None if classification is None else classification.verdict.value,
+            "retry_reason": None if classification is None else classification.reason,
+            "retry_delay": delay,
+            "retry_status": None if seen is None else seen.status,
+            "retry_exception": (
+                None if seen is None or seen.exception is None else type(seen.exception).__name__
+            ),
+            "retry_blocked_for": self._limiter.blocked_for(),
+        }
+
+    def _log_give_up(
+        self,
+        attempt: int,
+        classification: Classification | None,
+        why: str,
+        seen: _Seen | None = None,
+    ) -> None:
+        logger.warning(
+            "giving up on %s %s after %d attempt(s): %s%s",
+            self._method,
+            self._url,
+            attempt,
+            why,
+            "" if classification is None else f" (last: {classification.reason})",
+            extra=self._extra(attempt, classification, None, seen),
+        )
+
+
+def _lower(headers: Any) -> Mapping[str, str]:
+    """Header names lower-cased (httpx's ``items()`` already yields them so)."""
+    return {key.lower(): value for key, value in headers.items()}

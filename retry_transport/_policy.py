@@ -1,0 +1,119 @@
+"""Retry configuration: frozen, validated, pure."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ._verdict import Classification, Outcome
+
+__all__ = ["DEFAULT_IDEMPOTENT_METHODS", "Backoff", "Classifier", "RetryPolicy"]
+
+Classifier = Callable[[Outcome], Classification | None]
+"""A callable consulted before the default classifier; ``None`` means "no opinion"."""
+
+DEFAULT_IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+
+
+def _check_number(owner: str, name: str, value: object, *, positive: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{owner}.{name} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{owner}.{name} must be finite, got {value!r}")
+    if positive and value <= 0:
+        raise ValueError(f"{owner}.{name} must be > 0, got {value!r}")
+    if not positive and value < 0:
+        raise ValueError(f"{owner}.{name} must be >= 0, got {value!r}")
+
+
+def _check_count(owner: str, name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{owner}.{name} must be an integer >= 1, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential backoff with full jitter.
+
+    The n-th retry waits ``uniform(0, min(cap, base * 2 ** (n - 1)))`` seconds.
+    """
+
+    base: float = 1.0
+    cap: float = 60.0
+
+    def __post_init__(self) -> None:
+        _check_number("Backoff", "base", self.base, positive=True)
+        _check_number("Backoff", "cap", self.cap, positive=True)
+
+    def ceiling(self, retry: int) -> float:
+        """The largest delay the ``retry``-th retry (1-based) may wait."""
+        # 2 ** 1100 overflows a float; the cap is reached long before that.
+        exponent = min(max(retry, 1) - 1, 1000)
+        return min(self.cap, self.base * 2.0**exponent)
+
+    def delay(self, retry: int, random: Callable[[], float]) -> float:
+        """The jittered delay of the ``retry``-th retry; ``random`` returns a float in [0, 1)."""
+        return self.ceiling(retry) * random()
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """What to retry, how often and how long to wait. Pure configuration: no state.
+
+    Derive variants with :func:`dataclasses.replace`; invalid values raise ``ValueError``
+    naming the field.
+    """
+
+    max_attempts: int = 5
+    """Total tries, the first included."""
+    congestion_backoff: Backoff = field(default_factory=lambda: Backoff(base=2.0, cap=60.0))
+    """Backoff after 429 / 5xx / overload, when the server names no wait."""
+    transient_backoff: Backoff = field(default_factory=lambda: Backoff(base=0.5, cap=60.0))
+    """Backoff after transient 400s and connection errors."""
+    max_retry_after: float = 60.0
+    """A server asking to wait longer than this gets its response returned at once."""
+    deadline: float | None = None
+    """Seconds for all attempts and waits together; no wait runs past it."""
+    classifier: Classifier | None = None
+    """Consulted before the default classifier; return ``None`` to defer to it."""
+    peek_sse: bool = True
+    """Hold a 200 event stream's preamble and retry an error that arrives before content."""
+    peek_limit: int = 65536
+    """Bytes of an error body or of a stream's preamble read to classify it."""
+    unclassified_400_attempts: int = 3
+    """Total tries for a 400 that no rule recognises."""
+    give_up_header: bool = True
+    """Add ``x-should-retry: false`` to error responses handed back (unless already present),
+    so an SDK's own retry loop does not multiply this transport's attempts."""
+    retry_read_errors: bool = False
+    """Retry read timeouts and mid-response disconnects of non-idempotent requests (POST)
+    even without an ``Idempotency-Key`` header. The upstream may have acted on the request."""
+    idempotent_methods: frozenset[str] = DEFAULT_IDEMPOTENT_METHODS
+    """Methods that are safe to resend after a read timeout or a mid-response disconnect."""
+
+    def __post_init__(self) -> None:
+        _check_count("RetryPolicy", "max_attempts", self.max_attempts)
+        _check_count("RetryPolicy", "unclassified_400_attempts", self.unclassified_400_attempts)
+        _check_count("RetryPolicy", "peek_limit", self.peek_limit)
+        _check_number("RetryPolicy", "max_retry_after", self.max_retry_after, positive=False)
+        if self.deadline is not None:
+            _check_number("RetryPolicy", "deadline", self.deadline, positive=True)
+        for name in ("congestion_backoff", "transient_backoff"):
+            if not isinstance(getattr(self, name), Backoff):
+                raise ValueError(
+                    f"RetryPolicy.{name} must be a Backoff, got {getattr(self, name)!r}"
+                )
+        if self.classifier is not None and not callable(self.classifier):
+            raise ValueError(f"RetryPolicy.classifier must be callable, got {self.classifier!r}")
+        for name in ("peek_sse", "give_up_header", "retry_read_errors"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"RetryPolicy.{name} must be a bool, got {getattr(self, name)!r}")
+        methods: object = self.idempotent_methods
+        if not isinstance(methods, frozenset | set | tuple | list) or not all(
+            isinstance(m, str) for m in methods
+        ):
+            raise ValueError(
+                f"RetryPolicy.idempotent_methods must be a set of method names, got {methods!r}"
+            )
+        object.__setattr__(self, "idempotent_methods", frozenset(m.upper() for m in methods))

@@ -1,0 +1,112 @@
+"""RetryPolicy and Backoff: validation and the backoff arithmetic."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from retry_transport import Backoff, RetryPolicy
+
+
+def test_defaults_match_the_contract() -> None:
+    policy = RetryPolicy()
+    assert policy.max_attempts == 5
+    assert policy.congestion_backoff == Backoff(base=2.0, cap=60.0)
+    assert policy.transient_backoff == Backoff(base=0.5, cap=60.0)
+    assert policy.max_retry_after == 60.0
+    assert policy.deadline is None
+    assert policy.classifier is None
+    assert policy.peek_sse is True
+    assert policy.peek_limit == 65536
+    assert policy.unclassified_400_attempts == 3
+    assert policy.give_up_header is True
+
+
+def test_policy_is_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        RetryPolicy().max_attempts = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("max_attempts", 0),
+        ("max_attempts", -1),
+        ("max_attempts", 2.5),
+        ("max_attempts", True),
+        ("max_attempts", "5"),
+        ("unclassified_400_attempts", 0),
+        ("peek_limit", 0),
+        ("max_retry_after", -1.0),
+        ("max_retry_after", math.nan),
+        ("max_retry_after", math.inf),
+        ("deadline", 0),
+        ("deadline", -5),
+        ("deadline", math.inf),
+        ("congestion_backoff", 2.0),
+        ("transient_backoff", None),
+        ("classifier", "not callable"),
+        ("peek_sse", "yes"),
+        ("give_up_header", 1),
+        ("retry_read_errors", None),
+        ("idempotent_methods", "GET"),
+    ],
+)
+def test_invalid_policy_value_raises_value_error_naming_the_field(
+    field: str, value: object
+) -> None:
+    with pytest.raises(ValueError, match=field):
+        RetryPolicy(**{field: value})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("base", 0), ("base", -1.0), ("base", math.nan), ("cap", 0), ("cap", math.inf), ("cap", "1")],
+)
+def test_invalid_backoff_value_raises_value_error_naming_the_field(
+    field: str, value: object
+) -> None:
+    with pytest.raises(ValueError, match=f"Backoff.{field}"):
+        Backoff(**{field: value})  # type: ignore[arg-type]
+
+
+def test_replace_validates_too() -> None:
+    with pytest.raises(ValueError, match="max_attempts"):
+        dataclasses.replace(RetryPolicy(), max_attempts=0)
+
+
+def test_idempotent_methods_are_upper_cased() -> None:
+    assert RetryPolicy(idempotent_methods=frozenset({"get", "Put"})).idempotent_methods == {
+        "GET",
+        "PUT",
+    }
+
+
+def test_backoff_ceiling_doubles_up_to_the_cap() -> None:
+    backoff = Backoff(base=0.5, cap=3.0)
+    assert [backoff.ceiling(n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+
+
+def test_backoff_delay_is_full_jitter_over_the_ceiling() -> None:
+    backoff = Backoff(base=2.0, cap=60.0)
+    assert backoff.delay(3, lambda: 0.0) == 0.0
+    assert backoff.delay(3, lambda: 0.5) == 4.0
+    assert backoff.delay(3, lambda: 0.999) == pytest.approx(7.992)
+
+
+@given(
+    base=st.floats(min_value=1e-6, max_value=1e6),
+    cap=st.floats(min_value=1e-6, max_value=1e6),
+    retry=st.integers(min_value=-5, max_value=100_000),
+    draw=st.floats(min_value=0.0, max_value=1.0, exclude_max=True),
+)
+def test_backoff_delay_is_never_negative_nor_above_the_cap(
+    base: float, cap: float, retry: int, draw: float
+) -> None:
+    delay = Backoff(base=base, cap=cap).delay(retry, lambda: draw)
+    assert 0.0 <= delay <= cap
+    assert math.isfinite(delay)
