@@ -1,0 +1,212 @@
+"""The default classifier: one attempt's outcome in, a verdict and its reason out."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Sequence
+
+from ._signatures import RULES, Rule, status_default
+from ._verdict import Classification, Outcome, Verdict
+from ._waits import body_wait
+
+__all__ = ["classify", "error_text"]
+
+_MAX_BODY = 262144
+"""Bytes of a body looked at, whatever the caller passed."""
+_MAX_DEPTH = 32
+"""Nesting levels of JSON walked."""
+_MAX_NODES = 4096
+"""JSON values visited per body, nested string-encoded JSON included."""
+_MAX_ENCODED = 3
+"""Levels of JSON found inside JSON strings that are decoded."""
+_MAX_LINES = 512
+
+_KEYS = frozenset(
+    {
+        "message",
+        "msg",
+        "type",
+        "code",
+        "status",
+        "status_code",
+        "statuscode",
+        "detail",
+        "details",
+        "title",
+        "error",
+        "error_code",
+        "errorcode",
+        "error_type",
+        "error_message",
+        "errormessage",
+        "reason",
+        "raw",
+        "description",
+        "param",
+        "internalcode",
+        "quotaid",
+        "exception-type",
+        ":exception-type",
+    }
+)
+"""Fields whose values carry the error (compared lower-case)."""
+
+_SPACE = re.compile(r"\s+")
+
+# Exception class names (httpx and httpx2 share them), checked along the MRO.
+_EXCEPTIONS: dict[str, tuple[Verdict, str]] = {
+    "ConnectTimeout": (Verdict.TRANSIENT, "connect timeout"),
+    "PoolTimeout": (Verdict.TRANSIENT, "pool timeout"),
+    "ConnectError": (Verdict.TRANSIENT, "connect error"),
+    "ReadTimeout": (Verdict.TRANSIENT, "read timeout"),
+    "WriteTimeout": (Verdict.TRANSIENT, "write timeout"),
+    "RemoteProtocolError": (Verdict.TRANSIENT, "connection dropped"),
+    "ReadError": (Verdict.TRANSIENT, "connection dropped"),
+    "WriteError": (Verdict.TRANSIENT, "connection dropped"),
+    "NetworkError": (Verdict.TRANSIENT, "connection dropped"),
+}
+
+
+class _Walk:
+    """Collects ``key: value`` lines from a decoded JSON document, within fixed bounds."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.nodes = 0
+
+    def value(self, node: object, key: str | None, depth: int, encoded: int) -> None:
+        self.nodes += 1
+        if self.nodes > _MAX_NODES or depth > _MAX_DEPTH or len(self.lines) >= _MAX_LINES:
+            return
+        if isinstance(node, dict):
+            for name, item in node.items():
+                self.value(item, str(name).lower(), depth + 1, encoded)
+        elif isinstance(node, list):
+            for item in node:
+                self.value(item, key, depth + 1, encoded)
+        elif isinstance(node, str):
+            self.string(node, key, depth, encoded)
+        elif isinstance(node, int | float) and not isinstance(node, bool) and key in _KEYS:
+            self.lines.append(f"{key}: {node}")
+
+    def string(self, text: str, key: str | None, depth: int, encoded: int) -> None:
+        if key is not None and key not in _KEYS:
+            return
+        if encoded < _MAX_ENCODED:
+            inner = _json(text)
+            if inner is not _NOT_JSON:
+                self.value(inner, key, depth + 1, encoded + 1)
+                return
+        flat = _SPACE.sub(" ", text).strip()
+        self.lines.append(flat if key is None else f"{key}: {flat}")
+        if encoded < _MAX_ENCODED:
+            embedded = _embedded(text)
+            if embedded is not _NOT_JSON:
+                self.value(embedded, None, depth + 1, encoded + 1)
+
+
+_NOT_JSON = object()
+
+
+def _json(text: str) -> object:
+    """``text`` decoded as JSON if it is a JSON object or array, else ``_NOT_JSON``."""
+    stripped = text.strip()
+    if not stripped or stripped[0] not in "[{":
+        return _NOT_JSON
+    try:
+        return json.loads(stripped)
+    except (ValueError, RecursionError):
+        return _NOT_JSON
+
+
+def _embedded(text: str) -> object:
+    """The JSON object starting at the first ``{`` of free text ("Error 400: {...}")."""
+    start = text.find("{")
+    if start <= 0:
+        return _NOT_JSON
+    try:
+        value, _ = json.JSONDecoder().raw_decode(text, start)
+    except (ValueError, RecursionError):
+        return _NOT_JSON
+    return value
+
+
+def _decode(body: bytes) -> str:
+    return body[:_MAX_BODY].decode("utf-8", errors="replace").lstrip("\ufeff")
+
+
+def error_text(body: bytes) -> str:
+    """The text the rules' ``match`` patterns run over.
+
+    A JSON body gives one ``key: value`` line per error-carrying field (string-encoded JSON
+    and JSON embedded after a prefix are decoded too, to a bounded depth). Any other body gives
+    its decoded text, followed by the lines of a JSON object embedded in it.
+    """
+    return _text_of(_decode(body))
+
+
+def _text_of(text: str) -> str:
+    walk = _Walk()
+    document = _json(text)
+    if document is not _NOT_JSON:
+        walk.value(document, None, 0, 1)
+        return "\n".join(walk.lines) if walk.lines else text
+    if text.lstrip().startswith('"'):
+        try:
+            decoded = json.loads(text)
+        except (ValueError, RecursionError):
+            decoded = None
+        if isinstance(decoded, str):
+            walk.string(decoded, None, 0, 1)
+            return "\n".join(walk.lines)
+    embedded = _embedded(text)
+    if embedded is not _NOT_JSON:
+        walk.value(embedded, None, 0, 1)
+    return "\n".join([text, *walk.lines])
+
+
+def _mro_names(exception: BaseException) -> Iterator[str]:
+    for cls in type(exception).__mro__:
+        yield cls.__name__
+
+
+def _classify_exception(exception: BaseException) -> Classification:
+    for name in _mro_names(exception):
+        known = _EXCEPTIONS.get(name)
+        if known is not None:
+            return Classification(known[0], known[1])
+    return Classification(Verdict.FATAL, f"exception {type(exception).__name__}")
+
+
+def _classify_response(outcome: Outcome, rules: Sequence[Rule]) -> Classification:
+    decoded = _decode(outcome.body)
+    text = _text_of(decoded)
+    wait = body_wait(decoded)
+    status = outcome.status
+    headers = outcome.headers
+    for deny in (True, False):
+        for rule in rules:
+            if (rule.verdict is Verdict.FATAL) is deny and rule.applies(status, headers, text):
+                return Classification(rule.verdict, f"rule {rule.name}", wait)
+    if outcome.stream_error:
+        return Classification(Verdict.UNRECOGNISED, "stream error event", wait)
+    return Classification(status_default(status), f"status {status}", wait)
+
+
+def classify(outcome: Outcome, rules: Sequence[Rule] = RULES) -> Classification:
+    """Classify one attempt's outcome; never raises.
+
+    An exception is classified by its class names (httpx and httpx2 alike): connect errors,
+    timeouts and dropped connections are ``TRANSIENT``, anything else ``FATAL``. A response (or
+    the error event of a 200 stream, ``stream_error=True``) is checked against ``rules``, deny
+    rules first; a response no rule matches gets its status's default, an unmatched stream error
+    event ``UNRECOGNISED``. The reason names the rule or status; ``wait`` is a wait the body
+    names. ``x-should-retry`` is not read here.
+    """
+    try:
+        if outcome.exception is not None and outcome.status is None:
+            return _classify_exception(outcome.exception)
+        return _classify_response(outcome, rules)
+    except Exception as error:  # a defect here must not turn a retryable hiccup into a crash
+        return Classification(Verdict.UNRECOGNISED, f"classifier error {type(error).__name__}")

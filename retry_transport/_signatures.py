@@ -1,0 +1,486 @@
+"""The signature table: which error responses are worth a retry, as data.
+
+Every rule names where its signature was seen. Deny rules (verdict ``FATAL``) are checked
+before the others; within each group the first match wins. A response that no rule matches
+falls back to :data:`STATUS_DEFAULTS`.
+
+A rule's ``match`` runs over the *error text* that :func:`retry_transport._classify.error_text`
+builds: for a JSON body, one ``key: value`` line per error-carrying field (``message``, ``type``,
+``code``, ``metadata.raw``…, string-encoded JSON included), so a pattern can anchor on a field
+with ``(?m)^type: …$``; for any other body, the decoded text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from ._verdict import Verdict
+
+__all__ = [
+    "RULES",
+    "STATUS_DEFAULTS",
+    "Above",
+    "Rule",
+    "rules_markdown",
+    "status_default",
+]
+
+_I = re.IGNORECASE
+_M = re.MULTILINE
+
+
+@dataclass(frozen=True, slots=True)
+class Above:
+    """An extra test on a rule's match: named group ``big`` exceeds ``factor`` x group ``small``.
+
+    Regular expressions cannot compare numbers; this one declarative check covers the
+    "a single request larger than the whole per-minute limit" signatures.
+    """
+
+    big: str
+    small: str
+    factor: float = 1.0
+
+    def __call__(self, match: re.Match[str]) -> bool:
+        """Whether the numbers captured by ``match`` satisfy the comparison."""
+        try:
+            return float(match.group(self.big)) > self.factor * float(match.group(self.small))
+        except (IndexError, TypeError, ValueError):
+            return False
+
+    def __str__(self) -> str:
+        factor = "" if self.factor == 1.0 else f"{self.factor:g} x "
+        return f"{self.big} > {factor}{self.small}"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One signature: when it applies and which verdict it gives.
+
+    A rule applies when every condition it sets holds: the status is in ``statuses`` (``None``:
+    any status, the 200 of a stream error event included), the header ``header[0]`` is present
+    and ``header[1]`` finds a match in its value, ``match`` finds a match in the error text,
+    ``unless`` finds none, and ``when`` accepts ``match``'s match.
+    """
+
+    name: str
+    verdict: Verdict
+    seen: str
+    """Where the signature was seen: provider and issue tracker or docs reference."""
+    statuses: frozenset[int] | None = None
+    header: tuple[str, re.Pattern[str]] | None = None
+    """A lower-case header name and a pattern searched in its value."""
+    match: re.Pattern[str] | None = None
+    unless: re.Pattern[str] | None = None
+    when: Above | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("Rule.name must not be empty")
+        if self.statuses is None and self.header is None and self.match is None:
+            raise ValueError(f"Rule {self.name!r}: set at least one of statuses, header, match")
+        if self.header is not None and self.header[0] != self.header[0].lower():
+            raise ValueError(f"Rule {self.name!r}: header name must be lower-case")
+        if self.when is not None and self.match is None:
+            raise ValueError(f"Rule {self.name!r}: when needs a match")
+        if not self.seen:
+            raise ValueError(f"Rule {self.name!r}: seen must name where the signature was seen")
+
+    def applies(self, status: int | None, headers: Mapping[str, str], text: str) -> bool:
+        """Whether this rule matches a response with this status, headers and error text."""
+        if self.statuses is not None and status not in self.statuses:
+            return False
+        if self.header is not None:
+            name, pattern = self.header
+            value = headers.get(name)
+            if value is None or pattern.search(value[:256]) is None:
+                return False
+        if self.match is not None:
+            found = self.match.search(text)
+            if found is None or (self.when is not None and not self.when(found)):
+                return False
+        return self.unless is None or self.unless.search(text) is None
+
+
+def _re(pattern: str, flags: int = _I) -> re.Pattern[str]:
+    return re.compile(pattern, flags)
+
+
+_ONLY_400 = frozenset({400})
+# A cause named in the same body that makes a generic "invalid request" label meaningless:
+# relays stamp invalid_request_error on every 400 they forward, whatever the cause.
+_TRANSIENT_HINTS = (
+    r"rate[ _-]?limit|capacity|overload|temporar|try again later|"
+    r"invalid request sent to provider|DEGRADED function cannot be invoked"
+)
+
+RULES: tuple[Rule, ...] = (
+    # ---- deny: a permanent cause named anywhere wins over everything else ----------------
+    Rule(
+        "quota-exhausted",
+        Verdict.FATAL,
+        "OpenAI insufficient_quota (Pythagora-io/gpt-pilot#340), Gemini daily quota "
+        "(gke-labs/gemini-for-kubernetes-development#1215, langgenius/dify#19838), "
+        "one-api billing_not_active (songquanpeng/one-api#330), Anthropic spend limit (docs)",
+        match=_re(
+            r"insufficient[_ ](?:user[_ ])?quota|exceeded your current quota|"
+            r"billing[_ ]not[_ ]active|billing[_ ]hard[_ ]limit|"
+            r"check your plan and billing details|"
+            r"(?m:^quotaid: \S*PerDay)|"
+            r"enforced_spend_limit|spend[_ ]limit[_ ]reached|usage threshold|regain access on"
+        ),
+    ),
+    Rule(
+        "credit-exhausted",
+        Verdict.FATAL,
+        "DeepSeek 402 Insufficient Balance (continuedev/continue#9942), Anthropic "
+        "'credit balance is too low' (docs)",
+        match=_re(
+            r"credit balance is too low|insufficient[_ ](?:account[_ ])?(?:balance|credits?|funds)|"
+            r"out of credits|payment required"
+        ),
+    ),
+    Rule(
+        "context-length",
+        Verdict.FATAL,
+        "OpenAI/vLLM maximum context length (HKUSTDial/Alpha-SQL#5), Anthropic 'prompt is too "
+        "long' (anthropics/claude-code#59696), llama.cpp (ggml-org/llama.cpp#19774)",
+        match=_re(
+            r"context[_ ]length[_ ]exceeded|maximum context length|exceed_context_size|"
+            r"context (?:length|size|window)[^\n.]{0,40}exceed|"
+            r"exceed[a-z]{0,2}[^\n.]{0,40}context (?:length|size|window)|"
+            r"prompt is too long|input is too long|string_above_max_length|"
+            r"too many (?:input |prompt )?tokens (?:in|for) (?:the |this |your )?"
+            r"(?:request|prompt|input|messages?)\b"
+        ),
+    ),
+    Rule(
+        "too-many-tokens",
+        Verdict.FATAL,
+        "Bedrock/OpenAI-compatible 400 'too many tokens' (design brief); a 429 or a stream "
+        "event with the same words is throttling (aws-samples/amazon-bedrock-client-for-mac#99)",
+        statuses=frozenset({400, 413, 422}),
+        match=_re(r"\btoo many (?:input |prompt |total )?tokens\b(?!,? please wait)"),
+    ),
+    Rule(
+        "request-over-limit",
+        Verdict.FATAL,
+        "Groq/OpenAI 429 where one request exceeds the per-minute limit "
+        "(danielmiessler/Fabric#364, vanna-ai/vanna-flask#11)",
+        match=_re(
+            r"\bLimit:? (?P<limit>\d{1,12}),(?: Used \d{1,12},)? Requested:? ~?(?P<req>\d{1,12})"
+        ),
+        when=Above("req", "limit"),
+    ),
+    Rule(
+        "request-too-large",
+        Verdict.FATAL,
+        "OpenAI 429 'Request too large for <model>' (continuedev/continue#10602)",
+        match=_re(r"\brequest too large for\b"),
+    ),
+    Rule(
+        "team-over-limit",
+        Verdict.FATAL,
+        "xAI 429 actual/limit (cline/cline#4826): above twice the limit, the request alone "
+        "exceeds it (usage before it was at most the limit)",
+        match=_re(r"\(actual/limit\): (?P<actual>\d{1,12})/(?P<limit>\d{1,12})"),
+        when=Above("actual", "limit", 2.0),
+    ),
+    Rule(
+        "model-not-found",
+        Verdict.FATAL,
+        "OpenAI model_not_found (docs), GitHub Copilot model_not_supported "
+        "(RooCodeInc/Roo-Code#1885), Gemini 'models/x is not found' (docs)",
+        match=_re(
+            r"model_not_found|model_not_supported|\bunknown model\b|\bno such model\b|"
+            r"\binvalid model\b|not a valid model|"
+            r"\bmodel\b[^\n.]{0,80}?\b(?:does not exist|not found|is not supported)\b"
+        ),
+    ),
+    Rule(
+        "auth",
+        Verdict.FATAL,
+        "OpenAI invalid_api_key, Anthropic authentication_error/permission_error (docs), "
+        "sub2api 'Upstream access forbidden' on a 502 (Wei-Shaw/sub2api#1510)",
+        match=_re(
+            r"\b(?:invalid|incorrect|expired|revoked)[ _-]?(?:x-)?(?:api[ _-]?)?key\b|"
+            r"\bapi[ _-]?key (?:not valid|is invalid|expired)|API_KEY_INVALID|"
+            r"authentication_error|\binvalid authentication\b|\bUNAUTHENTICATED\b|"
+            r"\bunauthori[sz]ed\b|no auth credentials|"
+            r"\bpermission[_ ](?:error|denied)\b|\b(?:do|does) not have permission\b|"
+            r"access (?:is )?(?:forbidden|denied)|AccessDeniedException|"
+            r"UnrecognizedClientException"
+        ),
+    ),
+    Rule(
+        "content-policy",
+        Verdict.FATAL,
+        "Azure OpenAI content_filter (openai/openai-python#331), OpenAI safety system (docs)",
+        match=_re(
+            r"content[_ ]filter|content[_ ]policy|content management policy|"
+            r"\bsafety system\b|responsible ?AI|PROHIBITED_CONTENT|"
+            r"violat[a-z]{0,5} (?:our |the )?(?:usage |content )?polic"
+        ),
+    ),
+    Rule(
+        "deserialization",
+        Verdict.FATAL,
+        "OpenAI 'could not parse the JSON body' (docs), Rust/axum 'Failed to deserialize' and "
+        "Go 'cannot unmarshal' in OpenAI-compatible servers",
+        match=_re(
+            r"could not parse the json body|failed to deseriali[sz]e|cannot unmarshal|"
+            r"\bjson parse error\b|\b(?:invalid|malformed) json\b|json_invalid|"
+            r"Invalid JSON payload received"
+        ),
+    ),
+    Rule(
+        "validation",
+        Verdict.FATAL,
+        "Gemini INVALID_ARGUMENT (googleapis/python-genai#1300), Xiaomi via OpenRouter "
+        "'Param Incorrect' (farion1231/cc-switch#464), Anthropic 'Extra inputs are not "
+        "permitted' (ding113/claude-code-hub#662)",
+        match=_re(
+            r"invalid[ _]?argument|\binvalid[ _]param(?:eter)?s?\b|"
+            r"\bparam(?:eter)? incorrect\b|unsupported[ _]param(?:eter)?|"
+            r"unrecognized request argument|extra inputs are not permitted|"
+            r"\bvalidation[ _]?(?:error|failed|exception)\b|"
+            r"missing required (?:parameter|field|argument)"
+        ),
+    ),
+    Rule(
+        "invalid-request",
+        Verdict.FATAL,
+        "invalid_request_error from OpenAI/Anthropic, also inside OpenRouter metadata.raw "
+        "(reVrost/go-openrouter#21, diegosouzapw/OmniRoute#3044); yields to a transient cause "
+        "named in the same body (FoundationAgents/OpenManus#746, continuedev/continue#6185)",
+        match=_re(r"^(?:type|code): invalid_request_error$", _M),
+        unless=_re(_TRANSIENT_HINTS),
+    ),
+    Rule(
+        "bedrock-client-error",
+        Verdict.FATAL,
+        "Bedrock x-amzn-errortype ValidationException (aws-samples/amazon-bedrock-workshop#58)",
+        header=(
+            "x-amzn-errortype",
+            _re(r"^(?:ValidationException|AccessDeniedException|ResourceNotFoundException)\b"),
+        ),
+    ),
+    Rule(
+        "insufficient-memory",
+        Verdict.FATAL,
+        "Ollama 500 'model requires more system memory' (continuedev/continue#9649)",
+        match=_re(r"model requires more (?:system )?memory"),
+    ),
+    Rule(
+        "gateway-config",
+        Verdict.FATAL,
+        "Cloudflare AI Gateway 2008 'Invalid provider' (devoxx/DevoxxGenieIDEAPlugin#1254)",
+        match=_re(r"\binvalid provider\b|no allowed providers"),
+    ),
+    # ---- allow: signatures of a retryable condition -------------------------------------
+    Rule(
+        "bedrock-throttling",
+        Verdict.CONGESTION,
+        "Bedrock x-amzn-errortype ThrottlingException, on 400 and 429 "
+        "(aws-samples/amazon-bedrock-client-for-mac#99, i-dot-ai/caddy-chatbot#97)",
+        header=("x-amzn-errortype", _re(r"^ThrottlingException\b")),
+    ),
+    Rule(
+        "bedrock-unavailable",
+        Verdict.CONGESTION,
+        "Bedrock ServiceUnavailableException (aws-samples/foundation-model-benchmarking-tool#247)",
+        header=("x-amzn-errortype", _re(r"^ServiceUnavailableException\b")),
+    ),
+    Rule(
+        "bedrock-model-not-ready",
+        Verdict.TRANSIENT,
+        "Bedrock ModelNotReadyException (Bedrock runtime API reference: the SDK retries it)",
+        header=("x-amzn-errortype", _re(r"^ModelNotReadyException\b")),
+    ),
+    Rule(
+        "overloaded",
+        Verdict.CONGESTION,
+        "Anthropic overloaded_error (anthropics/claude-code#35792), Gemini 'The model is "
+        "overloaded' (google-gemini/gemini-cli#4360), Ollama Cloud (ollama/ollama#15934)",
+        match=_re(r"overloaded_error|\boverloaded\b"),
+    ),
+    Rule(
+        "capacity",
+        Verdict.CONGESTION,
+        "Mistral 'Service tier capacity exceeded' (continuedev/continue#6185), Codex "
+        "'at capacity' (Wei-Shaw/sub2api#5827), Bedrock serviceUnavailableException in a stream",
+        match=_re(
+            r"capacity exceeded|\bat capacity\b|out of capacity|high demand|"
+            r"serviceUnavailableException|no_available_workers"
+        ),
+    ),
+    Rule(
+        "throttling",
+        Verdict.CONGESTION,
+        "Bedrock throttlingException stream events (aws-samples/aws-genai-llm-chatbot#220), "
+        "Anthropic rate_limit_error, one-api '上游负载已饱和' (QuantumNous/new-api#991)",
+        match=_re(
+            r"\bthrottl(?:ing|ed)|too many (?:requests|connections)|request rate is too high|"
+            r"rate[ _-]?limit(?:ed|_error|_exceeded| exceeded| reached| is exceeded)|"
+            r"RESOURCE_EXHAUSTED|负载已饱和"
+        ),
+    ),
+    Rule(
+        "nim-degraded",
+        Verdict.TRANSIENT,
+        "NVIDIA NIM 400 'DEGRADED function cannot be invoked' (decolua/9router#2527, "
+        "Alishahryar1/free-claude-code#1012)",
+        match=re.compile(r"(?<![\w-])DEGRADED function cannot be invoked\b"),
+    ),
+    Rule(
+        "provider-invalid-request",
+        Verdict.TRANSIENT,
+        "free-claude-code's mapped 'Invalid request sent to provider.' for an upstream 400 "
+        "(Alishahryar1/free-claude-code#1012); deny rules still see the upstream detail",
+        match=_re(r"invalid request sent to provider"),
+    ),
+    Rule(
+        "openrouter-inner-5xx",
+        Verdict.TRANSIENT,
+        "OpenRouter 400 'Provider returned error' wrapping an upstream 5xx in metadata.raw "
+        "(truefoundry/models#868, AbanteAI/LoCoDiff-bench#31)",
+        statuses=_ONLY_400,
+        match=_re(
+            r"^(?:code|status|status_code|statuscode): 50[0234]$|"
+            r"\b50[0234] (?:Bad Gateway|Service (?:Temporarily )?Unavailable|Gateway Time-?out)\b|"
+            r"^(?:type|raw): (?:Bad Gateway|Service Unavailable|Gateway Time-?out)$|"
+            r"\berror code: 5(?:0[0234]|2[0-4])\b|provider_unavailable",
+            _I | _M,
+        ),
+    ),
+    Rule(
+        "openrouter-opaque",
+        Verdict.TRANSIENT,
+        "OpenRouter 'Provider returned error' with an empty or 'ERROR' metadata.raw, 400 or 404 "
+        "(damianvtran/local-operator#288, langchain-ai/openwiki#831)",
+        statuses=frozenset({400, 404}),
+        match=_re(
+            r"(?s:Provider returned error.{0,400}?)"
+            r"(?:^raw: (?:ERROR)?$|\"raw\"\s{0,3}:\s{0,3}\"(?:ERROR)?\")",
+            _I | _M,
+        ),
+    ),
+    Rule(
+        "cloudflare-2005",
+        Verdict.TRANSIENT,
+        "Cloudflare AI Gateway 400 code 2005 'Failed to get response from provider' "
+        "(cloudflare/ai#436)",
+        match=_re(r"^(?:code|internalcode): 2005$|Failed to get response from provider", _I | _M),
+    ),
+    Rule(
+        "model-temporarily-unavailable",
+        Verdict.TRANSIENT,
+        "relays: 'Provider is temporarily unavailable' (free-claude-code), 'Upstream service "
+        "temporarily unavailable' (Wei-Shaw/sub2api#7242); a 5xx keeps its status default",
+        statuses=frozenset({200, 400, 404}),
+        match=_re(r"\btemporarily unavailable\b|暂时不可用"),
+    ),
+    Rule(
+        "internal-error",
+        Verdict.TRANSIENT,
+        "Anthropic 500 api_error (anthropics/claude-code#28654), OpenAI server_error "
+        "(LlmKira/Openaibot#177, openai/openai-node#1730), Gemini INTERNAL "
+        "(google-gemini/gemini-cli#3665): a per-request fault, not load",
+        statuses=frozenset({200, 400, 500}),
+        match=_re(
+            r"\b(?:api_error|server_error|internal_error|internal_server_error)\b|"
+            r"\binternal (?:server )?error\b|^status: INTERNAL$",
+            _I | _M,
+        ),
+    ),
+    Rule(
+        "bodyless-400",
+        Verdict.TRANSIENT,
+        "routers answering an upstream failure with an empty 400 (design brief)",
+        statuses=_ONLY_400,
+        match=re.compile(r"\A\s*\Z"),
+    ),
+    Rule(
+        "payment-retry-after",
+        Verdict.CONGESTION,
+        "402 that names a Retry-After: a window that reopens, not an empty account (RFC 9110)",
+        statuses=frozenset({402}),
+        header=("retry-after", re.compile(r"\S")),
+    ),
+)
+"""The default signature table, in the order the classifier checks it (deny rules first)."""
+
+STATUS_DEFAULTS: Mapping[int, Verdict] = MappingProxyType(
+    {
+        400: Verdict.UNRECOGNISED,
+        408: Verdict.TRANSIENT,
+        425: Verdict.TRANSIENT,
+        429: Verdict.CONGESTION,
+        500: Verdict.CONGESTION,
+        502: Verdict.CONGESTION,
+        503: Verdict.CONGESTION,
+        504: Verdict.CONGESTION,
+        # Cloudflare's origin failures (unknown error, down, timeouts, unreachable).
+        520: Verdict.CONGESTION,
+        521: Verdict.CONGESTION,
+        522: Verdict.CONGESTION,
+        523: Verdict.CONGESTION,
+        524: Verdict.CONGESTION,
+        529: Verdict.CONGESTION,
+    }
+)
+"""The verdict for a status when no rule matches; any other status is ``FATAL``."""
+
+
+def status_default(status: int | None) -> Verdict:
+    """The verdict for ``status`` when no rule matched (a 402, a 404, a 501: ``FATAL``)."""
+    if status is None:
+        return Verdict.UNRECOGNISED
+    return STATUS_DEFAULTS.get(status, Verdict.FATAL)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _code(text: str) -> str:
+    return f"`{_cell(text)}`" if text else ""
+
+
+def _rule_row(rule: Rule) -> str:
+    statuses = "any" if rule.statuses is None else ", ".join(map(str, sorted(rule.statuses)))
+    header = ""
+    if rule.header is not None:
+        header = f"{_code(rule.header[0])} ~ {_code(rule.header[1].pattern)}"
+    matches = _code(rule.match.pattern) if rule.match is not None else ""
+    if rule.when is not None:
+        matches += f" when {rule.when}"
+    if rule.unless is not None:
+        matches += f" unless {_code(rule.unless.pattern)}"
+    cells = (_code(rule.name), statuses, header, matches, rule.verdict.value, _cell(rule.seen))
+    return "| " + " | ".join(cells) + " |"
+
+
+def rules_markdown(rules: Sequence[Rule] = RULES) -> str:
+    """The README's "how retries are decided" tables: the rules in check order, then defaults."""
+    deny = [rule for rule in rules if rule.verdict is Verdict.FATAL]
+    allow = [rule for rule in rules if rule.verdict is not Verdict.FATAL]
+    lines = [
+        "Rules are checked in this order, deny rules (`fatal`) first; the first match wins.",
+        "",
+        "| rule | statuses | header | matches | verdict | seen |",
+        "|---|---|---|---|---|---|",
+        *(_rule_row(rule) for rule in (*deny, *allow)),
+        "",
+        "When no rule matches, the status decides:",
+        "",
+        "| status | verdict |",
+        "|---|---|",
+        *(f"| {status} | {verdict.value} |" for status, verdict in sorted(STATUS_DEFAULTS.items())),
+        "| any other | fatal |",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,609 @@
+"""The default classifier and its signature table: verdicts, near misses, robustness."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import httpx
+import httpx2
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from retry_transport._classify import classify, error_text
+from retry_transport._signatures import RULES, STATUS_DEFAULTS, Rule, rules_markdown
+from retry_transport._verdict import Classification, Outcome, Verdict
+
+URL = "https://upstream.invalid/v1/chat/completions"
+NIM_DEGRADED = (
+    '{"status":400,"title":"Bad Request","detail":"Function id '
+    "'87ea0ddc-cff1-4bca-bf8b-3bd98a35ddd0': DEGRADED function cannot be invoked\"}"
+)
+
+
+def run(
+    body: str | bytes = b"",
+    status: int = 400,
+    headers: dict[str, str] | None = None,
+    *,
+    stream: bool = False,
+) -> Classification:
+    data = body.encode() if isinstance(body, str) else body
+    outcome = Outcome(
+        "POST", URL, status=status, headers=headers or {}, body=data, stream_error=stream
+    )
+    return classify(outcome)
+
+
+def nim(detail: str) -> str:
+    return json.dumps({"status": 400, "title": "Bad Request", "detail": detail})
+
+
+def openai_error(message: str, kind: str | None = None, code: str | None = None) -> str:
+    return json.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}})
+
+
+# ---- allow signatures ----------------------------------------------------------------------
+
+
+def test_nim_degraded_function_is_transient() -> None:
+    assert run(NIM_DEGRADED) == Classification(Verdict.TRANSIENT, "rule nim-degraded")
+
+
+def test_nim_degrading_is_not_degraded() -> None:
+    assert run(nim("Function id 'x': DEGRADING function cannot be invoked")).verdict is (
+        Verdict.UNRECOGNISED
+    )
+
+
+def test_nim_non_degraded_is_not_degraded() -> None:
+    assert run(nim("Function id 'x': NON-DEGRADED function cannot be invoked")).verdict is (
+        Verdict.UNRECOGNISED
+    )
+
+
+def test_nim_degraded_without_its_context_is_not_degraded() -> None:
+    assert run(nim("Function id 'x' is DEGRADED")).verdict is Verdict.UNRECOGNISED
+
+
+def test_nim_validation_failure_naming_degraded_is_fatal() -> None:
+    result = run(nim("Validation failed: DEGRADED function cannot be invoked"))
+    assert result == Classification(Verdict.FATAL, "rule validation")
+
+
+def test_nim_degraded_wrapped_in_a_relay_invalid_request_error_is_transient() -> None:
+    body = json.dumps(
+        {
+            "type": "error",
+            "error": {"type": "invalid_request_error", "message": "Upstream: " + NIM_DEGRADED},
+        }
+    )
+    assert run(body).verdict is Verdict.TRANSIENT
+
+
+def test_invalid_request_sent_to_provider_is_transient() -> None:
+    body = json.dumps({"error": {"message": "Invalid request sent to provider."}})
+    assert run(body) == Classification(Verdict.TRANSIENT, "rule provider-invalid-request")
+
+
+def test_openrouter_400_wrapping_an_inner_502_is_transient() -> None:
+    raw = json.dumps({"error": {"code": 502, "message": "upstream connect error"}})
+    body = json.dumps(
+        {"error": {"message": "Provider returned error", "code": 400, "metadata": {"raw": raw}}}
+    )
+    assert run(body) == Classification(Verdict.TRANSIENT, "rule openrouter-inner-5xx")
+
+
+def test_openrouter_400_wrapping_a_plain_text_503_is_transient() -> None:
+    body = json.dumps(
+        {
+            "error": {
+                "message": "Provider returned error",
+                "code": 400,
+                "metadata": {"raw": "503 Service Unavailable", "provider_name": "X"},
+            }
+        }
+    )
+    assert run(body).verdict is Verdict.TRANSIENT
+
+
+def test_openrouter_400_wrapping_an_inner_400_is_not_transient() -> None:
+    raw = json.dumps({"error": {"code": 400, "message": "bad tool schema"}})
+    body = json.dumps(
+        {"error": {"message": "Provider returned error", "code": 400, "metadata": {"raw": raw}}}
+    )
+    assert run(body).verdict is Verdict.UNRECOGNISED
+
+
+def test_cloudflare_gateway_2005_is_transient() -> None:
+    body = (
+        '{"success":false,"error":[{"code":2005,"message":"Failed to get response from provider"}]}'
+    )
+    assert run(body) == Classification(Verdict.TRANSIENT, "rule cloudflare-2005")
+
+
+def test_relay_model_temporarily_unavailable_is_transient() -> None:
+    body = openai_error("The model deepseek-v3 is temporarily unavailable, please retry")
+    assert run(body).verdict is Verdict.TRANSIENT
+
+
+def test_temporarily_unavailable_503_keeps_congestion() -> None:
+    assert run("Service temporarily unavailable", status=503).verdict is Verdict.CONGESTION
+
+
+def test_bedrock_400_throttling_header_is_congestion() -> None:
+    headers = {"x-amzn-errortype": "ThrottlingException:http://internal.amazon.com/coral/"}
+    result = run('{"message":"Too many tokens, please wait before trying again."}', 400, headers)
+    assert result == Classification(Verdict.CONGESTION, "rule bedrock-throttling")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}',
+        '{"error":{"code":503,"message":"The model is overloaded. Please try again later."}}',
+        "server overloaded, please try again later",
+    ],
+)
+def test_overloaded_400_is_congestion(body: str) -> None:
+    assert run(body, status=400).verdict is Verdict.CONGESTION
+
+
+@pytest.mark.parametrize("body", [b"", b"   \r\n"])
+def test_bodyless_400_is_transient(body: bytes) -> None:
+    assert run(body) == Classification(Verdict.TRANSIENT, "rule bodyless-400")
+
+
+def test_bodyless_404_is_fatal() -> None:
+    assert run(b"", status=404).verdict is Verdict.FATAL
+
+
+def test_internal_error_500_is_transient() -> None:
+    body = '{"type":"error","error":{"type":"api_error","message":"Internal server error"}}'
+    assert run(body, status=500).verdict is Verdict.TRANSIENT
+
+
+# ---- deny signatures -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "rule"),
+    [
+        (
+            openai_error(
+                "This model's maximum context length is 8192 tokens.",
+                code="context_length_exceeded",
+            ),
+            "context-length",
+        ),
+        ("prompt is too long: 203284 tokens > 200000 maximum", "context-length"),
+        (
+            openai_error("The model `gpt-9` does not exist", code="model_not_found"),
+            "model-not-found",
+        ),
+        (openai_error("Incorrect API key provided: sk-xxx.", code="invalid_api_key"), "auth"),
+        (
+            '{"type":"error","error":{"type":"authentication_error","message":"no key"}}',
+            "auth",
+        ),
+        ('{"type":"error","error":{"type":"permission_error","message":"no"}}', "auth"),
+        (openai_error("The response was filtered", code="content_filter"), "content-policy"),
+        ("We could not parse the JSON body of your request.", "deserialization"),
+        ("Failed to deserialize the JSON body into the target type", "deserialization"),
+        (openai_error("Unknown parameter: 'foo'.", "invalid_request_error"), "invalid-request"),
+        ("Request contains an invalid argument. INVALID_ARGUMENT", "validation"),
+        (openai_error("You exceeded your current quota", "insufficient_quota"), "quota-exhausted"),
+        ("Your credit balance is too low to access the Anthropic API.", "credit-exhausted"),
+    ],
+)
+def test_deny_signature_is_fatal_on_a_400(body: str, rule: str) -> None:
+    assert run(body) == Classification(Verdict.FATAL, f"rule {rule}")
+
+
+@pytest.mark.parametrize("status", [429, 500, 503, 529])
+def test_quota_exhausted_is_fatal_even_on_a_retryable_status(status: int) -> None:
+    body = openai_error(
+        "You exceeded your current quota, please check your plan and billing details.",
+        "insufficient_quota",
+    )
+    assert run(body, status=status).verdict is Verdict.FATAL
+
+
+def test_context_length_on_a_500_is_fatal() -> None:
+    body = (
+        '{"error":{"code":500,"message":"Context size has been exceeded.","type":"server_error"}}'
+    )
+    assert run(body, status=500).verdict is Verdict.FATAL
+
+
+def test_billing_link_in_a_rate_limit_message_is_not_fatal() -> None:
+    body = openai_error(
+        "Rate limit reached for gpt-4 on requests per min. Limit: 3 / min. Please try again in "
+        "20s. Visit https://platform.openai.com/account/billing to add a payment method.",
+        "requests",
+        "rate_limit_exceeded",
+    )
+    assert run(body, status=429) == Classification(Verdict.CONGESTION, "rule throttling", 20.0)
+
+
+def test_check_quota_hint_is_not_fatal() -> None:
+    body = json.dumps(
+        {
+            "error": {
+                "code": 429,
+                "message": "Resource has been exhausted (e.g. check quota).",
+                "status": "RESOURCE_EXHAUSTED",
+            }
+        }
+    )
+    assert run(body, status=429).verdict is Verdict.CONGESTION
+
+
+def test_per_minute_request_quota_is_not_fatal() -> None:
+    body = json.dumps(
+        {
+            "message": "Requests per minute limit exceeded",
+            "type": "too_many_requests_error",
+            "param": "quota",
+            "code": "request_quota_exceeded",
+        }
+    )
+    assert run(body, status=429).verdict is Verdict.CONGESTION
+
+
+def test_gemini_per_day_quota_is_fatal() -> None:
+    body = json.dumps(
+        {
+            "error": {
+                "code": 429,
+                "status": "RESOURCE_EXHAUSTED",
+                "details": [
+                    {
+                        "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                        "violations": [
+                            {"quotaId": "GenerateRequestsPerDayPerProjectPerModel-FreeTier"}
+                        ],
+                    },
+                    {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "38s"},
+                ],
+            }
+        }
+    )
+    assert run(body, status=429) == Classification(Verdict.FATAL, "rule quota-exhausted", 38.0)
+
+
+def test_too_many_tokens_on_a_400_is_fatal() -> None:
+    assert run("too many tokens in the messages", status=400).verdict is Verdict.FATAL
+
+
+def test_too_many_tokens_please_wait_on_a_429_is_congestion() -> None:
+    assert run("Too many tokens, please wait before trying again.", 429).verdict is (
+        Verdict.CONGESTION
+    )
+
+
+def test_request_larger_than_the_whole_limit_is_fatal() -> None:
+    body = "Rate limit reached on tokens per minute (TPM): Limit 7000, Used 0, Requested ~12903."
+    assert run(body, status=429).verdict is Verdict.FATAL
+
+
+def test_request_within_the_limit_is_congestion() -> None:
+    body = "Rate limit reached on tokens per minute (TPM): Limit 6000, Used 5914, Requested 1822."
+    assert run(body, status=429).verdict is Verdict.CONGESTION
+
+
+def test_invalid_request_error_naming_a_rate_limit_is_not_fatal() -> None:
+    body = json.dumps(
+        {
+            "error": {
+                "code": "rate_limit_error",
+                "message": "slow down",
+                "type": "invalid_request_error",
+            }
+        }
+    )
+    assert run(body, status=429).verdict is Verdict.CONGESTION
+
+
+def test_deny_rule_inside_string_encoded_metadata_raw_is_found() -> None:
+    raw = json.dumps({"error": {"message": "maximum context length is 8192 tokens"}})
+    body = json.dumps(
+        {"error": {"message": "Provider returned error", "code": 502, "metadata": {"raw": raw}}}
+    )
+    assert run(body, status=502).verdict is Verdict.FATAL
+
+
+# ---- status defaults -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "verdict"),
+    [
+        (429, Verdict.CONGESTION),
+        (500, Verdict.CONGESTION),
+        (502, Verdict.CONGESTION),
+        (503, Verdict.CONGESTION),
+        (504, Verdict.CONGESTION),
+        (529, Verdict.CONGESTION),
+        (408, Verdict.TRANSIENT),
+        (400, Verdict.UNRECOGNISED),
+        (402, Verdict.FATAL),
+        (401, Verdict.FATAL),
+        (403, Verdict.FATAL),
+        (404, Verdict.FATAL),
+        (405, Verdict.FATAL),
+        (409, Verdict.FATAL),
+        (413, Verdict.FATAL),
+        (422, Verdict.FATAL),
+        (418, Verdict.FATAL),
+        (501, Verdict.FATAL),
+        (505, Verdict.FATAL),
+    ],
+)
+def test_unmatched_body_gets_the_status_default(status: int, verdict: Verdict) -> None:
+    assert run('{"error":{"message":"something"}}', status) == Classification(
+        verdict, f"status {status}"
+    )
+
+
+def test_402_with_retry_after_is_congestion() -> None:
+    assert run("Payment window closed", 402, {"retry-after": "30"}).verdict is Verdict.CONGESTION
+
+
+def test_empty_rule_table_leaves_only_status_defaults() -> None:
+    outcome = Outcome("POST", URL, status=400, body=NIM_DEGRADED.encode())
+    assert classify(outcome, rules=()) == Classification(Verdict.UNRECOGNISED, "status 400")
+
+
+# ---- exceptions ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flavour", [httpx, httpx2], ids=["httpx", "httpx2"])
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("ConnectError", "connect error"),
+        ("ConnectTimeout", "connect timeout"),
+        ("PoolTimeout", "pool timeout"),
+        ("ReadTimeout", "read timeout"),
+        ("WriteTimeout", "write timeout"),
+        ("RemoteProtocolError", "connection dropped"),
+        ("ReadError", "connection dropped"),
+        ("WriteError", "connection dropped"),
+    ],
+)
+def test_network_exception_is_transient(flavour: object, name: str, reason: str) -> None:
+    exception = getattr(flavour, name)("boom")
+    result = classify(Outcome("POST", URL, exception=exception))
+    assert result == Classification(Verdict.TRANSIENT, reason)
+
+
+def test_subclass_of_a_network_exception_is_transient() -> None:
+    class Custom(httpx.ReadError):
+        pass
+
+    assert classify(Outcome("POST", URL, exception=Custom("x"))).verdict is Verdict.TRANSIENT
+
+
+@pytest.mark.parametrize(
+    "exception",
+    [ValueError("x"), httpx.LocalProtocolError("x"), httpx2.UnsupportedProtocol("x")],
+)
+def test_other_exception_is_fatal(exception: Exception) -> None:
+    result = classify(Outcome("POST", URL, exception=exception))
+    assert result == Classification(Verdict.FATAL, f"exception {type(exception).__name__}")
+
+
+# ---- stream error events -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("payload", "verdict"),
+    [
+        (
+            {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+            Verdict.CONGESTION,
+        ),
+        (
+            {"type": "error", "error": {"type": "rate_limit_error", "message": "slow"}},
+            Verdict.CONGESTION,
+        ),
+        (
+            {"type": "error", "error": {"type": "api_error", "message": "Internal server error"}},
+            Verdict.TRANSIENT,
+        ),
+        (
+            {"type": "error", "error": {"type": "invalid_request_error", "message": "bad"}},
+            Verdict.FATAL,
+        ),
+        (
+            {
+                "type": "response.failed",
+                "response": {"error": {"code": "server_error", "message": "x"}},
+            },
+            Verdict.TRANSIENT,
+        ),
+        (
+            {"error": {"message": "Provider returned error", "code": "mystery"}},
+            Verdict.UNRECOGNISED,
+        ),
+    ],
+)
+def test_stream_error_event_is_classified_by_its_type(
+    payload: dict[str, object], verdict: Verdict
+) -> None:
+    assert run(json.dumps(payload), status=200, stream=True).verdict is verdict
+
+
+def test_unknown_stream_error_names_the_stream() -> None:
+    assert run('{"error":{"message":"?"}}', 200, stream=True).reason == "stream error event"
+
+
+# ---- error text and waits ------------------------------------------------------------------
+
+
+def test_error_text_decodes_double_encoded_json() -> None:
+    inner = json.dumps({"error": {"code": 503, "message": "The model is overloaded."}})
+    body = json.dumps({"error": {"message": inner, "code": 503}})
+    assert error_text(body.encode()).splitlines() == [
+        "code: 503",
+        "message: The model is overloaded.",
+        "code: 503",
+    ]
+
+
+def test_error_text_reads_json_after_a_text_prefix() -> None:
+    text = error_text(b'Error 400: {"error": {"type": "invalid_request_error"}}')
+    assert "type: invalid_request_error" in text.splitlines()
+
+
+def test_body_wait_is_reported() -> None:
+    body = '{"error":{"message":"Rate limit reached. Please try again in 7.5s."}}'
+    assert run(body, status=429).wait == 7.5
+
+
+# ---- robustness ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\xff\xfe\x00garbage\x80",
+        b"[" * 200_000,
+        b'{"error": ' * 50_000,
+        b'{"error": {"message": "trunc',
+        b'{"code": ' + b"9" * 10_000 + b"}",
+        json.dumps(json.dumps(json.dumps(json.dumps({"message": "overloaded"})))).encode(),
+        bytes(range(256)) * 64,
+    ],
+    ids=[
+        "invalid-utf8",
+        "deep-array",
+        "deep-object",
+        "truncated",
+        "huge-int",
+        "quad-encoded",
+        "binary",
+    ],
+)
+def test_hostile_body_does_not_raise(body: bytes) -> None:
+    assert isinstance(run(body).verdict, Verdict)
+
+
+@given(
+    st.binary(max_size=2048),
+    st.one_of(st.none(), st.integers(min_value=100, max_value=599)),
+    st.dictionaries(st.text(max_size=20), st.text(max_size=80), max_size=4),
+    st.booleans(),
+)
+def test_classify_never_raises(
+    body: bytes, status: int | None, headers: dict[str, str], stream: bool
+) -> None:
+    outcome = Outcome("POST", URL, status=status, headers=headers, body=body, stream_error=stream)
+    assert isinstance(classify(outcome), Classification)
+
+
+CORPUS = [
+    json.loads(line)["body"]
+    for line in (Path(__file__).parent / "data" / "error-bodies.jsonl")
+    .read_text(encoding="utf-8")
+    .splitlines()
+]
+
+
+@given(st.sampled_from(CORPUS), st.integers(min_value=0, max_value=4000))
+def test_truncated_corpus_body_never_raises(body: str, cut: int) -> None:
+    assert isinstance(run(body.encode()[:cut]).verdict, Verdict)
+
+
+DENY_PHRASES = [
+    "maximum context length",
+    "context_length_exceeded",
+    "prompt is too long",
+    "model_not_found",
+    "invalid api key",
+    "authentication_error",
+    "permission_error",
+    "insufficient_quota",
+    "credit balance is too low",
+    "exceeded your current quota",
+    "content_filter",
+    "could not parse the JSON body",
+    "INVALID_ARGUMENT",
+]
+TRANSIENT_MESSAGES = [
+    ('{"type":"error","error":{"type":"overloaded_error","message":"', "Overloaded", '"}}'),
+    (
+        '{"status":400,"title":"Bad Request","detail":"',
+        "Function id 'x': DEGRADED function cannot be invoked",
+        '"}',
+    ),
+    (
+        '{"success":false,"error":[{"code":2005,"message":"',
+        "Failed to get response from provider",
+        '"}]}',
+    ),
+    ("", "Invalid request sent to provider.", ""),
+    ('{"error":{"message":"', "Rate limit exceeded, please try again in 2s", '"}}'),
+]
+
+
+@given(
+    st.sampled_from(DENY_PHRASES),
+    st.sampled_from(TRANSIENT_MESSAGES),
+    st.integers(min_value=0, max_value=200),
+    st.sampled_from(
+        [(400, False), (429, False), (500, False), (503, False), (529, False), (200, True)]
+    ),
+)
+def test_deny_phrase_anywhere_in_the_message_wins(
+    phrase: str, template: tuple[str, str, str], at: int, status: tuple[int, bool]
+) -> None:
+    head, message, tail = template
+    at %= len(message) + 1
+    body = f"{head}{message[:at]} {phrase} {message[at:]}{tail}"
+    assert run(body, status=status[0], stream=status[1]).verdict is Verdict.FATAL
+
+
+# ---- the table itself ----------------------------------------------------------------------
+
+
+def test_deny_rules_come_first_in_the_table() -> None:
+    kinds = [rule.verdict is Verdict.FATAL for rule in RULES]
+    assert kinds == sorted(kinds, reverse=True)
+
+
+def test_rule_names_are_unique() -> None:
+    names = [rule.name for rule in RULES]
+    assert len(names) == len(set(names))
+
+
+def test_rule_without_a_condition_is_rejected() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        Rule("empty", Verdict.FATAL, "nowhere")
+
+
+def test_rule_with_an_upper_case_header_is_rejected() -> None:
+    with pytest.raises(ValueError, match="lower-case"):
+        Rule("h", Verdict.FATAL, "x", header=("X-Foo", re.compile("a")))
+
+
+def test_rules_markdown_has_one_row_per_rule_and_the_defaults() -> None:
+    text = rules_markdown()
+    for rule in RULES:
+        assert text.count(f"| `{rule.name}` |") == 1
+    for status in STATUS_DEFAULTS:
+        assert f"| {status} | " in text
+    assert "| any other | fatal |" in text
+
+
+def test_rules_markdown_escapes_pipes_in_patterns() -> None:
+    rows = [line for line in rules_markdown().splitlines() if line.startswith("| `overloaded`")]
+    assert rows == [rows[0]]
+    assert "overloaded_error\\|" in rows[0]
+
+
+def test_rules_markdown_is_deterministic() -> None:
+    assert rules_markdown() == rules_markdown(RULES)

@@ -1,0 +1,134 @@
+"""Server-named waits: Retry-After and its kin, and waits written in error bodies."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from retry_transport._waits import body_wait, server_wait
+
+NOW = 1_700_000_000.0  # 2023-11-14T22:13:20Z
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("5", 5.0), ("0", 0.0), ("1.5", 1.5), ("  7 ", 7.0), ("120", 120.0)],
+)
+def test_retry_after_delta_seconds_is_read(value: str, expected: float) -> None:
+    assert server_wait({"retry-after": value}, now=NOW) == expected
+
+
+def test_retry_after_http_date_is_relative_to_now() -> None:
+    assert server_wait({"retry-after": "Tue, 14 Nov 2023 22:13:50 GMT"}, now=NOW) == 30.0
+
+
+def test_retry_after_date_in_the_past_is_zero() -> None:
+    assert server_wait({"retry-after": "Tue, 14 Nov 2023 22:00:00 GMT"}, now=NOW) == 0.0
+
+
+def test_retry_after_rfc850_date_is_read() -> None:
+    assert server_wait({"retry-after": "Tuesday, 14-Nov-23 22:14:20 GMT"}, now=NOW) == 60.0
+
+
+def test_retry_after_ms_is_preferred() -> None:
+    headers = {"retry-after-ms": "250", "retry-after": "9"}
+    assert server_wait(headers, now=NOW) == 0.25
+
+
+def test_x_ms_retry_after_ms_is_read() -> None:
+    assert server_wait({"x-ms-retry-after-ms": "1500"}, now=NOW) == 1.5
+
+
+def test_invalid_retry_after_ms_falls_back_to_retry_after() -> None:
+    assert server_wait({"retry-after-ms": "soon", "retry-after": "3"}, now=NOW) == 3.0
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["-5", "nan", "NaN", "inf", "Infinity", "1e3", "+5", "5s", "", "\u0663", "soon", "0x10", "1,5"],
+)
+def test_unreadable_retry_after_is_ignored(value: str) -> None:
+    assert server_wait({"retry-after": value}, now=NOW) is None
+
+
+def test_overlong_retry_after_is_ignored() -> None:
+    assert server_wait({"retry-after": "1" * 65}, now=NOW) is None
+
+
+def test_very_large_retry_after_is_returned_uncapped() -> None:
+    assert server_wait({"retry-after": "86400000"}, now=NOW) == 86400000.0
+
+
+def test_no_wait_header_gives_none() -> None:
+    assert server_wait({"content-type": "application/json"}, now=NOW) is None
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["retry-after", "retry-after-ms", "x-ms-retry-after-ms", "other"]),
+        st.text(max_size=80),
+    ),
+    st.floats(allow_nan=False, allow_infinity=False, min_value=0, max_value=4e9),
+)
+def test_server_wait_is_none_or_finite_non_negative(headers: dict[str, str], now: float) -> None:
+    wait = server_wait(headers, now=now)
+    assert wait is None or (math.isfinite(wait) and wait >= 0.0)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            '{"details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"38s"}]}',
+            38,
+        ),
+        ('{\\"retryDelay\\": \\"12.5s\\"}', 12.5),
+        ("Please try again in 7.5s.", 7.5),
+        ("Please try again in 20ms.", 0.02),
+        ("Please try again in 50.597142857s.", 50.597142857),
+        ("Rate limit is exceeded. Try again in 40 seconds.", 40),
+        ("Please retry after 45 seconds.", 45),
+        ("Please retry in 1m30s", 90),
+        ("try again in 9m38.016s", 578.016),
+        ("try again in 2 minutes", 120),
+        ("try again in 1h", 3600),
+        ('{"error": {"retry_after": 12}}', 12),
+        ('{"retry_after_ms": 1500}', 1.5),
+    ],
+)
+def test_body_wait_reads_named_waits(text: str, expected: float) -> None:
+    wait = body_wait(text)
+    assert wait is not None
+    assert wait == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Overloaded",
+        "try again in a moment",
+        "Please retry shortly.",
+        "retry after the quota resets",
+        "",
+    ],
+)
+def test_body_without_a_wait_gives_none(text: str) -> None:
+    assert body_wait(text) is None
+
+
+def test_body_wait_skips_a_phrase_without_a_number() -> None:
+    assert body_wait("try again in a moment, or retry after 5 seconds") == 5.0
+
+
+def test_body_wait_handles_pathological_repetition() -> None:
+    text = "try again in " * 20000 + "1" * 20000
+    assert body_wait(text) is None
+
+
+@given(st.text(max_size=400))
+def test_body_wait_is_none_or_finite_non_negative(text: str) -> None:
+    wait = body_wait(text)
+    assert wait is None or (math.isfinite(wait) and wait >= 0.0)
