@@ -1,0 +1,339 @@
+"""The limiter: state shared by every request to one upstream.
+
+A limiter holds the block that follows a congestion signal (a 429, an overload), the retry
+budget and an optional concurrency cap. It never sleeps: `gate` answers how long a caller
+must still wait and the driver sleeps with its own (injectable) sleep, then asks again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random as _random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol
+
+import anyio
+import anyio.lowlevel
+
+from ._budget import RetryBudget, _BudgetState
+
+__all__ = ["Limiter", "SharedLimiter"]
+
+_DEFAULT_BUDGET = RetryBudget()
+
+
+class Limiter(Protocol):
+    """What the retry drivers ask of a limiter (`SharedLimiter`, `RedisLimiter`).
+
+    The driver's order for a first attempt: `try_admit`; if False, loop on `gate` (sleeping
+    what it answers) until it answers 0.0, `acquire_slot`, `note_first_attempt`. Every attempt
+    is sent holding a slot, released right after it (`release_slot`), never held while
+    sleeping. Before a retry: `allow_retry`; on a congestion verdict, `block`.
+    """
+
+    def try_admit(self) -> bool:
+        """Admit a first attempt on the fast path and count it for the budget.
+
+        True when it may be sent at once: no block in force, no concurrency slot to take and
+        no I/O needed. False when the caller must take the slow path (nothing is counted).
+        """
+        ...
+
+    def note_first_attempt(self) -> None:
+        """Count one first attempt for the budget (the slow path's counterpart of `try_admit`)."""
+        ...
+
+    async def gate(self) -> float:
+        """Seconds the caller must still wait before sending; 0.0 means go now.
+
+        During a block: the block's remaining time plus a small release jitter. The caller
+        sleeps that long, then calls `gate` again.
+        """
+        ...
+
+    def gate_sync(self) -> float:
+        """`gate` for synchronous callers."""
+        ...
+
+    async def acquire_slot(self) -> None:
+        """Wait for a concurrency slot (first come, first served); at once without a cap."""
+        ...
+
+    def acquire_slot_sync(self, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` seconds (None: forever) for a slot; False if none came."""
+        ...
+
+    def release_slot(self) -> None:
+        """Give a slot back; never blocks, callable from any thread; a no-op without a cap."""
+        ...
+
+    def allow_retry(self) -> bool:
+        """Spend one retry from the budget: True if it fits (always, without a budget)."""
+        ...
+
+    async def block(self, seconds: float) -> None:
+        """Hold every request sharing this limiter for ``seconds`` from now.
+
+        A block only ever extends: one ending sooner than the block in force changes nothing.
+        """
+        ...
+
+    def block_sync(self, seconds: float) -> None:
+        """`block` for synchronous callers."""
+        ...
+
+    def blocked_for(self) -> float:
+        """Seconds of block left as known locally (0.0 when none), for logs and metrics."""
+        ...
+
+
+def release_jitter(remaining: float, random: Callable[[], float]) -> float:
+    """The extra wait added to a block's remaining time so that waiters wake spread out.
+
+    Uniform in [0, min(0.1 * remaining, 1.0)): at most a tenth of the wait, never over a second.
+    """
+    return random() * min(0.1 * remaining, 1.0)
+
+
+class _Waiter:
+    """One caller queued for a concurrency slot."""
+
+    __slots__ = ("granted", "wake")
+
+    def __init__(self, wake: Callable[[], object]) -> None:
+        self.granted = False
+        self.wake = wake
+
+
+def _loop_waker(event: anyio.Event) -> Callable[[], object]:
+    """A callable that sets ``event`` in its event loop, safely from any thread.
+
+    Raises RuntimeError when called after that event loop has finished.
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        # Not asyncio, so trio: anyio's only other backend.
+        import trio
+
+        token = trio.lowlevel.current_trio_token()
+        return lambda: token.run_sync_soon(event.set)
+    return lambda: loop.call_soon_threadsafe(event.set)
+
+
+class SharedLimiter:
+    """In-process limiter shared by any number of transports, async and sync alike.
+
+    One instance may serve async transports on asyncio or trio (several event loops in several
+    threads included) and sync transports in threads, all at once.
+
+    - **Block**: `block` holds every request sharing the limiter until the given time has
+      passed; a later, shorter block never shortens it. While it holds, `gate` answers its
+      remaining time plus a release jitter of ``uniform(0, min(0.1 * remaining, 1.0))``
+      seconds, so that waiters re-check spread out rather than all at once.
+    - **Budget**: see `RetryBudget`; ``budget=None`` allows every retry.
+    - **Concurrency**: ``max_concurrency`` caps the attempts in flight; waiters are served in
+      arrival order, whichever thread or event loop they wait in.
+
+    Args:
+        budget: the retry budget, or None for no limit on retries.
+        max_concurrency: the most attempts in flight at once, or None for no cap.
+        clock: monotonic time in seconds.
+        random: uniform random numbers in [0, 1), used for the release jitter.
+
+    Raises:
+        ValueError: ``max_concurrency`` is below 1.
+    """
+
+    __slots__ = (
+        "_available",
+        "_block_lock",
+        "_blocked_until",
+        "_budget",
+        "_capped",
+        "_clock",
+        "_max_concurrency",
+        "_random",
+        "_slot_lock",
+        "_waiters",
+    )
+
+    def __init__(
+        self,
+        budget: RetryBudget | None = _DEFAULT_BUDGET,
+        max_concurrency: int | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        random: Callable[[], float] = _random.random,
+    ) -> None:
+        if max_concurrency is not None and max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be >= 1 or None, got {max_concurrency!r}")
+        self._clock = clock
+        self._random = random
+        self._budget = None if budget is None else _BudgetState(budget, clock())
+        self._blocked_until = -math.inf
+        self._block_lock = threading.Lock()
+        self._max_concurrency = max_concurrency
+        self._capped = max_concurrency is not None
+        self._available = 0 if max_concurrency is None else max_concurrency
+        self._slot_lock = threading.Lock()
+        self._waiters: deque[_Waiter] = deque()
+
+    @property
+    def max_concurrency(self) -> int | None:
+        """The cap on attempts in flight, or None."""
+        return self._max_concurrency
+
+    def try_admit(self) -> bool:
+        """Admit a first attempt if nothing stands in its way, counting it for the budget.
+
+        False, counting nothing, while a block is in force or when a concurrency cap is set.
+        """
+        if self._capped:
+            return False
+        now = self._clock()
+        if now < self._blocked_until:
+            return False
+        if self._budget is not None:
+            self._budget.deposit(now)
+        return True
+
+    def note_first_attempt(self) -> None:
+        """Count one first attempt for the budget."""
+        if self._budget is not None:
+            self._budget.deposit(self._clock())
+
+    async def gate(self) -> float:
+        """Seconds to wait before sending: the block's remainder plus jitter, or 0.0."""
+        return self._gate()
+
+    def gate_sync(self) -> float:
+        """Seconds to wait before sending: the block's remainder plus jitter, or 0.0."""
+        return self._gate()
+
+    def _gate(self) -> float:
+        remaining = self._blocked_until - self._clock()
+        if remaining <= 0.0:
+            return 0.0
+        return remaining + release_jitter(remaining, self._random)
+
+    def allow_retry(self) -> bool:
+        """Spend one retry from the budget: True if it fits; always True without a budget."""
+        if self._budget is None:
+            return True
+        return self._budget.withdraw(self._clock())
+
+    async def block(self, seconds: float) -> None:
+        """Extend the block to ``seconds`` from now; never shortens it.
+
+        Zero, negative, infinite and NaN values are ignored.
+        """
+        self._extend_block(seconds)
+
+    def block_sync(self, seconds: float) -> None:
+        """Extend the block to ``seconds`` from now; never shortens it.
+
+        Zero, negative, infinite and NaN values are ignored.
+        """
+        self._extend_block(seconds)
+
+    def _extend_block(self, seconds: float) -> None:
+        if not 0.0 < seconds < math.inf:
+            return
+        with self._block_lock:
+            until = self._clock() + seconds
+            if until > self._blocked_until:
+                self._blocked_until = until
+
+    def blocked_for(self) -> float:
+        """Seconds of block left (0.0 when none)."""
+        return max(0.0, self._blocked_until - self._clock())
+
+    async def acquire_slot(self) -> None:
+        """Wait for a concurrency slot; returns at once without a cap.
+
+        Waiters are served first come, first served. Cancelling a waiter never loses a slot.
+        """
+        if not self._capped:
+            return
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        with self._slot_lock:
+            if self._available > 0:
+                self._available -= 1
+                waiter = None
+            else:
+                event = anyio.Event()
+                waiter = _Waiter(_loop_waker(event))
+                self._waiters.append(waiter)
+        if waiter is None:
+            await anyio.lowlevel.cancel_shielded_checkpoint()
+            return
+        try:
+            await event.wait()
+        except BaseException:
+            self._abandon(waiter)
+            raise
+
+    def acquire_slot_sync(self, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` seconds (None: forever) for a concurrency slot.
+
+        True once a slot is held (at once without a cap); False if none came in time.
+        """
+        if not self._capped:
+            return True
+        with self._slot_lock:
+            if self._available > 0:
+                self._available -= 1
+                return True
+            event = threading.Event()
+            waiter = _Waiter(event.set)
+            self._waiters.append(waiter)
+        try:
+            event.wait(timeout)
+        except BaseException:
+            self._abandon(waiter)
+            raise
+        with self._slot_lock:
+            if waiter.granted:
+                return True
+            self._waiters.remove(waiter)
+            return False
+
+    def release_slot(self) -> None:
+        """Give a slot back, handing it to the longest waiter if any.
+
+        Never blocks and may be called from any thread; a no-op without a cap.
+
+        Raises:
+            RuntimeError: more slots released than were acquired.
+        """
+        if not self._capped:
+            return
+        with self._slot_lock:
+            self._release_locked()
+
+    def _release_locked(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            waiter.granted = True
+            try:
+                waiter.wake()
+            except RuntimeError:
+                # The waiter's event loop has finished: it waits no more; serve the next one.
+                continue
+            return
+        if self._available >= (self._max_concurrency or 0):
+            raise RuntimeError("release_slot() called more often than a slot was acquired")
+        self._available += 1
+
+    def _abandon(self, waiter: _Waiter) -> None:
+        """Withdraw a waiter that stops waiting (cancelled, interrupted), passing on its slot."""
+        with self._slot_lock:
+            if waiter.granted:
+                self._release_locked()
+            else:
+                self._waiters.remove(waiter)
