@@ -1,0 +1,36 @@
+"""Transport-level retries for httpx and httpx2 clients, and the openai and anthropic SDKs.
+
+Hand a `RetryTransport` (async) or `SyncRetryTransport` (sync) to any client as ``transport=``.
+"""
+
+from __future__ import annotations
+
+from ._async import RetryTransport
+from ._budget import RetryBudget
+from ._classify import classify
+from ._errors import DeadlineExceeded, RetryTransportError
+from ._history import Attempt
+from ._limiter import Limiter, SharedLimiter
+from ._policy import Backoff, RetryPolicy
+from ._sync import SyncRetryTransport
+from ._verdict import Classification, Outcome, Verdict
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "Attempt",
+    "Backoff",
+    "Classification",
+    "DeadlineExceeded",
+    "Limiter",
+    "Outcome",
+    "RetryBudget",
+    "RetryPolicy",
+    "RetryTransport",
+    "RetryTransportError",
+    "SharedLimiter",
+    "SyncRetryTransport",
+    "Verdict",
+    "__version__",
+    "classify",
+]

@@ -1,0 +1,162 @@
+"""What the async and sync drivers share: set-up, the per-request machine, the hand-back."""
+
+from __future__ import annotations
+
+import dataclasses
+import random as _random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ._flavour import Flavour, flavour_named, flavour_of, replay_plan
+from ._limiter import Limiter, SharedLimiter
+from ._machine import Fail, Finish, RetryMachine
+from ._policy import RetryPolicy
+from ._switch import SWITCH
+
+__all__ = ["DriverBase", "safe_url"]
+
+
+def safe_url(url: Any) -> str:
+    """Scheme, host, port and path of a URL: no user info, no query string (they may hold keys)."""
+    port = url.port
+    host = url.host
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{url.scheme}://{host}{'' if port is None else f':{port}'}{url.path}"
+
+
+def _timeout_capped(request: Any, cap: float) -> None:
+    timeouts = request.extensions.get("timeout")
+    capped = {
+        key: cap if value is None else min(value, cap)
+        for key, value in (timeouts or dict.fromkeys(("connect", "read", "write", "pool"))).items()
+    }
+    request.extensions = {**request.extensions, "timeout": capped}
+
+
+class DriverBase:
+    """Construction and the parts of request handling that do no I/O."""
+
+    _flavour: Flavour
+    _transport: Any
+    _policy: RetryPolicy
+    _limiter: Limiter
+    _sleep_override: Any
+    _clock: Callable[[], float]
+    _wall_clock: Callable[[], float]
+    _random: Callable[[], float]
+    _byte_stream: type
+
+    _is_async: bool = True
+
+    def __new__(cls, transport: object = None, *args: object, **kwargs: object) -> Any:
+        flavour = flavour_named("httpx") if transport is None else flavour_of(transport)
+        return object.__new__(flavour.transport_class(cls, is_async=cls._is_async))
+
+    def _setup(
+        self,
+        transport: object,
+        policy: RetryPolicy | None,
+        limiter: Limiter | None,
+        clock: Callable[[], float] | None,
+        wall_clock: Callable[[], float] | None,
+        random: Callable[[], float] | None,
+    ) -> None:
+        if policy is not None and not isinstance(policy, RetryPolicy):
+            raise TypeError(f"policy must be a RetryPolicy, got {policy!r}")
+        self._flavour = flavour_named("httpx") if transport is None else flavour_of(transport)
+        self._transport = (
+            self._flavour.default_transport(is_async=self._is_async)
+            if transport is None
+            else transport
+        )
+        self._policy = RetryPolicy() if policy is None else policy
+        self._clock = time.monotonic if clock is None else clock
+        self._wall_clock = time.time if wall_clock is None else wall_clock
+        self._random = _random.random if random is None else random
+        self._limiter = (
+            SharedLimiter(clock=self._clock, random=self._random) if limiter is None else limiter
+        )
+        self._byte_stream = self._flavour.byte_stream
+
+    @property
+    def policy(self) -> RetryPolicy:
+        """The policy in force."""
+        return self._policy
+
+    @property
+    def limiter(self) -> Limiter:
+        """The limiter this transport shares its block, budget and concurrency cap with."""
+        return self._limiter
+
+    @property
+    def transport(self) -> Any:
+        """The wrapped transport."""
+        return self._transport
+
+    def _is_stream(self, response: Any) -> bool:
+        if response.status_code != 200 or not self._policy.peek_sse:
+            return False
+        content_type: str = response.headers.get("content-type", "")
+        return content_type.lower().startswith("text/event-stream")
+
+    def _machine(self, request: Any, replayable: bool) -> RetryMachine:
+        policy = self._policy
+        if SWITCH.max_attempts is not None and SWITCH.max_attempts < policy.max_attempts:
+            policy = dataclasses.replace(policy, max_attempts=SWITCH.max_attempts)
+        return RetryMachine(
+            policy,
+            self._limiter,
+            method=request.method,
+            url=safe_url(request.url),
+            idempotency_key="idempotency-key" in request.headers,
+            replayable=replayable,
+            clock=self._clock,
+            wall_clock=self._wall_clock,
+            random=self._random,
+        )
+
+    def _replay_plan(self, request: Any) -> Callable[[], None] | None:
+        return replay_plan(request.stream, self._flavour)
+
+    @staticmethod
+    def _cap_timeouts(request: Any, cap: float | None) -> None:
+        if cap is not None:
+            _timeout_capped(request, cap)
+
+    def _deadline_error(self, request: Any) -> Exception:
+        error: Any = self._flavour.deadline_error
+        raised: Exception = error(
+            "retry_transport: the deadline passed before the request could be sent",
+            request=request,
+        )
+        return raised
+
+    def _final_stream(
+        self, finish: Finish, chunks: Any, current: Any, slot: bool, replay: type
+    ) -> Any:
+        """The stream to hand back in place of the response's own, or ``None`` to keep it."""
+        if finish.closed:
+            return self._byte_stream(finish.held)
+        if chunks is None and not slot:
+            return None
+        release = self._limiter.release_slot if slot else None
+        return replay(finish.held, chunks, current.stream, release)
+
+    def _failure(self, fail: Fail, request: Any) -> BaseException:
+        """The exception to raise for ``fail``, noted with the attempt count."""
+        exc = self._deadline_error(request) if fail.exception is None else fail.exception
+        if len(fail.history) > 1:
+            exc.add_note(f"retry_transport: gave up after {len(fail.history)} attempts")
+        return exc
+
+    def _hand_back(self, finish: Finish, stream: Any) -> Any:
+        """Set the final stream, the give-up header and the history on the response."""
+        response = finish.response
+        if stream is not None:
+            response.stream = stream
+        if finish.mark and self._policy.give_up_header and "x-should-retry" not in response.headers:
+            response.headers["x-should-retry"] = "false"
+        response.extensions = {**response.extensions, "retry_history": finish.history}
+        return response

@@ -1,0 +1,236 @@
+"""httpx and httpx2 side by side: which library a transport belongs to, and its classes.
+
+httpx2 (the fork the current openai and anthropic SDKs use) has the same API as httpx with
+different classes, and its client asserts that a response stream is one of *its* byte-stream
+classes. Everything flavour-specific is looked up here, once per flavour; httpx2 is imported
+only when a wrapped transport is an httpx2 one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import anyio
+
+from ._errors import DeadlineExceeded
+
+__all__ = ["Flavour", "finish_iterator", "flavour_named", "flavour_of", "replay_plan"]
+
+Rewind = Callable[[], None]
+
+
+def _noop() -> None:
+    return None
+
+
+@dataclass(eq=False, slots=True)
+class Flavour:
+    """The classes of one HTTP library (httpx or httpx2)."""
+
+    name: str
+    module: ModuleType
+    byte_stream: type[Any]
+    async_byte_stream: type[Any]
+    sync_byte_stream: type[Any]
+    multipart_stream: type[Any]
+    iterator_byte_stream: type[Any]
+    async_replay_stream: type[Any]
+    sync_replay_stream: type[Any]
+    deadline_error: type[Exception]
+    subclasses: dict[tuple[type, bool], type] = field(default_factory=dict)
+
+    def transport_class(self, cls: type, *, is_async: bool) -> type:
+        """``cls`` mixed with this flavour's base transport class (cached)."""
+        key = (cls, is_async)
+        sub = self.subclasses.get(key)
+        if sub is None:
+            base = self.module.AsyncBaseTransport if is_async else self.module.BaseTransport
+            sub = type(cls.__name__, (cls, base), {"__module__": cls.__module__})
+            sub.__qualname__ = cls.__qualname__
+            self.subclasses[key] = sub
+        return sub
+
+    def default_transport(self, *, is_async: bool) -> Any:
+        """A fresh default transport of this flavour."""
+        return self.module.AsyncHTTPTransport() if is_async else self.module.HTTPTransport()
+
+
+async def finish_iterator(chunks: AsyncIterator[bytes]) -> None:
+    """End a half-read response iterator by cancelling its next wait for the network.
+
+    Closing it instead would leave the transport's nested async generators to the garbage
+    collector (trio warns about those). Bytes already buffered are discarded; read errors do
+    not matter to a response being discarded.
+    """
+    with contextlib.suppress(Exception), anyio.CancelScope() as scope:
+        scope.cancel()
+        async for _ in chunks:
+            pass
+
+
+class _AsyncReplay:
+    """Yields the bytes already read, then the rest of the original stream, unchanged."""
+
+    def __init__(
+        self,
+        held: bytes,
+        rest: AsyncIterator[bytes] | None,
+        original: Any,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self._held = held
+        self._rest = rest
+        self._original = original
+        self._on_close = on_close
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        held, self._held = self._held, b""
+        if held:
+            yield held
+        rest = self._rest if self._rest is not None else self._original.__aiter__()
+        self._rest = rest
+        async for chunk in rest:
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            if self._rest is not None:
+                await finish_iterator(self._rest)
+            await self._original.aclose()
+        finally:
+            on_close, self._on_close = self._on_close, None
+            if on_close is not None:
+                on_close()
+
+
+class _SyncReplay:
+    """The sync twin of `_AsyncReplay`."""
+
+    def __init__(
+        self,
+        held: bytes,
+        rest: Iterator[bytes] | None,
+        original: Any,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self._held = held
+        self._rest = rest
+        self._original = original
+        self._on_close = on_close
+
+    def __iter__(self) -> Iterator[bytes]:
+        held, self._held = self._held, b""
+        if held:
+            yield held
+        rest = self._rest if self._rest is not None else iter(self._original)
+        self._rest = rest
+        yield from rest
+
+    def close(self) -> None:
+        try:
+            rest_close = getattr(self._rest, "close", None)
+            if rest_close is not None:
+                rest_close()
+            self._original.close()
+        finally:
+            on_close, self._on_close = self._on_close, None
+            if on_close is not None:
+                on_close()
+
+
+_FLAVOURS: dict[str, Flavour] = {}
+
+
+def flavour_named(name: str) -> Flavour:
+    """The flavour of library ``name`` ("httpx" or "httpx2"), importing it on first use."""
+    flavour = _FLAVOURS.get(name)
+    if flavour is None:
+        module = importlib.import_module(name)
+        content = importlib.import_module(f"{name}._content")
+        multipart = importlib.import_module(f"{name}._multipart")
+        flavour = Flavour(
+            name=name,
+            module=module,
+            byte_stream=module.ByteStream,
+            async_byte_stream=module.AsyncByteStream,
+            sync_byte_stream=module.SyncByteStream,
+            multipart_stream=multipart.MultipartStream,
+            iterator_byte_stream=content.IteratorByteStream,
+            async_replay_stream=type(
+                "AsyncReplayStream",
+                (_AsyncReplay, module.AsyncByteStream),
+                {"__module__": __name__},
+            ),
+            sync_replay_stream=type(
+                "SyncReplayStream",
+                (_SyncReplay, module.SyncByteStream),
+                {"__module__": __name__},
+            ),
+            deadline_error=type(
+                "DeadlineExceeded",
+                (DeadlineExceeded, module.PoolTimeout),
+                {"__module__": DeadlineExceeded.__module__},
+            ),
+        )
+        _FLAVOURS[name] = flavour
+    return flavour
+
+
+def flavour_of(transport: object) -> Flavour:
+    """The flavour a transport belongs to, judged by its classes' modules; httpx otherwise."""
+    for cls in type(transport).__mro__:
+        root = cls.__module__.partition(".")[0]
+        if root in ("httpx", "httpx2"):
+            return flavour_named(root)
+    return flavour_named("httpx")
+
+
+def _file_rewind(file: Any) -> Rewind | None:
+    seekable = getattr(file, "seekable", None)
+    try:
+        if seekable is None or not seekable():
+            return None
+        position = file.tell()
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return None
+
+    def rewind() -> None:
+        file.seek(position)
+
+    return rewind
+
+
+def replay_plan(stream: object, flavour: Flavour) -> Rewind | None:
+    """How to make a request body ready to be sent again, or ``None`` if it cannot be.
+
+    Call before the first send: for a seekable file body it remembers the start position.
+    Bytes bodies need nothing; multipart bodies rewind their own files (if all are seekable);
+    generators and unseekable files cannot be replayed.
+    """
+    if isinstance(stream, flavour.byte_stream):
+        return _noop
+    if isinstance(stream, flavour.multipart_stream):
+        for part in stream.fields:
+            file = getattr(part, "file", None)
+            rewindable = file is None or isinstance(file, str | bytes) or _file_rewind(file)
+            if not rewindable:
+                return None
+        return _noop
+    if isinstance(stream, flavour.iterator_byte_stream):
+        source = getattr(stream, "_stream", None)
+        if source is not None and hasattr(source, "read"):
+            rewind = _file_rewind(source)
+            if rewind is not None:
+
+                def reopen() -> None:
+                    rewind()
+                    stream._is_stream_consumed = False
+
+                return reopen
+    return None
