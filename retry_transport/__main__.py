@@ -1,0 +1,32 @@
+"""Command line: ``python -m retry_transport demo``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m retry_transport`` and the ``retry-transport`` script."""
+    parser = argparse.ArgumentParser(
+        prog="retry-transport",
+        description="Transport-level retries for httpx and httpx2 clients.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "demo",
+        help="run the flaky-upstream scenarios with and without RetryTransport",
+    )
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        from ._demo import run_demo
+
+        run_demo(sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
