@@ -9,6 +9,7 @@ from ._async import RetryTransport
 from ._budget import RetryBudget
 from ._classify import classify
 from ._errors import DeadlineExceeded, RetryTransportError
+from ._events import Hook, RetryEvent
 from ._history import Attempt
 from ._limiter import Limiter, SharedLimiter
 from ._policy import Backoff, RetryPolicy
@@ -22,9 +23,11 @@ __all__ = [
     "Backoff",
     "Classification",
     "DeadlineExceeded",
+    "Hook",
     "Limiter",
     "Outcome",
     "RetryBudget",
+    "RetryEvent",
     "RetryPolicy",
     "RetryTransport",
     "RetryTransportError",

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from ._common import DriverBase
+from ._events import Hook
 from ._flavour import finish_iterator
 from ._limiter import Limiter
-from ._machine import Block, Close, Fail, Finish, Gate, Read, Send, Sleep
+from ._machine import Block, Close, Fail, Finish, Gate, Notify, Read, Send, Sleep
 from ._policy import RetryPolicy
 from ._switch import SWITCH
 
@@ -33,7 +35,9 @@ class RetryTransport(DriverBase, _Base):
     responses and exceptions handed back are of the same library (``None``: a default
     ``httpx.AsyncHTTPTransport``). ``limiter`` is shared state (block, budget, concurrency);
     none given, the transport makes a private `SharedLimiter`. ``sleep``, ``clock``,
-    ``wall_clock`` and ``random`` exist for tests.
+    ``wall_clock`` and ``random`` exist for tests. ``hooks`` are callables (plain or coroutine
+    functions) told of every scheduled retry and every give-up with a `RetryEvent`; a hook that
+    raises is logged and never breaks the request.
     """
 
     _is_async = True
@@ -48,8 +52,9 @@ class RetryTransport(DriverBase, _Base):
         clock: Callable[[], float] | None = None,
         wall_clock: Callable[[], float] | None = None,
         random: Callable[[], float] | None = None,
+        hooks: Sequence[Hook] = (),
     ) -> None:
-        self._setup(transport, policy, limiter, clock, wall_clock, random)
+        self._setup(transport, policy, limiter, clock, wall_clock, random, hooks)
         self._sleep = anyio.sleep if sleep is None else sleep
 
     async def handle_async_request(self, request: Any) -> Any:
@@ -131,6 +136,16 @@ class RetryTransport(DriverBase, _Base):
                     assert isinstance(action, Block)
                     if not SWITCH.no_wait:
                         await limiter.block(action.seconds)
+                    action = steps.send(None)
+                elif kind is Notify:
+                    assert isinstance(action, Notify)
+                    for hook in self._hooks:
+                        try:
+                            outcome = hook(action.event)
+                            if inspect.isawaitable(outcome):
+                                await outcome
+                        except Exception:
+                            self._hook_failed(hook, action.event)
                     action = steps.send(None)
                 elif kind is Finish:
                     assert isinstance(action, Finish)

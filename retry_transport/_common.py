@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import random as _random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from ._events import Hook, RetryEvent
 from ._flavour import Flavour, flavour_named, flavour_of, replay_plan
 from ._limiter import Limiter, SharedLimiter
 from ._machine import Fail, Finish, RetryMachine
@@ -15,6 +17,8 @@ from ._policy import RetryPolicy
 from ._switch import SWITCH
 
 __all__ = ["DriverBase", "safe_url"]
+
+logger = logging.getLogger("retry_transport")
 
 
 def safe_url(url: Any) -> str:
@@ -47,6 +51,7 @@ class DriverBase:
     _wall_clock: Callable[[], float]
     _random: Callable[[], float]
     _byte_stream: type
+    _hooks: tuple[Hook, ...]
 
     _is_async: bool = True
 
@@ -62,6 +67,7 @@ class DriverBase:
         clock: Callable[[], float] | None,
         wall_clock: Callable[[], float] | None,
         random: Callable[[], float] | None,
+        hooks: Sequence[Hook],
     ) -> None:
         if policy is not None and not isinstance(policy, RetryPolicy):
             raise TypeError(f"policy must be a RetryPolicy, got {policy!r}")
@@ -79,6 +85,10 @@ class DriverBase:
             SharedLimiter(clock=self._clock, random=self._random) if limiter is None else limiter
         )
         self._byte_stream = self._flavour.byte_stream
+        self._hooks = tuple(hooks)
+        for hook in self._hooks:
+            if not callable(hook):
+                raise TypeError(f"hooks must be callables, got {hook!r}")
 
     @property
     def policy(self) -> RetryPolicy:
@@ -115,6 +125,7 @@ class DriverBase:
             clock=self._clock,
             wall_clock=self._wall_clock,
             random=self._random,
+            notify=bool(self._hooks),
         )
 
     def _replay_plan(self, request: Any) -> Callable[[], None] | None:
@@ -150,6 +161,15 @@ class DriverBase:
         if len(fail.history) > 1:
             exc.add_note(f"retry_transport: gave up after {len(fail.history)} attempts")
         return exc
+
+    @staticmethod
+    def _hook_failed(hook: Hook, event: RetryEvent, why: str | None = None) -> None:
+        if why is None:
+            logger.exception("retry_transport: hook %r raised on a %s event", hook, event.kind)
+        else:
+            logger.error(
+                "retry_transport: hook %r skipped on a %s event: %s", hook, event.kind, why
+            )
 
     def _hand_back(self, finish: Finish, stream: Any) -> Any:
         """Set the final stream, the give-up header and the history on the response."""

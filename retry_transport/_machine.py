@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from ._classify import classify
+from ._events import RetryEvent
 from ._history import Attempt
 from ._limiter import Limiter
 from ._policy import RetryPolicy
@@ -28,6 +29,7 @@ __all__ = [
     "Fail",
     "Finish",
     "Gate",
+    "Notify",
     "Read",
     "RetryMachine",
     "Send",
@@ -88,6 +90,13 @@ class Block:
 
 
 @dataclass(slots=True)
+class Notify:
+    """Tell the transport's hooks of ``event``. Reply: ``None``."""
+
+    event: RetryEvent
+
+
+@dataclass(slots=True)
 class Sleep:
     """Wait ``seconds``. Reply: ``None``."""
 
@@ -115,7 +124,7 @@ class Fail:
     history: tuple[Attempt, ...]
 
 
-Action = Gate | Send | Read | Close | Block | Sleep | Finish | Fail
+Action = Gate | Send | Read | Close | Block | Sleep | Notify | Finish | Fail
 
 
 @dataclass(slots=True)
@@ -143,6 +152,7 @@ class RetryMachine:
         "_idempotent",
         "_limiter",
         "_method",
+        "_notify",
         "_policy",
         "_random",
         "_replayable",
@@ -162,8 +172,10 @@ class RetryMachine:
         clock: Callable[[], float],
         wall_clock: Callable[[], float],
         random: Callable[[], float],
+        notify: bool = False,
     ) -> None:
         self._policy = policy
+        self._notify = notify
         self._limiter = limiter
         self._method = method
         self._url = url
@@ -229,12 +241,15 @@ class RetryMachine:
         # be handed back if the next attempt cannot be made.
         last_closed: tuple[Any, bytes] | None = None
         last_exception: BaseException | None = None
+        last_classification: Classification | None = None
 
         while True:
             if result is None:
                 admitted = yield from self._admit(deadline)
                 if not admitted:
-                    self._log_give_up(attempt, None, "deadline reached while waiting to send")
+                    yield from self._give_up(
+                        attempt, last_classification, "deadline reached while waiting to send"
+                    )
                     if last_closed is not None:
                         yield Finish(last_closed[0], last_closed[1], True, True, tuple(history))
                     else:
@@ -261,15 +276,9 @@ class RetryMachine:
             if stop is not None:
                 history.append(self._record(attempt, seen, classification, None, now - start))
                 if give_up:
-                    self._log_give_up(attempt, classification, stop, seen)
+                    yield from self._give_up(attempt, classification, stop, seen)
                 else:
-                    logger.debug(
-                        "not retrying %s %s: %s",
-                        self._method,
-                        self._url,
-                        stop,
-                        extra=self._extra(attempt, classification, None, seen),
-                    )
+                    logger.debug("not retrying %s %s: %s", self._method, self._url, stop)
                 if seen.exception is not None:
                     yield Fail(seen.exception, tuple(history))
                 else:
@@ -279,6 +288,7 @@ class RetryMachine:
 
             assert wait is not None
             history.append(self._record(attempt, seen, classification, wait, now - start))
+            event = self._event("retry", attempt, classification, classification.reason, wait, seen)
             logger.info(
                 "retrying %s %s in %.2fs (attempt %d/%d, %s: %s)",
                 self._method,
@@ -288,8 +298,11 @@ class RetryMachine:
                 policy.max_attempts,
                 verdict.value,
                 classification.reason,
-                extra=self._extra(attempt, classification, wait, seen),
+                extra=event.log_extra(),
             )
+            if self._notify:
+                yield Notify(event)
+            last_classification = classification
             if seen.response is not None:
                 yield Close()
                 last_closed = (seen.response, seen.held) if seen.complete else None
@@ -465,35 +478,39 @@ class RetryMachine:
             elapsed=elapsed,
         )
 
-    def _extra(
+    def _event(
         self,
+        kind: Literal["retry", "give_up"],
         attempt: int,
         classification: Classification | None,
+        reason: str,
         delay: float | None,
-        seen: _Seen | None = None,
-    ) -> dict[str, object]:
-        return {
-            "retry_method": self._method,
-            "retry_url": self._url,
-            "retry_attempt": attempt,
-            "retry_max_attempts": self._policy.max_attempts,
-            "retry_verdict": None if classification is None else classification.verdict.value,
-            "retry_reason": None if classification is None else classification.reason,
-            "retry_delay": delay,
-            "retry_status": None if seen is None else seen.status,
-            "retry_exception": (
-                None if seen is None or seen.exception is None else type(seen.exception).__name__
-            ),
-            "retry_blocked_for": self._limiter.blocked_for(),
-        }
+        seen: _Seen | None,
+    ) -> RetryEvent:
+        exception = None if seen is None else seen.exception
+        return RetryEvent(
+            kind=kind,
+            method=self._method,
+            url=self._url,
+            attempt=attempt,
+            max_attempts=self._policy.max_attempts,
+            verdict=None if classification is None else classification.verdict,
+            reason=reason,
+            delay=delay,
+            status=None if seen is None else seen.status,
+            exception=None if exception is None else type(exception).__name__,
+            blocked_for=self._limiter.blocked_for(),
+        )
 
-    def _log_give_up(
+    def _give_up(
         self,
         attempt: int,
         classification: Classification | None,
         why: str,
         seen: _Seen | None = None,
-    ) -> None:
+    ) -> Generator[Action, Any, None]:
+        """Log (and tell the hooks) that a retryable failure is handed back."""
+        event = self._event("give_up", attempt, classification, why, None, seen)
         logger.warning(
             "giving up on %s %s after %d attempt(s): %s%s",
             self._method,
@@ -501,8 +518,10 @@ class RetryMachine:
             attempt,
             why,
             "" if classification is None else f" (last: {classification.reason})",
-            extra=self._extra(attempt, classification, None, seen),
+            extra=event.log_extra(),
         )
+        if self._notify:
+            yield Notify(event)
 
 
 def _lower(headers: Any) -> Mapping[str, str]:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._common import DriverBase
+from ._events import Hook
 from ._limiter import Limiter
-from ._machine import Block, Close, Fail, Finish, Gate, Read, Send, Sleep
+from ._machine import Block, Close, Fail, Finish, Gate, Notify, Read, Send, Sleep
 from ._policy import RetryPolicy
 from ._switch import SWITCH
 
@@ -26,7 +28,8 @@ __all__ = ["SyncRetryTransport"]
 
 class SyncRetryTransport(DriverBase, _Base):
     """The sync twin of `RetryTransport`: wraps an ``httpx.BaseTransport`` or
-    ``httpx2.BaseTransport`` (``None``: a default ``httpx.HTTPTransport``)."""
+    ``httpx2.BaseTransport`` (``None``: a default ``httpx.HTTPTransport``). ``hooks`` must be
+    plain callables here."""
 
     _is_async = False
 
@@ -40,8 +43,9 @@ class SyncRetryTransport(DriverBase, _Base):
         clock: Callable[[], float] | None = None,
         wall_clock: Callable[[], float] | None = None,
         random: Callable[[], float] | None = None,
+        hooks: Sequence[Hook] = (),
     ) -> None:
-        self._setup(transport, policy, limiter, clock, wall_clock, random)
+        self._setup(transport, policy, limiter, clock, wall_clock, random, hooks)
         self._sleep = time.sleep if sleep is None else sleep
 
     def handle_request(self, request: Any) -> Any:
@@ -120,6 +124,20 @@ class SyncRetryTransport(DriverBase, _Base):
                     assert isinstance(action, Block)
                     if not SWITCH.no_wait:
                         limiter.block_sync(action.seconds)
+                    action = steps.send(None)
+                elif kind is Notify:
+                    assert isinstance(action, Notify)
+                    for hook in self._hooks:
+                        try:
+                            outcome = hook(action.event)
+                        except Exception:
+                            self._hook_failed(hook, action.event)
+                            continue
+                        if inspect.iscoroutine(outcome):
+                            outcome.close()
+                            self._hook_failed(
+                                hook, action.event, "an async hook on a sync transport"
+                            )
                     action = steps.send(None)
                 elif kind is Finish:
                     assert isinstance(action, Finish)
