@@ -20,11 +20,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo",
         help="run the flaky-upstream scenarios with and without RetryTransport",
     )
+    commands.add_parser(
+        "rules",
+        help="print the classifier's signature table (Markdown), as the README shows it",
+    )
     args = parser.parse_args(argv)
     if args.command == "demo":
         from ._demo import run_demo
 
         run_demo(sys.stdout)
+    elif args.command == "rules":
+        from ._signatures import rules_markdown
+
+        sys.stdout.write(rules_markdown())
     return 0
 
 

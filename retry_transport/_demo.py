@@ -144,15 +144,15 @@ async def _main(out: TextIO) -> None:
             f"retry_transport demo: a deliberately flaky upstream at {up.url}\n"
             "each scenario runs twice, with a plain httpx client and through RetryTransport\n\n"
         )
-        header = f"{'scenario':<34} | {'plain httpx':<34} {'tries':>5} {'time':>6} | "
-        header += f"{'with RetryTransport':<34} {'tries':>5} {'time':>6}"
+        header = f"{'scenario':<34} | {'plain httpx':<37} {'tries':>5} {'time':>6} | "
+        header += f"{'with RetryTransport':<37} {'tries':>5} {'time':>6}"
         out.write(header + "\n" + "-" * len(header) + "\n")
         for number, scenario in enumerate(SCENARIOS):
             plain = await _run(up, scenario, f"/plain/{number}/v1/messages", retrying=False)
             retried = await _run(up, scenario, f"/retry/{number}/v1/messages", retrying=True)
             out.write(
-                f"{scenario.name:<34} | {plain.outcome:<34} {plain.attempts:>5} "
-                f"{plain.seconds:>5.2f}s | {retried.outcome:<34} {retried.attempts:>5} "
+                f"{scenario.name:<34} | {plain.outcome:<37} {plain.attempts:>5} "
+                f"{plain.seconds:>5.2f}s | {retried.outcome:<37} {retried.attempts:>5} "
                 f"{retried.seconds:>5.2f}s\n"
             )
         out.write(
