@@ -6,6 +6,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from ._proxy_cli import add_arguments as add_proxy_arguments
+from ._proxy_cli import run as run_proxy
+
 __all__ = ["main"]
 
 
@@ -24,7 +27,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rules",
         help="print the classifier's signature table (Markdown), as the README shows it",
     )
+    proxy = commands.add_parser(
+        "proxy",
+        help="run a local retry sidecar in front of an LLM provider (needs the proxy extra)",
+    )
+    add_proxy_arguments(proxy)
     args = parser.parse_args(argv)
+    if args.command == "proxy":
+        return run_proxy(args, proxy)
     if args.command == "demo":
         from ._demo import run_demo
 

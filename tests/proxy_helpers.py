@@ -1,0 +1,220 @@
+"""The retry sidecar under test: in a background thread, or as a real process.
+
+`Sidecar` runs the app built from command-line options with uvicorn in a thread of its own
+(uvicorn runs on asyncio), so a test's client side can run on asyncio or trio. `SidecarProcess`
+runs ``python -m retry_transport proxy`` as a child process, for signals and memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+import uvicorn
+
+from retry_transport._proxy import build_app, server_config
+from retry_transport._proxy_cli import ProxySettings, add_arguments, settings_from_args
+
+__all__ = ["FAST", "Gate", "Sidecar", "SidecarProcess", "Trickle", "settings_for"]
+
+# Short waits so that retries in tests cost milliseconds (waits named by the server still
+# count in full).
+FAST = ("--congestion-base", "0.01", "--transient-base", "0.01", "--log-level", "debug")
+
+
+def settings_for(*argv: str) -> ProxySettings:
+    """The settings ``retry-transport proxy ARGV`` would run with."""
+    parser = argparse.ArgumentParser(prog="retry-transport proxy")
+    add_arguments(parser)
+    return settings_from_args(parser.parse_args(argv))
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, noticing `should_exit` within milliseconds (uvicorn polls every 0.1 s
+    and ticks its Date header, which the sidecar does not send)."""
+
+    async def main_loop(self) -> None:
+        while True:
+            if self.should_exit:  # set from the test's thread: no event to wait on
+                return
+            await asyncio.sleep(0.005)
+
+
+class Sidecar:
+    """``retry-transport proxy ARGV`` served by uvicorn in a background thread.
+
+    Listens on a free loopback port (``--host`` and ``--port`` are ignored). Use it as a
+    context manager; leaving it shuts the server down gracefully and joins the thread.
+    """
+
+    def __init__(self, *argv: str) -> None:
+        self.settings = settings_for(*FAST, *argv)
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self.port: int = self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server = _Server(server_config(build_app(self.settings), self.settings))
+        self._thread = threading.Thread(target=self._run, name="sidecar", daemon=True)
+        self._error: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._server.serve(sockets=[self._sock]))
+        except BaseException as exc:  # reported by __exit__
+            self._error = exc
+
+    def __enter__(self) -> Sidecar:
+        self._thread.start()
+        deadline = time.monotonic() + 10.0
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the sidecar did not start: {self._error!r}")
+            time.sleep(0.005)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=15.0)
+        self._sock.close()
+        assert not self._thread.is_alive(), "the sidecar did not stop"
+        if self._error is not None:
+            raise self._error
+
+
+class SidecarProcess:
+    """``python -m retry_transport proxy ARGV --port 0`` as a child process.
+
+    Its output goes to the file ``log`` (read back by `log`); `__enter__` waits until it
+    answers its health check. Leaving the context kills it if it is still running.
+    """
+
+    def __init__(self, log: Path, *argv: str) -> None:
+        self._argv = [sys.executable, "-m", "retry_transport", "proxy", *argv, "--port", "0"]
+        self._log = log
+        self.process: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def log(self) -> str:
+        """What the sidecar has logged so far."""
+        return self._log.read_text(errors="replace")
+
+    def __enter__(self) -> SidecarProcess:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with self._log.open("wb") as log:
+            self.process = subprocess.Popen(
+                self._argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+            )
+        deadline = time.monotonic() + 20.0
+        while not self.url:
+            found = re.search(r"listening on (http://127\.0\.0\.1:\d+)/", self.log())
+            if found:
+                self.url = found.group(1)
+            elif self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the sidecar did not start:\n{self.log()}")
+            else:
+                time.sleep(0.01)
+        while True:
+            try:
+                httpx.get(f"{self.url}/_retry_transport/healthz").raise_for_status()
+                return self
+            except httpx.TransportError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the sidecar did not answer:\n{self.log()}") from None
+                time.sleep(0.01)
+
+    def terminate(self) -> None:
+        """Send SIGTERM."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float) -> int:
+        """The exit status, once it has exited."""
+        assert self.process is not None
+        return self.process.wait(timeout)
+
+    def peak_rss(self) -> int:
+        """The process's peak resident memory so far, in bytes (Linux: VmHWM)."""
+        status = Path(f"/proc/{self.pid}/status").read_text()
+        found = re.search(r"^VmHWM:\s+(\d+) kB$", status, re.MULTILINE)
+        assert found is not None, status
+        return int(found.group(1)) * 1024
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+class Gate:
+    """A body for ``Reply(chunks=...)`` that sends ``head``, waits until `open` is called (or
+    ``timeout`` passes), then sends ``tail``: proof that what came before was not held back."""
+
+    def __init__(self, head: list[bytes], tail: list[bytes], *, timeout: float = 10.0) -> None:
+        self.head = head
+        self.tail = tail
+        self.timeout = timeout
+        self.released = threading.Event()
+        self.timed_out = False
+        """The tail went because ``timeout`` passed, not because `open` was called."""
+
+    def open(self) -> None:
+        """Let the tail go."""
+        self.released.set()
+
+    def __call__(self) -> Iterator[bytes]:
+        yield from self.head
+        self.timed_out = not self.released.wait(self.timeout)
+        yield from self.tail
+
+
+class Trickle:
+    """A body for ``Reply(chunks=...)``: ``count`` chunks, one every ``interval`` seconds.
+
+    `stopped` is set when the server stops sending it, finished or not (a write to a closed
+    connection fails within a chunk or two); `stopped_at` is then its ``time.monotonic()``.
+    """
+
+    def __init__(self, chunk: bytes, count: int, interval: float) -> None:
+        self.chunk = chunk
+        self.count = count
+        self.interval = interval
+        self.sent = 0
+        self.stopped = threading.Event()
+        self.stopped_at = 0.0
+
+    def __call__(self) -> Iterator[bytes]:
+        try:
+            for _ in range(self.count):
+                yield self.chunk
+                self.sent += 1
+                time.sleep(self.interval)  # the upstream's pace, in its own thread
+        finally:
+            self.stopped_at = time.monotonic()
+            self.stopped.set()
