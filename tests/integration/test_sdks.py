@@ -1,7 +1,9 @@
 """The real openai and anthropic SDKs through RetryTransport against a real loopback upstream.
 
 openai is driven through a classic httpx client and through an httpx2 client; anthropic (which
-rejects classic httpx clients) through httpx2. Every test runs on asyncio and trio. The SDKs
+rejects classic httpx clients) through httpx2. Older SDK lines (openai 1.x, anthropic 0.x, run by
+.ci/legacy-sdks.sh) take classic httpx clients only: each case whose flavour the installed SDK
+refuses is skipped. Every test runs on asyncio and trio. The SDKs
 keep their default ``max_retries`` (2) unless a test says otherwise: the give-up header must
 keep their own loop from multiplying our attempts.
 """
@@ -31,12 +33,41 @@ from ..transport_helpers import Sleeps, lib
 
 pytestmark = pytest.mark.anyio
 
-CASES = [("openai", "httpx"), ("openai", "httpx2"), ("anthropic", "httpx2")]
 POLICY = RetryPolicy(max_attempts=3)
 PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages"}
 
 
-@pytest.fixture(params=CASES, ids=["openai-httpx", "openai-httpx2", "anthropic-httpx2"])
+def takes(sdk: str, flavour: str) -> bool:
+    """Whether the installed SDK line accepts an http client of ``flavour``."""
+    sdk_class: Any = openai.OpenAI if sdk == "openai" else anthropic.Anthropic
+    with lib(flavour).Client() as http_client:
+        try:
+            sdk_class(api_key="k", http_client=http_client)
+        except TypeError:
+            return False
+    return True
+
+
+def flavoured(sdk: str, flavour: str) -> Any:
+    """A parameter for (sdk, flavour), skipped when the installed SDK refuses the flavour."""
+    version = anthropic.__version__ if sdk == "anthropic" else openai.__version__
+    refused = pytest.mark.skipif(
+        not takes(sdk, flavour), reason=f"{sdk} {version} takes no {flavour} client"
+    )
+    return pytest.param((sdk, flavour), id=f"{sdk}-{flavour}", marks=refused)
+
+
+OPENAI_CASES = [flavoured("openai", "httpx"), flavoured("openai", "httpx2")]
+# anthropic through classic httpx is a case only on the SDK lines that take it (0.x).
+CASES = [
+    *OPENAI_CASES,
+    *([flavoured("anthropic", "httpx")] if takes("anthropic", "httpx") else []),
+    flavoured("anthropic", "httpx2"),
+]
+ANTHROPIC_FLAVOUR = "httpx2" if takes("anthropic", "httpx2") else "httpx"
+
+
+@pytest.fixture(params=CASES)
 def case(request: pytest.FixtureRequest) -> tuple[str, str]:
     sdk, flavour = request.param
     return str(sdk), str(flavour)
@@ -172,7 +203,7 @@ async def test_anthropic_stream_overloaded_before_content_recovers(
         anthropic_stream_error(after),
         anthropic_message("streamed", stream=True),
     )
-    async with sdk_client(("anthropic", "httpx2"), upstream, Sleeps()) as client:
+    async with sdk_client(("anthropic", ANTHROPIC_FLAVOUR), upstream, Sleeps()) as client:
         stream = await client.messages.create(
             model="claude-sonnet-5",
             max_tokens=16,
@@ -200,7 +231,7 @@ SDK_ABANDONED_GENERATORS = pytest.mark.filterwarnings(
 @SDK_ABANDONED_GENERATORS
 async def test_anthropic_stream_error_after_content_is_not_retried(upstream: Upstream) -> None:
     upstream.script("/v1/messages", anthropic_stream_error("first_delta"), anthropic_message())
-    async with sdk_client(("anthropic", "httpx2"), upstream, Sleeps()) as client:
+    async with sdk_client(("anthropic", ANTHROPIC_FLAVOUR), upstream, Sleeps()) as client:
         stream = await client.messages.create(
             model="claude-sonnet-5",
             max_tokens=16,
@@ -213,12 +244,12 @@ async def test_anthropic_stream_error_after_content_is_not_retried(upstream: Ups
     assert upstream.count("/v1/messages") == 1
 
 
-@pytest.mark.parametrize("flavour", ["httpx", "httpx2"])
+@pytest.mark.parametrize("case_", OPENAI_CASES)
 async def test_openai_responses_stream_failed_before_output_recovers(
-    flavour: str, upstream: Upstream
+    case_: tuple[str, str], upstream: Upstream
 ) -> None:
     upstream.script("/v1/responses", openai_responses_failed(), openai_responses("ok", stream=True))
-    async with sdk_client(("openai", flavour), upstream, Sleeps()) as client:
+    async with sdk_client(case_, upstream, Sleeps()) as client:
         stream = await client.responses.create(model="gpt-4o-mini", input="hi", stream=True)
         deltas = [
             event.delta async for event in stream if event.type == "response.output_text.delta"
@@ -227,7 +258,7 @@ async def test_openai_responses_stream_failed_before_output_recovers(
     assert upstream.count("/v1/responses") == 2
 
 
-@pytest.mark.parametrize("case_", CASES, ids=["openai-httpx", "openai-httpx2", "anthropic-httpx2"])
+@pytest.mark.parametrize("case_", CASES)
 def test_sync_clients_recover_too(case_: tuple[str, str], upstream: Upstream) -> None:
     sdk, flavour = case_
     path = PATHS[sdk]

@@ -1,0 +1,86 @@
+"""Prometheus metrics of retry decisions (extra ``retry-transport[prometheus]``).
+
+>>> from prometheus_client import CollectorRegistry
+>>> from retry_transport import RetryTransport
+>>> from retry_transport.prometheus import PrometheusHook
+>>> metrics = PrometheusHook(registry=CollectorRegistry())
+>>> transport = RetryTransport(hooks=[metrics])
+
+`retry_transport` itself never imports this module or prometheus-client.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
+
+from ._events import RetryEvent
+
+__all__ = ["PrometheusHook"]
+
+
+class PrometheusHook:
+    """A hook for ``hooks=[...]`` that counts retries and give-ups and shows shared blocks.
+
+    Registers on ``registry`` (default: prometheus-client's global ``REGISTRY``):
+
+    - ``retry_transport_retries_total{host, verdict}``: retries scheduled;
+    - ``retry_transport_giveups_total{host, verdict}``: retryable failures handed back
+      (attempts, budget or deadline spent); ``verdict`` is ``none`` when the deadline passed
+      before any attempt;
+    - ``retry_transport_blocked_seconds{host}``: seconds left of the shared block on requests
+      to ``host`` (after a 429 or an overload), as last reported by a retry or give-up there,
+      counting down at scrape time to 0.
+
+    ``host`` is the upstream's host name, without the port. Metric names can be registered
+    once per registry: make one hook and give it to every transport. ``clock`` (monotonic
+    seconds) exists for tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        registry: CollectorRegistry | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        registry = REGISTRY if registry is None else registry
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._blocked_until: dict[str, float] = {}
+        self.retries = Counter(
+            "retry_transport_retries",
+            "Retries scheduled by retry_transport, by upstream host and verdict.",
+            ["host", "verdict"],
+            registry=registry,
+        )
+        self.giveups = Counter(
+            "retry_transport_giveups",
+            "Retryable failures retry_transport handed back, by upstream host and verdict.",
+            ["host", "verdict"],
+            registry=registry,
+        )
+        self.blocked_seconds = Gauge(
+            "retry_transport_blocked_seconds",
+            "Seconds left of the shared block on requests to an upstream host.",
+            ["host"],
+            registry=registry,
+        )
+
+    def __call__(self, event: RetryEvent) -> None:
+        """Count ``event`` and note the block it reports."""
+        host = urlsplit(event.url).hostname or ""
+        verdict = "none" if event.verdict is None else event.verdict.value
+        counter = self.retries if event.kind == "retry" else self.giveups
+        counter.labels(host=host, verdict=verdict).inc()
+        with self._lock:
+            known = host in self._blocked_until
+            self._blocked_until[host] = self._clock() + event.blocked_for
+        if not known:
+            self.blocked_seconds.labels(host=host).set_function(lambda: self._left(host))
+
+    def _left(self, host: str) -> float:
+        return max(0.0, self._blocked_until[host] - self._clock())

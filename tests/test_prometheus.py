@@ -1,0 +1,145 @@
+"""retry_transport.prometheus with the real prometheus-client and a private CollectorRegistry."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import httpx
+import pytest
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+
+from retry_transport import RetryPolicy, RetryTransport, SyncRetryTransport
+from retry_transport.prometheus import PrometheusHook
+from retry_transport.testing import ScriptedTransport, Step
+
+from .transport_helpers import FakeClock, Sleeps
+
+POLICY = RetryPolicy(max_attempts=3)
+
+
+def value(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
+    return registry.get_sample_value(name, labels)
+
+
+def client(script: ScriptedTransport, hook: PrometheusHook, sleeps: Sleeps) -> httpx.Client:
+    transport = SyncRetryTransport(
+        script, policy=POLICY, sleep=sleeps.sync, clock=sleeps.clock, hooks=[hook]
+    )
+    return httpx.Client(transport=transport)
+
+
+def test_retries_and_give_ups_are_counted_by_host_and_verdict() -> None:
+    registry = CollectorRegistry()
+    sleeps = Sleeps()
+    hook = PrometheusHook(registry=registry, clock=sleeps.clock)
+    recovering = ScriptedTransport([503, Step.raising("ConnectError"), 200])
+    failing = ScriptedTransport([503], repeat_last=True)
+    with client(recovering, hook, sleeps) as one, client(failing, hook, sleeps) as two:
+        assert one.get("http://a.test:8080/v1/x?key=secret").status_code == 200
+        assert two.get("http://b.test/v1/x").status_code == 503
+
+    assert (
+        value(registry, "retry_transport_retries_total", host="a.test", verdict="congestion") == 1
+    )
+    assert value(registry, "retry_transport_retries_total", host="a.test", verdict="transient") == 1
+    assert (
+        value(registry, "retry_transport_retries_total", host="b.test", verdict="congestion") == 2
+    )
+    assert (
+        value(registry, "retry_transport_giveups_total", host="b.test", verdict="congestion") == 1
+    )
+    assert (
+        value(registry, "retry_transport_giveups_total", host="a.test", verdict="congestion")
+        is None
+    )
+    assert b"secret" not in generate_latest(registry)
+
+
+def test_the_blocked_gauge_shows_the_block_and_counts_down() -> None:
+    registry = CollectorRegistry()
+    sleeps = Sleeps()
+    scrape_time = FakeClock()
+    hook = PrometheusHook(registry=registry, clock=scrape_time)
+    limited = ScriptedTransport([Step(429, headers={"retry-after": "30"}), 200])
+    seen: list[float | None] = []
+
+    def scrape(_: object) -> None:
+        seen.append(value(registry, "retry_transport_blocked_seconds", host="api.test"))
+
+    transport = SyncRetryTransport(
+        limited,
+        policy=POLICY,
+        sleep=sleeps.sync,
+        clock=sleeps.clock,
+        hooks=[hook, scrape],
+    )
+    with httpx.Client(transport=transport) as http:
+        assert http.get("http://api.test/v1/x").status_code == 200
+    assert seen == [30.0]  # scraped while the retry was being scheduled
+    assert sleeps.waits == [30.0]
+    scrape_time.now += 20
+    assert value(registry, "retry_transport_blocked_seconds", host="api.test") == 10.0
+    scrape_time.now += 10
+    assert value(registry, "retry_transport_blocked_seconds", host="api.test") == 0.0
+    scrape_time.now += 10
+    assert value(registry, "retry_transport_blocked_seconds", host="api.test") == 0.0
+
+
+@pytest.mark.anyio
+async def test_async_transport_counts_too() -> None:
+    registry = CollectorRegistry()
+    sleeps = Sleeps()
+    hook = PrometheusHook(registry=registry, clock=sleeps.clock)
+    script = ScriptedTransport(
+        [Step.json(400, {"error": {"message": "DEGRADED function cannot be invoked"}}), 200]
+    )
+    transport = RetryTransport(
+        script, policy=POLICY, sleep=sleeps, clock=sleeps.clock, hooks=[hook]
+    )
+    async with httpx.AsyncClient(transport=transport) as http:
+        assert (await http.post("http://nim.test/v1/chat/completions", json={})).status_code == 200
+    assert (
+        value(registry, "retry_transport_retries_total", host="nim.test", verdict="transient") == 1
+    )
+    assert value(registry, "retry_transport_blocked_seconds", host="nim.test") == 0.0
+
+
+def test_the_default_registry_is_prometheus_clients_global_one() -> None:
+    hook = PrometheusHook()
+    try:
+        assert (
+            REGISTRY.get_sample_value(
+                "retry_transport_retries_total", {"host": "x", "verdict": "congestion"}
+            )
+            is None
+        )
+        hook.retries.labels(host="x", verdict="congestion").inc()
+        assert (
+            REGISTRY.get_sample_value(
+                "retry_transport_retries_total", {"host": "x", "verdict": "congestion"}
+            )
+            == 1
+        )
+    finally:
+        for metric in (hook.retries, hook.giveups, hook.blocked_seconds):
+            REGISTRY.unregister(metric)
+
+
+def test_a_second_hook_on_one_registry_is_refused() -> None:
+    registry = CollectorRegistry()
+    PrometheusHook(registry=registry)
+    with pytest.raises(ValueError, match="Duplicated"):
+        PrometheusHook(registry=registry)
+
+
+def test_importing_the_package_never_imports_this_module_or_prometheus_client() -> None:
+    code = (
+        "import sys, retry_transport, retry_transport.testing\n"
+        "names = ('prometheus_client', 'retry_transport.prometheus')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(names)))\n"
+        "import retry_transport.prometheus\n"
+        "print('prometheus_client' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split("\n")[:2] == ["[]", "True"]
