@@ -62,24 +62,25 @@ class RetryTransport(DriverBase, _Base):
         limiter = self._limiter
         if type(request.stream) is self._byte_stream and limiter.try_admit():
             # Fast path: nothing to wait for; a plain success costs a status check.
+            start = None if self._policy.deadline is None else self._fast_start(request)
             try:
                 response = await self._transport.handle_async_request(request)
             except Exception as exc:
-                return await self._drive(request, exc)
+                return await self._drive(request, exc, start)
             if response.status_code < 400 and not self._is_stream(response):
                 return response
-            return await self._drive(request, response)
+            return await self._drive(request, response, start)
         limiter.note_first_attempt()
         return await self._drive(request, None)
 
-    async def _drive(self, request: Any, first: object) -> Any:
+    async def _drive(self, request: Any, first: object, start: float | None = None) -> Any:
         rewind = self._replay_plan(request)
         machine = self._machine(request, replayable=rewind is not None)
         limiter = self._limiter
         current: Any = None if isinstance(first, BaseException) else first
         chunks: Any = None
         slot = False
-        steps = machine.run(first)
+        steps = machine.run(first, start)
         action = next(steps)
         try:
             while True:

@@ -131,6 +131,13 @@ class DriverBase:
     def _replay_plan(self, request: Any) -> Callable[[], None] | None:
         return replay_plan(request.stream, self._flavour)
 
+    def _fast_start(self, request: Any) -> float:
+        """When a deadline is set, the fast path's start time; its attempt's timeouts are capped
+        at the deadline, as the machine caps every later attempt's at the deadline's remainder."""
+        assert self._policy.deadline is not None
+        _timeout_capped(request, self._policy.deadline)
+        return self._clock()
+
     @staticmethod
     def _cap_timeouts(request: Any, cap: float | None) -> None:
         if cap is not None:
@@ -176,6 +183,10 @@ class DriverBase:
         response = finish.response
         if stream is not None:
             response.stream = stream
+        if finish.closed:
+            # Closed before a retry that could not be made; its whole body is in the new
+            # stream. Still marked closed, the client would refuse to read it (StreamClosed).
+            response.is_closed = False
         if finish.mark and self._policy.give_up_header and "x-should-retry" not in response.headers:
             response.headers["x-should-retry"] = "false"
         response.extensions = {**response.extensions, "retry_history": finish.history}

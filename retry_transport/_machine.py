@@ -228,11 +228,13 @@ class RetryMachine:
 
     # -- the loop -------------------------------------------------------------------------
 
-    def run(self, first: object = None) -> Generator[Action, Any, None]:
-        """The loop. ``first`` is the first attempt's result when the driver already sent it."""
+    def run(self, first: object = None, start: float | None = None) -> Generator[Action, Any, None]:
+        """The loop. ``first`` is the first attempt's result when the driver already sent it;
+        ``start`` is then the clock reading taken before that attempt (the deadline counts from
+        it), ``None`` meaning now."""
         policy = self._policy
         clock = self._clock
-        start = clock()
+        start = clock() if start is None else start
         deadline = None if policy.deadline is None else start + policy.deadline
         history: list[Attempt] = []
         attempt = 0
@@ -258,7 +260,7 @@ class RetryMachine:
                 remaining = None if deadline is None else max(deadline - clock(), 0.0)
                 result = yield Send(attempt > 0, remaining)
             attempt += 1
-            seen = yield from self._examine(result)
+            seen = yield from self._examine(result, deadline)
             now = clock()
             if seen.classification is None:  # a success, or a stream with content coming
                 history.append(
@@ -314,18 +316,22 @@ class RetryMachine:
             result = None
 
     def _admit(self, deadline: float | None) -> Generator[Action, Any, bool]:
-        """Wait out the limiter; False if that would run past the deadline."""
+        """Wait out the limiter; False if that would leave no time before the deadline."""
         clock = self._clock
         while True:
-            remaining = None if deadline is None else max(deadline - clock(), 0.0)
+            remaining = None if deadline is None else deadline - clock()
+            if remaining is not None and remaining <= 0.0:
+                # No time left to send in: a zero timeout makes the HTTP library fail at once
+                # (after writing the request, so the upstream may still act on it).
+                return False
             wait: float = yield Gate(remaining)
             if wait <= 0:
                 return True
-            if deadline is not None and clock() + wait > deadline:
+            if deadline is not None and clock() + wait >= deadline:
                 return False
             yield Sleep(wait)
 
-    def _examine(self, result: object) -> Generator[Action, Any, _Seen]:
+    def _examine(self, result: object, deadline: float | None) -> Generator[Action, Any, _Seen]:
         """Classify one attempt's result, peeking at its body when needed."""
         if isinstance(result, BaseException):
             outcome = Outcome(self._method, self._url, exception=result)
@@ -341,17 +347,18 @@ class RetryMachine:
                 and content_type.lower().startswith("text/event-stream")
             ):
                 return _Seen(response=response, status=status)
-            seen = yield from self._peek_stream(response, headers)
+            seen = yield from self._peek_stream(response, headers, deadline)
         else:
-            seen = yield from self._peek_error(response, headers)
+            seen = yield from self._peek_error(response, headers, deadline)
         if seen.classification is not None:
             seen.classification = self._apply_should_retry(seen.classification, headers)
         return seen
 
     def _peek_stream(
-        self, response: Any, headers: Mapping[str, str]
+        self, response: Any, headers: Mapping[str, str], deadline: float | None
     ) -> Generator[Action, Any, _Seen]:
-        """Hold a 200 event stream's preamble until content, an error event, or the end."""
+        """Hold a 200 event stream's preamble until content, an error event, the end, or the
+        deadline (no retry could follow it: the held bytes are then handed on)."""
         scanner = PreambleScanner(self._policy.peek_limit)
         parts: list[bytes] = []
         scan: ScanResult | None = None
@@ -368,6 +375,8 @@ class RetryMachine:
             else:
                 parts.append(chunk)
                 scan = scanner.feed(chunk)
+                if scan is None and deadline is not None and self._clock() >= deadline:
+                    scan = ScanResult(ScanKind.CONTENT)
         seen.held = b"".join(parts)
         if scan is None:
             seen.classification = Classification(
@@ -386,9 +395,10 @@ class RetryMachine:
         return seen
 
     def _peek_error(
-        self, response: Any, headers: Mapping[str, str]
+        self, response: Any, headers: Mapping[str, str], deadline: float | None
     ) -> Generator[Action, Any, _Seen]:
-        """Read up to ``peek_limit`` bytes of an error body and classify it."""
+        """Read up to ``peek_limit`` bytes of an error body (less if the deadline passes: a
+        trickling body must not hold the request past it) and classify what was read."""
         limit = self._policy.peek_limit
         parts: list[bytes] = []
         size = 0
@@ -403,6 +413,8 @@ class RetryMachine:
                 break
             parts.append(chunk)
             size += len(chunk)
+            if deadline is not None and self._clock() >= deadline:
+                break
         seen.held = b"".join(parts)
         outcome = Outcome(
             self._method,
@@ -452,7 +464,7 @@ class RetryMachine:
         )
         if refusal is not None:
             return wait, refusal, True
-        if deadline is not None and now + wait > deadline:
+        if deadline is not None and now + wait >= deadline:  # no time left to send in after it
             return wait, "deadline reached", True
         if not self._limiter.allow_retry():
             return wait, "retry budget spent", True

@@ -52,24 +52,25 @@ class SyncRetryTransport(DriverBase, _Base):
         """Send ``request``, retrying as the policy says; return the final response."""
         limiter = self._limiter
         if type(request.stream) is self._byte_stream and limiter.try_admit():
+            start = None if self._policy.deadline is None else self._fast_start(request)
             try:
                 response = self._transport.handle_request(request)
             except Exception as exc:
-                return self._drive(request, exc)
+                return self._drive(request, exc, start)
             if response.status_code < 400 and not self._is_stream(response):
                 return response
-            return self._drive(request, response)
+            return self._drive(request, response, start)
         limiter.note_first_attempt()
         return self._drive(request, None)
 
-    def _drive(self, request: Any, first: object) -> Any:
+    def _drive(self, request: Any, first: object, start: float | None = None) -> Any:
         rewind = self._replay_plan(request)
         machine = self._machine(request, replayable=rewind is not None)
         limiter = self._limiter
         current: Any = None if isinstance(first, BaseException) else first
         chunks: Any = None
         slot = False
-        steps = machine.run(first)
+        steps = machine.run(first, start)
         action = next(steps)
         try:
             while True:
