@@ -31,6 +31,11 @@ class Decoder:
         self._started = False
         self._left = limit
 
+    @property
+    def decodable(self) -> bool:
+        """False once the body is known not to be decodable (unknown encoding, corrupt data)."""
+        return self._zlib is not None
+
     def feed(self, chunk: bytes) -> bytes:
         """The decoded bytes that ``chunk`` adds, within the limit."""
         if self._zlib is None or self._left <= 0 or not chunk:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from ._classify import classify
+from ._decoding import decoder_for
 from ._events import RetryEvent
 from ._history import Attempt
 from ._limiter import Limiter
@@ -359,10 +360,15 @@ class RetryMachine:
     ) -> Generator[Action, Any, _Seen]:
         """Hold a 200 event stream's preamble until content, an error event, the end, or the
         deadline (no retry could follow it: the held bytes are then handed on)."""
-        scanner = PreambleScanner(self._policy.peek_limit)
-        parts: list[bytes] = []
-        scan: ScanResult | None = None
+        limit = self._policy.peek_limit
         seen = _Seen(response=response, status=response.status_code)
+        decoder = decoder_for(headers, limit)
+        if decoder is not None and not decoder.decodable:
+            return seen  # an encoding we cannot read: hand the stream on untouched
+        scanner = PreambleScanner(limit)
+        parts: list[bytes] = []
+        size = 0
+        scan: ScanResult | None = None
         while scan is None:
             chunk = yield Read()
             if chunk is None:
@@ -374,8 +380,11 @@ class RetryMachine:
                 break
             else:
                 parts.append(chunk)
-                scan = scanner.feed(chunk)
-                if scan is None and deadline is not None and self._clock() >= deadline:
+                size += len(chunk)
+                scan = scanner.feed(chunk if decoder is None else decoder.feed(chunk))
+                if scan is None and (
+                    size >= limit or (deadline is not None and self._clock() >= deadline)
+                ):
                     scan = ScanResult(ScanKind.CONTENT)
         seen.held = b"".join(parts)
         if scan is None:
@@ -416,12 +425,10 @@ class RetryMachine:
             if deadline is not None and self._clock() >= deadline:
                 break
         seen.held = b"".join(parts)
+        decoder = decoder_for(headers, limit)
+        body = seen.held[:limit] if decoder is None else decoder.feed(seen.held)
         outcome = Outcome(
-            self._method,
-            self._url,
-            status=seen.status,
-            headers=_lower(headers),
-            body=seen.held[:limit],
+            self._method, self._url, status=seen.status, headers=_lower(headers), body=body
         )
         seen.classification = self._classify(outcome)
         return seen
