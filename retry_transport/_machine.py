@@ -271,9 +271,13 @@ class RetryMachine:
                 return
             classification = seen.classification
             verdict = classification.verdict
-            wait, stop, give_up = self._plan(attempt, seen, classification, now, deadline)
+            wait, named, stop, give_up = self._plan(attempt, seen, classification, now, deadline)
 
-            if verdict is Verdict.CONGESTION and wait is not None and wait > 0:
+            # Congestion pauses everyone sharing the limiter: for the wait the server named, or
+            # for this retry's backoff. A request that stops here without a named wait blocks
+            # nobody: its own backoff says nothing about when the upstream recovers, and in an
+            # outage each give-up would otherwise extend the pause for everyone.
+            if verdict is Verdict.CONGESTION and wait and (stop is None or named):
                 yield Block(wait)
 
             if stop is not None:
@@ -440,20 +444,22 @@ class RetryMachine:
         classification: Classification,
         now: float,
         deadline: float | None,
-    ) -> tuple[float | None, str | None, bool]:
-        """The wait before the next attempt, why there is none (if so), and whether stopping
-        is a give-up (an attempt that could have been retried) rather than a plain answer."""
+    ) -> tuple[float | None, bool, str | None, bool]:
+        """The wait before the next attempt, whether the server named it, why there is no next
+        attempt (if so), and whether stopping is a give-up (an attempt that could have been
+        retried) rather than a plain answer."""
         policy = self._policy
         verdict = classification.verdict
         if not verdict.retryable:
-            return None, classification.reason, False
+            return None, False, classification.reason, False
         wait = None
         if seen.response is not None:
             wait = server_wait(seen.response.headers, now=self._wall_clock())
         if wait is None:
             wait = classification.wait
+        named = wait is not None
         if wait is not None and wait > policy.max_retry_after:
-            return None, f"server asked to wait {wait:g}s, above max_retry_after", False
+            return None, True, f"server asked to wait {wait:g}s, above max_retry_after", False
         if wait is None:
             backoff = (
                 policy.congestion_backoff
@@ -462,20 +468,20 @@ class RetryMachine:
             )
             wait = backoff.delay(attempt, self._random)
         if attempt >= policy.max_attempts:
-            return wait, f"{policy.max_attempts} attempts made", True
+            return wait, named, f"{policy.max_attempts} attempts made", True
         if verdict is Verdict.UNRECOGNISED and attempt >= policy.unclassified_400_attempts:
             tries = policy.unclassified_400_attempts
-            return wait, f"{tries} attempts made at an unrecognised 400", True
+            return wait, named, f"{tries} attempts made at an unrecognised 400", True
         refusal = self._resend_refusal(
             seen.exception if seen.response is None else None, seen.mid_response
         )
         if refusal is not None:
-            return wait, refusal, True
+            return wait, named, refusal, True
         if deadline is not None and now + wait >= deadline:  # no time left to send in after it
-            return wait, "deadline reached", True
+            return wait, named, "deadline reached", True
         if not self._limiter.allow_retry():
-            return wait, "retry budget spent", True
-        return wait, None, True
+            return wait, named, "retry budget spent", True
+        return wait, named, None, True
 
     # -- reporting ------------------------------------------------------------------------
 

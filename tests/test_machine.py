@@ -372,3 +372,14 @@ def test_the_deadline_is_never_exceeded(waits: list[float], deadline: float) -> 
     steps = [response(503, headers={"retry-after-ms": str(int(w * 1000))}) for w in waits]
     run_machine([*steps, response(200)], RetryPolicy(deadline=deadline), clock=clock)
     assert clock.now - start <= deadline + 1e-9  # float addition of the waits
+
+
+def test_a_give_up_without_a_named_wait_blocks_nobody() -> None:
+    run = run_machine([response(503)] * 5)
+    assert len(run.blocks) == 4  # one per retry; the fifth attempt gives up and blocks nobody
+
+
+def test_a_spent_budget_without_a_named_wait_blocks_nobody() -> None:
+    run = run_machine([response(503), response(200)], limiter=FakeLimiter(allow=False))
+    assert run.sends == 1
+    assert run.blocks == []
