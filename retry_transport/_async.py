@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._common import DriverBase
+from ._common import DriverBase, is_event_stream
 from ._events import Hook
 from ._flavour import finish_iterator
 from ._limiter import Limiter
@@ -67,7 +67,10 @@ class RetryTransport(DriverBase, _Base):
                 response = await self._transport.handle_async_request(request)
             except Exception as exc:
                 return await self._drive(request, exc, start)
-            if response.status_code < 400 and not self._is_stream(response):
+            status = response.status_code
+            if status < 400 and (
+                status != 200 or not self._peek_sse or not is_event_stream(response.headers)
+            ):
                 return response
             return await self._drive(request, response, start)
         limiter.note_first_attempt()

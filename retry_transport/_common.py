@@ -16,7 +16,7 @@ from ._machine import Fail, Finish, RetryMachine
 from ._policy import RetryPolicy
 from ._switch import SWITCH
 
-__all__ = ["DriverBase", "safe_url"]
+__all__ = ["DriverBase", "is_event_stream", "safe_url"]
 
 logger = logging.getLogger("retry_transport")
 
@@ -28,6 +28,24 @@ def safe_url(url: Any) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"{url.scheme}://{host}{'' if port is None else f':{port}'}{url.path}"
+
+
+def is_event_stream(headers: Any) -> bool:
+    """Whether response headers announce ``text/event-stream``.
+
+    On the success path of every 200: it scans the raw (name, lower-case name, value) list that
+    httpx and httpx2 keep, rather than calling ``headers.get``, which first decodes every
+    header to guess their encoding (~1.4 us, most of what this path would otherwise cost).
+    """
+    try:
+        raw = headers._list
+    except AttributeError:
+        content_type: str = headers.get("content-type", "")
+        return content_type.lower().startswith("text/event-stream")
+    for _, name, value in raw:
+        if name == b"content-type":
+            return bool(value[:17].lower() == b"text/event-stream")
+    return False
 
 
 def _timeout_capped(request: Any, cap: float) -> None:
@@ -51,6 +69,7 @@ class DriverBase:
     _wall_clock: Callable[[], float]
     _random: Callable[[], float]
     _byte_stream: type
+    _peek_sse: bool
     _hooks: tuple[Hook, ...]
 
     _is_async: bool = True
@@ -85,6 +104,7 @@ class DriverBase:
             SharedLimiter(clock=self._clock, random=self._random) if limiter is None else limiter
         )
         self._byte_stream = self._flavour.byte_stream
+        self._peek_sse = self._policy.peek_sse
         self._hooks = tuple(hooks)
         for hook in self._hooks:
             if not callable(hook):
@@ -104,12 +124,6 @@ class DriverBase:
     def transport(self) -> Any:
         """The wrapped transport."""
         return self._transport
-
-    def _is_stream(self, response: Any) -> bool:
-        if response.status_code != 200 or not self._policy.peek_sse:
-            return False
-        content_type: str = response.headers.get("content-type", "")
-        return content_type.lower().startswith("text/event-stream")
 
     def _machine(self, request: Any, replayable: bool) -> RetryMachine:
         policy = self._policy

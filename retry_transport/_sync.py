@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._common import DriverBase
+from ._common import DriverBase, is_event_stream
 from ._events import Hook
 from ._limiter import Limiter
 from ._machine import Block, Close, Fail, Finish, Gate, Notify, Read, Send, Sleep
@@ -57,7 +57,10 @@ class SyncRetryTransport(DriverBase, _Base):
                 response = self._transport.handle_request(request)
             except Exception as exc:
                 return self._drive(request, exc, start)
-            if response.status_code < 400 and not self._is_stream(response):
+            status = response.status_code
+            if status < 400 and (
+                status != 200 or not self._peek_sse or not is_event_stream(response.headers)
+            ):
                 return response
             return self._drive(request, response, start)
         limiter.note_first_attempt()
