@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
@@ -37,7 +37,7 @@ from retry_transport._machine import (
 )
 from retry_transport._waits import server_wait
 
-from .machine_helpers import FakeClock
+from .machine_helpers import FakeClock, FakeLimiter
 
 NOW = 1_700_000_000.0
 
@@ -218,37 +218,17 @@ policies = st.builds(
 )
 
 
-@dataclass
-class ScriptedLimiter:
-    """A limiter whose budget answers and block waits come from lists (the last repeats)."""
+class ScriptedLimiter(FakeLimiter):
+    """A `FakeLimiter` whose budget answers come from a list (the last repeats) and which
+    records the blocks it is asked for."""
 
-    answers: list[bool]
-    gate_waits: list[float]
-    asked: int = 0
-    granted: int = 0
-    denied: bool = False
-    blocks: list[float] = field(default_factory=list)
-
-    def try_admit(self) -> bool:
-        return True
-
-    def note_first_attempt(self) -> None:
-        return None
-
-    async def gate(self) -> float:
-        return self.gate_sync()
-
-    def gate_sync(self) -> float:
-        return self.gate_waits.pop(0) if self.gate_waits else 0.0
-
-    async def acquire_slot(self) -> None:
-        return None
-
-    def acquire_slot_sync(self, timeout: float | None = None) -> bool:
-        return True
-
-    def release_slot(self) -> None:
-        return None
+    def __init__(self, answers: list[bool], gate_waits: list[float]) -> None:
+        super().__init__(gate_waits=gate_waits)
+        self.answers = answers
+        self.asked = 0
+        self.granted = 0
+        self.denied = False
+        self.blocks: list[float] = []
 
     def allow_retry(self) -> bool:
         answer = self.answers[min(self.asked, len(self.answers) - 1)]
@@ -262,9 +242,6 @@ class ScriptedLimiter:
 
     def block_sync(self, seconds: float) -> None:
         self.blocks.append(seconds)
-
-    def blocked_for(self) -> float:
-        return 0.0
 
 
 @dataclass
