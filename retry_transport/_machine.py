@@ -254,7 +254,9 @@ class RetryMachine:
                         attempt, last_classification, "deadline reached while waiting to send"
                     )
                     if last_closed is not None:
-                        yield Finish(last_closed[0], last_closed[1], True, True, tuple(history))
+                        response, body = last_closed
+                        mark = response.status_code >= 400
+                        yield Finish(response, body, True, mark, tuple(history))
                     else:
                         yield Fail(last_exception, tuple(history))
                     return
