@@ -62,7 +62,7 @@ class RetryTransport(DriverBase, _Base):
         limiter = self._limiter
         if type(request.stream) is self._byte_stream and limiter.try_admit():
             # Fast path: nothing to wait for; a plain success costs a status check.
-            start = None if self._policy.deadline is None else self._fast_start(request)
+            start = None if self._deadline is None else self._fast_start(request)
             try:
                 response = await self._transport.handle_async_request(request)
             except Exception as exc:

@@ -70,6 +70,7 @@ class DriverBase:
     _random: Callable[[], float]
     _byte_stream: type
     _peek_sse: bool
+    _deadline: float | None
     _hooks: tuple[Hook, ...]
 
     _is_async: bool = True
@@ -105,6 +106,7 @@ class DriverBase:
         )
         self._byte_stream = self._flavour.byte_stream
         self._peek_sse = self._policy.peek_sse
+        self._deadline = self._policy.deadline
         self._hooks = tuple(hooks)
         for hook in self._hooks:
             if not callable(hook):

@@ -198,8 +198,13 @@ class SharedLimiter:
         now = self._clock()
         if now < self._blocked_until:
             return False
-        if self._budget is not None:
-            self._budget.deposit(now)
+        budget = self._budget
+        if budget is not None:
+            # `_BudgetState.deposit`, inlined for its common case: this runs on every request.
+            if now < budget._bucket_end:
+                budget._firsts[budget._index] += 1
+            else:
+                budget.deposit(now)
         return True
 
     def note_first_attempt(self) -> None:

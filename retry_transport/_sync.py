@@ -52,7 +52,7 @@ class SyncRetryTransport(DriverBase, _Base):
         """Send ``request``, retrying as the policy says; return the final response."""
         limiter = self._limiter
         if type(request.stream) is self._byte_stream and limiter.try_admit():
-            start = None if self._policy.deadline is None else self._fast_start(request)
+            start = None if self._deadline is None else self._fast_start(request)
             try:
                 response = self._transport.handle_request(request)
             except Exception as exc:
