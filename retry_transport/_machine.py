@@ -276,11 +276,13 @@ class RetryMachine:
             wait, named, stop, give_up = self._plan(attempt, seen, classification, now, deadline)
 
             # Congestion pauses everyone sharing the limiter: for the wait the server named, or
-            # for this retry's backoff. A request that stops here without a named wait blocks
-            # nobody: its own backoff says nothing about when the upstream recovers, and in an
-            # outage each give-up would otherwise extend the pause for everyone.
+            # for this retry's backoff, at most one base interval. This request's own backoff
+            # grows with its attempts but says nothing about when the upstream recovers; let
+            # it grow the shared pause and, in an outage, every caller waits behind ever longer
+            # blocks instead of getting its answer. For the same reason a request that stops
+            # here without a named wait blocks nobody.
             if verdict is Verdict.CONGESTION and wait and (stop is None or named):
-                yield Block(wait)
+                yield Block(wait if named else min(wait, policy.congestion_backoff.base))
 
             if stop is not None:
                 history.append(self._record(attempt, seen, classification, None, now - start))

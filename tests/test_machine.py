@@ -383,3 +383,14 @@ def test_a_spent_budget_without_a_named_wait_blocks_nobody() -> None:
     run = run_machine([response(503), response(200)], limiter=FakeLimiter(allow=False))
     assert run.sends == 1
     assert run.blocks == []
+
+
+def test_a_backoff_block_is_at_most_one_base_interval() -> None:
+    run = run_machine([response(503)] * 4 + [response(200)], random=lambda: 0.75)
+    assert run.sleeps == [1.5, 3.0, 6.0, 12.0]  # the request's own backoff grows
+    assert run.blocks == [1.5, 2.0, 2.0, 2.0]  # the pause it imposes on others does not
+
+
+def test_a_named_wait_blocks_for_all_of_it() -> None:
+    run = run_machine([response(429, headers={"retry-after": "45"}), response(200)])
+    assert run.blocks == [45.0]
