@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from ._classify import classify
 from ._decoding import decoder_for
@@ -43,15 +43,6 @@ logger = logging.getLogger("retry_transport")
 _CONNECT_PHASE = frozenset({"ConnectError", "ConnectTimeout", "PoolTimeout"})
 # Exceptions that mean the upstream may have received (and acted on) the whole request.
 _MAYBE_PROCESSED = frozenset({"ReadTimeout"})
-
-
-class ResponseLike(Protocol):
-    """What the machine reads of a response (httpx and httpx2 both fit)."""
-
-    @property
-    def status_code(self) -> int: ...
-    @property
-    def headers(self) -> Any: ...
 
 
 @dataclass(slots=True)
