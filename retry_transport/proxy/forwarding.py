@@ -132,9 +132,8 @@ class _CountingTransport(httpx.AsyncBaseTransport):
         self._inner = inner
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        exchange = request.extensions.get(_TALLY)
-        if isinstance(exchange, _Exchange):
-            exchange.sends += 1
+        exchange: _Exchange = request.extensions[_TALLY]
+        exchange.sends += 1
         return await self._inner.handle_async_request(request)
 
     async def aclose(self) -> None:
@@ -185,7 +184,6 @@ class Forwarder:
             "write": settings.read_timeout,
             "pool": settings.read_timeout,
         }
-        self._give_up_header = settings.policy.give_up_header
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -283,9 +281,11 @@ class Forwarder:
                 elapsed,
             )
             return
-        if exchange.status is None or exchange.broke:
-            return  # refused or broken: its own line said so
+        if exchange.status is None:
+            return  # refused: counted, and its own line said so
         self._metrics.request(exchange.status)
+        if exchange.broke:
+            return  # its own line said so
         logger.info(
             "%s %s %s -> %d, %d attempt%s, %d bytes in %.3fs",
             self.label,
@@ -396,11 +396,10 @@ class Forwarder:
             )
             try:
                 async for chunk in response.stream:
-                    if chunk:
-                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                        exchange.sent += len(chunk)
-                        if watch is not None and not exchange.terminal:
-                            exchange.terminal = watch.seen_in(chunk)
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    exchange.sent += len(chunk)
+                    if watch is not None and not exchange.terminal:
+                        exchange.terminal = watch.seen_in(chunk)
             except httpx.TransportError as exc:
                 # Headers are out: the only way to tell the client is to cut its connection.
                 exchange.broke = True
@@ -479,7 +478,6 @@ class Forwarder:
             exchange.status,
             "upstream_timeout" if timeout else "upstream_unreachable",
             detail,
-            give_up_header=self._give_up_header,
         )
 
 
