@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ._checks import check_count as _check_count
+from ._checks import check_number as _check_number
 from ._verdict import Classification, Outcome
 
 __all__ = ["DEFAULT_IDEMPOTENT_METHODS", "Backoff", "Classifier", "RetryPolicy"]
@@ -14,22 +15,6 @@ Classifier = Callable[[Outcome], Classification | None]
 """A callable consulted before the default classifier; ``None`` means "no opinion"."""
 
 DEFAULT_IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
-
-
-def _check_number(owner: str, name: str, value: object, *, positive: bool) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{owner}.{name} must be a number, got {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"{owner}.{name} must be finite, got {value!r}")
-    if positive and value <= 0:
-        raise ValueError(f"{owner}.{name} must be > 0, got {value!r}")
-    if not positive and value < 0:
-        raise ValueError(f"{owner}.{name} must be >= 0, got {value!r}")
-
-
-def _check_count(owner: str, name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{owner}.{name} must be an integer >= 1, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
