@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ._common import DriverBase, is_event_stream
-from ._events import Hook
+from ._events import Hook, RetryEvent
 from ._flavour import finish_iterator
 from ._limiter import Limiter
-from ._machine import Block, Close, Fail, Finish, Gate, Notify, Read, Send, Sleep
+from ._machine import Block, Close, Fail, Finish, Gate, Read, Report, Send, Sleep, Spend
 from ._policy import RetryPolicy
 from ._switch import SWITCH
 
@@ -53,8 +53,9 @@ class RetryTransport(DriverBase, _Base):
         wall_clock: Callable[[], float] | None = None,
         random: Callable[[], float] | None = None,
         hooks: Sequence[Hook] = (),
+        name: str | None = None,
     ) -> None:
-        self._setup(transport, policy, limiter, clock, wall_clock, random, hooks)
+        self._setup(transport, policy, limiter, clock, wall_clock, random, hooks, name)
         self._sleep = anyio.sleep if sleep is None else sleep
 
     async def handle_async_request(self, request: Any) -> Any:
@@ -141,15 +142,13 @@ class RetryTransport(DriverBase, _Base):
                     if not SWITCH.no_wait:
                         await limiter.block(action.seconds)
                     action = steps.send(None)
-                elif kind is Notify:
-                    assert isinstance(action, Notify)
-                    for hook in self._hooks:
-                        try:
-                            outcome = hook(action.event)
-                            if inspect.isawaitable(outcome):
-                                await outcome
-                        except Exception:
-                            self._hook_failed(hook, action.event)
+                elif kind is Spend:
+                    action = steps.send(limiter.allow_retry())
+                elif kind is Report:
+                    assert isinstance(action, Report)
+                    event = self._report(action)
+                    if event is not None:
+                        await self._tell_hooks(event)
                     action = steps.send(None)
                 elif kind is Finish:
                     assert isinstance(action, Finish)
@@ -172,6 +171,15 @@ class RetryTransport(DriverBase, _Base):
                     await self._close(current, chunks)
             if slot:
                 limiter.release_slot()
+
+    async def _tell_hooks(self, event: RetryEvent) -> None:
+        for hook in self._hooks:
+            try:
+                outcome = hook(event)
+                if inspect.isawaitable(outcome):
+                    await outcome
+            except Exception:
+                self._hook_failed(hook, event)
 
     @staticmethod
     async def _close(response: Any, chunks: Any) -> None:

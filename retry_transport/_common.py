@@ -12,7 +12,7 @@ from typing import Any
 from ._events import Hook, RetryEvent
 from ._flavour import Flavour, flavour_named, flavour_of, replay_plan
 from ._limiter import Limiter, SharedLimiter
-from ._machine import Fail, Finish, RetryMachine
+from ._machine import Fail, Finish, Report, RetryMachine
 from ._policy import RetryPolicy
 from ._switch import SWITCH
 
@@ -72,6 +72,7 @@ class DriverBase:
     _peek_sse: bool
     _deadline: float | None
     _hooks: tuple[Hook, ...]
+    _name: str | None
 
     _is_async: bool = True
 
@@ -88,6 +89,7 @@ class DriverBase:
         wall_clock: Callable[[], float] | None,
         random: Callable[[], float] | None,
         hooks: Sequence[Hook],
+        name: str | None = None,
     ) -> None:
         if policy is not None and not isinstance(policy, RetryPolicy):
             raise TypeError(f"policy must be a RetryPolicy, got {policy!r}")
@@ -107,6 +109,10 @@ class DriverBase:
         self._byte_stream = self._flavour.byte_stream
         self._peek_sse = self._policy.peek_sse
         self._deadline = self._policy.deadline
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a string or None, got {name!r}")
+        self._name = name
+        self._log_extra: dict[str, object] = {} if name is None else {"retry_transport_name": name}
         self._hooks = tuple(hooks)
         for hook in self._hooks:
             if not callable(hook):
@@ -123,6 +129,11 @@ class DriverBase:
         return self._limiter
 
     @property
+    def name(self) -> str | None:
+        """The label put on this transport's log records, events and metrics (or None)."""
+        return self._name
+
+    @property
     def transport(self) -> Any:
         """The wrapped transport."""
         return self._transport
@@ -133,7 +144,6 @@ class DriverBase:
             policy = dataclasses.replace(policy, max_attempts=SWITCH.max_attempts)
         return RetryMachine(
             policy,
-            self._limiter,
             method=request.method,
             url=safe_url(request.url),
             idempotency_key="idempotency-key" in request.headers,
@@ -141,7 +151,7 @@ class DriverBase:
             clock=self._clock,
             wall_clock=self._wall_clock,
             random=self._random,
-            notify=bool(self._hooks),
+            name=self._name,
         )
 
     def _replay_plan(self, request: Any) -> Callable[[], None] | None:
@@ -185,13 +195,34 @@ class DriverBase:
             exc.add_note(f"retry_transport: gave up after {len(fail.history)} attempts")
         return exc
 
-    @staticmethod
-    def _hook_failed(hook: Hook, event: RetryEvent, why: str | None = None) -> None:
+    def _report(self, report: Report) -> RetryEvent | None:
+        """Log ``report``; the event to tell the hooks of, if there are hooks and an event."""
+        event = report.event
+        if event is None:
+            extra = self._log_extra
+        else:
+            event = dataclasses.replace(event, blocked_for=self._limiter.blocked_for())
+            extra = event.log_extra()
+        logger.log(
+            report.level, report.message, *report.args, exc_info=report.exc_info, extra=extra
+        )
+        return event if self._hooks else None
+
+    def _hook_failed(self, hook: Hook, event: RetryEvent, why: str | None = None) -> None:
         if why is None:
-            logger.exception("retry_transport: hook %r raised on a %s event", hook, event.kind)
+            logger.exception(
+                "retry_transport: hook %r raised on a %s event",
+                hook,
+                event.kind,
+                extra=self._log_extra,
+            )
         else:
             logger.error(
-                "retry_transport: hook %r skipped on a %s event: %s", hook, event.kind, why
+                "retry_transport: hook %r skipped on a %s event: %s",
+                hook,
+                event.kind,
+                why,
+                extra=self._log_extra,
             )
 
     def _hand_back(self, finish: Finish, stream: Any) -> Any:

@@ -8,9 +8,9 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._common import DriverBase, is_event_stream
-from ._events import Hook
+from ._events import Hook, RetryEvent
 from ._limiter import Limiter
-from ._machine import Block, Close, Fail, Finish, Gate, Notify, Read, Send, Sleep
+from ._machine import Block, Close, Fail, Finish, Gate, Read, Report, Send, Sleep, Spend
 from ._policy import RetryPolicy
 from ._switch import SWITCH
 
@@ -44,8 +44,9 @@ class SyncRetryTransport(DriverBase, _Base):
         wall_clock: Callable[[], float] | None = None,
         random: Callable[[], float] | None = None,
         hooks: Sequence[Hook] = (),
+        name: str | None = None,
     ) -> None:
-        self._setup(transport, policy, limiter, clock, wall_clock, random, hooks)
+        self._setup(transport, policy, limiter, clock, wall_clock, random, hooks, name)
         self._sleep = time.sleep if sleep is None else sleep
 
     def handle_request(self, request: Any) -> Any:
@@ -129,19 +130,13 @@ class SyncRetryTransport(DriverBase, _Base):
                     if not SWITCH.no_wait:
                         limiter.block_sync(action.seconds)
                     action = steps.send(None)
-                elif kind is Notify:
-                    assert isinstance(action, Notify)
-                    for hook in self._hooks:
-                        try:
-                            outcome = hook(action.event)
-                        except Exception:
-                            self._hook_failed(hook, action.event)
-                            continue
-                        if inspect.iscoroutine(outcome):
-                            outcome.close()
-                            self._hook_failed(
-                                hook, action.event, "an async hook on a sync transport"
-                            )
+                elif kind is Spend:
+                    action = steps.send(limiter.allow_retry())
+                elif kind is Report:
+                    assert isinstance(action, Report)
+                    event = self._report(action)
+                    if event is not None:
+                        self._tell_hooks(event)
                     action = steps.send(None)
                 elif kind is Finish:
                     assert isinstance(action, Finish)
@@ -163,6 +158,17 @@ class SyncRetryTransport(DriverBase, _Base):
                 self._close(current, chunks)
             if slot:
                 limiter.release_slot()
+
+    def _tell_hooks(self, event: RetryEvent) -> None:
+        for hook in self._hooks:
+            try:
+                outcome = hook(event)
+            except Exception:
+                self._hook_failed(hook, event)
+                continue
+            if inspect.iscoroutine(outcome):
+                outcome.close()
+                self._hook_failed(hook, event, "an async hook on a sync transport")
 
     @staticmethod
     def _close(response: Any, chunks: Any) -> None:
