@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import anyio
-
 from ._common import DriverBase, is_event_stream
-from ._events import Hook, RetryEvent
-from ._flavour import finish_iterator
+from ._events import Hook
+from ._io import (
+    AsyncSleep,
+    async_close_shielded,
+    async_default_sleep,
+    async_finish_iterator,
+    async_tell_hooks,
+    async_wait_for_slot,
+)
 from ._limiter import Limiter
 from ._machine import Block, Close, Fail, Finish, Gate, Read, Report, Send, Sleep, Spend
 from ._policy import RetryPolicy
@@ -29,15 +33,16 @@ __all__ = ["RetryTransport"]
 
 
 class RetryTransport(DriverBase, _Base):
-    """An async transport that retries transient upstream failures of the one it wraps.
+    """The async transport that retries transient upstream failures of the one it wraps.
 
     ``transport`` is any ``httpx.AsyncBaseTransport`` or ``httpx2.AsyncBaseTransport``; the
     responses and exceptions handed back are of the same library (``None``: a default
     ``httpx.AsyncHTTPTransport``). ``limiter`` is shared state (block, budget, concurrency);
     none given, the transport makes a private `SharedLimiter`. ``sleep``, ``clock``,
-    ``wall_clock`` and ``random`` exist for tests. ``hooks`` are callables (plain or coroutine
-    functions) told of every scheduled retry and every give-up with a `RetryEvent`; a hook that
-    raises is logged and never breaks the request.
+    ``wall_clock`` and ``random`` exist for tests. ``hooks`` are callables told of every
+    scheduled retry and every give-up with a `RetryEvent` (see `Hook`); a hook that raises
+    is logged and never breaks the request.
+    ``name`` labels the transport's log records, events and metrics.
     """
 
     _is_async = True
@@ -48,7 +53,7 @@ class RetryTransport(DriverBase, _Base):
         *,
         policy: RetryPolicy | None = None,
         limiter: Limiter | None = None,
-        sleep: Callable[[float], Awaitable[None]] | None = None,
+        sleep: AsyncSleep | None = None,
         clock: Callable[[], float] | None = None,
         wall_clock: Callable[[], float] | None = None,
         random: Callable[[], float] | None = None,
@@ -56,7 +61,7 @@ class RetryTransport(DriverBase, _Base):
         name: str | None = None,
     ) -> None:
         self._setup(transport, policy, limiter, clock, wall_clock, random, hooks, name)
-        self._sleep = anyio.sleep if sleep is None else sleep
+        self._sleep = async_default_sleep if sleep is None else sleep
 
     async def handle_async_request(self, request: Any) -> Any:
         """Send ``request``, retrying as the policy says; return the final response."""
@@ -119,9 +124,7 @@ class RetryTransport(DriverBase, _Base):
                     assert isinstance(action, Gate)
                     wait = 0.0 if SWITCH.no_wait else await limiter.gate()
                     if wait <= 0:
-                        with anyio.move_on_after(action.timeout):
-                            await limiter.acquire_slot()
-                            slot = True
+                        slot = await async_wait_for_slot(limiter, action.timeout)
                         if not slot:
                             wait = float("inf")
                     action = steps.send(wait)
@@ -148,7 +151,7 @@ class RetryTransport(DriverBase, _Base):
                     assert isinstance(action, Report)
                     event = self._report(action)
                     if event is not None:
-                        await self._tell_hooks(event)
+                        await async_tell_hooks(self._hooks, event, self._hook_failed)
                     action = steps.send(None)
                 elif kind is Finish:
                     assert isinstance(action, Finish)
@@ -167,19 +170,9 @@ class RetryTransport(DriverBase, _Base):
                     raise self._failure(action, request)
         finally:
             if current is not None:
-                with anyio.CancelScope(shield=True):
-                    await self._close(current, chunks)
+                await async_close_shielded(self._close, current, chunks)
             if slot:
                 limiter.release_slot()
-
-    async def _tell_hooks(self, event: RetryEvent) -> None:
-        for hook in self._hooks:
-            try:
-                outcome = hook(event)
-                if inspect.isawaitable(outcome):
-                    await outcome
-            except Exception:
-                self._hook_failed(hook, event)
 
     @staticmethod
     async def _close(response: Any, chunks: Any) -> None:
@@ -187,7 +180,7 @@ class RetryTransport(DriverBase, _Base):
             return
         try:
             if chunks is not None:
-                await finish_iterator(chunks)
+                await async_finish_iterator(chunks)
         finally:
             await response.aclose()
 

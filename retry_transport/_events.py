@@ -60,4 +60,5 @@ class RetryEvent:
 
 
 Hook = Callable[[RetryEvent], Awaitable[None] | None]
-"""A callable told of each `RetryEvent`; it may be a coroutine function on `RetryTransport`."""
+"""A callable told of each `RetryEvent`; it may be a coroutine function on `RetryTransport`
+(not on `SyncRetryTransport`, which logs and skips such a hook)."""

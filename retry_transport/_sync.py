@@ -1,14 +1,22 @@
+# Generated from retry_transport/_async.py by scripts/unasync.py: do not edit.
+# Edit the source, then run `python scripts/unasync.py`.
 """`SyncRetryTransport`: the sync driver of the retry machine."""
 
 from __future__ import annotations
 
-import inspect
-import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._common import DriverBase, is_event_stream
-from ._events import Hook, RetryEvent
+from ._events import Hook
+from ._io import (
+    SyncSleep,
+    sync_close_shielded,
+    sync_default_sleep,
+    sync_finish_iterator,
+    sync_tell_hooks,
+    sync_wait_for_slot,
+)
 from ._limiter import Limiter
 from ._machine import Block, Close, Fail, Finish, Gate, Read, Report, Send, Sleep, Spend
 from ._policy import RetryPolicy
@@ -27,9 +35,17 @@ __all__ = ["SyncRetryTransport"]
 
 
 class SyncRetryTransport(DriverBase, _Base):
-    """The sync twin of `RetryTransport`: wraps an ``httpx.BaseTransport`` or
-    ``httpx2.BaseTransport`` (``None``: a default ``httpx.HTTPTransport``). ``hooks`` must be
-    plain callables here."""
+    """The sync transport that retries transient upstream failures of the one it wraps.
+
+    ``transport`` is any ``httpx.BaseTransport`` or ``httpx2.BaseTransport``; the
+    responses and exceptions handed back are of the same library (``None``: a default
+    ``httpx.HTTPTransport``). ``limiter`` is shared state (block, budget, concurrency);
+    none given, the transport makes a private `SharedLimiter`. ``sleep``, ``clock``,
+    ``wall_clock`` and ``random`` exist for tests. ``hooks`` are callables told of every
+    scheduled retry and every give-up with a `RetryEvent` (see `Hook`); a hook that raises
+    is logged and never breaks the request.
+    ``name`` labels the transport's log records, events and metrics.
+    """
 
     _is_async = False
 
@@ -39,7 +55,7 @@ class SyncRetryTransport(DriverBase, _Base):
         *,
         policy: RetryPolicy | None = None,
         limiter: Limiter | None = None,
-        sleep: Callable[[float], None] | None = None,
+        sleep: SyncSleep | None = None,
         clock: Callable[[], float] | None = None,
         wall_clock: Callable[[], float] | None = None,
         random: Callable[[], float] | None = None,
@@ -47,12 +63,13 @@ class SyncRetryTransport(DriverBase, _Base):
         name: str | None = None,
     ) -> None:
         self._setup(transport, policy, limiter, clock, wall_clock, random, hooks, name)
-        self._sleep = time.sleep if sleep is None else sleep
+        self._sleep = sync_default_sleep if sleep is None else sleep
 
     def handle_request(self, request: Any) -> Any:
         """Send ``request``, retrying as the policy says; return the final response."""
         limiter = self._limiter
         if type(request.stream) is self._byte_stream and limiter.try_admit():
+            # Fast path: nothing to wait for; a plain success costs a status check.
             start = None if self._deadline is None else self._fast_start(request)
             try:
                 response = self._transport.handle_request(request)
@@ -81,11 +98,11 @@ class SyncRetryTransport(DriverBase, _Base):
                 kind = type(action)
                 if kind is Read:
                     if chunks is None:
-                        chunks = iter(current.stream)
+                        chunks = current.stream.__iter__()
                     try:
                         chunk: object = b""
                         while chunk == b"":
-                            chunk = next(chunks)
+                            chunk = chunks.__next__()
                     except StopIteration:
                         chunk = None
                     except Exception as exc:
@@ -109,7 +126,7 @@ class SyncRetryTransport(DriverBase, _Base):
                     assert isinstance(action, Gate)
                     wait = 0.0 if SWITCH.no_wait else limiter.gate_sync()
                     if wait <= 0:
-                        slot = limiter.acquire_slot_sync(action.timeout)
+                        slot = sync_wait_for_slot(limiter, action.timeout)
                         if not slot:
                             wait = float("inf")
                     action = steps.send(wait)
@@ -136,7 +153,7 @@ class SyncRetryTransport(DriverBase, _Base):
                     assert isinstance(action, Report)
                     event = self._report(action)
                     if event is not None:
-                        self._tell_hooks(event)
+                        sync_tell_hooks(self._hooks, event, self._hook_failed)
                     action = steps.send(None)
                 elif kind is Finish:
                     assert isinstance(action, Finish)
@@ -155,28 +172,17 @@ class SyncRetryTransport(DriverBase, _Base):
                     raise self._failure(action, request)
         finally:
             if current is not None:
-                self._close(current, chunks)
+                sync_close_shielded(self._close, current, chunks)
             if slot:
                 limiter.release_slot()
-
-    def _tell_hooks(self, event: RetryEvent) -> None:
-        for hook in self._hooks:
-            try:
-                outcome = hook(event)
-            except Exception:
-                self._hook_failed(hook, event)
-                continue
-            if inspect.iscoroutine(outcome):
-                outcome.close()
-                self._hook_failed(hook, event, "an async hook on a sync transport")
 
     @staticmethod
     def _close(response: Any, chunks: Any) -> None:
         if response is None:
             return
         try:
-            if chunks is not None and hasattr(chunks, "close"):
-                chunks.close()
+            if chunks is not None:
+                sync_finish_iterator(chunks)
         finally:
             response.close()
 
