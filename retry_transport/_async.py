@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
 
+from ._bases import AsyncTransportBase, BothResponse
 from ._common import DriverBase, is_event_stream
 from ._events import Hook
 from ._io import (
@@ -24,15 +26,10 @@ if TYPE_CHECKING:
     import httpx
     import httpx2
 
-    class _Base(httpx.AsyncBaseTransport, httpx2.AsyncBaseTransport):  # type: ignore[misc]
-        pass
-else:
-    _Base = object
-
 __all__ = ["RetryTransport"]
 
 
-class RetryTransport(DriverBase, _Base):
+class RetryTransport(DriverBase, AsyncTransportBase):
     """The async transport that retries transient upstream failures of the one it wraps.
 
     ``transport`` is any ``httpx.AsyncBaseTransport`` or ``httpx2.AsyncBaseTransport``; the
@@ -63,14 +60,20 @@ class RetryTransport(DriverBase, _Base):
         self._setup(transport, policy, limiter, clock, wall_clock, random, hooks, name)
         self._sleep = async_default_sleep if sleep is None else sleep
 
-    async def handle_async_request(self, request: Any) -> Any:
+    @property
+    def transport(self) -> httpx.AsyncBaseTransport | httpx2.AsyncBaseTransport:
+        """The wrapped transport."""
+        wrapped: httpx.AsyncBaseTransport | httpx2.AsyncBaseTransport = self._transport
+        return wrapped
+
+    async def handle_async_request(self, request: httpx.Request | httpx2.Request) -> BothResponse:
         """Send ``request``, retrying as the policy says; return the final response."""
         limiter = self._limiter
         if type(request.stream) is self._byte_stream and limiter.try_admit():
             # Fast path: nothing to wait for; a plain success costs a status check.
             start = None if self._deadline is None else self._fast_start(request)
             try:
-                response = await self._transport.handle_async_request(request)
+                response: BothResponse = await self._transport.handle_async_request(request)
             except Exception as exc:
                 return await self._drive(request, exc, start)
             status = response.status_code
@@ -82,7 +85,7 @@ class RetryTransport(DriverBase, _Base):
         limiter.note_first_attempt()
         return await self._drive(request, None)
 
-    async def _drive(self, request: Any, first: object, start: float | None = None) -> Any:
+    async def _drive(self, request: Any, first: object, start: float | None = None) -> BothResponse:
         rewind = self._replay_plan(request)
         machine = self._machine(request, replayable=rewind is not None)
         limiter = self._limiter
@@ -164,7 +167,8 @@ class RetryTransport(DriverBase, _Base):
                     )
                     current = chunks = None
                     slot = False
-                    return self._hand_back(action, stream)
+                    handed: BothResponse = self._hand_back(action, stream)
+                    return handed
                 else:
                     assert isinstance(action, Fail)
                     raise self._failure(action, request)
@@ -188,9 +192,14 @@ class RetryTransport(DriverBase, _Base):
         """Close the wrapped transport."""
         await self._transport.aclose()
 
-    async def __aenter__(self) -> RetryTransport:
+    async def __aenter__(self) -> Self:
         await self._transport.__aenter__()
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self._transport.__aexit__(*exc_info)
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        await self._transport.__aexit__(exc_type, exc_value, traceback)

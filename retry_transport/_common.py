@@ -7,7 +7,7 @@ import logging
 import random as _random
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Self
 
 from ._events import Hook, RetryEvent
 from ._flavour import Flavour, flavour_named, flavour_of, replay_plan
@@ -15,13 +15,14 @@ from ._limiter import Limiter, SharedLimiter
 from ._machine import Fail, Finish, Report, RetryMachine
 from ._policy import RetryPolicy
 from ._switch import SWITCH
+from ._types import HeadersLike, RequestLike, URLLike
 
 __all__ = ["DriverBase", "is_event_stream", "safe_url"]
 
 logger = logging.getLogger("retry_transport")
 
 
-def safe_url(url: Any) -> str:
+def safe_url(url: URLLike) -> str:
     """Scheme, host, port and path of a URL: no user info, no query string (they may hold keys)."""
     port = url.port
     host = url.host
@@ -30,17 +31,16 @@ def safe_url(url: Any) -> str:
     return f"{url.scheme}://{host}{'' if port is None else f':{port}'}{url.path}"
 
 
-def is_event_stream(headers: Any) -> bool:
+def is_event_stream(headers: HeadersLike) -> bool:
     """Whether response headers announce ``text/event-stream``.
 
     On the success path of every 200: it scans the raw (name, lower-case name, value) list that
     httpx and httpx2 keep, rather than calling ``headers.get``, which first decodes every
     header to guess their encoding (~1.4 us, most of what this path would otherwise cost).
     """
-    try:
-        raw = headers._list
-    except AttributeError:
-        content_type: str = headers.get("content-type", "")
+    raw: list[tuple[bytes, bytes, bytes]] | None = getattr(headers, "_list", None)
+    if raw is None:
+        content_type = headers.get("content-type", "") or ""
         return content_type.lower().startswith("text/event-stream")
     for _, name, value in raw:
         if name == b"content-type":
@@ -64,7 +64,6 @@ class DriverBase:
     _transport: Any
     _policy: RetryPolicy
     _limiter: Limiter
-    _sleep_override: Any
     _clock: Callable[[], float]
     _wall_clock: Callable[[], float]
     _random: Callable[[], float]
@@ -76,7 +75,7 @@ class DriverBase:
 
     _is_async: bool = True
 
-    def __new__(cls, transport: object = None, *args: object, **kwargs: object) -> Any:
+    def __new__(cls, transport: object = None, *args: object, **kwargs: object) -> Self:
         flavour = flavour_named("httpx") if transport is None else flavour_of(transport)
         return object.__new__(flavour.transport_class(cls, is_async=cls._is_async))
 
@@ -133,12 +132,7 @@ class DriverBase:
         """The label put on this transport's log records, events and metrics (or None)."""
         return self._name
 
-    @property
-    def transport(self) -> Any:
-        """The wrapped transport."""
-        return self._transport
-
-    def _machine(self, request: Any, replayable: bool) -> RetryMachine:
+    def _machine(self, request: RequestLike, replayable: bool) -> RetryMachine:
         policy = self._policy
         if SWITCH.max_attempts is not None and SWITCH.max_attempts < policy.max_attempts:
             policy = dataclasses.replace(policy, max_attempts=SWITCH.max_attempts)

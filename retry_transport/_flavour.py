@@ -13,7 +13,7 @@ import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 from ._errors import DeadlineExceeded
 from ._replay_async import AsyncReplay
@@ -22,6 +22,7 @@ from ._replay_sync import SyncReplay
 __all__ = ["Flavour", "flavour_named", "flavour_of", "replay_plan"]
 
 Rewind = Callable[[], None]
+T = TypeVar("T")
 
 
 def _noop() -> None:
@@ -44,7 +45,7 @@ class Flavour:
     deadline_error: type[Exception]
     subclasses: dict[tuple[type, bool], type] = field(default_factory=dict)
 
-    def transport_class(self, cls: type, *, is_async: bool) -> type:
+    def transport_class(self, cls: type[T], *, is_async: bool) -> type[T]:
         """``cls`` mixed with this flavour's base transport class (cached)."""
         key = (cls, is_async)
         sub = self.subclasses.get(key)
@@ -53,7 +54,8 @@ class Flavour:
             sub = type(cls.__name__, (cls, base), {"__module__": cls.__module__})
             sub.__qualname__ = cls.__qualname__
             self.subclasses[key] = sub
-        return sub
+        made: type[T] = sub
+        return made
 
     def default_transport(self, *, is_async: bool) -> Any:
         """A fresh default transport of this flavour."""

@@ -5,8 +5,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
 
+from ._bases import BothResponse, SyncTransportBase
 from ._common import DriverBase, is_event_stream
 from ._events import Hook
 from ._io import (
@@ -26,15 +28,10 @@ if TYPE_CHECKING:
     import httpx
     import httpx2
 
-    class _Base(httpx.BaseTransport, httpx2.BaseTransport):  # type: ignore[misc]
-        pass
-else:
-    _Base = object
-
 __all__ = ["SyncRetryTransport"]
 
 
-class SyncRetryTransport(DriverBase, _Base):
+class SyncRetryTransport(DriverBase, SyncTransportBase):
     """The sync transport that retries transient upstream failures of the one it wraps.
 
     ``transport`` is any ``httpx.BaseTransport`` or ``httpx2.BaseTransport``; the
@@ -65,14 +62,20 @@ class SyncRetryTransport(DriverBase, _Base):
         self._setup(transport, policy, limiter, clock, wall_clock, random, hooks, name)
         self._sleep = sync_default_sleep if sleep is None else sleep
 
-    def handle_request(self, request: Any) -> Any:
+    @property
+    def transport(self) -> httpx.BaseTransport | httpx2.BaseTransport:
+        """The wrapped transport."""
+        wrapped: httpx.BaseTransport | httpx2.BaseTransport = self._transport
+        return wrapped
+
+    def handle_request(self, request: httpx.Request | httpx2.Request) -> BothResponse:
         """Send ``request``, retrying as the policy says; return the final response."""
         limiter = self._limiter
         if type(request.stream) is self._byte_stream and limiter.try_admit():
             # Fast path: nothing to wait for; a plain success costs a status check.
             start = None if self._deadline is None else self._fast_start(request)
             try:
-                response = self._transport.handle_request(request)
+                response: BothResponse = self._transport.handle_request(request)
             except Exception as exc:
                 return self._drive(request, exc, start)
             status = response.status_code
@@ -84,7 +87,7 @@ class SyncRetryTransport(DriverBase, _Base):
         limiter.note_first_attempt()
         return self._drive(request, None)
 
-    def _drive(self, request: Any, first: object, start: float | None = None) -> Any:
+    def _drive(self, request: Any, first: object, start: float | None = None) -> BothResponse:
         rewind = self._replay_plan(request)
         machine = self._machine(request, replayable=rewind is not None)
         limiter = self._limiter
@@ -166,7 +169,8 @@ class SyncRetryTransport(DriverBase, _Base):
                     )
                     current = chunks = None
                     slot = False
-                    return self._hand_back(action, stream)
+                    handed: BothResponse = self._hand_back(action, stream)
+                    return handed
                 else:
                     assert isinstance(action, Fail)
                     raise self._failure(action, request)
@@ -190,9 +194,14 @@ class SyncRetryTransport(DriverBase, _Base):
         """Close the wrapped transport."""
         self._transport.close()
 
-    def __enter__(self) -> SyncRetryTransport:
+    def __enter__(self) -> Self:
         self._transport.__enter__()
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self._transport.__exit__(*exc_info)
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        self._transport.__exit__(exc_type, exc_value, traceback)

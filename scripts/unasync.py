@@ -37,6 +37,7 @@ RULES: tuple[tuple[str, str], ...] = (
     (r"\bRetryTransport\b", "SyncRetryTransport"),
     (r"\bhandle_async_request\b", "handle_request"),
     (r"\bAsyncBaseTransport\b", "BaseTransport"),
+    (r"\bAsyncTransportBase\b", "SyncTransportBase"),
     (r"\bAsyncHTTPTransport\b", "HTTPTransport"),
     (r"\bAsyncIterator\b", "Iterator"),
     (r"\bAsyncReplay\b", "SyncReplay"),
