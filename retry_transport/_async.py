@@ -68,8 +68,7 @@ class RetryTransport(DriverBase, AsyncTransportBase):
 
     async def handle_async_request(self, request: httpx.Request | httpx2.Request) -> BothResponse:
         """Send ``request``, retrying as the policy says; return the final response."""
-        limiter = self._limiter
-        if type(request.stream) is self._byte_stream and limiter.try_admit():
+        if type(request.stream) is self._byte_stream and self._try_admit():
             # Fast path: nothing to wait for; a plain success costs a status check.
             start = None if self._deadline is None else self._fast_start(request)
             try:
@@ -82,7 +81,7 @@ class RetryTransport(DriverBase, AsyncTransportBase):
             ):
                 return response
             return await self._drive(request, response, start)
-        limiter.note_first_attempt()
+        self._limiter.note_first_attempt()
         return await self._drive(request, None)
 
     async def _drive(self, request: Any, first: object, start: float | None = None) -> BothResponse:

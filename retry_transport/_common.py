@@ -38,13 +38,14 @@ def is_event_stream(headers: HeadersLike) -> bool:
     httpx and httpx2 keep, rather than calling ``headers.get``, which first decodes every
     header to guess their encoding (~1.4 us, most of what this path would otherwise cost).
     """
-    raw: list[tuple[bytes, bytes, bytes]] | None = getattr(headers, "_list", None)
-    if raw is None:
+    try:
+        raw = headers._list
+    except AttributeError:
         content_type = headers.get("content-type", "") or ""
         return content_type.lower().startswith("text/event-stream")
-    for _, name, value in raw:
-        if name == b"content-type":
-            return bool(value[:17].lower() == b"text/event-stream")
+    for entry in raw:  # indexing beats unpacking each entry here
+        if entry[1] == b"content-type":
+            return entry[2][:17].lower() == b"text/event-stream"
     return False
 
 
@@ -64,6 +65,7 @@ class DriverBase:
     _transport: Any
     _policy: RetryPolicy
     _limiter: Limiter
+    _try_admit: Callable[[], bool]
     _clock: Callable[[], float]
     _wall_clock: Callable[[], float]
     _random: Callable[[], float]
@@ -105,6 +107,7 @@ class DriverBase:
         self._limiter = (
             SharedLimiter(clock=self._clock, random=self._random) if limiter is None else limiter
         )
+        self._try_admit = self._limiter.try_admit  # bound once: it runs on every request
         self._byte_stream = self._flavour.byte_stream
         self._peek_sse = self._policy.peek_sse
         self._deadline = self._policy.deadline

@@ -70,8 +70,7 @@ class SyncRetryTransport(DriverBase, SyncTransportBase):
 
     def handle_request(self, request: httpx.Request | httpx2.Request) -> BothResponse:
         """Send ``request``, retrying as the policy says; return the final response."""
-        limiter = self._limiter
-        if type(request.stream) is self._byte_stream and limiter.try_admit():
+        if type(request.stream) is self._byte_stream and self._try_admit():
             # Fast path: nothing to wait for; a plain success costs a status check.
             start = None if self._deadline is None else self._fast_start(request)
             try:
@@ -84,7 +83,7 @@ class SyncRetryTransport(DriverBase, SyncTransportBase):
             ):
                 return response
             return self._drive(request, response, start)
-        limiter.note_first_attempt()
+        self._limiter.note_first_attempt()
         return self._drive(request, None)
 
     def _drive(self, request: Any, first: object, start: float | None = None) -> BothResponse:

@@ -27,7 +27,13 @@ class URLLike(Protocol):
 
 
 class HeadersLike(Protocol):
-    """What the drivers read and write of headers (``httpx.Headers`` and httpx2's)."""
+    """What the drivers read and write of headers (``httpx.Headers`` and httpx2's).
+
+    ``_list`` is the raw (name, lower-case name, value) list both keep, read on the success
+    path where decoding the headers would cost more than everything else.
+    """
+
+    _list: list[tuple[bytes, bytes, bytes]]
 
     def get(self, key: str, default: str = ...) -> str | None: ...
     def __contains__(self, key: object) -> bool: ...
