@@ -271,7 +271,9 @@ def test_gemini_per_day_quota_is_fatal() -> None:
             }
         }
     )
-    assert run(body, status=429) == Classification(Verdict.FATAL, "rule quota-exhausted", 38.0)
+    assert run(body, status=429) == Classification(
+        Verdict.FATAL, "field quota GenerateRequestsPerDay (google-quota)", 38.0
+    )
 
 
 def test_too_many_tokens_on_a_400_is_fatal() -> None:
@@ -343,9 +345,8 @@ def test_deny_rule_inside_string_encoded_metadata_raw_is_found() -> None:
     ],
 )
 def test_unmatched_body_gets_the_status_default(status: int, verdict: Verdict) -> None:
-    assert run('{"error":{"message":"something"}}', status) == Classification(
-        verdict, f"status {status}"
-    )
+    reason = "shape: generic" if status == 400 else f"status {status}"
+    assert run('{"error":{"message":"something"}}', status) == Classification(verdict, reason)
 
 
 def test_402_with_retry_after_is_congestion() -> None:
@@ -354,7 +355,7 @@ def test_402_with_retry_after_is_congestion() -> None:
 
 def test_empty_rule_table_leaves_only_status_defaults() -> None:
     outcome = Outcome("POST", URL, status=400, body=NIM_DEGRADED.encode())
-    assert classify(outcome, rules=()) == Classification(Verdict.UNRECOGNISED, "status 400")
+    assert classify(outcome, rules=()) == Classification(Verdict.UNRECOGNISED, "shape: generic")
 
 
 # ---- exceptions ----------------------------------------------------------------------------
