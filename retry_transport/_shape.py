@@ -24,7 +24,8 @@ __all__ = ["GENERIC", "SPECIFIC", "TRANSIENT", "judge_400"]
 SPECIFIC = re.compile(
     r"\bmust (?:be|not|have|contain|include|match|specify|provide|start|end)\b|"
     r"\bshould (?:be|not|have|contain)\b|\bgot\s{0,3}[-+\d'\"`]|\bexpected\b|"
-    r"\b(?:is |are )?not (?:supported|available|allowed|permitted|enabled|valid|recognized)\b|"
+    r"\b(?:is |are )?not (?:supported|available|allowed|permitted|enabled|valid|recognized|"
+    r"accessible)\b|"
     r"\bunsupported\b|\bis required\b|\brequired (?:field|parameter|property|argument)\b|"
     r"\bunknown (?:field|parameter|name|argument|property|tool|variant|value)\b|"
     r"\bexceeds?\b|\bat (?:most|least)\b|"

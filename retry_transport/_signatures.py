@@ -182,6 +182,9 @@ RULES: tuple[Rule, ...] = (
             r"\b(?:daily|weekly|monthly)\b[^\n]{0,40}?\b(?:quota|limit|cap|allowance|usage)|"
             r"\b(?:quota|limit)s?\b[^\n]{0,40}?\b(?:daily|weekly|monthly)\b|"
             r"\b(?:try|come back|retry) (?:again )?tomorrow\b|"
+            r"\b\d{1,3}[\s-]?(?:hours?|小时)[^\n]{0,12}?(?:usage limit|limit|使用上限|上限)|"
+            r"(?:limit|quota|限额|额度|上限)[^\n]{0,24}?(?:resets? (?:at|on)|将在|将于)\s{0,2}"
+            r"\d{4}-\d{2}-\d{2}|"
             r"(?:每日|今日|当日|每天|本日|本月|每月|当月|本周|每周)[^\n]{0,20}?"
             r"(?:额度|限额|上限|次数|配额|用量|限制)"
         ),
@@ -209,6 +212,11 @@ RULES: tuple[Rule, ...] = (
             "当月",
             "本周",
             "每周",
+            "hour",
+            "小时",
+            "reset",
+            "将在",
+            "将于",
         ),
     ),
     Rule(
@@ -359,13 +367,17 @@ RULES: tuple[Rule, ...] = (
         Verdict.FATAL,
         "Gemini INVALID_ARGUMENT (googleapis/python-genai#1300), Xiaomi via OpenRouter "
         "'Param Incorrect' (farion1231/cc-switch#464), Anthropic 'Extra inputs are not "
-        "permitted' (ding113/claude-code-hub#662)",
+        "permitted' (ding113/claude-code-hub#662), vLLM 'max_tokens must be at least 1, got "
+        "-160' (vllm-project/vllm#5700), DeepSeek 'Invalid max_tokens value, the valid range' "
+        "inside a relay's 500 (pollinations/pollinations#1290)",
         match=_re(
             r"invalid[ _]?argument|\binvalid[ _]param(?:eter)?s?\b|"
             r"\bparam(?:eter)? incorrect\b|unsupported[ _]param(?:eter)?|"
             r"unrecognized request argument|extra inputs are not permitted|"
             r"\bvalidation[ _]?(?:error|failed|exception)\b|"
-            r"missing required (?:parameter|field|argument)"
+            r"missing required (?:parameter|field|argument)|"
+            r"\binvalid [\w.-]{1,40} value\b|\bthe valid range\b|"
+            r"\bmust be (?:at (?:least|most)|between|less than|greater than|one of)\b"
         ),
         needles=(
             "invalid",
@@ -375,6 +387,8 @@ RULES: tuple[Rule, ...] = (
             "extra inputs",
             "validation",
             "missing required",
+            "valid range",
+            "must be",
         ),
     ),
     Rule(
@@ -395,6 +409,15 @@ RULES: tuple[Rule, ...] = (
             "x-amzn-errortype",
             _re(r"^(?:ValidationException|AccessDeniedException|ResourceNotFoundException)\b"),
         ),
+    ),
+    Rule(
+        "runner-cannot-start",
+        Verdict.FATAL,
+        "Ollama 500 'llama runner process has terminated' at load time: the model cannot run on "
+        "this machine or version (ollama/ollama#11710, #8770, #4794); a runner that stopped "
+        "mid-way ('model runner has unexpectedly stopped', ollama/ollama#14093) is not matched",
+        match=_re(r"llama runner process has terminated"),
+        needles=("llama runner process has terminated",),
     ),
     Rule(
         "insufficient-memory",
@@ -455,7 +478,7 @@ RULES: tuple[Rule, ...] = (
         "Bedrock throttlingException stream events (aws-samples/aws-genai-llm-chatbot#220), "
         "Anthropic rate_limit_error, one-api '上游负载已饱和' (QuantumNous/new-api#991)",
         match=_re(
-            r"\bthrottl(?:ing|ed)|too many (?:requests|connections)|request rate is too high|"
+            r"\bthrottl(?:ing|ed)|too many (?:requests|connections)|request rate (?:is too high|increased too quickly)|"
             r"rate[ _-]?limit(?:ed|_error|_exceeded| exceeded| reached| is exceeded)|"
             r"RESOURCE_EXHAUSTED|负载已饱和"
         ),

@@ -78,6 +78,14 @@ READERS: tuple[Reader, ...] = (
         "anomalyco/opencode#1018): the same request succeeds on another draw",
     ),
     Reader(
+        "dashscope-error-code",
+        "the error-code page anchor DashScope links (`error-code#token-limit`), "
+        "`Throttling.*` codes",
+        "token-limit, rate-limit, Throttling.*: congestion (firm: DashScope words its "
+        "per-minute throttle as insufficient_quota); overdue-payment: fatal",
+        "can1357/oh-my-pi#8476, hawkxtreme/mini-ai-1c#23, anomalyco/opencode#22994",
+    ),
+    Reader(
         "google-quota",
         "`QuotaFailure` quota ids / metrics, `quota_limit` metadata",
         "per day, week or month: fatal; per minute, second or hour: congestion",
@@ -133,6 +141,10 @@ READERS: tuple[Reader, ...] = (
 _PAIR = re.compile(
     r"""["']?(?P<key>[A-Za-z_$@:][\w$@:.-]{0,40})["']?\s{0,3}[:=]\s{0,3}["']?"""
     r"""(?P<value>[A-Za-z0-9_][\w.:/@#+-]{0,120})"""
+)
+_DASHSCOPE = re.compile(
+    r"error-code#(?P<anchor>token-limit|rate-limit|overdue-payment)\b|"
+    r"(?P<code>\bThrottling(?:\.[A-Za-z]{2,40})?)(?=\W|\Z)"
 )
 _GRPC_CODE = re.compile(r"\bStatusCode\.(?P<code>[A-Z_]{4,30})\b")
 _AWS_NAME = re.compile(r"\b(?P<name>[A-Z][A-Za-z]{2,60}Exception)\b")
@@ -240,6 +252,19 @@ def _sampling(pairs: list[tuple[str, str]]) -> Finding | None:
     return None
 
 
+def _dashscope(text: str) -> Finding | None:
+    found = _DASHSCOPE.search(text)
+    if found is None:
+        return None
+    anchor = found.group("anchor")
+    if anchor is not None:
+        if anchor.lower() == "overdue-payment":
+            return Finding(Verdict.FATAL, Tier.FIRM, "dashscope-error-code", f"#{anchor}")
+        return Finding(Verdict.CONGESTION, Tier.FIRM, "dashscope-error-code", f"#{anchor}")
+    code = found.group("code")
+    return Finding(Verdict.CONGESTION, Tier.FIRM, "dashscope-error-code", f"code {code}")
+
+
 def _quota(text: str) -> Finding | None:
     periods = []
     for found in _QUOTA_ID.finditer(text):
@@ -333,6 +358,7 @@ def read(text: str, headers: Mapping[str, str]) -> list[Finding]:
     pairs = _pairs(scan)
     findings = [
         _sampling(pairs),
+        _dashscope(scan),
         _quota(scan),
         _google_status(scan, pairs),
         _error_info(pairs),
