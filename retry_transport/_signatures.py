@@ -478,7 +478,8 @@ RULES: tuple[Rule, ...] = (
         "Bedrock throttlingException stream events (aws-samples/aws-genai-llm-chatbot#220), "
         "Anthropic rate_limit_error, one-api '上游负载已饱和' (QuantumNous/new-api#991)",
         match=_re(
-            r"\bthrottl(?:ing|ed)|too many (?:requests|connections)|request rate (?:is too high|increased too quickly)|"
+            r"\bthrottl(?:ing|ed)|too many (?:requests|connections)|"
+            r"request rate (?:is too high|increased too quickly)|"
             r"rate[ _-]?limit(?:ed|_error|_exceeded| exceeded| reached| is exceeded)|"
             r"RESOURCE_EXHAUSTED|负载已饱和"
         ),

@@ -29,7 +29,7 @@ from ._verdict import Verdict
 
 __all__ = ["READERS", "Finding", "Reader", "Tier", "read", "readers_markdown"]
 
-_MAX_SCAN = 16384
+_MAX_SCAN = 8192
 """Characters of the body the readers look at."""
 _MAX_FIELDS = 256
 """``key: value`` pairs collected per body."""
@@ -92,6 +92,13 @@ READERS: tuple[Reader, ...] = (
         "Gemini QuotaFailure (googleapis/python-genai#2044, RooCodeInc/Roo-Code#3883)",
     ),
     Reader(
+        "google-error-info",
+        "`ErrorInfo.reason`, legacy `errors[].reason`",
+        "RATE_LIMIT_EXCEEDED, rateLimitExceeded: congestion; API_KEY_INVALID, "
+        "BILLING_DISABLED, SERVICE_DISABLED, CONSUMER_SUSPENDED, dailyLimitExceeded: fatal",
+        "google.rpc.ErrorInfo; Vertex 429 (google-gemini/gemini-cli#14831)",
+    ),
+    Reader(
         "google-status",
         "`status` (canonical gRPC code), `StatusCode.X`",
         "INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE, NOT_FOUND, PERMISSION_DENIED, "
@@ -99,13 +106,6 @@ READERS: tuple[Reader, ...] = (
         "ABORTED: transient; RESOURCE_EXHAUSTED: congestion unless a quota decides",
         "google.rpc.Code; Gemini FAILED_PRECONDITION (Xeift/Telegram-Discord-Bot#4, "
         "OpenRouterTeam/ai-sdk-provider#187)",
-    ),
-    Reader(
-        "google-error-info",
-        "`ErrorInfo.reason`, legacy `errors[].reason`",
-        "RATE_LIMIT_EXCEEDED, rateLimitExceeded: congestion; API_KEY_INVALID, "
-        "BILLING_DISABLED, SERVICE_DISABLED, CONSUMER_SUSPENDED, dailyLimitExceeded: fatal",
-        "google.rpc.ErrorInfo; Vertex 429 (google-gemini/gemini-cli#14831)",
     ),
     Reader(
         "aws-error-type",
@@ -139,7 +139,7 @@ READERS: tuple[Reader, ...] = (
 """The structured readers in the order :func:`read` consults them."""
 
 _PAIR = re.compile(
-    r"""["']?(?P<key>[A-Za-z_$@:][\w$@:.-]{0,40})["']?\s{0,3}[:=]\s{0,3}["']?"""
+    r"""(?<![\w$@:.-])["']?(?P<key>[A-Za-z_$@:][\w$@:.-]{0,40})["']?\s{0,3}[:=]\s{0,3}["']?"""
     r"""(?P<value>[A-Za-z0-9_][\w.:/@#+-]{0,120})"""
 )
 _DASHSCOPE = re.compile(
@@ -360,8 +360,8 @@ def read(text: str, headers: Mapping[str, str]) -> list[Finding]:
         _sampling(pairs),
         _dashscope(scan),
         _quota(scan),
-        _google_status(scan, pairs),
         _error_info(pairs),
+        _google_status(scan, pairs),
         _aws(scan, pairs, headers),
         _types(pairs),
     ]
