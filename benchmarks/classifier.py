@@ -25,7 +25,7 @@ def bodies() -> dict[str, bytes]:
     rng = random.Random(12)
     words = "context length rate limit model not found too many tokens per day quota daily "
     words += "exceeded invalid request must be balance throttling overloaded 余额 每日 额度 "
-    needles = " ".join(needle for rule in RULES for needle in rule.needles)
+    needles = " ".join(needle for rule in RULES for needle in getattr(rule, "needles", ()))
     return {
         "a-run": b"a" * SIZE,
         "spaces": b" " * SIZE,

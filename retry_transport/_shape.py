@@ -52,13 +52,17 @@ _LABELS = re.compile(
 )
 
 
+_MAX_MESSAGE = 2048
+
+
 def judge_400(text: str) -> Classification:
     """The verdict for a 400 whose error ``text`` matched no rule and no structured reader."""
     if GENERIC.search(text[:2048]) is not None:
         return Classification(Verdict.UNRECOGNISED, "shape: an HTML page")
     if TRANSIENT.search(text) is not None:
         return Classification(Verdict.UNRECOGNISED, "shape: names a transient cause")
-    message = _LABELS.sub("", text)
+    # Causes are named near the start; reading 2 KiB keeps a hostile body's cost bounded.
+    message = _LABELS.sub("", text[:_MAX_MESSAGE])
     found = SPECIFIC.search(message)
     if found is not None:
         cause = found.group(0).strip()

@@ -24,6 +24,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import cast
 
 from ._verdict import Verdict
 
@@ -339,9 +340,7 @@ def _types(pairs: list[tuple[str, str]]) -> Finding | None:
     return retryable
 
 
-def _problem(document: object) -> Finding | None:
-    if not isinstance(document, dict):
-        return None
+def _problem(document: dict[str, object]) -> Finding | None:
     status = document.get("status")
     if not isinstance(status, int) or isinstance(status, bool):
         return None
@@ -368,7 +367,8 @@ def read(text: str, headers: Mapping[str, str]) -> list[Finding]:
     stripped = text.lstrip()
     if stripped.startswith("{") and len(stripped) <= _MAX_SCAN:
         with contextlib.suppress(ValueError, RecursionError):
-            findings.append(_problem(json.loads(stripped)))
+            # JSON text that starts with "{" decodes to an object or raises
+            findings.append(_problem(cast("dict[str, object]", json.loads(stripped))))
     return [finding for finding in findings if finding is not None]
 
 

@@ -889,3 +889,32 @@ def finished_history(end: object) -> tuple[object, ...]:
     history = getattr(end, "history", ())
     assert isinstance(history, tuple)
     return history
+
+
+def test_dashscope_throttling_code_is_congestion() -> None:
+    # DashScope's throttle code, named in can1357/oh-my-pi#8476
+    body = '{"code":"Throttling.AllocationQuota","message":"Allocated quota exceeded"}'
+    assert run(body, 429) == Classification(
+        Verdict.CONGESTION, "field code Throttling.AllocationQuota (dashscope-error-code)"
+    )
+
+
+def test_quota_ids_are_read_only_beside_a_quota_or_limit() -> None:
+    assert read('{"metric": "RequestsPerDay"}', {}) == []
+
+
+def test_many_quota_ids_are_bounded_and_any_daily_one_decides() -> None:
+    body = "quota " + "RequestsPerMinute " * 40 + "RequestsPerDay"
+    assert read(body, {})[0].verdict is Verdict.CONGESTION  # only the first 16 are read
+    assert read("quota RequestsPerDay " + "RequestsPerMinute " * 40, {})[0].verdict is (
+        Verdict.FATAL
+    )
+
+
+def test_field_pairs_are_bounded() -> None:
+    body = '"a": "b", ' * 600 + '"code": "insufficient_quota"'
+    assert all(finding.reader != "provider-error-type" for finding in read(body, {}))
+
+
+def test_a_status_without_a_title_or_detail_is_no_problem_document() -> None:
+    assert read('{"status": 503, "message": "x"}', {}) == []

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
+import io
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from retry_transport import Classification, Verdict
+from retry_transport.__main__ import main
+from retry_transport._cli_classify import add_arguments, explain, run
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,3 +97,62 @@ def test_a_header_without_a_colon_is_exit_2() -> None:
     done = classify_cli("--header", "nocolon", stdin=b"x")
     assert done.returncode == 2
     assert b"--header must look like 'Name: value'" in done.stderr
+
+
+def test_in_process_main_reads_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    body = tmp_path / "b.txt"
+    body.write_bytes(b'{"error":{"type":"overloaded_error","message":"Overloaded"}}')
+    assert main(["classify", "--status", "529", str(body)]) == 0
+    assert "decided by: rule overloaded (seen: " in capsys.readouterr().out
+
+
+def test_in_process_run_reads_stdin() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--header", "x-amzn-errortype: ThrottlingException"])
+    out = io.StringIO()
+    stdin = io.TextIOWrapper(io.BytesIO(b"{}"))
+    assert run(args, stdin=stdin, stdout=out) == 0
+    assert "verdict: congestion" in out.getvalue()
+
+
+def test_in_process_run_reads_a_text_only_stdin() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    out = io.StringIO()
+    assert run(parser.parse_args([]), stdin=io.StringIO(""), stdout=out) == 0
+    assert "decided by: rule bodyless-400 (seen: " in out.getvalue()
+
+
+def test_in_process_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["classify", str(tmp_path / "none")]) == 2
+    assert main(["classify", "--header", ": v", "-"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read" in err
+    assert "--header must look like" in err
+
+
+def test_explain_names_an_unknown_reason_as_it_is() -> None:
+    text = explain(Classification(Verdict.FATAL, "classifier error X"))
+    assert "decided by: classifier error X" in text
+    assert "decided by: rule nope" in explain(Classification(Verdict.FATAL, "rule nope"))
+    assert "decided by: field x (nope)" in explain(Classification(Verdict.FATAL, "field x (nope)"))
+
+
+def test_in_process_run_reads_a_pasted_stream_event() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    out = io.StringIO()
+    event = b'event: error\ndata: {"error":{"code":"tool_use_failed"}}\n\n'
+    assert run(parser.parse_args([]), stdin=io.TextIOWrapper(io.BytesIO(event)), stdout=out) == 0
+    text = out.getvalue()
+    assert "reader sampling-failure (seen: " in text
+    assert "attempts: at most 2 in total" in text
+
+
+def test_in_process_run_names_the_shape() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    out = io.StringIO()
+    assert run(parser.parse_args([]), stdin=io.StringIO("Bad Request"), stdout=out) == 0
+    assert "decided by: the shape of a 400" in out.getvalue()
