@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 
 from ._shape import judge_400
 from ._signatures import RULES, Rule, status_default
-from ._structured import Finding, Tier, read
+from ._structured import Finding, Tier, named_wait, read
 from ._verdict import Classification, Outcome, Verdict
 from ._waits import body_wait
 
@@ -206,6 +206,8 @@ def _classify_response(outcome: Outcome, rules: Sequence[Rule]) -> Classificatio
     text = _text_of(decoded)
     lowered = text.lower()
     wait = body_wait(decoded[: 2 * _MAX_TEXT])
+    if wait is None:
+        wait = named_wait(decoded)
     status = outcome.status
     headers = outcome.headers
     findings = read(decoded, headers)

@@ -173,13 +173,15 @@ RULES: tuple[Rule, ...] = (
         Verdict.FATAL,
         "Bedrock 'Too many tokens per day' (minorun365/agent-book#29), Gemini 'Requests per day "
         "per user per tier' (issue 12), 'Daily request 200 limit exceeded. Please try again "
-        "tomorrow' (cooderl/wewe-rss#390), 超过每日使用限额 "
+        "tomorrow' (cooderl/wewe-rss#390), Cloudflare 'daily free allocation' "
+        "(diegosouzapw/OmniRoute#6983), 超过每日使用限额 "
         "(ZuodaoTech/everyone-can-use-english#643); a per-minute or per-second limit is not "
         "matched",
         match=_re(
             r"\b(?:quota|limit|usage|allowance|tokens|requests)\b[^\n]{0,80}?"
             r"\bper[ _-](?:user[ _-]per[ _-])?(?:day|week|month|tier)\b|"
-            r"\b(?:daily|weekly|monthly)\b[^\n]{0,40}?\b(?:quota|limit|cap|allowance|usage)|"
+            r"\b(?:daily|weekly|monthly)\b[^\n]{0,40}?"
+            r"\b(?:quota|limit|cap|allowance|usage|allocation|credits?|budget)|"
             r"\b(?:quota|limit)s?\b[^\n]{0,40}?\b(?:daily|weekly|monthly)\b|"
             r"\b(?:try|come back|retry) (?:again )?tomorrow\b|"
             r"\b\d{1,3}[\s-]?(?:hours?|小时)[^\n]{0,12}?(?:usage limit|limit|使用上限|上限)|"

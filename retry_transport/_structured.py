@@ -28,7 +28,7 @@ from typing import cast
 
 from ._verdict import Verdict
 
-__all__ = ["READERS", "Finding", "Reader", "Tier", "read", "readers_markdown"]
+__all__ = ["READERS", "Finding", "Reader", "Tier", "named_wait", "read", "readers_markdown"]
 
 _MAX_SCAN = 8192
 """Characters of the body the readers look at."""
@@ -349,6 +349,28 @@ def _problem(document: dict[str, object]) -> Finding | None:
     if status == 429 or 500 <= status <= 599:
         return Finding(Verdict.CONGESTION, Tier.RETRYABLE, "problem-details", f"status={status}")
     return None
+
+
+_WAIT = re.compile(
+    r"""\bplease wait (?P<num>\d{1,9}(?:\.\d{1,6})?) ?"""
+    r"""(?P<unit>ms|s|sec|seconds?|m|min|minutes?|h|hours?)\b|"""
+    r"""["']estimated_time["']\s{0,3}:\s{0,3}(?P<estimate>\d{1,9}(?:\.\d{1,17})?)""",
+    re.IGNORECASE,
+)
+_SCALE = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def named_wait(text: str) -> float | None:
+    """A wait the body names in a form the header-style parsers do not read: "Please wait
+    84152s" (a relay's cool-down) or Hugging Face's ``estimated_time`` of a loading model."""
+    found = _WAIT.search(text[:_MAX_SCAN])
+    if found is None:
+        return None
+    if found.group("estimate") is not None:
+        return float(found.group("estimate"))
+    unit = found.group("unit").lower()
+    scale = _SCALE["ms"] if unit == "ms" else _SCALE[unit[0]]
+    return float(found.group("num")) * scale
 
 
 def read(text: str, headers: Mapping[str, str]) -> list[Finding]:

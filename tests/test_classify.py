@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from retry_transport._classify import classify, error_text
 from retry_transport._signatures import RULES, STATUS_DEFAULTS, Rule, rules_markdown
-from retry_transport._structured import READERS, Finding, Tier, read
+from retry_transport._structured import READERS, Finding, Tier, named_wait, read
 from retry_transport._verdict import Classification, Outcome, Verdict
 
 from .machine_helpers import response, run_machine
@@ -918,3 +918,28 @@ def test_field_pairs_are_bounded() -> None:
 
 def test_a_status_without_a_title_or_detail_is_no_problem_document() -> None:
     assert read('{"status": 503, "message": "x"}', {}) == []
+
+
+@pytest.mark.parametrize(
+    ("source", "wait"),
+    [
+        ("lbjlaq/Antigravity-Manager/issues/1198", 84152.0),
+        ("huggingface/api-inference-community/issues/137", 1809.1820068359375),
+        ("huggingface/unity-api/issues/18", 20.0),
+    ],
+)
+def test_named_waits_in_relay_and_model_loading_bodies(source: str, wait: float) -> None:
+    assert run(tracker(source), 503).wait == wait
+
+
+@pytest.mark.parametrize(
+    ("text", "wait"),
+    [("Please wait 250ms", 0.25), ("please wait 2 minutes", 120.0), ("Please wait 1h", 3600.0)],
+)
+def test_named_wait_units(text: str, wait: float) -> None:
+    assert named_wait(text) == wait
+
+
+def test_daily_free_allocation_is_a_quota_period() -> None:
+    got = run(tracker("diegosouzapw/OmniRoute/pull/6983"), 429)
+    assert got == Classification(Verdict.FATAL, "rule quota-period")
