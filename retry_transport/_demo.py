@@ -19,7 +19,13 @@ import httpx
 from ._async import RetryTransport
 from ._backoff import Backoff
 from ._policy import RetryPolicy
-from ._upstream import Reply, Upstream, anthropic_error, anthropic_message, anthropic_stream_error
+from .testing.upstream import (
+    Reply,
+    Upstream,
+    anthropic_error,
+    anthropic_message,
+    anthropic_stream_error,
+)
 
 __all__ = ["DEMO_POLICY", "SCENARIOS", "Scenario", "run_demo"]
 
