@@ -117,10 +117,9 @@ class RetryTransport(DriverBase, AsyncTransportBase):
                         current = await self._transport.handle_async_request(request)
                         result: object = current
                     except Exception as exc:
-                        result, current = exc, None
-                        if slot:
-                            slot = False
-                            limiter.release_slot()
+                        # A Send always follows a Gate that took the slot.
+                        result, current, slot = exc, None, False
+                        limiter.release_slot()
                     action = steps.send(result)
                 elif kind is Gate:
                     assert isinstance(action, Gate)
@@ -179,8 +178,6 @@ class RetryTransport(DriverBase, AsyncTransportBase):
 
     @staticmethod
     async def _close(response: Any, chunks: Any) -> None:
-        if response is None:
-            return
         try:
             if chunks is not None:
                 await async_finish_iterator(chunks)

@@ -251,8 +251,9 @@ class SharedLimiter:
         if self._clock() < self._blocked_until:
             return False
         with self._block_lock:
-            if self._clock() >= self._blocked_until:
-                self._blocked = False
+            if self._clock() < self._blocked_until:
+                return False  # extended meanwhile
+            self._blocked = False
         return True
 
     def note_first_attempt(self) -> None:

@@ -213,10 +213,8 @@ class RetryMachine:
 
     @staticmethod
     def _apply_should_retry(
-        classification: Classification, headers: Mapping[str, str] | None
+        classification: Classification, headers: Mapping[str, str]
     ) -> Classification:
-        if headers is None:
-            return classification
         value = headers.get("x-should-retry")
         if value is None:
             return classification
@@ -245,7 +243,12 @@ class RetryMachine:
     def run(self, first: object = None, start: float | None = None) -> Generator[Action, Any, None]:
         """The loop. ``first`` is the first attempt's result when the driver already sent it;
         ``start`` is then the clock reading taken before that attempt (the deadline counts from
-        it), ``None`` meaning now."""
+        it), ``None`` meaning now. The last action yielded is a `Finish` or a `Fail`, after
+        which the driver does not resume the generator."""
+        final = yield from self._loop(first, start)
+        yield final
+
+    def _loop(self, first: object, start: float | None) -> Generator[Action, Any, Finish | Fail]:
         policy = self._policy
         clock = self._clock
         start = clock() if start is None else start
@@ -269,10 +272,8 @@ class RetryMachine:
                     if last_closed is not None:
                         response, body = last_closed
                         mark = response.status_code >= 400
-                        yield Finish(response, body, True, mark, tuple(history))
-                    else:
-                        yield Fail(last_exception, tuple(history))
-                    return
+                        return Finish(response, body, True, mark, tuple(history))
+                    return Fail(last_exception, tuple(history))
                 remaining = None if deadline is None else max(deadline - clock(), 0.0)
                 result = yield Send(attempt > 0, remaining)
             attempt += 1
@@ -282,8 +283,7 @@ class RetryMachine:
                 history.append(
                     Attempt(attempt, seen.status, None, None, "success", None, now - start)
                 )
-                yield Finish(seen.response, seen.held, False, False, tuple(history))
-                return
+                return Finish(seen.response, seen.held, False, False, tuple(history))
             classification = seen.classification
             verdict = classification.verdict
             wait, named, stop, give_up = self._plan(attempt, seen, classification, now, deadline)
@@ -308,11 +308,9 @@ class RetryMachine:
                         logging.DEBUG, "not retrying %s %s: %s", (self._method, self._url, stop)
                     )
                 if seen.exception is not None:
-                    yield Fail(seen.exception, tuple(history))
-                else:
-                    mark = seen.status is not None and seen.status >= 400
-                    yield Finish(seen.response, seen.held, False, mark, tuple(history))
-                return
+                    return Fail(seen.exception, tuple(history))
+                mark = seen.status is not None and seen.status >= 400
+                return Finish(seen.response, seen.held, False, mark, tuple(history))
 
             assert wait is not None
             history.append(self._record(attempt, seen, classification, wait, now - start))

@@ -119,10 +119,9 @@ class SyncRetryTransport(DriverBase, SyncTransportBase):
                         current = self._transport.handle_request(request)
                         result: object = current
                     except Exception as exc:
-                        result, current = exc, None
-                        if slot:
-                            slot = False
-                            limiter.release_slot()
+                        # A Send always follows a Gate that took the slot.
+                        result, current, slot = exc, None, False
+                        limiter.release_slot()
                     action = steps.send(result)
                 elif kind is Gate:
                     assert isinstance(action, Gate)
@@ -181,8 +180,6 @@ class SyncRetryTransport(DriverBase, SyncTransportBase):
 
     @staticmethod
     def _close(response: Any, chunks: Any) -> None:
-        if response is None:
-            return
         try:
             if chunks is not None:
                 sync_finish_iterator(chunks)

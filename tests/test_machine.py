@@ -438,3 +438,33 @@ def test_a_raising_custom_classifier_is_reported_with_its_exception() -> None:
     errors = [a for a in run.actions if isinstance(a, Report) and a.level == logging.ERROR]
     assert len(errors) == 1
     assert isinstance(errors[0].exc_info, RuntimeError)
+
+
+def test_a_sleep_that_overran_the_deadline_sends_nothing_more() -> None:
+    from retry_transport._machine import Gate, RetryMachine, Send
+
+    clock = FakeClock()
+    machine = RetryMachine(
+        RetryPolicy(deadline=10.0),
+        method="POST",
+        url="https://api.example.com/v1/chat/completions",
+        idempotency_key=False,
+        replayable=True,
+        clock=clock,
+        wall_clock=lambda: 1_700_000_000.0,
+        random=lambda: 0.5,
+    )
+    steps = machine.run()
+    action = next(steps)
+    assert isinstance(action, Gate)
+    action = steps.send(0.0)
+    assert isinstance(action, Send)
+    action = steps.send(response(503))
+    while not isinstance(action, Sleep):
+        action = steps.send(None if not isinstance(action, Spend) else True)
+    clock.advance(20.0)  # the sleep overran the deadline
+    action = steps.send(None)
+    while not isinstance(action, Finish | Fail):
+        assert not isinstance(action, Gate | Send)
+        action = steps.send(None)
+    assert finished(action).response.status_code == 503

@@ -542,3 +542,19 @@ def test_a_call_begun_before_a_failure_does_not_end_the_outage(
         a.store._succeeded(clock.now)
         assert len(infos_of(caplog)) == 1
         assert not a.try_admit()
+
+
+def test_while_skipped_a_sync_store_answers_none_without_trying(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="retry_transport")
+    client = redis.Redis(port=1)  # nothing listens there: refused at once
+    clock = FakeClock()
+    store = RedisStore(client, clock=clock, retry_interval=5.0)
+    assert store.read_sync("a") is None  # fails, and starts the skip
+    assert store.answers_locally()
+    assert store.read_sync("a") is None  # skipped: no call made
+    assert store.extend_sync("a", 1.0) is None
+    assert len(warnings_of(caplog)) == 1
+    store.close()
+    client.close()
