@@ -155,3 +155,8 @@ def test_a_closed_file_body_cannot_be_rewound() -> None:
     closed = io.BytesIO(b"body")
     closed.close()
     assert _file_rewind(closed) is None
+
+
+def test_the_policy_given_is_the_policy_in_force() -> None:
+    policy = RetryPolicy(max_attempts=2)
+    assert SyncRetryTransport(ScriptedTransport([200]), policy=policy).policy is policy
