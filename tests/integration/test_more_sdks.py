@@ -14,9 +14,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import anthropic
 import cohere
 import groq
+import httpx2
 import mistralai.client
+import openai
 import pytest
 import together
 from cohere.core.api_error import ApiError as CohereApiError
@@ -316,3 +319,27 @@ async def test_an_asyncio_only_sdk_fails_on_trio_before_any_request(
         with pytest.raises(RuntimeError, match="no running event loop"):
             await sdk.ask(upstream.url, http)
     assert upstream.count(sdk.path) == 0
+
+
+def pool_size(client: Any) -> int:
+    """How many connections the client's (wrapped) pool may open (httpcore's own attribute)."""
+    return int(client._transport.transport._pool._max_connections)
+
+
+@pytest.mark.parametrize("sdk", [openai, anthropic], ids=lambda sdk: sdk.__name__)
+async def test_the_readme_recipe_keeps_the_sdks_pool_and_timeout(sdk: Any) -> None:
+    plain = httpx2.AsyncClient(transport=RetryTransport(httpx2.AsyncHTTPTransport()))
+    wrapped = httpx2.AsyncHTTPTransport(limits=sdk.DEFAULT_CONNECTION_LIMITS)
+    kept = sdk.DefaultAsyncHttpxClient(transport=RetryTransport(wrapped))
+    async with plain, kept:
+        assert pool_size(plain) == 100  # httpx's default: the SDK's own 1000 is gone
+        assert pool_size(kept) == sdk.DEFAULT_CONNECTION_LIMITS.max_connections == 1000
+        assert kept.timeout == sdk.DEFAULT_TIMEOUT
+        assert kept.follow_redirects
+        assert not plain.follow_redirects
+        # The SDK still sends its own timeout per request while the client keeps httpx's.
+        assert httpx2.Timeout(600, connect=5.0) == sdk.DEFAULT_TIMEOUT
+        make = sdk.AsyncOpenAI if sdk is openai else sdk.AsyncAnthropic
+        assert make(api_key="k", http_client=plain).timeout == sdk.DEFAULT_TIMEOUT
+        custom = httpx2.AsyncClient(transport=RetryTransport(), timeout=30.0)
+        assert make(api_key="k", http_client=custom).timeout == httpx2.Timeout(30.0)
