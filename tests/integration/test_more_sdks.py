@@ -4,14 +4,17 @@ google-genai, mistralai, groq, together and cohere, each driven through its own 
 (asyncio and trio) and sync client against the loopback upstream playing its wire format:
 a transient 400 is recovered, a permanent 400 reaches the SDK's own error after one request.
 Each SDK gets a client of every flavour it accepts (groq and together check for a classic
-``httpx`` client with ``isinstance``). The SDKs that retry on their own are told not to
-(cohere: ``max_retries=0``); the test of a 503 proves the upstream then sees our attempts only.
+``httpx`` client with ``isinstance``; cohere fails every call through an httpx2 client). The SDKs
+that retry on their own are told not to (``max_retries=0``); the test of a 503 proves the
+upstream then sees our attempts only. mistralai's async client runs on asyncio only. The README's
+recipes for these SDKs and for openai and anthropic are executed as written.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -343,3 +346,40 @@ async def test_the_readme_recipe_keeps_the_sdks_pool_and_timeout(sdk: Any) -> No
         assert make(api_key="k", http_client=plain).timeout == sdk.DEFAULT_TIMEOUT
         custom = httpx2.AsyncClient(transport=RetryTransport(), timeout=30.0)
         assert make(api_key="k", http_client=custom).timeout == httpx2.Timeout(30.0)
+
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+
+
+def readme_block(containing: str) -> str:
+    (block,) = [b for b in README.split("```python\n")[1:] if containing in b.split("```")[0]]
+    return block.split("```")[0]
+
+
+@pytest.mark.parametrize(
+    ("marker", "clients"),
+    [
+        ("openai.DefaultAsyncHttpxClient", ["client"]),
+        ("anthropic.DefaultAsyncHttpxClient", ["client"]),
+        (
+            "mistralai.client.Mistral(",
+            ["gemini", "mistral", "groq_client", "together_client", "cohere_client"],
+        ),
+    ],
+)
+async def test_the_readme_recipes_build_clients_on_the_transport(
+    marker: str, clients: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key in ("OPENAI", "ANTHROPIC", "GEMINI", "MISTRAL", "GROQ", "TOGETHER", "CO"):
+        monkeypatch.setenv(f"{key}_API_KEY", "k")
+    namespace: dict[str, Any] = {}
+    exec(readme_block(marker), namespace)
+    for name in clients:
+        client = namespace[name]
+        http = {
+            "gemini": lambda c: c._api_client._async_httpx_client,
+            "mistral": lambda c: c.sdk_configuration.async_client,
+            "cohere_client": lambda c: c._client_wrapper.httpx_client.httpx_client,
+        }.get(name, lambda c: c._client)(client)
+        assert isinstance(http._transport, RetryTransport), name
+        await http.aclose()
