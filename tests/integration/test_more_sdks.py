@@ -31,7 +31,7 @@ from google.genai import errors as genai_errors
 from google.genai import types as genai_types
 
 from retry_transport import RetryPolicy, RetryTransport, SyncRetryTransport
-from retry_transport._upstream import Reply, Upstream, openai_chat, openai_error
+from retry_transport.testing.upstream import Reply, Upstream, openai_chat, openai_error
 
 from ..transport_helpers import Sleeps, lib
 
