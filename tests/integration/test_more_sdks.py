@@ -383,3 +383,27 @@ async def test_the_readme_recipes_build_clients_on_the_transport(
         }.get(name, lambda c: c._client)(client)
         assert isinstance(http._transport, RetryTransport), name
         await http.aclose()
+
+
+def test_sdks_renaming_the_base_classes_do_not_change_a_transports_flavour() -> None:
+    # Importing these SDKs renames the __module__ of the base classes they re-export.
+    assert httpx2.BaseTransport.__module__ == "openai"
+    assert lib("httpx").BaseTransport.__module__ in ("groq", "together")
+
+    class Flaky(httpx2.BaseTransport):
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+            self.calls += 1
+            return httpx2.Response(503 if self.calls == 1 else 200)
+
+    sleeps = Sleeps()
+    flaky = Flaky()
+    transport = SyncRetryTransport(flaky, sleep=sleeps.sync, clock=sleeps.clock)
+    assert isinstance(transport, httpx2.BaseTransport)
+    with httpx2.Client(transport=transport) as client:
+        response = client.get("http://upstream.test/")
+    assert isinstance(response, httpx2.Response)
+    assert response.status_code == 200
+    assert flaky.calls == 2
