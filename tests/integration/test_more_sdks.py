@@ -65,7 +65,12 @@ def gemini_reply(text: str) -> Reply:
 
 
 def gemini_error(status: int, message: str) -> Reply:
-    state = "FAILED_PRECONDITION" if status == 400 else "UNAVAILABLE"
+    # Google's own status field: INTERNAL for a per-request fault (transient), INVALID_ARGUMENT
+    # for a request that cannot succeed, UNAVAILABLE for an outage.
+    if status >= 500:
+        state = "UNAVAILABLE"
+    else:
+        state = "INVALID_ARGUMENT" if message == PERMANENT else "INTERNAL"
     return Reply.json(status, {"error": {"code": status, "message": message, "status": state}})
 
 
