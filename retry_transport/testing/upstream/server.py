@@ -70,8 +70,9 @@ class Upstream:
     Requests to a path take the replies given to `script` in turn. An unscripted path is
     answered by the ``"*"`` script if there is one, else with a canned success: for ``POST``
     to ``/v1/chat/completions``, ``/v1/responses`` and ``/v1/messages`` the matching LLM reply
-    (streamed if the request body has ``"stream": true``), for anything else
-    ``200 {"ok": true}``.
+    (streamed if the request body has ``"stream": true``), to Gemini's
+    ``/v1beta/models/{model}:generateContent`` its answer (``:streamGenerateContent``: its
+    ``alt=sse`` stream), for anything else ``200 {"ok": true}``.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -88,6 +89,7 @@ class Upstream:
         self._scripts: dict[str, _Script] = {}
         self._received: list[Received] = []
         self._base = f"http://{host}:{port}"
+        self._silent = [0, 0]  # replies that went silent (a hang or a stall), silences ended
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -119,7 +121,7 @@ class Upstream:
     def stop(self) -> None:
         """Stop accepting, close every open connection and join every thread.
 
-        Replies waiting in a delay or a hang are cut short. Scripts and records are kept.
+        Replies waiting in a delay, a hang or a stall are cut short. Scripts and records are kept.
         """
         listener, wake, acceptor = self._listener, self._wake, self._acceptor
         if listener is None or wake is None or acceptor is None:
@@ -214,6 +216,25 @@ class Upstream:
             if not self._changed.wait_for(enough, timeout):
                 raise TimeoutError(f"{count} request(s) to {path or 'any path'} not received")
 
+    def wait_stalled(self, count: int = 1, *, ended: bool = False, timeout: float = 5.0) -> None:
+        """Block until at least ``count`` replies have gone silent (a ``"hang"`` or a
+        ``"stall"`` fault: everything they will send has been sent); with ``ended``, until
+        ``count`` such silences have ended, because the client left or the server stopped.
+
+        Raises `TimeoutError` after ``timeout`` seconds.
+        """
+        index = 1 if ended else 0
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._silent[index] >= count, timeout):
+                what = "ended" if ended else "started"
+                raise TimeoutError(f"{count} silence(s) not {what}")
+
+    @property
+    def silent(self) -> int:
+        """How many replies are silent right now (a hang or a stall the client still holds)."""
+        with self._lock:
+            return self._silent[0] - self._silent[1]
+
     def count(self, path: str | None = None) -> int:
         """How many requests were read so far (to ``path`` only, if given)."""
         return len(self.received(path))
@@ -299,8 +320,7 @@ class Upstream:
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             return False
         if fault == "hang":
-            while conn.recv(_RECV):
-                pass
+            self._go_silent(conn)
             return False
 
         names = {name.lower() for name, _ in reply.headers}
@@ -324,6 +344,10 @@ class Upstream:
             conn.sendall(head[: line_end + (next_end - line_end) // 2])
             return False
         no_body = method == "HEAD" or reply.status in _NO_BODY_STATUSES
+        if fault == "stall" and reply.chunks is None:
+            conn.sendall(head)
+            self._go_silent(conn)
+            return False
         if reply.chunks is None:
             body = b"" if no_body else reply.body
             if fault == "drop_mid_body":
@@ -348,5 +372,21 @@ class Upstream:
             conn.sendall(b"%x\r\n" % len(item) + item + b"\r\n")
         if fault == "drop_mid_body":
             return False
+        if fault == "stall":
+            self._go_silent(conn)
+            return False
         conn.sendall(b"0\r\n\r\n")
         return not close
+
+    def _go_silent(self, conn: socket.socket) -> None:
+        """Send nothing until the client closes the connection or `stop` shuts it down."""
+        with self._changed:
+            self._silent[0] += 1
+            self._changed.notify_all()
+        try:
+            while conn.recv(_RECV):
+                pass
+        finally:
+            with self._changed:
+                self._silent[1] += 1
+                self._changed.notify_all()

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 __all__ = ["Fault", "Newline", "Reply", "sse_comment", "sse_event"]
 
-Fault: TypeAlias = Literal["drop", "drop_mid_headers", "drop_mid_body", "hang", "reset"]
+Fault: TypeAlias = Literal["drop", "drop_mid_headers", "drop_mid_body", "hang", "reset", "stall"]
 """The ways a `Reply` can misbehave on purpose (see `Reply.fault`)."""
 
 _FAULTS = frozenset(get_args(Fault))
@@ -59,6 +59,10 @@ class Reply:
       closes the connection.
     - ``"reset"``: read the request, then close with ``SO_LINGER`` 0, so the client gets a TCP
       RST.
+    - ``"stall"``: send the status line, the headers and every item of ``chunks`` (of a
+      ``body``: none of it), then nothing more, no terminating chunk either, until the server
+      stops or the client closes the connection. `Upstream.wait_stalled` tells a test when the
+      server has gone silent, so no test needs to wait for the time a stall lasts.
     """
 
     status: int = 200
