@@ -32,6 +32,7 @@ from retry_transport.testing.upstream import (
     openai_responses,
     openai_responses_failed,
     providers,
+    ratelimit,
     server,
     streams,
     wire,
@@ -63,7 +64,7 @@ def _anthropic(up: Upstream) -> anthropic.Anthropic:
 
 
 @pytest.mark.parametrize(
-    "module", [public, providers, server, streams, wire], ids=lambda m: m.__name__
+    "module", [public, providers, ratelimit, server, streams, wire], ids=lambda m: m.__name__
 )
 def test_all_is_sorted_and_names_exist(module: types.ModuleType) -> None:
     names: list[str] = module.__all__
@@ -76,6 +77,7 @@ def test_the_package_reexports_every_modules_public_names() -> None:
     assert set(public.__all__) == {
         "Received",
         *providers.__all__,
+        *ratelimit.__all__,
         *server.__all__,
         *streams.__all__,
         *wire.__all__,
@@ -368,6 +370,9 @@ def test_client_leaving_mid_request_is_not_recorded(upstream: Upstream) -> None:
 
 # -- faults --------------------------------------------------------------------------------
 
+# A hang ends in a read timeout; connecting may take longer on a loaded machine.
+HANG_TIMEOUT = httpx.Timeout(0.2, connect=5.0)
+
 FAULTS: list[tuple[public.Fault, type[httpx.TransportError]]] = [
     ("drop", httpx.RemoteProtocolError),
     ("drop_mid_headers", httpx.RemoteProtocolError),
@@ -382,7 +387,7 @@ def test_fault_raises_the_matching_httpx_error(
     upstream: Upstream, fault: public.Fault, error: type[httpx.TransportError]
 ) -> None:
     upstream.script("/f", Reply(body=b"0123456789", fault=fault), Reply(body=b"fine"))
-    with httpx.Client(base_url=upstream.url, timeout=0.2) as client:
+    with httpx.Client(base_url=upstream.url, timeout=HANG_TIMEOUT) as client:
         with pytest.raises(error):
             client.get("/f")
         assert client.get("/f").content == b"fine"  # the next request gets a new connection
@@ -396,7 +401,7 @@ async def test_fault_raises_the_matching_httpx_error_async(
     upstream: Upstream, fault: public.Fault, error: type[httpx.TransportError]
 ) -> None:
     upstream.script("/f", Reply(body=b"0123456789", fault=fault))
-    async with httpx.AsyncClient(base_url=upstream.url, timeout=0.2) as client:
+    async with httpx.AsyncClient(base_url=upstream.url, timeout=HANG_TIMEOUT) as client:
         with pytest.raises(error):
             await client.get("/f")
 

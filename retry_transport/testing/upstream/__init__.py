@@ -25,6 +25,8 @@ Modules, one idea each:
   their error bodies and in-band stream errors.
 - `~retry_transport.testing.upstream.streams`: each protocol's stream whole, cut short or
   stalled (`stream_reply` with a `StreamFault`).
+- `~retry_transport.testing.upstream.ratelimit`: `RateLimit`, token buckets per API key and
+  model that answer 429 and send a provider's rate-limit headers.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from .providers import (
     openai_responses,
     openai_responses_failed,
 )
+from .ratelimit import DIALECTS, Dialect, RateLimit, Scope, ScopeCounts, go_duration
 from .server import Upstream
 from .streams import (
     STREAM_FAULTS,
@@ -55,13 +58,18 @@ from .streams import (
 from .wire import Fault, Newline, Reply, sse_comment, sse_event
 
 __all__ = [
+    "DIALECTS",
     "STREAM_FAULTS",
     "STREAM_PATHS",
     "STREAM_PROTOCOLS",
+    "Dialect",
     "Fault",
     "Newline",
+    "RateLimit",
     "Received",
     "Reply",
+    "Scope",
+    "ScopeCounts",
     "StreamFault",
     "StreamProtocol",
     "Upstream",
@@ -70,6 +78,7 @@ __all__ = [
     "anthropic_stream_error",
     "gemini_error",
     "gemini_generate",
+    "go_duration",
     "openai_chat",
     "openai_chat_stream_error",
     "openai_error",

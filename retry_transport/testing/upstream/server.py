@@ -9,6 +9,7 @@ unscripted requests to the LLM paths get a canned, SDK-parseable success (see
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import selectors
 import socket
 import struct
@@ -20,6 +21,7 @@ from types import TracebackType
 
 from .._received import Received
 from .providers import _canned
+from .ratelimit import RateLimit
 from .wire import (
     _NO_BODY_STATUSES,
     _RECV,
@@ -73,10 +75,17 @@ class Upstream:
     (streamed if the request body has ``"stream": true``), to Gemini's
     ``/v1beta/models/{model}:generateContent`` its answer (``:streamGenerateContent``: its
     ``alt=sse`` stream), for anything else ``200 {"ok": true}``.
+
+    With a ``rate_limit`` (also settable later as the `rate_limit` attribute), every request
+    is first charged to it: over a limit, it is answered ``429`` and its script is not
+    consumed; every answer carries the limit's headers.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, rate_limit: RateLimit | None = None
+    ) -> None:
         self._host = host
+        self.rate_limit = rate_limit
         self._port = port
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -287,10 +296,14 @@ class Upstream:
                 method, target, headers, body, wants_close = request
                 url = target if target.startswith(("http://", "https://")) else self._base + target
                 record = Received(method, url, headers, body, time.monotonic(), number)
+                limit = self.rate_limit
+                extra, refusal = limit.admit(record) if limit is not None else ((), None)
                 with self._lock:
                     self._received.append(record)
                     self._changed.notify_all()
-                    reply = self._reply_for(record)
+                    reply = refusal or self._reply_for(record)
+                if extra and refusal is None:
+                    reply = dataclasses.replace(reply, headers=(*reply.headers, *extra))
                 if not self._respond(conn, method, reply, wants_close):
                     return
         except OSError:
