@@ -21,7 +21,7 @@ from types import TracebackType
 
 from .._received import Received
 from .providers import _canned
-from .ratelimit import RateLimit
+from .ratelimit import ProviderRateLimit
 from .wire import (
     _NO_BODY_STATUSES,
     _RECV,
@@ -82,7 +82,7 @@ class Upstream:
     """
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, *, rate_limit: RateLimit | None = None
+        self, host: str = "127.0.0.1", port: int = 0, *, rate_limit: ProviderRateLimit | None = None
     ) -> None:
         self._host = host
         self.rate_limit = rate_limit
