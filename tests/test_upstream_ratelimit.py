@@ -324,6 +324,34 @@ def test_azure_headers_give_remaining_only_and_retry_after_ms(
     assert second.headers["retry-after"] == "10"
 
 
+def test_azure_quirks_send_minus_one_and_a_hyphenated_reset_instead_of_retry_after(
+    upstream: Upstream, client: httpx.Client, clock: Clock
+) -> None:
+    upstream.rate_limit = ProviderRateLimit(
+        requests=1, window_seconds=10, dialect="azure", clock=clock, azure_quirks=True
+    )
+    path = "/openai/deployments/d1/responses?api-version=preview"
+    first = client.post(path, json={}, headers={"api-key": "k"})
+    second = client.post(path, json={}, headers={"api-key": "k"})
+    assert first.headers["x-ratelimit-remaining-requests"] == "0"
+    assert first.headers.get_list("x-ratelimit-remaining-tokens") == ["-1"]
+    assert (
+        first.headers["x-ratelimit-limit-tokens"],
+        first.headers["x-ratelimit-reset-tokens"],
+    ) == (
+        "-1",
+        "0",
+    )
+    assert second.status_code == 429
+    assert second.headers["x-rate-limit-reset-tokens"] == "10"
+    assert "retry-after" not in second.headers
+
+
+def test_azure_quirks_need_the_azure_dialect() -> None:
+    with pytest.raises(ValueError, match="azure_quirks"):
+        ProviderRateLimit(dialect="openai", azure_quirks=True)
+
+
 def test_ietf_headers_are_structured_fields(
     upstream: Upstream, client: httpx.Client, clock: Clock
 ) -> None:

@@ -137,6 +137,11 @@ class ProviderRateLimit:
     times from it); inject one to move time by hand. ``retry_after`` adds ``retry-after`` (whole
     seconds, rounded up) to a 429, except in the ``"none"`` dialect.
 
+    ``azure_quirks`` (Azure dialect only) plays what Azure OpenAI has been seen to send: on an
+    answer, ``x-ratelimit-limit-tokens: -1``, ``x-ratelimit-remaining-tokens: -1`` and
+    ``x-ratelimit-reset-tokens: 0`` (no figure known); on a 429, no ``retry-after`` but
+    ``x-rate-limit-reset-tokens`` (seconds, spelt with the extra hyphen).
+
     `counts` and `totals` tell what it saw. Use one instance per `Upstream`.
     """
 
@@ -149,6 +154,7 @@ class ProviderRateLimit:
         dialect: Dialect = "openai",
         clock: Callable[[], float] = time.time,
         retry_after: bool = True,
+        azure_quirks: bool = False,
     ) -> None:
         for name, value in (("requests", requests), ("tokens", tokens)):
             if value is not None and (
@@ -172,7 +178,10 @@ class ProviderRateLimit:
         self.tokens = tokens
         self.window_seconds = float(window_seconds)
         self.dialect: Dialect = dialect
+        if azure_quirks and dialect != "azure":
+            raise ValueError(f"azure_quirks is for the azure dialect, not {dialect!r}")
         self.retry_after = retry_after
+        self.azure_quirks = azure_quirks
         self._clock = clock
         self._lock = threading.Lock()
         self._states: dict[Scope, _State] = {}
@@ -298,11 +307,18 @@ class ProviderRateLimit:
                 ]
             return tuple(headers)
         if dialect == "azure":
-            return tuple(
+            remaining = [
                 (f"x-ratelimit-remaining-{n}", str(b.remaining))
                 for n, b in limits
-                if n in ("requests", "tokens")
-            )
+                if n in ("requests", "tokens") and not (self.azure_quirks and n == "tokens")
+            ]
+            if self.azure_quirks:
+                remaining += [
+                    ("x-ratelimit-limit-tokens", "-1"),
+                    ("x-ratelimit-remaining-tokens", "-1"),
+                    ("x-ratelimit-reset-tokens", "0"),
+                ]
+            return tuple(remaining)
         if dialect == "ietf":
             core = [(n, b) for n, b in limits if n in ("requests", "tokens")]
             window = math.ceil(self.window_seconds)
@@ -323,8 +339,10 @@ class ProviderRateLimit:
         headers: Iterable[tuple[str, str]],
     ) -> Reply:
         extra = list(headers)
-        if self.dialect != "none" and self.retry_after:
-            seconds = self.window_seconds if math.isinf(wait) else wait
+        seconds = self.window_seconds if math.isinf(wait) else wait
+        if self.azure_quirks:
+            extra.append(("x-rate-limit-reset-tokens", str(max(1, math.ceil(seconds)))))
+        elif self.dialect != "none" and self.retry_after:
             extra.append(("retry-after", str(max(1, math.ceil(seconds)))))
             if self.dialect == "azure":
                 extra.append(("retry-after-ms", str(max(1, math.ceil(seconds * 1000)))))
