@@ -37,6 +37,8 @@ from .wire import (
 
 __all__ = ["Upstream"]
 
+_JOIN_TIMEOUT = 10.0  # seconds stop() gives each connection thread
+
 
 class _Script:
     """The replies queued for one path; the last one repeats once it has been served."""
@@ -148,7 +150,7 @@ class Upstream:
                 with contextlib.suppress(OSError):
                     conn.shutdown(socket.SHUT_RDWR)
         for thread in threads:
-            thread.join(timeout=10.0)
+            thread.join(timeout=_JOIN_TIMEOUT)
         stuck = [thread.name for thread in threads if thread.is_alive()]
         if stuck:
             raise RuntimeError(f"Upstream connection threads did not stop: {stuck}")
