@@ -217,6 +217,41 @@ def test_received_records_each_request(upstream: Upstream) -> None:
     assert upstream.count("/a") == 1
 
 
+def test_a_responder_answers_each_request_from_the_request(upstream: Upstream) -> None:
+    upstream.respond("/echo", lambda request: Reply(200, request.content[::-1]))
+    upstream.respond("*", lambda request: Reply(201, request.method.encode()))
+    with httpx.Client(base_url=upstream.url) as client:
+        assert client.post("/echo", content=b"abc").content == b"cba"
+        assert client.post("/echo?q=1", content=b"xy").content == b"yx"
+        assert client.delete("/other").content == b"DELETE"
+        upstream.script("/echo", Reply(202))  # a script replaces the responder
+        assert client.post("/echo").status_code == 202
+        upstream.respond("/echo", lambda request: Reply(203))  # and the other way round
+        assert client.post("/echo").status_code == 203
+    assert upstream.responder_errors == []
+
+
+def test_a_failing_responder_answers_500_and_records_the_error(upstream: Upstream) -> None:
+    def broken(request: Received) -> Reply:
+        raise LookupError("no such scenario")
+
+    upstream.respond("/raise", broken)
+    upstream.respond("/wrong", lambda request: 204)  # type: ignore[arg-type, return-value]
+    with httpx.Client(base_url=upstream.url) as client:
+        raised = client.get("/raise")
+        wrong = client.get("/wrong")
+    assert (raised.status_code, wrong.status_code) == (500, 500)
+    assert b"no such scenario" in raised.content
+    assert [type(error) for error in upstream.responder_errors] == [LookupError, TypeError]
+
+
+def test_respond_rejects_bad_arguments(upstream: Upstream) -> None:
+    with pytest.raises(ValueError, match="path"):
+        upstream.respond("p", lambda request: Reply())
+    with pytest.raises(TypeError, match="responder"):
+        upstream.respond("/p", Reply())  # type: ignore[arg-type]
+
+
 def test_reset_clears_scripts_and_records(upstream: Upstream) -> None:
     upstream.script("/p", Reply(503))
     with httpx.Client(base_url=upstream.url) as client:

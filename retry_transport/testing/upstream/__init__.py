@@ -45,7 +45,7 @@ from .providers import (
     openai_responses_failed,
 )
 from .ratelimit import DIALECTS, Dialect, ProviderRateLimit, Scope, ScopeCounts, go_duration
-from .server import Upstream
+from .server import Responder, Upstream
 from .streams import (
     STREAM_FAULTS,
     STREAM_PATHS,
@@ -68,6 +68,7 @@ __all__ = [
     "ProviderRateLimit",
     "Received",
     "Reply",
+    "Responder",
     "Scope",
     "ScopeCounts",
     "StreamFault",
