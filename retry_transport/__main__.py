@@ -1,4 +1,4 @@
-"""Command line: ``python -m retry_transport demo``."""
+"""Command line: ``python -m retry_transport demo | rules | classify | proxy``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from ._cli_classify import add_arguments as add_classify_arguments
 from ._proxy_cli import add_arguments as add_proxy_arguments
 from ._proxy_cli import run as run_proxy
 
@@ -27,6 +28,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rules",
         help="print the classifier's signature table (Markdown), as the README shows it",
     )
+    classify = commands.add_parser(
+        "classify",
+        help="show how an error body would be classified (verdict, rule or field, wait)",
+    )
+    add_classify_arguments(classify)
     proxy = commands.add_parser(
         "proxy",
         help="run a local retry sidecar in front of an LLM provider (needs the proxy extra)",
@@ -35,6 +41,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "proxy":
         return run_proxy(args, proxy)
+    if args.command == "classify":
+        from ._cli_classify import run as run_classify
+
+        return run_classify(args)
     if args.command == "demo":
         from ._demo import run_demo
 
