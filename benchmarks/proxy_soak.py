@@ -38,7 +38,7 @@ from pathlib import Path
 
 import httpx
 
-from retry_transport._upstream import Reply, Upstream, openai_chat, openai_chat_stream_error
+from retry_transport.testing.upstream import Reply, Upstream, openai_chat, openai_chat_stream_error
 
 __all__ = ["main"]
 
@@ -62,11 +62,11 @@ def _script(upstream: Upstream, stall: float) -> None:
     upstream.script("/v1/vanish/chat/completions", stream)
     upstream.script("/v1/reset/chat/completions", Reply(fault="reset"))
     upstream.script(
-        "/v1/drop/chat/completions", Reply(200, sse, chunks=chunks, fault="drop_mid_body")
+        "/v1/drop/chat/completions", Reply(200, headers=sse, chunks=chunks, fault="drop_mid_body")
     )
     upstream.script(
         "/v1/stall/chat/completions",
-        Reply(200, sse, chunks=lambda: _stalling(chunks, stall)),
+        Reply(200, headers=sse, chunks=lambda: _stalling(chunks, stall)),
     )
     # Overloaded before content on odd tries, the stream on even ones: a retry recovers it.
     overloaded = openai_chat_stream_error("role", message="Overloaded", code=529)
@@ -134,6 +134,11 @@ async def _client(
             outcomes[kind, outcome] += 1
 
 
+def _fifths(values: list[int]) -> list[list[int]]:
+    size = max(1, len(values) // 5)
+    return [values[start : start + size] for start in range(0, size * 5, size) if values[start:]]
+
+
 def _metric_sum(text: str, name: str) -> float:
     return sum(
         float(line.rsplit(" ", 1)[1])
@@ -174,7 +179,7 @@ async def _soak(clients: int, duration: float, stall: float) -> dict[str, object
     counted = _metric_sum(metrics, "retry_transport_proxy_requests_total") + _metric_sum(
         metrics, "retry_transport_proxy_client_disconnects_total"
     )
-    load = during[len(during) // 10 :]  # past the ramp-up
+    load = during[len(during) // 20 :]  # past the ramp-up
     rss = [sample["rss"] for sample in load]
     by_kind: dict[str, dict[str, int]] = {}
     for (kind, outcome), count in sorted(outcomes.items()):
@@ -200,12 +205,9 @@ async def _soak(clients: int, duration: float, stall: float) -> dict[str, object
         },
         "rss_mib": {
             "before": round(before["rss"] / 2**20, 1),
-            "first_tenth_median": round(
-                statistics.median(rss[: max(1, len(rss) // 10)]) / 2**20, 1
-            ),
-            "last_tenth_median": round(
-                statistics.median(rss[-max(1, len(rss) // 10) :]) / 2**20, 1
-            ),
+            "median_by_fifth_of_the_load": [
+                round(statistics.median(part) / 2**20, 1) for part in _fifths(rss)
+            ],
             "peak": round(max(rss) / 2**20, 1),
             "after": round(after["rss"] / 2**20, 1),
         },

@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
+from typing import cast
 from urllib.parse import quote, unquote_to_bytes
 
 import anyio
@@ -395,7 +396,7 @@ class Forwarder:
                 }
             )
             try:
-                async for chunk in response.stream:
+                async for chunk in cast("httpx.AsyncByteStream", response.stream):
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                     exchange.sent += len(chunk)
                     if watch is not None and not exchange.terminal:

@@ -27,7 +27,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from retry_transport._upstream import Upstream
+from retry_transport.testing.upstream import Upstream
 
 from ..proxy_helpers import Sidecar
 
@@ -291,7 +291,7 @@ def test_no_request_form_crashes_desyncs_or_escapes(
         )
         while remaining and not (
             # httpx sends methods upper-cased (RFC 9110 says they are case-sensitive).
-            remaining[0].method.upper() == record.method and remaining[0].body == record.body
+            remaining[0].method.upper() == record.method and remaining[0].body == record.content
         ):
             remaining.pop(0)
         assert remaining, (data, record, expected)

@@ -25,8 +25,8 @@ import pytest
 import redis
 
 from retry_transport.__main__ import main
-from retry_transport._upstream import Reply, Upstream, openai_chat
 from retry_transport.proxy.screening import confine
+from retry_transport.testing.upstream import Reply, Upstream, openai_chat
 
 from ..proxy_helpers import Gate, Sidecar, SidecarProcess, settings_for
 
@@ -251,7 +251,7 @@ def test_odd_request_forms_get_a_clear_4xx_one_line_and_no_traceback(
 
 
 def test_via_names_the_sidecar_both_ways(upstream: Upstream) -> None:
-    upstream.script("/v1/models", Reply(200, (("via", "1.1 upstream-gw"),), b"{}"))
+    upstream.script("/v1/models", Reply(200, b"{}", (("via", "1.1 upstream-gw"),)))
     with Sidecar("--upstream", upstream.url) as sidecar, httpx.Client() as client:
         response = client.get(f"{sidecar.url}/v1/models", headers={"via": "1.1 corp-proxy"})
     (record,) = upstream.received()
@@ -362,8 +362,8 @@ def test_debug_logging_shows_no_header_values(upstream: Upstream, tmp_path: Path
         "/v1/models",
         Reply(
             200,
-            (("set-cookie", "session=upstream-cookie-secret"), ("x-trace", "upstream-hdr-secret")),
             b"{}",
+            (("set-cookie", "session=upstream-cookie-secret"), ("x-trace", "upstream-hdr-secret")),
         ),
     )
     log = tmp_path / "sidecar.log"
@@ -395,7 +395,8 @@ def test_a_sync_openai_stream_closed_after_done_counts_as_a_200(
     assert isinstance(chunks, tuple)
     gate = Gate(list(chunks), [b": the upstream's last bytes\n\n"], timeout=10.0)
     upstream.script(
-        "/v1/chat/completions", Reply(200, (("content-type", "text/event-stream"),), chunks=gate)
+        "/v1/chat/completions",
+        Reply(200, headers=(("content-type", "text/event-stream"),), chunks=gate),
     )
     with Sidecar("--upstream", upstream.url) as sidecar:
         with openai.OpenAI(
@@ -426,7 +427,8 @@ def test_a_stream_left_before_its_terminal_event_is_a_disconnect(
     assert isinstance(chunks, tuple)
     gate = Gate(list(chunks[:3]), list(chunks[3:]), timeout=10.0)
     upstream.script(
-        "/v1/chat/completions", Reply(200, (("content-type", "text/event-stream"),), chunks=gate)
+        "/v1/chat/completions",
+        Reply(200, headers=(("content-type", "text/event-stream"),), chunks=gate),
     )
     with Sidecar("--upstream", upstream.url) as sidecar, httpx.Client() as client:
         with client.stream("POST", f"{sidecar.url}/v1/chat/completions", json={}) as response:
