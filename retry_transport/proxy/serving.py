@@ -75,15 +75,15 @@ class _Protocol(H11Protocol):
     max_connections = 1000
     _header_timer: asyncio.TimerHandle | None = None
     _warned_at = -float("inf")
-    """When the cap was last logged (at most one line in ten seconds; class-wide)."""
+    """When the cap was last logged (at most one line in ten seconds per sidecar)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         super().connection_made(transport)
         if len(self.server_state.connections) > self.max_connections:
             now = time.monotonic()
-            if now - _Protocol._warned_at >= 10.0:
-                _Protocol._warned_at = now
+            if now - self._warned_at >= 10.0:
+                type(self)._warned_at = now  # the app's own subclass: one line per sidecar
                 logger.warning(
                     "%d client connections open (--max-connections): answering more with 503",
                     self.max_connections,
