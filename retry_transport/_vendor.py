@@ -300,7 +300,7 @@ def run(
     parts = f"; without {', '.join(chosen.dropped)}" if chosen.dropped else ""
     out.write(
         f"vendored {DISTRIBUTION} {__version__} into {target} "
-        f"({len(chosen.files) + 1} files{parts})\n"
+        f"({len({_LICENSE, *chosen.files})} files{parts})\n"
     )
     if not (args.dest / "__init__.py").is_file():
         err.write(

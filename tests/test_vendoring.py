@@ -355,6 +355,8 @@ def test_a_copy_made_from_a_built_wheel_carries_the_licence(tmp_path: Path) -> N
     assert done.returncode == 0, done.stdout + done.stderr
     copy = tmp_path / "out" / "retry_transport"
     assert (copy / "LICENSE").read_bytes() == (ROOT / "LICENSE").read_bytes()
+    written = len(copy_files(copy) - {"VENDORED.json"})  # as --check counts; LICENSE once
+    assert f"({written} files;" in done.stdout, done.stdout
     checked = subprocess.run(
         [sys.executable, "-m", "retry_transport", "vendor", "--check", "out"],
         cwd=tmp_path,
