@@ -8,7 +8,7 @@ from __future__ import annotations
 from ._async import RetryTransport
 from ._budget import RetryBudget
 from ._classify import classify
-from ._errors import DeadlineExceeded, RetryTransportError
+from ._errors import DeadlineExceeded, RetryTransportError, StreamTruncated
 from ._events import Hook, RetryEvent
 from ._history import Attempt
 from ._limiter import Limiter, SharedLimiter
@@ -32,6 +32,7 @@ __all__ = [
     "RetryTransport",
     "RetryTransportError",
     "SharedLimiter",
+    "StreamTruncated",
     "SyncRetryTransport",
     "Verdict",
     "__version__",

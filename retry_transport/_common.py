@@ -142,6 +142,7 @@ class DriverBase:
             wall_clock=self._wall_clock,
             random=self._random,
             notify=bool(self._hooks),
+            path=request.url.path,
         )
 
     def _replay_plan(self, request: Any) -> Callable[[], None] | None:

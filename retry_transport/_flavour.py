@@ -18,7 +18,7 @@ from typing import Any
 
 import anyio
 
-from ._errors import DeadlineExceeded
+from ._errors import DeadlineExceeded, StreamTruncated
 
 __all__ = ["Flavour", "finish_iterator", "flavour_named", "flavour_of", "replay_plan"]
 
@@ -43,6 +43,7 @@ class Flavour:
     async_replay_stream: type[Any]
     sync_replay_stream: type[Any]
     deadline_error: type[Exception]
+    stream_truncated: type[Exception]
     subclasses: dict[tuple[type, bool], type] = field(default_factory=dict)
 
     def transport_class(self, cls: type, *, is_async: bool) -> type:
@@ -176,6 +177,11 @@ def flavour_named(name: str) -> Flavour:
                 "DeadlineExceeded",
                 (DeadlineExceeded, module.PoolTimeout),
                 {"__module__": DeadlineExceeded.__module__},
+            ),
+            stream_truncated=type(
+                "StreamTruncated",
+                (StreamTruncated, module.RemoteProtocolError),
+                {"__module__": StreamTruncated.__module__},
             ),
         )
         _FLAVOURS[name] = flavour

@@ -20,6 +20,7 @@ from ._history import Attempt
 from ._limiter import Limiter
 from ._policy import RetryPolicy
 from ._sse import PreambleScanner, ScanKind, ScanResult
+from ._stateful import is_stateful
 from ._verdict import Classification, Outcome, Verdict
 from ._waits import server_wait
 
@@ -145,6 +146,7 @@ class RetryMachine:
         "_limiter",
         "_method",
         "_notify",
+        "_path",
         "_policy",
         "_random",
         "_replayable",
@@ -165,12 +167,14 @@ class RetryMachine:
         wall_clock: Callable[[], float],
         random: Callable[[], float],
         notify: bool = False,
+        path: str = "",
     ) -> None:
         self._policy = policy
         self._notify = notify
         self._limiter = limiter
         self._method = method
         self._url = url
+        self._path = path
         self._idempotent = idempotency_key or method.upper() in policy.idempotent_methods
         self._replayable = replayable
         self._clock = clock
@@ -207,15 +211,23 @@ class RetryMachine:
             return Classification(Verdict.TRANSIENT, "x-should-retry: true", classification.wait)
         return classification
 
-    def _resend_refusal(self, exc: BaseException | None, mid_response: bool) -> str | None:
+    def _resend_refusal(
+        self, exc: BaseException | None, mid_response: bool, status: int | None, named: bool
+    ) -> str | None:
         """Why the request must not be sent again after this outcome, or ``None``."""
         if exc is not None and _exception_names(exc) & _CONNECT_PHASE:
             return None  # nothing was sent
         if not self._replayable:
             return "request body cannot be replayed"
+        if self._idempotent:
+            return None
         unsafe = mid_response or (exc is not None and _exception_names(exc) & _MAYBE_PROCESSED)
-        if unsafe and not self._idempotent and not self._policy.retry_read_errors:
+        if unsafe and not self._policy.retry_read_errors:
             return f"{self._method} may have been processed (no Idempotency-Key)"
+        # A refusal that proves the request did nothing: a 429, or an overload naming its wait.
+        refused = status == 429 or (named and status is not None and status >= 500)
+        if not refused and is_stateful(self._path, self._policy.stateful_paths):
+            return f"{self._method} to a path that creates server-side state (no Idempotency-Key)"
         return None
 
     # -- the loop -------------------------------------------------------------------------
@@ -468,7 +480,10 @@ class RetryMachine:
             tries = policy.unclassified_400_attempts
             return wait, named, f"{tries} attempts made at an unrecognised 400", True
         refusal = self._resend_refusal(
-            seen.exception if seen.response is None else None, seen.mid_response
+            seen.exception if seen.response is None else None,
+            seen.mid_response,
+            seen.status,
+            named,
         )
         if refusal is not None:
             return wait, named, refusal, True
