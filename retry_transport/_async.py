@@ -12,7 +12,7 @@ from ._common import DriverBase, is_event_stream
 from ._events import Hook
 from ._flavour import finish_iterator
 from ._limiter import Limiter
-from ._machine import Block, Close, Fail, Finish, Gate, Notify, Read, Send, Sleep
+from ._machine import Block, Close, Fail, Finish, Gate, Notify, Read, Send, Sleep, Stalled
 from ._policy import RetryPolicy
 from ._switch import SWITCH
 
@@ -62,7 +62,7 @@ class RetryTransport(DriverBase, _Base):
         limiter = self._limiter
         if type(request.stream) is self._byte_stream and limiter.try_admit():
             # Fast path: nothing to wait for; a plain success costs a status check.
-            start = None if self._deadline is None else self._fast_start(request)
+            start = self._clock() if self._deadline is None else self._fast_start(request)
             try:
                 response = await self._transport.handle_async_request(request)
             except Exception as exc:
@@ -89,12 +89,16 @@ class RetryTransport(DriverBase, _Base):
             while True:
                 kind = type(action)
                 if kind is Read:
+                    assert isinstance(action, Read)
                     if chunks is None:
                         chunks = current.stream.__aiter__()
                     try:
                         chunk: object = b""
-                        while chunk == b"":
-                            chunk = await chunks.__anext__()
+                        with anyio.move_on_after(action.timeout) as scope:
+                            while chunk == b"":
+                                chunk = await chunks.__anext__()
+                        if scope.cancelled_caught:
+                            chunk = Stalled()
                     except StopAsyncIteration:
                         chunk = None
                     except Exception as exc:
@@ -153,12 +157,19 @@ class RetryTransport(DriverBase, _Base):
                     action = steps.send(None)
                 elif kind is Finish:
                     assert isinstance(action, Finish)
+                    if action.failure is not None:
+                        # Handed back failing where its body is read: this one is done with.
+                        await self._close(current, chunks)
+                        current = chunks = None
+                        if slot:
+                            slot = False
+                            limiter.release_slot()
                     if chunks is not None and hasattr(current, "_content"):
                         # A body built in memory (MockTransport): it is all there already.
                         await chunks.aclose()
                         chunks = None
                     stream = self._final_stream(
-                        action, chunks, current, slot, self._flavour.async_replay_stream
+                        action, chunks, current, slot, self._flavour.async_replay_stream, request
                     )
                     current = chunks = None
                     slot = False

@@ -10,9 +10,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._events import Hook, RetryEvent
-from ._flavour import Flavour, flavour_named, flavour_of, replay_plan
+from ._flavour import Flavour, StreamGuard, flavour_named, flavour_of, replay_plan
 from ._limiter import Limiter, SharedLimiter
-from ._machine import Fail, Finish, RetryMachine
+from ._machine import Fail, Finish, RetryMachine, StreamFailure
 from ._policy import RetryPolicy
 from ._switch import SWITCH
 
@@ -155,6 +155,20 @@ class DriverBase:
         _timeout_capped(request, self._policy.deadline)
         return self._clock()
 
+    def _latch_read_timeout(self, request: Any, budget: float | None) -> None:
+        """Sync only: bound each read of a stream's body by the first-content timeout, so a
+        stall raises ``ReadTimeout`` in time (a blocking read cannot be raced). The HTTP
+        library reads the request's read timeout once, when the body's first read starts, so
+        the bound then holds for the rest of that stream's reads too."""
+        first = self._policy.first_content_timeout
+        if budget is None or first is None:
+            return
+        timeouts = request.extensions.get("timeout")
+        if isinstance(timeouts, dict):
+            read = timeouts.get("read")
+            # In place: the wrapped transport's own request object shares this dict.
+            timeouts["read"] = first if read is None else min(read, first)
+
     @staticmethod
     def _cap_timeouts(request: Any, cap: float | None) -> None:
         if cap is not None:
@@ -169,15 +183,44 @@ class DriverBase:
         return raised
 
     def _final_stream(
-        self, finish: Finish, chunks: Any, current: Any, slot: bool, replay: type
+        self, finish: Finish, chunks: Any, current: Any, slot: bool, replay: type, request: Any
     ) -> Any:
         """The stream to hand back in place of the response's own, or ``None`` to keep it."""
+        if finish.failure is not None:
+            failing = self._guard(request, None, self._stream_error(finish.failure, request))
+            return replay(finish.held, None, None, None, failing)
         if finish.closed:
             return self._byte_stream(finish.held)
-        if chunks is None and not slot:
+        watcher = finish.watcher
+        if chunks is None and not slot and watcher is None:
             return None
         release = self._limiter.release_slot if slot else None
-        return replay(finish.held, chunks, current.stream, release)
+        guard = None if watcher is None else self._guard(request, watcher, None)
+        return replay(finish.held, chunks, current.stream, release, guard)
+
+    def _guard(self, request: Any, watcher: Any, error: BaseException | None) -> StreamGuard:
+        flavour = self._flavour
+
+        def truncated(message: str) -> BaseException:
+            error: Any = flavour.stream_truncated
+            raised: BaseException = error(f"retry_transport: {message}", request=request)
+            return raised
+
+        return StreamGuard(watcher, truncated, flavour.timeout_exception, error)
+
+    def _stream_error(self, failure: StreamFailure, request: Any) -> BaseException:
+        """The exception a failed 200 stream raises where its body is read."""
+        if failure.exception is not None:
+            return failure.exception
+        cls: Any = (
+            self._flavour.read_timeout if failure.kind == "stall" else self._flavour.stream_truncated
+        )
+        message = failure.message
+        if not message.startswith("retry_transport: "):
+            message = f"retry_transport: {message}"
+        error: BaseException = cls(message, request=request)
+        error.__cause__ = failure.cause
+        return error
 
     def _failure(self, fail: Fail, request: Any) -> BaseException:
         """The exception to raise for ``fail``, noted with the attempt count."""

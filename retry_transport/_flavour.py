@@ -14,15 +14,53 @@ import io
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 
 from ._errors import DeadlineExceeded, StreamTruncated
 
-__all__ = ["Flavour", "finish_iterator", "flavour_named", "flavour_of", "replay_plan"]
+__all__ = [
+    "Flavour",
+    "StreamGuard",
+    "finish_iterator",
+    "flavour_named",
+    "flavour_of",
+    "replay_plan",
+]
 
 Rewind = Callable[[], None]
+
+
+class _Watcher(Protocol):
+    def feed(self, chunk: bytes) -> None: ...
+    def missing(self) -> str | None: ...
+
+
+@dataclass(slots=True)
+class StreamGuard:
+    """What a replayed event stream checks as it is read: ``watcher`` sees every byte after
+    the held ones; at the end (or on a read error), a missing final event raises
+    ``truncated(message)`` (from the read error, unless that is a timeout: it is raised as
+    it came). ``error``, when set, is raised right after the held bytes instead."""
+
+    watcher: _Watcher | None
+    truncated: Callable[[str], BaseException]
+    timeout: type[BaseException]
+    error: BaseException | None = None
+
+    def broken(self, exc: BaseException) -> BaseException | None:
+        """What to raise instead of the read error ``exc`` (``None``: ``exc`` itself)."""
+        if self.watcher is None or isinstance(exc, self.timeout):
+            return None
+        missing = self.watcher.missing()
+        return None if missing is None else self.truncated(missing)
+
+    def ended(self) -> None:
+        """The body ended: raise if its final event is missing."""
+        missing = None if self.watcher is None else self.watcher.missing()
+        if missing is not None:
+            raise self.truncated(missing)
 
 
 def _noop() -> None:
@@ -44,6 +82,8 @@ class Flavour:
     sync_replay_stream: type[Any]
     deadline_error: type[Exception]
     stream_truncated: type[Exception]
+    read_timeout: type[Exception]
+    timeout_exception: type[Exception]
     subclasses: dict[tuple[type, bool], type] = field(default_factory=dict)
 
     def transport_class(self, cls: type, *, is_async: bool) -> type:
@@ -84,26 +124,46 @@ class _AsyncReplay:
         rest: AsyncIterator[bytes] | None,
         original: Any,
         on_close: Callable[[], None] | None = None,
+        guard: StreamGuard | None = None,
     ) -> None:
         self._held = held
         self._rest = rest
         self._original = original
         self._on_close = on_close
+        self._guard = guard
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         held, self._held = self._held, b""
         if held:
             yield held
+        guard = self._guard
+        if guard is not None and guard.error is not None:
+            raise guard.error
         rest = self._rest if self._rest is not None else self._original.__aiter__()
         self._rest = rest
-        async for chunk in rest:
-            yield chunk
+        if guard is None:
+            async for chunk in rest:
+                yield chunk
+            return
+        feed = guard.watcher.feed if guard.watcher is not None else None
+        try:
+            async for chunk in rest:
+                if feed is not None:
+                    feed(chunk)
+                yield chunk
+        except Exception as exc:
+            instead = guard.broken(exc)
+            if instead is None:
+                raise
+            raise instead from exc
+        guard.ended()
 
     async def aclose(self) -> None:
         try:
             if self._rest is not None:
                 await finish_iterator(self._rest)
-            await self._original.aclose()
+            if self._original is not None:
+                await self._original.aclose()
         finally:
             on_close, self._on_close = self._on_close, None
             if on_close is not None:
@@ -119,26 +179,46 @@ class _SyncReplay:
         rest: Iterator[bytes] | None,
         original: Any,
         on_close: Callable[[], None] | None = None,
+        guard: StreamGuard | None = None,
     ) -> None:
         self._held = held
         self._rest = rest
         self._original = original
         self._on_close = on_close
+        self._guard = guard
 
     def __iter__(self) -> Iterator[bytes]:
         held, self._held = self._held, b""
         if held:
             yield held
+        guard = self._guard
+        if guard is not None and guard.error is not None:
+            raise guard.error
         rest = self._rest if self._rest is not None else iter(self._original)
         self._rest = rest
-        yield from rest
+        if guard is None:
+            yield from rest
+            return
+        feed = guard.watcher.feed if guard.watcher is not None else None
+        try:
+            for chunk in rest:
+                if feed is not None:
+                    feed(chunk)
+                yield chunk
+        except Exception as exc:
+            instead = guard.broken(exc)
+            if instead is None:
+                raise
+            raise instead from exc
+        guard.ended()
 
     def close(self) -> None:
         try:
             rest_close = getattr(self._rest, "close", None)
             if rest_close is not None:
                 rest_close()
-            self._original.close()
+            if self._original is not None:
+                self._original.close()
         finally:
             on_close, self._on_close = self._on_close, None
             if on_close is not None:
@@ -178,6 +258,8 @@ def flavour_named(name: str) -> Flavour:
                 (DeadlineExceeded, module.PoolTimeout),
                 {"__module__": DeadlineExceeded.__module__},
             ),
+            read_timeout=module.ReadTimeout,
+            timeout_exception=module.TimeoutException,
             stream_truncated=type(
                 "StreamTruncated",
                 (StreamTruncated, module.RemoteProtocolError),

@@ -21,6 +21,7 @@ from ._limiter import Limiter
 from ._policy import RetryPolicy
 from ._sse import PreambleScanner, ScanKind, ScanResult
 from ._stateful import is_stateful
+from ._terminal import TerminalWatcher
 from ._verdict import Classification, Outcome, Verdict
 from ._waits import server_wait
 
@@ -36,6 +37,7 @@ __all__ = [
     "RetryMachine",
     "Send",
     "Sleep",
+    "StreamFailure",
 ]
 
 logger = logging.getLogger("retry_transport")
@@ -44,6 +46,8 @@ logger = logging.getLogger("retry_transport")
 _CONNECT_PHASE = frozenset({"ConnectError", "ConnectTimeout", "PoolTimeout"})
 # Exceptions that mean the upstream may have received (and acted on) the whole request.
 _MAYBE_PROCESSED = frozenset({"ReadTimeout"})
+STALLED = "stream stalled before its first content"
+TRUNCATED = "stream truncated before its first content"
 
 
 @dataclass(slots=True)
@@ -67,7 +71,26 @@ class Send:
 @dataclass(slots=True)
 class Read:
     """Read the next chunk of the current response. Reply: bytes, ``None`` at the end of the
-    body, or the exception raised."""
+    body, or the exception raised. With a ``timeout`` (seconds, > 0), reply `Stalled` if no
+    chunk came within it."""
+
+    timeout: float | None = None
+
+
+class Stalled:
+    """The reply to a `Read` whose timeout passed before a chunk came."""
+
+
+@dataclass(slots=True)
+class StreamFailure:
+    """Why a 200 event stream handed back must fail where its body is read: ``exception`` to
+    raise as it came, or else ``kind`` ("stall": the library's ``ReadTimeout``; "truncated":
+    ``StreamTruncated``) with ``message``, raised from ``cause``."""
+
+    kind: Literal["stall", "truncated"]
+    message: str
+    exception: BaseException | None = None
+    cause: BaseException | None = None
 
 
 @dataclass(slots=True)
@@ -100,13 +123,17 @@ class Sleep:
 class Finish:
     """Hand ``response`` back. ``held`` are body bytes already read from it, to be replayed in
     front of the rest; when ``closed`` the response was closed earlier and ``held`` is its
-    whole body. ``mark`` asks for the give-up header."""
+    whole body. ``mark`` asks for the give-up header. With ``failure``, the response's own
+    stream is closed and reading the replacement fails after ``held``; with ``watcher``, the
+    rest of the stream is watched for its final event (fed ``held`` already)."""
 
     response: Any
     held: bytes
     closed: bool
     mark: bool
     history: tuple[Attempt, ...]
+    failure: StreamFailure | None = None
+    watcher: TerminalWatcher | None = None
 
 
 @dataclass(slots=True)
@@ -131,6 +158,8 @@ class _Seen:
     held: bytes = b""
     complete: bool = False
     mid_response: bool = False
+    failure: StreamFailure | None = None
+    watcher: TerminalWatcher | None = None
 
 
 def _exception_names(exc: BaseException) -> set[str]:
@@ -245,7 +274,8 @@ class RetryMachine:
         result = first
         # The last response closed before a retry, with its whole body, so that it can still
         # be handed back if the next attempt cannot be made.
-        last_closed: tuple[Any, bytes] | None = None
+        last_closed: tuple[Any, bytes, StreamFailure | None] | None = None
+        sent = start
         last_exception: BaseException | None = None
         last_classification: Classification | None = None
 
@@ -257,22 +287,25 @@ class RetryMachine:
                         attempt, last_classification, "deadline reached while waiting to send"
                     )
                     if last_closed is not None:
-                        response, body = last_closed
+                        response, body, failure = last_closed
                         mark = response.status_code >= 400
-                        yield Finish(response, body, True, mark, tuple(history))
+                        yield Finish(response, body, True, mark, tuple(history), failure)
                     else:
                         yield Fail(last_exception, tuple(history))
                     return
-                remaining = None if deadline is None else max(deadline - clock(), 0.0)
+                sent = clock()
+                remaining = None if deadline is None else max(deadline - sent, 0.0)
                 result = yield Send(attempt > 0, remaining)
             attempt += 1
-            seen = yield from self._examine(result, deadline)
+            seen = yield from self._examine(result, deadline, sent)
             now = clock()
             if seen.classification is None:  # a success, or a stream with content coming
                 history.append(
                     Attempt(attempt, seen.status, None, None, "success", None, now - start)
                 )
-                yield Finish(seen.response, seen.held, False, False, tuple(history))
+                yield Finish(
+                    seen.response, seen.held, False, False, tuple(history), watcher=seen.watcher
+                )
                 return
             classification = seen.classification
             verdict = classification.verdict
@@ -293,7 +326,11 @@ class RetryMachine:
                     yield from self._give_up(attempt, classification, stop, seen)
                 else:
                     logger.debug("not retrying %s %s: %s", self._method, self._url, stop)
-                if seen.exception is not None:
+                if seen.failure is not None:  # the 200 stream, failing where it would have
+                    yield Finish(
+                        seen.response, seen.held, True, False, tuple(history), seen.failure
+                    )
+                elif seen.exception is not None:
                     yield Fail(seen.exception, tuple(history))
                 else:
                     mark = seen.status is not None and seen.status >= 400
@@ -319,7 +356,8 @@ class RetryMachine:
             last_classification = classification
             if seen.response is not None:
                 yield Close()
-                last_closed = (seen.response, seen.held) if seen.complete else None
+                whole = seen.complete or seen.failure is not None
+                last_closed = (seen.response, seen.held, seen.failure) if whole else None
                 last_exception = None
             else:
                 last_closed = None
@@ -343,7 +381,9 @@ class RetryMachine:
                 return False
             yield Sleep(wait)
 
-    def _examine(self, result: object, deadline: float | None) -> Generator[Action, Any, _Seen]:
+    def _examine(
+        self, result: object, deadline: float | None, sent: float
+    ) -> Generator[Action, Any, _Seen]:
         """Classify one attempt's result, peeking at its body when needed."""
         if isinstance(result, BaseException):
             outcome = Outcome(self._method, self._url, exception=result)
@@ -359,7 +399,7 @@ class RetryMachine:
                 and content_type.lower().startswith("text/event-stream")
             ):
                 return _Seen(response=response, status=status)
-            seen = yield from self._peek_stream(response, headers, deadline)
+            seen = yield from self._peek_stream(response, headers, deadline, sent)
         else:
             seen = yield from self._peek_error(response, headers, deadline)
         if seen.classification is not None:
@@ -367,42 +407,61 @@ class RetryMachine:
         return seen
 
     def _peek_stream(
-        self, response: Any, headers: Mapping[str, str], deadline: float | None
+        self, response: Any, headers: Mapping[str, str], deadline: float | None, sent: float
     ) -> Generator[Action, Any, _Seen]:
-        """Hold a 200 event stream's preamble until content, an error event, the end, or the
-        deadline (no retry could follow it: the held bytes are then handed on)."""
-        limit = self._policy.peek_limit
+        """Hold a 200 event stream's preamble until content, an error event, the end, the
+        first-content deadline or the deadline (no retry could follow it: the held bytes are
+        then handed on). A stream that stalls, or ends or breaks before its content, fails."""
+        policy = self._policy
+        limit = policy.peek_limit
+        clock = self._clock
         seen = _Seen(response=response, status=response.status_code)
         decoder = decoder_for(headers, limit)
         if decoder is not None and not decoder.decodable:
             return seen  # an encoding we cannot read: hand the stream on untouched
+        # The final event is looked for in the bytes as they came: not in an encoded stream.
+        watcher = TerminalWatcher() if decoder is None else None
+        first = policy.first_content_timeout
+        stall_at = None if first is None else sent + first
+        if deadline is not None and (stall_at is None or deadline < stall_at):
+            stall_at = deadline
         scanner = PreambleScanner(limit)
         parts: list[bytes] = []
         size = 0
         scan: ScanResult | None = None
         while scan is None:
-            chunk = yield Read()
+            timeout = None if stall_at is None else stall_at - clock()
+            chunk = Stalled() if timeout is not None and timeout <= 0 else (yield Read(timeout))
             if chunk is None:
                 scan = scanner.eof()
                 seen.complete = True
+            elif isinstance(chunk, Stalled):
+                if deadline is not None and clock() >= deadline and parts:
+                    scan = ScanResult(ScanKind.CONTENT)  # what came is handed on
+                    break
+                seen.failure = StreamFailure("stall", self._stall_message(deadline))
+                break
             elif isinstance(chunk, BaseException):
                 seen.exception = chunk
-                seen.mid_response = True
+                seen.failure = self._broken(chunk, watcher)
                 break
             else:
                 parts.append(chunk)
                 size += len(chunk)
+                if watcher is not None:
+                    watcher.feed(chunk)
                 scan = scanner.feed(chunk if decoder is None else decoder.feed(chunk))
                 if scan is None and (
-                    size >= limit or (deadline is not None and self._clock() >= deadline)
+                    size >= limit or (deadline is not None and clock() >= deadline)
                 ):
                     scan = ScanResult(ScanKind.CONTENT)
         seen.held = b"".join(parts)
-        if scan is None:
-            seen.classification = Classification(
-                Verdict.TRANSIENT, "stream dropped before its first content"
-            )
-        elif scan.kind is ScanKind.ERROR:
+        if seen.failure is not None:
+            reason = STALLED if seen.failure.kind == "stall" else TRUNCATED
+            seen.classification = Classification(Verdict.TRANSIENT, reason)
+            return seen
+        assert scan is not None
+        if scan.kind is ScanKind.ERROR:
             outcome = Outcome(
                 self._method,
                 self._url,
@@ -412,7 +471,32 @@ class RetryMachine:
                 stream_error=True,
             )
             seen.classification = self._classify(outcome)
+            return seen
+        missing = None if watcher is None or scan.kind is ScanKind.CONTENT else watcher.missing()
+        if missing is not None:  # ended before its content and without its final event
+            seen.failure = StreamFailure("truncated", missing)
+            seen.classification = Classification(Verdict.TRANSIENT, TRUNCATED)
+        elif watcher is not None and watcher.watching and scan.kind is ScanKind.CONTENT:
+            seen.watcher = watcher
         return seen
+
+    def _stall_message(self, deadline: float | None) -> str:
+        first = self._policy.first_content_timeout
+        if deadline is not None and (first is None or deadline <= self._clock()):
+            return "retry_transport: the deadline passed before the stream's first content"
+        return f"retry_transport: no content within first_content_timeout ({first:g}s)"
+
+    @staticmethod
+    def _broken(exc: BaseException, watcher: TerminalWatcher | None) -> StreamFailure:
+        """A read error before content: raised as it came, or as a truncation of a stream of
+        a recognised protocol (a timeout stays a timeout: that is a stall)."""
+        names = _exception_names(exc)
+        if "TimeoutException" in names:
+            return StreamFailure("stall", str(exc), exc)
+        missing = None if watcher is None else watcher.missing()
+        if missing is None:
+            return StreamFailure("truncated", str(exc), exc)
+        return StreamFailure("truncated", missing, cause=exc)
 
     def _peek_error(
         self, response: Any, headers: Mapping[str, str], deadline: float | None

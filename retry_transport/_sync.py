@@ -52,7 +52,7 @@ class SyncRetryTransport(DriverBase, _Base):
         """Send ``request``, retrying as the policy says; return the final response."""
         limiter = self._limiter
         if type(request.stream) is self._byte_stream and limiter.try_admit():
-            start = None if self._deadline is None else self._fast_start(request)
+            start = self._clock() if self._deadline is None else self._fast_start(request)
             try:
                 response = self._transport.handle_request(request)
             except Exception as exc:
@@ -79,7 +79,9 @@ class SyncRetryTransport(DriverBase, _Base):
             while True:
                 kind = type(action)
                 if kind is Read:
+                    assert isinstance(action, Read)
                     if chunks is None:
+                        self._latch_read_timeout(request, action.timeout)
                         chunks = iter(current.stream)
                     try:
                         chunk: object = b""
@@ -145,12 +147,19 @@ class SyncRetryTransport(DriverBase, _Base):
                     action = steps.send(None)
                 elif kind is Finish:
                     assert isinstance(action, Finish)
+                    if action.failure is not None:
+                        # Handed back failing where its body is read: this one is done with.
+                        self._close(current, chunks)
+                        current = chunks = None
+                        if slot:
+                            slot = False
+                            limiter.release_slot()
                     if chunks is not None and hasattr(current, "_content"):
                         # A body built in memory (MockTransport): it is all there already.
                         chunks.close()
                         chunks = None
                     stream = self._final_stream(
-                        action, chunks, current, slot, self._flavour.sync_replay_stream
+                        action, chunks, current, slot, self._flavour.sync_replay_stream, request
                     )
                     current = chunks = None
                     slot = False

@@ -44,10 +44,11 @@ SSE = (("content-type", "text/event-stream"),)
 PREAMBLE = (
     b'event: message_start\ndata: {"type":"message_start","message":{"id":"m","content":[]}}\n\n'
 )
-DELTA = (
+DELTA = (  # content, then the end of the message: a complete answer
     b"event: content_block_delta\n"
     b'data: {"type":"content_block_delta","index":0,'
     b'"delta":{"type":"text_delta","text":"hi"}}\n\n'
+    b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
 )
 OVERLOADED = (
     b"event: error\n"
@@ -278,15 +279,39 @@ async def test_connection_lost_mid_success_body_reaches_the_caller_unretried(
     assert sleeps.waits == []
 
 
-async def test_stream_lost_before_content_is_not_resent_for_a_post_without_a_key(
+async def test_stream_lost_before_content_is_resent_for_an_inference_post(
     flavour: str, upstream: Upstream
 ) -> None:
-    upstream.script("/s", Reply(200, SSE, chunks=[PREAMBLE, PREAMBLE], fault="drop_mid_body"))
+    upstream.script(
+        "/s",
+        Reply(200, SSE, chunks=[PREAMBLE, PREAMBLE], fault="drop_mid_body"),
+        Reply(200, SSE, chunks=[PREAMBLE, DELTA]),
+    )
     transport, sleeps = make_async(flavour)
     async with async_client(transport, upstream) as client:
+        response = await client.post("/s", content=b"{}")
+    assert response.content == PREAMBLE + DELTA
+    assert upstream.count("/s") == 2
+    assert response.extensions["retry_history"][0].reason == (
+        "stream truncated before its first content"
+    )
+    assert in_flight(transport.transport) == 0
+
+
+async def test_stream_lost_before_content_surfaces_from_iteration_when_not_resent(
+    flavour: str, upstream: Upstream
+) -> None:
+    path = "/v1/threads/runs"  # creates server-side state: not re-sent without a key
+    upstream.script(path, Reply(200, SSE, chunks=[PREAMBLE, PREAMBLE], fault="drop_mid_body"))
+    transport, sleeps = make_async(flavour)
+    async with async_client(transport, upstream) as client:
+        request = client.build_request("POST", path, content=b"{}")
+        response = await client.send(request, stream=True)  # the 200 comes back, as unwrapped
+        assert response.status_code == 200
         with pytest.raises(exc(flavour, "RemoteProtocolError")):
-            await client.post("/s", content=b"{}")
-    assert upstream.count("/s") == 1
+            await response.aread()
+        await response.aclose()
+    assert upstream.count(path) == 1
     assert sleeps.waits == []
     assert in_flight(transport.transport) == 0
 
