@@ -163,11 +163,10 @@ class DriverBase:
         first = self._policy.first_content_timeout
         if budget is None or first is None:
             return
-        timeouts = request.extensions.get("timeout")
-        if isinstance(timeouts, dict):
-            read = timeouts.get("read")
-            # In place: the wrapped transport's own request object shares this dict.
-            timeouts["read"] = first if read is None else min(read, first)
+        timeouts = request.extensions.setdefault("timeout", {})
+        read = timeouts.get("read")
+        # In place: the wrapped transport's own request object shares this dict.
+        timeouts["read"] = first if read is None else min(read, first)
 
     @staticmethod
     def _cap_timeouts(request: Any, cap: float | None) -> None:
@@ -213,7 +212,9 @@ class DriverBase:
         if failure.exception is not None:
             return failure.exception
         cls: Any = (
-            self._flavour.read_timeout if failure.kind == "stall" else self._flavour.stream_truncated
+            self._flavour.read_timeout
+            if failure.kind == "stall"
+            else self._flavour.stream_truncated
         )
         message = failure.message
         if not message.startswith("retry_transport: "):

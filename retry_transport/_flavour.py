@@ -49,6 +49,12 @@ class StreamGuard:
     timeout: type[BaseException]
     error: BaseException | None = None
 
+    def check(self) -> _Watcher | None:
+        """After the held bytes: raise ``error`` if set; else the watcher of the rest."""
+        if self.error is not None:
+            raise self.error
+        return self.watcher
+
     def broken(self, exc: BaseException) -> BaseException | None:
         """What to raise instead of the read error ``exc`` (``None``: ``exc`` itself)."""
         if self.watcher is None or isinstance(exc, self.timeout):
@@ -137,19 +143,17 @@ class _AsyncReplay:
         if held:
             yield held
         guard = self._guard
-        if guard is not None and guard.error is not None:
-            raise guard.error
+        watcher = None if guard is None else guard.check()
         rest = self._rest if self._rest is not None else self._original.__aiter__()
         self._rest = rest
-        if guard is None:
+        if guard is None or watcher is None:
             async for chunk in rest:
                 yield chunk
             return
-        feed = guard.watcher.feed if guard.watcher is not None else None
+        feed = watcher.feed
         try:
             async for chunk in rest:
-                if feed is not None:
-                    feed(chunk)
+                feed(chunk)
                 yield chunk
         except Exception as exc:
             instead = guard.broken(exc)
@@ -192,18 +196,16 @@ class _SyncReplay:
         if held:
             yield held
         guard = self._guard
-        if guard is not None and guard.error is not None:
-            raise guard.error
+        watcher = None if guard is None else guard.check()
         rest = self._rest if self._rest is not None else iter(self._original)
         self._rest = rest
-        if guard is None:
+        if guard is None or watcher is None:
             yield from rest
             return
-        feed = guard.watcher.feed if guard.watcher is not None else None
+        feed = watcher.feed
         try:
             for chunk in rest:
-                if feed is not None:
-                    feed(chunk)
+                feed(chunk)
                 yield chunk
         except Exception as exc:
             instead = guard.broken(exc)
