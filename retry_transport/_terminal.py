@@ -158,18 +158,17 @@ class TerminalWatcher:
             return
         chunks = self._chunks
         chunks.append(chunk)
-        self._size += len(chunk)
-        while self._size - len(chunks[0]) >= WINDOW:
-            self._drop(chunks.popleft())
-
-    def _drop(self, old: bytes) -> None:
-        """``old`` leaves the window: keep the start of the line the window now begins in."""
-        self._size -= len(old)
-        line = old.rfind(b"\n")
-        if line >= 0:
-            self._head = old[line + 1 : line + 1 + HEAD]
-        elif len(self._head) < HEAD:
-            self._head += old[: HEAD - len(self._head)]
+        size = self._size + len(chunk)
+        # Chunks that leave the window: keep the start of the line the window now begins in.
+        while size - len(chunks[0]) >= WINDOW:
+            old = chunks.popleft()
+            size -= len(old)
+            line = old.rfind(b"\n")
+            if line >= 0:
+                self._head = old[line + 1 : line + 1 + HEAD]
+            elif len(self._head) < HEAD:
+                self._head += old[: HEAD - len(self._head)]
+        self._size = size
 
     def missing(self) -> str | None:
         """At the end: the final event the stream lacks, or ``None``."""
