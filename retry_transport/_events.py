@@ -20,7 +20,9 @@ class RetryEvent:
     and ``reason`` are the last attempt's (``verdict`` is ``None`` when the deadline passed
     before any attempt could be sent); ``reason`` then says why it stopped. ``url`` is
     scheme, host, port and path. ``blocked_for`` is the shared block left, in seconds, as the
-    limiter knows it.
+    limiter knows it. ``cause`` is what the last attempt ran into, in the words of its verdict
+    (for a retry the same as ``reason``; for a give-up, say, ``stream stalled before its first
+    content`` while ``reason`` is ``5 attempts made``), empty when no attempt was made.
     """
 
     kind: Literal["retry", "give_up"]
@@ -34,6 +36,7 @@ class RetryEvent:
     status: int | None
     exception: str | None
     blocked_for: float
+    cause: str = ""
 
     def log_extra(self) -> dict[str, object]:
         """The structured fields put on the ``retry_transport`` log record (``extra=``)."""
@@ -49,6 +52,7 @@ class RetryEvent:
             "retry_status": self.status,
             "retry_exception": self.exception,
             "retry_blocked_for": self.blocked_for,
+            "retry_cause": self.cause,
         }
 
 

@@ -619,6 +619,7 @@ class RetryMachine:
             status=None if seen is None else seen.status,
             exception=None if exception is None else type(exception).__name__,
             blocked_for=self._limiter.blocked_for(),
+            cause="" if classification is None else classification.reason,
         )
 
     def _give_up(

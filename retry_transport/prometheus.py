@@ -22,6 +22,11 @@ from ._events import RetryEvent
 
 __all__ = ["PrometheusHook"]
 
+_STREAM_FAILURES = {
+    "stream stalled before its first content": "stall",
+    "stream truncated before its first content": "truncation",
+}
+
 
 class PrometheusHook:
     """A hook for ``hooks=[...]`` that counts retries and give-ups and shows shared blocks.
@@ -32,6 +37,9 @@ class PrometheusHook:
     - ``retry_transport_giveups_total{host, verdict}``: retryable failures handed back
       (attempts, budget or deadline spent); ``verdict`` is ``none`` when the deadline passed
       before any attempt;
+    - ``retry_transport_stream_failures_total{host, kind}``: 200 event streams that stalled
+      before their first content (``kind="stall"``) or were cut before it
+      (``kind="truncation"``), whether retried or handed back;
     - ``retry_transport_blocked_seconds{host}``: seconds left of the shared block on requests
       to ``host`` (after a 429 or an overload), as last reported by a retry or give-up there,
       counting down at scrape time to 0.
@@ -63,6 +71,13 @@ class PrometheusHook:
             ["host", "verdict"],
             registry=registry,
         )
+        self.stream_failures = Counter(
+            "retry_transport_stream_failures",
+            "Event streams that stalled or were cut before their first content, by upstream "
+            "host and kind (stall, truncation).",
+            ["host", "kind"],
+            registry=registry,
+        )
         self.blocked_seconds = Gauge(
             "retry_transport_blocked_seconds",
             "Seconds left of the shared block on requests to an upstream host.",
@@ -76,6 +91,9 @@ class PrometheusHook:
         verdict = "none" if event.verdict is None else event.verdict.value
         counter = self.retries if event.kind == "retry" else self.giveups
         counter.labels(host=host, verdict=verdict).inc()
+        stream = _STREAM_FAILURES.get(event.cause)
+        if stream is not None:
+            self.stream_failures.labels(host=host, kind=stream).inc()
         with self._lock:
             known = host in self._blocked_until
             self._blocked_until[host] = self._clock() + event.blocked_for
