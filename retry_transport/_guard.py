@@ -44,7 +44,3 @@ class StreamGuard:
         missing = None if self.watcher is None else self.watcher.missing()
         if missing is not None:
             raise self.truncated(missing)
-
-
-def _noop() -> None:
-    return None

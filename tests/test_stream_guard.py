@@ -232,3 +232,15 @@ def test_sync_a_request_without_timeouts_gets_the_first_content_bound() -> None:
     assert isinstance(response.stream, httpx.SyncByteStream)
     assert b"".join(response.stream) == START + DELTA + STOP
     assert request.extensions["timeout"] == {"read": 120.0}
+
+
+@pytest.mark.anyio
+async def test_async_empty_chunks_after_the_preamble_are_skipped_and_watched_past() -> None:
+    body = AsyncBody([START, DELTA, b"", STOP])
+    response = await async_read(async_transport([body]))
+    assert response.content == START + DELTA + STOP
+
+
+def test_sync_empty_chunks_after_the_preamble_are_skipped_and_watched_past() -> None:
+    response = sync_read(sync_transport([SyncBody([START, DELTA, b"", STOP])]))
+    assert response.content == START + DELTA + STOP
