@@ -18,7 +18,8 @@ import anyio
 import httpx
 
 from ._async import RetryTransport
-from ._policy import Backoff, RetryPolicy
+from ._backoff import Backoff
+from ._policy import RetryPolicy
 from .testing.upstream import (
     Reply,
     Upstream,

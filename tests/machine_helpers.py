@@ -19,6 +19,7 @@ from retry_transport._machine import (
     RetryMachine,
     Send,
     Sleep,
+    Spend,
 )
 
 
@@ -121,7 +122,6 @@ def run_machine(
     limiter = limiter or FakeLimiter()
     machine = RetryMachine(
         policy or RetryPolicy(),
-        limiter,
         method=method,
         url="https://api.example.com" + path,
         idempotency_key=idempotency_key,
@@ -153,6 +153,8 @@ def run_machine(
             reply = step
         elif isinstance(action, Read):
             reply = body.pop(0) if body else None
+        elif isinstance(action, Spend):
+            reply = limiter.allow_retry()
         elif isinstance(action, Sleep):
             clock.advance(action.seconds)
         action = gen.send(reply)

@@ -20,6 +20,8 @@ POLICY = RetryPolicy(max_attempts=3)
 
 
 def value(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
+    """A sample's value; ``transport`` is its ``name`` label (empty: a transport without one)."""
+    labels["name"] = labels.pop("transport", "")
     return registry.get_sample_value(name, labels)
 
 
@@ -111,14 +113,14 @@ def test_the_default_registry_is_prometheus_clients_global_one() -> None:
     try:
         assert (
             REGISTRY.get_sample_value(
-                "retry_transport_retries_total", {"host": "x", "verdict": "congestion"}
+                "retry_transport_retries_total", {"host": "x", "verdict": "congestion", "name": ""}
             )
             is None
         )
-        hook.retries.labels(host="x", verdict="congestion").inc()
+        hook.retries.labels(host="x", verdict="congestion", name="").inc()
         assert (
             REGISTRY.get_sample_value(
-                "retry_transport_retries_total", {"host": "x", "verdict": "congestion"}
+                "retry_transport_retries_total", {"host": "x", "verdict": "congestion", "name": ""}
             )
             == 1
         )
@@ -183,5 +185,26 @@ def test_stalls_and_truncations_before_content_are_counted_apart() -> None:
         "stream truncated before its first content",
     ]
     for kind in ("stall", "truncation"):
-        labels = {"host": "s.test", "kind": kind}
-        assert value(registry, "retry_transport_stream_failures_total", **labels) == 1
+        labels = {"host": "s.test", "kind": kind, "name": ""}
+        assert registry.get_sample_value("retry_transport_stream_failures_total", labels) == 1
+
+
+def test_the_transport_name_is_a_label_of_every_metric() -> None:
+    registry = CollectorRegistry()
+    hook = PrometheusHook(registry=registry, clock=lambda: 100.0)
+    sleeps = Sleeps()
+    script = ScriptedTransport([Step(429, headers={"retry-after": "3"}), 200, 503, 200])
+    for name in ("nim", "deepseek"):
+        transport = SyncRetryTransport(
+            script, policy=POLICY, sleep=sleeps.sync, clock=sleeps.clock, hooks=[hook], name=name
+        )
+        with httpx.Client(transport=transport) as http:
+            assert http.post("http://api.test/v1/x", json={}).status_code == 200
+    retries = "retry_transport_retries_total"
+    assert value(registry, retries, host="api.test", verdict="congestion", transport="nim") == 1
+    assert (
+        value(registry, retries, host="api.test", verdict="congestion", transport="deepseek") == 1
+    )
+    assert value(registry, retries, host="api.test", verdict="congestion") is None
+    blocked = "retry_transport_blocked_seconds"
+    assert value(registry, blocked, host="api.test", transport="nim") == 3.0

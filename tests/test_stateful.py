@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from retry_transport import RetryPolicy
-from retry_transport._machine import Finish
+from retry_transport._machine import Finish, Report
 from retry_transport._stateful import STATEFUL_PATHS, is_stateful
 from tests.machine_helpers import response, run_machine, sse
 
@@ -78,12 +78,15 @@ def test_patterns_are_plain_segment_paths() -> None:
 SESSIONS = "/v1/agents/sessions"
 
 
-def test_a_503_to_a_stateful_path_is_not_resent(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_503_to_a_stateful_path_is_not_resent() -> None:
     run = run_machine([response(503), response(200)], path=SESSIONS)
     assert run.sends == 1
     assert isinstance(run.end, Finish)
     assert run.end.response.status_code == 503
-    assert "path that creates server-side state" in caplog.text
+    reports = [a for a in run.actions if isinstance(a, Report) and a.event is not None]
+    assert [r.event.reason for r in reports if r.event is not None] == [
+        "POST to a path that creates server-side state (no Idempotency-Key)"
+    ]
 
 
 def test_a_stream_error_on_a_stateful_path_is_not_resent() -> None:

@@ -229,6 +229,7 @@ def test_sync_a_request_without_timeouts_gets_the_first_content_bound() -> None:
     request = httpx.Request("POST", "http://up/v1/messages")
     request.extensions = {}
     response = transport.handle_request(request)
+    assert isinstance(response.stream, httpx.SyncByteStream)
     assert b"".join(response.stream) == START + DELTA + STOP
     assert request.extensions["timeout"] == {"read": 120.0}
 
