@@ -55,7 +55,23 @@ def test_unreadable_retry_after_is_ignored(value: str) -> None:
 
 
 def test_overlong_retry_after_is_ignored() -> None:
-    assert server_wait({"retry-after": "1" * 65}, now=NOW) is None
+    assert server_wait({"retry-after": "1" * 64 + "x"}, now=NOW) is None
+
+
+@pytest.mark.parametrize("digits", [21, 64, 65, 400])
+@pytest.mark.parametrize("name", ["retry-after", "retry-after-ms", "x-ms-retry-after-ms"])
+def test_a_number_of_more_than_20_digits_is_a_very_long_wait(digits: int, name: str) -> None:
+    wait = server_wait({name: "9" * digits}, now=NOW)
+    assert wait is not None
+    assert wait >= 1e17  # seconds: far beyond any cap, even read as milliseconds
+
+
+def test_a_long_number_with_a_fraction_is_a_very_long_wait() -> None:
+    assert server_wait({"retry-after": "1" * 25 + ".5"}, now=NOW) == 1e20
+
+
+def test_a_long_number_with_a_long_fraction_is_ignored() -> None:
+    assert server_wait({"retry-after": "1" * 21 + "." + "5" * 21}, now=NOW) is None
 
 
 def test_very_large_retry_after_is_returned_uncapped() -> None:
