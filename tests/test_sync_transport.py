@@ -255,3 +255,35 @@ def test_context_manager_closes_the_wrapped_transport(flavour: str) -> None:
     with SyncRetryTransport(Inner()):
         pass
     assert closed == [True]
+
+
+@pytest.mark.parametrize("body", [[b"a", b"bc"], (b"a", b"bc")])
+def test_a_list_or_tuple_body_is_replayed(flavour: str, body: list[bytes] | tuple[bytes]) -> None:
+    script = Script(flavour, [R(500), R(200, "ok")])
+    transport, _ = make(flavour, script)
+    with lib(flavour).Client(transport=transport) as client:
+        response = client.post("http://up.test/v1/x", content=body)
+    assert response.text == "ok"
+    assert [r.read() for r in script.seen] == [b"abc", b"abc"]
+
+
+def test_a_generator_body_is_still_not_replayed(flavour: str) -> None:
+    script = Script(flavour, [R(500), R(200, "ok")])
+    transport, _ = make(flavour, script)
+    with lib(flavour).Client(transport=transport) as client:
+        response = client.post("http://up.test/v1/x", content=iter([b"a", b"bc"]))
+    assert response.status_code == 500
+    assert response.headers["x-should-retry"] == "false"
+    assert script.count == 1
+
+
+@pytest.mark.parametrize("name", ["retry-after", "retry-after-ms"])
+def test_a_503_asking_for_a_30_digit_wait_is_handed_back_at_once(flavour: str, name: str) -> None:
+    script = Script(flavour, [R(503, "later", ((name, "9" * 30),)), R(200)])
+    transport, sleeps = make(flavour, script)
+    with lib(flavour).Client(transport=transport) as client:
+        response = client.get("http://up.test/")
+    assert response.status_code == 503
+    assert response.headers["x-should-retry"] == "false"
+    assert script.count == 1
+    assert sleeps.waits == []
