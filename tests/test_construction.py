@@ -224,3 +224,23 @@ def test_every_constructor_case_in_a_fresh_interpreter() -> None:
         "limiter must be a Limiter (a SharedLimiter",
         "retry_transport: this SyncRetryTransport wraps an httpx transport (HTTPTransport)",
     ]
+
+
+def test_a_library_not_imported_is_not_looked_at(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(sys.modules, "httpx2")
+    assert flavour_of(httpx.HTTPTransport(), is_async=False).name == "httpx"
+    assert request_flavour(httpx.Request("GET", "http://up.test/")) == "httpx"
+
+
+def test_a_duck_typed_request_is_not_refused_for_its_class() -> None:
+    from types import SimpleNamespace
+
+    request = SimpleNamespace(
+        method="GET",
+        url=httpx.URL("http://up.test/"),
+        headers=httpx.Headers(),
+        stream=iter([b""]),  # not a ByteStream: the slow path, where the client is checked
+        extensions={},
+    )
+    response = SyncRetryTransport(_DuckSync()).handle_request(request)  # type: ignore[arg-type]
+    assert response.status_code == 204
