@@ -14,7 +14,9 @@ here: a mock server, files or tools the source distribution lacks). Tests listed
 the SDK's own retries, which the transport now makes below it). The run fails when any other
 test fails, and when nothing was wrapped. Listed failures that passed are reported as stale.
 Our transports wait zero seconds (`retry_transport.testing.set_testing`): the suites patch
-their own sleeps, and ours would otherwise sleep for real.
+their own sleeps, and ours would otherwise sleep for real. Each has a limiter of its own
+without a retry budget: the suites keep session-wide clients, whose budget the error tests
+would otherwise spend across unrelated tests, making failures depend on the order of tests.
 """
 
 from __future__ import annotations
@@ -79,13 +81,13 @@ class Wrapping:
     refused: list[str] = field(default_factory=list)
 
     def wrap(self, transport: Any, is_async: bool) -> Any:
-        from retry_transport import RetryTransport, SyncRetryTransport
+        from retry_transport import RetryTransport, SharedLimiter, SyncRetryTransport
 
         if transport is None or isinstance(transport, RetryTransport | SyncRetryTransport):
             return transport
         wrapper: Any = RetryTransport if is_async else SyncRetryTransport
         try:
-            wrapped = wrapper(transport)
+            wrapped = wrapper(transport, limiter=SharedLimiter(budget=None))
         except TypeError as exc:  # a transport we cannot wrap: say so at the end
             self.refused.append(f"{type(transport).__qualname__}: {exc}")
             return transport
