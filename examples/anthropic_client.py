@@ -15,7 +15,7 @@ import anyio
 import httpx2
 
 from retry_transport import Backoff, RetryPolicy, RetryTransport
-from retry_transport._upstream import Upstream, anthropic_message, anthropic_stream_error
+from retry_transport.testing.upstream import Upstream, anthropic_message, anthropic_stream_error
 
 POLICY = RetryPolicy(congestion_backoff=Backoff(base=0.1, cap=1.0))  # short waits for the demo
 

@@ -14,7 +14,7 @@ import httpx2
 import openai
 
 from retry_transport import Backoff, RetryPolicy, RetryTransport
-from retry_transport._upstream import Reply, Upstream, openai_chat
+from retry_transport.testing.upstream import Reply, Upstream, openai_chat
 
 POLICY = RetryPolicy(transient_backoff=Backoff(base=0.1, cap=1.0))  # short waits for the demo
 

@@ -18,7 +18,13 @@ import httpx
 
 from ._async import RetryTransport
 from ._policy import Backoff, RetryPolicy
-from ._upstream import Reply, Upstream, anthropic_error, anthropic_message, anthropic_stream_error
+from .testing.upstream import (
+    Reply,
+    Upstream,
+    anthropic_error,
+    anthropic_message,
+    anthropic_stream_error,
+)
 
 __all__ = ["DEMO_POLICY", "SCENARIOS", "Scenario", "run_demo"]
 

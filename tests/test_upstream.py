@@ -7,6 +7,7 @@ import json
 import socket
 import threading
 import tracemalloc
+import types
 from collections.abc import AsyncIterator, Iterator
 from typing import Literal
 
@@ -16,8 +17,9 @@ import httpx
 import openai
 import pytest
 
-from retry_transport import _upstream
-from retry_transport._upstream import (
+import retry_transport.testing
+from retry_transport.testing import upstream as public
+from retry_transport.testing.upstream import (
     Received,
     Reply,
     Upstream,
@@ -29,6 +31,9 @@ from retry_transport._upstream import (
     openai_error,
     openai_responses,
     openai_responses_failed,
+    providers,
+    server,
+    wire,
 )
 
 MESSAGES: list[openai.types.chat.ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
@@ -56,9 +61,20 @@ def _anthropic(up: Upstream) -> anthropic.Anthropic:
 # -- module surface and value objects ---------------------------------------------------------
 
 
-def test_all_is_sorted_and_names_exist() -> None:
-    assert _upstream.__all__ == sorted(_upstream.__all__)
-    assert all(hasattr(_upstream, name) for name in _upstream.__all__)
+@pytest.mark.parametrize("module", [public, providers, server, wire], ids=lambda m: m.__name__)
+def test_all_is_sorted_and_names_exist(module: types.ModuleType) -> None:
+    names: list[str] = module.__all__
+    assert names == sorted(names)
+    assert all(hasattr(module, name) for name in names)
+
+
+def test_the_package_reexports_every_modules_public_names() -> None:
+    assert set(public.__all__) == {
+        "Received",
+        *providers.__all__,
+        *server.__all__,
+        *wire.__all__,
+    }
 
 
 @pytest.mark.parametrize(
@@ -184,10 +200,12 @@ def test_received_records_each_request(upstream: Upstream) -> None:
         client.get("/b")
     first, second = upstream.received()
     assert (first.method, first.path, first.json()) == ("POST", "/a?x=1", {"k": "v"})
+    assert first.url == upstream.url + "/a?x=1"
+    assert type(first) is retry_transport.testing.Received  # one shape with ScriptedTransport
     assert first.header("x-test") == "yes"
-    assert first.header("content-length") == str(len(first.body))
+    assert first.header("content-length") == str(len(first.content))
     assert first.at <= second.at
-    assert (second.method, second.path, second.body) == ("GET", "/b", b"")
+    assert (second.method, second.path, second.content) == ("GET", "/b", b"")
     assert upstream.count() == 2
     assert upstream.count("/a") == 1
 
@@ -265,7 +283,7 @@ def test_content_length_body_is_received_intact(upstream: Upstream) -> None:
     body = bytes(range(256)) * 4096  # 1 MiB
     with httpx.Client(base_url=upstream.url) as client:
         client.post("/upload", content=body)
-    assert upstream.received("/upload")[0].body == body
+    assert upstream.received("/upload")[0].content == body
 
 
 def test_chunked_request_body_is_received_intact(upstream: Upstream) -> None:
@@ -275,7 +293,7 @@ def test_chunked_request_body_is_received_intact(upstream: Upstream) -> None:
         client.get("/after")  # the same connection is still in step
     record = upstream.received("/upload")[0]
     assert record.header("transfer-encoding") == "chunked"
-    assert record.body == b"".join(parts)
+    assert record.content == b"".join(parts)
     assert upstream.connections_accepted == 1
 
 
@@ -288,7 +306,7 @@ async def test_async_generator_body_is_received_intact(upstream: Upstream) -> No
     async with httpx.AsyncClient(base_url=upstream.url) as client:
         response = await client.post("/upload", content=parts())
     assert response.status_code == 200
-    assert upstream.received("/upload")[0].body == b"one two three"
+    assert upstream.received("/upload")[0].content == b"one two three"
 
 
 def test_chunk_extensions_trailers_and_expect_continue_are_handled(upstream: Upstream) -> None:
@@ -299,7 +317,7 @@ def test_chunk_extensions_trailers_and_expect_continue_are_handled(upstream: Ups
     )
     answer = _raw_exchange(upstream, request)
     assert answer.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n")
-    assert upstream.received("/raw")[0].body == b"abc"
+    assert upstream.received("/raw")[0].content == b"abc"
 
 
 @pytest.mark.parametrize(
@@ -331,7 +349,7 @@ def test_stray_empty_lines_and_absolute_targets_are_accepted(upstream: Upstream)
     upstream.script("/p", Reply(201))
     request = b"\r\n\r\nGET http://example.test/p?q=1 HTTP/1.1\r\nConnection: close\r\n\r\n"
     assert _raw_exchange(upstream, request).startswith(b"HTTP/1.1 201 Created\r\n")
-    assert [record.path for record in upstream.received("/p")] == ["http://example.test/p?q=1"]
+    assert [record.url for record in upstream.received("/p")] == ["http://example.test/p?q=1"]
 
 
 def test_client_leaving_mid_request_is_not_recorded(upstream: Upstream) -> None:
@@ -345,7 +363,7 @@ def test_client_leaving_mid_request_is_not_recorded(upstream: Upstream) -> None:
 
 # -- faults --------------------------------------------------------------------------------
 
-FAULTS: list[tuple[_upstream.Fault, type[httpx.TransportError]]] = [
+FAULTS: list[tuple[public.Fault, type[httpx.TransportError]]] = [
     ("drop", httpx.RemoteProtocolError),
     ("drop_mid_headers", httpx.RemoteProtocolError),
     ("drop_mid_body", httpx.RemoteProtocolError),
@@ -356,7 +374,7 @@ FAULTS: list[tuple[_upstream.Fault, type[httpx.TransportError]]] = [
 
 @pytest.mark.parametrize(("fault", "error"), FAULTS)
 def test_fault_raises_the_matching_httpx_error(
-    upstream: Upstream, fault: _upstream.Fault, error: type[httpx.TransportError]
+    upstream: Upstream, fault: public.Fault, error: type[httpx.TransportError]
 ) -> None:
     upstream.script("/f", Reply(body=b"0123456789", fault=fault), Reply(body=b"fine"))
     with httpx.Client(base_url=upstream.url, timeout=0.2) as client:
@@ -370,7 +388,7 @@ def test_fault_raises_the_matching_httpx_error(
 @pytest.mark.anyio
 @pytest.mark.parametrize(("fault", "error"), FAULTS)
 async def test_fault_raises_the_matching_httpx_error_async(
-    upstream: Upstream, fault: _upstream.Fault, error: type[httpx.TransportError]
+    upstream: Upstream, fault: public.Fault, error: type[httpx.TransportError]
 ) -> None:
     upstream.script("/f", Reply(body=b"0123456789", fault=fault))
     async with httpx.AsyncClient(base_url=upstream.url, timeout=0.2) as client:

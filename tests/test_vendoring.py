@@ -28,12 +28,11 @@ PACKAGE = Path(retry_transport.__file__).resolve().parent
 OPTIONAL = (
     "__main__.py",
     "_demo.py",
-    "_upstream.py",
     "_proxy*.py",
     "redis.py",
     "otel.py",
     "prometheus.py",
-    "testing.py",
+    "testing",
 )
 
 SMOKE = """
@@ -115,10 +114,12 @@ SMOKE = """
 
 
 def own_modules() -> list[Path]:
-    return sorted(PACKAGE.glob("*.py"))
+    return sorted(PACKAGE.rglob("*.py"))
 
 
-@pytest.mark.parametrize("module", own_modules(), ids=lambda path: path.name)
+@pytest.mark.parametrize(
+    "module", own_modules(), ids=lambda path: path.relative_to(PACKAGE).as_posix()
+)
 def test_the_package_imports_itself_only_relatively(module: Path) -> None:
     tree = ast.parse(module.read_text(encoding="utf-8"), filename=str(module))
     absolute = [
@@ -150,7 +151,7 @@ def vendor(into: Path, *, minimal: bool) -> Path:
 def test_a_vendored_copy_works_under_another_name(tmp_path: Path, minimal: bool) -> None:
     copy = vendor(tmp_path, minimal=minimal)
     copied = {path.name for path in copy.glob("*.py")}
-    assert ("_upstream.py" in copied) is not minimal
+    assert (copy / "testing" / "upstream" / "server.py").exists() is not minimal
     assert not any(fnmatch.fnmatch(name, "_proxy*.py") for name in copied) or not minimal
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(SMOKE)],  # the cwd first on sys.path
