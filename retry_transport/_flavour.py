@@ -144,7 +144,10 @@ class _SyncReplay:
         try:
             rest_close = getattr(self._rest, "close", None)
             if rest_close is not None:
-                rest_close()
+                # ValueError: being read in another thread ("generator already executing");
+                # closing the original stream below ends that read, as it would without us.
+                with contextlib.suppress(ValueError):
+                    rest_close()
             self._original.close()
         finally:
             on_close, self._on_close = self._on_close, None
