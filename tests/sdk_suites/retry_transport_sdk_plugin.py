@@ -45,8 +45,8 @@ class Entry:
 
     def matches(self, nodeid: str) -> bool:
         prefix = self.nodeid
-        if prefix.endswith("/"):
-            return nodeid.startswith(prefix)
+        if prefix.endswith("/") or ("[" in prefix and not prefix.endswith("]")):
+            return nodeid.startswith(prefix)  # a directory, or a prefix of parameter ids
         return nodeid == prefix or nodeid.startswith((prefix + "[", prefix + "::"))
 
 
