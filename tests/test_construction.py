@@ -244,3 +244,10 @@ def test_a_duck_typed_request_is_not_refused_for_its_class() -> None:
     )
     response = SyncRetryTransport(_DuckSync()).handle_request(request)  # type: ignore[arg-type]
     assert response.status_code == 204
+
+
+@pytest.mark.parametrize("wrapper", WRAPPERS)
+def test_the_checked_callables_leave_the_name_alone(wrapper: Any) -> None:
+    transport = wrapper(name="nim", clock=lambda: 0.0, wall_clock=lambda: 0.0, random=lambda: 0.5)
+    assert transport.name == "nim"
+    assert wrapper().name is None
