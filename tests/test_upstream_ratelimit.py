@@ -12,7 +12,7 @@ import pytest
 
 from retry_transport.testing.upstream import (
     DIALECTS,
-    RateLimit,
+    ProviderRateLimit,
     Reply,
     Scope,
     ScopeCounts,
@@ -57,7 +57,7 @@ def chat(client: httpx.Client, key: str = "k1", model: str = "m", **body: object
 def test_requests_over_the_limit_get_429_until_the_bucket_refills(
     upstream: Upstream, client: httpx.Client, clock: Clock
 ) -> None:
-    limit = RateLimit(requests=3, window_seconds=60, clock=clock)
+    limit = ProviderRateLimit(requests=3, window_seconds=60, clock=clock)
     upstream.rate_limit = limit
     assert [chat(client).status_code for _ in range(4)] == [200, 200, 200, 429]
     refused = chat(client)
@@ -75,7 +75,7 @@ def test_requests_over_the_limit_get_429_until_the_bucket_refills(
 def test_tokens_are_estimated_from_the_body_and_max_tokens(
     upstream: Upstream, client: httpx.Client, clock: Clock
 ) -> None:
-    limit = RateLimit(requests=None, tokens=100, clock=clock)
+    limit = ProviderRateLimit(requests=None, tokens=100, clock=clock)
     upstream.rate_limit = limit
     first = chat(client, max_tokens=45)
     body = len(upstream.received()[0].content)
@@ -97,7 +97,7 @@ def test_tokens_are_estimated_from_the_body_and_max_tokens(
 def test_every_providers_output_cap_counts_as_output_tokens(
     upstream: Upstream, client: httpx.Client, body: dict[str, object]
 ) -> None:
-    upstream.rate_limit = RateLimit(tokens=1000)
+    upstream.rate_limit = ProviderRateLimit(tokens=1000)
     client.post(CHAT, json=body)
     assert upstream.rate_limit.cost_of(upstream.received()[0])[1] == 30
 
@@ -105,7 +105,7 @@ def test_every_providers_output_cap_counts_as_output_tokens(
 def test_a_body_that_is_not_a_json_object_costs_its_length_only(
     upstream: Upstream, client: httpx.Client
 ) -> None:
-    upstream.rate_limit = limit = RateLimit(tokens=1000)
+    upstream.rate_limit = limit = ProviderRateLimit(tokens=1000)
     client.post(CHAT, content=b"[1, 2]")
     client.post(CHAT, content=b"not json")
     client.post(CHAT, json={"max_tokens": True})
@@ -117,7 +117,7 @@ def test_a_body_that_is_not_a_json_object_costs_its_length_only(
 def test_a_request_larger_than_the_bucket_is_always_refused(
     upstream: Upstream, client: httpx.Client, clock: Clock
 ) -> None:
-    upstream.rate_limit = RateLimit(tokens=50, window_seconds=60, clock=clock)
+    upstream.rate_limit = ProviderRateLimit(tokens=50, window_seconds=60, clock=clock)
     refused = chat(client, max_tokens=1000)
     assert refused.status_code == 429
     assert refused.headers["retry-after"] == "60"
@@ -128,7 +128,7 @@ def test_a_request_larger_than_the_bucket_is_always_refused(
 def test_a_short_window_plays_a_per_minute_limit_in_a_moment(
     upstream: Upstream, client: httpx.Client, clock: Clock
 ) -> None:
-    upstream.rate_limit = RateLimit(requests=60, window_seconds=0.6, clock=clock)
+    upstream.rate_limit = ProviderRateLimit(requests=60, window_seconds=0.6, clock=clock)
     assert [chat(client).status_code for _ in range(61)].count(429) == 1
     clock.now += 0.01  # a hundredth of the window: one request back
     assert chat(client).status_code == 200
@@ -138,7 +138,7 @@ def test_a_short_window_plays_a_per_minute_limit_in_a_moment(
 def test_a_refused_request_does_not_consume_the_script(
     upstream: Upstream, client: httpx.Client, clock: Clock
 ) -> None:
-    upstream.rate_limit = RateLimit(requests=1, clock=clock)
+    upstream.rate_limit = ProviderRateLimit(requests=1, clock=clock)
     upstream.script(CHAT, Reply(201, b"first"), Reply(202, b"second"))
     assert chat(client).status_code == 201
     assert chat(client).status_code == 429
@@ -150,11 +150,42 @@ def test_a_refused_request_does_not_consume_the_script(
 def test_scripted_replies_carry_the_rate_limit_headers(
     upstream: Upstream, client: httpx.Client, clock: Clock
 ) -> None:
-    upstream.rate_limit = RateLimit(requests=5, clock=clock)
+    upstream.rate_limit = ProviderRateLimit(requests=5, clock=clock)
     upstream.script(CHAT, Reply(503, b"busy", (("x-own", "1"),)))
     answer = chat(client)
     assert (answer.status_code, answer.headers["x-own"]) == (503, "1")
     assert answer.headers["x-ratelimit-remaining-requests"] == "4"
+
+
+def test_set_limits_changes_the_rate_of_every_scope_mid_run(
+    upstream: Upstream, client: httpx.Client, clock: Clock
+) -> None:
+    upstream.rate_limit = limit = ProviderRateLimit(
+        requests=10, tokens=10_000, window_seconds=1, dialect="none", clock=clock
+    )
+    assert [chat(client).status_code for _ in range(11)].count(429) == 1
+    limit.set_limits(requests=5)  # the upstream drops from 10 to 5 requests per second
+    clock.now += 1.0
+    assert [chat(client).status_code for _ in range(6)].count(429) == 1  # full at the new size
+    clock.now += 0.2
+    assert [chat(client).status_code for _ in range(2)] == [200, 429]  # refills at 5 per s
+    limit.set_limits(tokens=20)
+    assert limit.requests == 5
+    assert limit.tokens == 20
+    clock.now += 10
+    assert chat(client, max_tokens=100).status_code == 429
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"requests": 0}, "requests"), ({"tokens": True}, "tokens"), ({"tokens": 10}, "not kept")],
+)
+def test_set_limits_refuses_bad_values_and_a_limit_not_kept(
+    kwargs: dict[str, object], field: str
+) -> None:
+    limit = ProviderRateLimit(requests=5)
+    with pytest.raises(ValueError, match=field):
+        limit.set_limits(**kwargs)  # type: ignore[arg-type]
 
 
 # -- scopes -----------------------------------------------------------------------------------
@@ -163,7 +194,7 @@ def test_scripted_replies_carry_the_rate_limit_headers(
 def test_each_key_and_model_has_buckets_of_its_own(
     upstream: Upstream, client: httpx.Client, clock: Clock
 ) -> None:
-    upstream.rate_limit = limit = RateLimit(requests=1, clock=clock)
+    upstream.rate_limit = limit = ProviderRateLimit(requests=1, clock=clock)
     assert chat(client, "a", "m1").status_code == 200
     assert chat(client, "a", "m1").status_code == 429
     assert chat(client, "a", "m2").status_code == 200
@@ -190,7 +221,7 @@ def test_each_key_and_model_has_buckets_of_its_own(
 def test_the_key_is_read_from_each_providers_header(
     upstream: Upstream, client: httpx.Client, headers: dict[str, str], query: str, key: str
 ) -> None:
-    upstream.rate_limit = limit = RateLimit()
+    upstream.rate_limit = limit = ProviderRateLimit()
     client.post(CHAT + query, json={"model": "m"}, headers=headers)
     assert limit.counts() == {Scope(key, "m"): ScopeCounts(1, 0)}
 
@@ -207,7 +238,7 @@ def test_the_key_is_read_from_each_providers_header(
 def test_the_model_is_read_from_the_path_for_azure_and_gemini(
     upstream: Upstream, client: httpx.Client, path: str, model: str
 ) -> None:
-    upstream.rate_limit = limit = RateLimit()
+    upstream.rate_limit = limit = ProviderRateLimit()
     client.post(path, json={"model": "from-body"}, headers={"api-key": "k"})
     assert list(limit.counts()) == [Scope("k", model)]
 
@@ -218,7 +249,7 @@ def test_the_model_is_read_from_the_path_for_azure_and_gemini(
 def test_openai_headers_give_limits_remaining_and_go_duration_resets(
     upstream: Upstream, client: httpx.Client, clock: Clock
 ) -> None:
-    upstream.rate_limit = RateLimit(requests=60, tokens=1000, clock=clock)
+    upstream.rate_limit = ProviderRateLimit(requests=60, tokens=1000, clock=clock)
     answer = chat(client, max_tokens=100)
     used = 1000 - int(answer.headers["x-ratelimit-remaining-tokens"])
     assert {k: v for k, v in answer.headers.items() if k.startswith("x-ratelimit")} == {
@@ -232,7 +263,9 @@ def test_openai_headers_give_limits_remaining_and_go_duration_resets(
 
 
 def test_groq_headers_are_openais(upstream: Upstream, client: httpx.Client, clock: Clock) -> None:
-    upstream.rate_limit = RateLimit(requests=30, window_seconds=60, dialect="groq", clock=clock)
+    upstream.rate_limit = ProviderRateLimit(
+        requests=30, window_seconds=60, dialect="groq", clock=clock
+    )
     answer = chat(client)
     assert answer.headers["x-ratelimit-limit-requests"] == "30"
     assert answer.headers["x-ratelimit-reset-requests"] == "2s"
@@ -241,7 +274,9 @@ def test_groq_headers_are_openais(upstream: Upstream, client: httpx.Client, cloc
 def test_anthropic_headers_give_rfc3339_resets_for_each_token_kind(
     upstream: Upstream, clock: Clock
 ) -> None:
-    upstream.rate_limit = RateLimit(requests=2, tokens=10_000, dialect="anthropic", clock=clock)
+    upstream.rate_limit = ProviderRateLimit(
+        requests=2, tokens=10_000, dialect="anthropic", clock=clock
+    )
     claude = anthropic.Anthropic(base_url=upstream.url, api_key="ant", max_retries=0)
     with claude:
         raw = claude.messages.with_raw_response.create(
@@ -274,7 +309,7 @@ def test_anthropic_headers_give_rfc3339_resets_for_each_token_kind(
 def test_azure_headers_give_remaining_only_and_retry_after_ms(
     upstream: Upstream, client: httpx.Client, clock: Clock
 ) -> None:
-    upstream.rate_limit = RateLimit(
+    upstream.rate_limit = ProviderRateLimit(
         requests=1, tokens=500, window_seconds=10, dialect="azure", clock=clock
     )
     path = "/openai/deployments/d1/chat/completions?api-version=2024-10-21"
@@ -289,10 +324,38 @@ def test_azure_headers_give_remaining_only_and_retry_after_ms(
     assert second.headers["retry-after"] == "10"
 
 
+def test_azure_quirks_send_minus_one_and_a_hyphenated_reset_instead_of_retry_after(
+    upstream: Upstream, client: httpx.Client, clock: Clock
+) -> None:
+    upstream.rate_limit = ProviderRateLimit(
+        requests=1, window_seconds=10, dialect="azure", clock=clock, azure_quirks=True
+    )
+    path = "/openai/deployments/d1/responses?api-version=preview"
+    first = client.post(path, json={}, headers={"api-key": "k"})
+    second = client.post(path, json={}, headers={"api-key": "k"})
+    assert first.headers["x-ratelimit-remaining-requests"] == "0"
+    assert first.headers.get_list("x-ratelimit-remaining-tokens") == ["-1"]
+    assert (
+        first.headers["x-ratelimit-limit-tokens"],
+        first.headers["x-ratelimit-reset-tokens"],
+    ) == (
+        "-1",
+        "0",
+    )
+    assert second.status_code == 429
+    assert second.headers["x-rate-limit-reset-tokens"] == "10"
+    assert "retry-after" not in second.headers
+
+
+def test_azure_quirks_need_the_azure_dialect() -> None:
+    with pytest.raises(ValueError, match="azure_quirks"):
+        ProviderRateLimit(dialect="openai", azure_quirks=True)
+
+
 def test_ietf_headers_are_structured_fields(
     upstream: Upstream, client: httpx.Client, clock: Clock
 ) -> None:
-    upstream.rate_limit = RateLimit(requests=10, tokens=1000, dialect="ietf", clock=clock)
+    upstream.rate_limit = ProviderRateLimit(requests=10, tokens=1000, dialect="ietf", clock=clock)
     answer = chat(client)
     used = 1000 - int(answer.headers["ratelimit"].split("r=")[2].split(";")[0])
     assert answer.headers["ratelimit-policy"] == (
@@ -306,7 +369,7 @@ def test_ietf_headers_are_structured_fields(
 def test_the_none_dialect_sends_no_header_even_on_a_429(
     upstream: Upstream, client: httpx.Client
 ) -> None:
-    upstream.rate_limit = RateLimit(requests=1, dialect="none")
+    upstream.rate_limit = ProviderRateLimit(requests=1, dialect="none")
     ok, refused = chat(client), chat(client)
     for answer in (ok, refused):
         assert not [k for k in answer.headers if "ratelimit" in k or k.startswith("retry-after")]
@@ -314,7 +377,7 @@ def test_the_none_dialect_sends_no_header_even_on_a_429(
 
 
 def test_retry_after_can_be_left_out(upstream: Upstream, client: httpx.Client) -> None:
-    upstream.rate_limit = RateLimit(requests=1, retry_after=False)
+    upstream.rate_limit = ProviderRateLimit(requests=1, retry_after=False)
     chat(client)
     refused = chat(client)
     assert refused.status_code == 429
@@ -325,7 +388,7 @@ def test_retry_after_can_be_left_out(upstream: Upstream, client: httpx.Client) -
 def test_429_bodies_follow_the_provider_of_the_path(
     upstream: Upstream, client: httpx.Client
 ) -> None:
-    upstream.rate_limit = RateLimit(requests=1)
+    upstream.rate_limit = ProviderRateLimit(requests=1)
     gemini = "/v1beta/models/g:generateContent"
     client.post(gemini, json={})
     assert client.post(gemini, json={}).json()["error"]["status"] == "RESOURCE_EXHAUSTED"
@@ -338,7 +401,7 @@ def test_429_bodies_follow_the_provider_of_the_path(
 
 @pytest.mark.parametrize("dialect", DIALECTS)
 def test_every_dialect_limits_alike(upstream: Upstream, client: httpx.Client, dialect: str) -> None:
-    upstream.rate_limit = RateLimit(requests=2, dialect=dialect)  # type: ignore[arg-type]
+    upstream.rate_limit = ProviderRateLimit(requests=2, dialect=dialect)  # type: ignore[arg-type]
     assert [chat(client).status_code for _ in range(3)] == [200, 200, 429]
 
 
@@ -382,16 +445,16 @@ def test_bad_limits_raise_value_error_naming_the_field(
     kwargs: dict[str, object], field: str
 ) -> None:
     with pytest.raises(ValueError, match=field):
-        RateLimit(**kwargs)  # type: ignore[arg-type]
+        ProviderRateLimit(**kwargs)  # type: ignore[arg-type]
 
 
 def test_a_clock_that_is_not_callable_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="clock"):
-        RateLimit(clock=1.0)  # type: ignore[arg-type]
+        ProviderRateLimit(clock=1.0)  # type: ignore[arg-type]
 
 
 def test_an_upstream_takes_its_limit_at_construction(clock: Clock) -> None:
-    limit = RateLimit(requests=1, clock=clock)
+    limit = ProviderRateLimit(requests=1, clock=clock)
     with Upstream(rate_limit=limit) as up, httpx.Client(base_url=up.url) as client:
         assert [client.get("/x").status_code for _ in range(2)] == [200, 429]
     assert up.rate_limit is limit

@@ -25,8 +25,8 @@ Modules, one idea each:
   their error bodies and in-band stream errors.
 - `~retry_transport.testing.upstream.streams`: each protocol's stream whole, cut short or
   stalled (`stream_reply` with a `StreamFault`).
-- `~retry_transport.testing.upstream.ratelimit`: `RateLimit`, token buckets per API key and
-  model that answer 429 and send a provider's rate-limit headers.
+- `~retry_transport.testing.upstream.ratelimit`: `ProviderRateLimit`, token buckets per API
+  key and model that answer 429 and send a provider's rate-limit headers.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ from .providers import (
     openai_responses,
     openai_responses_failed,
 )
-from .ratelimit import DIALECTS, Dialect, RateLimit, Scope, ScopeCounts, go_duration
-from .server import Upstream
+from .ratelimit import DIALECTS, Dialect, ProviderRateLimit, Scope, ScopeCounts, go_duration
+from .server import Responder, Upstream
 from .streams import (
     STREAM_FAULTS,
     STREAM_PATHS,
@@ -65,9 +65,10 @@ __all__ = [
     "Dialect",
     "Fault",
     "Newline",
-    "RateLimit",
+    "ProviderRateLimit",
     "Received",
     "Reply",
+    "Responder",
     "Scope",
     "ScopeCounts",
     "StreamFault",

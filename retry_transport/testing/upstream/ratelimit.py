@@ -1,6 +1,6 @@
 """A provider's rate limiter for the upstream: token buckets per API key and model.
 
-Give an `Upstream` a `RateLimit` and every request is first charged to the buckets of its
+Give an `Upstream` a `ProviderRateLimit` and every request is first charged to the buckets of its
 scope, the (API key, model) pair: one request and an estimate of its tokens. A request over
 either limit is answered ``429`` in the provider's error shape (by path: Anthropic, Gemini or
 OpenAI) without reaching the script; every answer, ``429`` or not, carries the rate-limit
@@ -26,7 +26,7 @@ from .._received import Received
 from .providers import anthropic_error, gemini_error, openai_error
 from .wire import Reply
 
-__all__ = ["DIALECTS", "Dialect", "RateLimit", "Scope", "ScopeCounts", "go_duration"]
+__all__ = ["DIALECTS", "Dialect", "ProviderRateLimit", "Scope", "ScopeCounts", "go_duration"]
 
 Dialect: TypeAlias = Literal["openai", "anthropic", "azure", "groq", "ietf", "none"]
 """Which provider's rate-limit headers to send:
@@ -64,7 +64,7 @@ class Scope:
 
 @dataclass(frozen=True, slots=True)
 class ScopeCounts:
-    """What a `RateLimit` saw of one scope: ``requests`` received and ``limited`` of them
+    """What a `ProviderRateLimit` saw of one scope: ``requests`` received and ``limited`` of them
     answered ``429``."""
 
     requests: int = 0
@@ -87,6 +87,12 @@ class _Bucket:
         self.level = min(float(self.capacity), self.level + elapsed * self.rate)
         self.updated = now
 
+    def resize(self, capacity: int, window: float, now: float) -> None:
+        self.refill(now)
+        self.capacity = capacity
+        self.rate = capacity / window
+        self.level = min(self.level, float(capacity))
+
     def wait_for(self, amount: float) -> float:
         """Seconds until ``amount`` units are in the bucket (infinite if it cannot hold them)."""
         if amount > self.capacity:
@@ -104,7 +110,7 @@ class _Bucket:
 class _State:
     __slots__ = ("input", "output", "requests", "tokens")
 
-    def __init__(self, limit: RateLimit, now: float) -> None:
+    def __init__(self, limit: ProviderRateLimit, now: float) -> None:
         window = limit.window_seconds
         self.requests = _Bucket(limit.requests, window, now) if limit.requests else None
         self.tokens = _Bucket(limit.tokens, window, now) if limit.tokens else None
@@ -112,7 +118,7 @@ class _State:
         self.output = _Bucket(limit.tokens, window, now) if limit.tokens else None
 
 
-class RateLimit:
+class ProviderRateLimit:
     """Token-bucket rate limits per (API key, model), with provider rate-limit headers.
 
     ``requests`` and ``tokens`` are the limits per ``window_seconds`` (``None``: that limit is
@@ -131,6 +137,11 @@ class RateLimit:
     times from it); inject one to move time by hand. ``retry_after`` adds ``retry-after`` (whole
     seconds, rounded up) to a 429, except in the ``"none"`` dialect.
 
+    ``azure_quirks`` (Azure dialect only) plays what Azure OpenAI has been seen to send: on an
+    answer, ``x-ratelimit-limit-tokens: -1``, ``x-ratelimit-remaining-tokens: -1`` and
+    ``x-ratelimit-reset-tokens: 0`` (no figure known); on a 429, no ``retry-after`` but
+    ``x-rate-limit-reset-tokens`` (seconds, spelt with the extra hyphen).
+
     `counts` and `totals` tell what it saw. Use one instance per `Upstream`.
     """
 
@@ -143,6 +154,7 @@ class RateLimit:
         dialect: Dialect = "openai",
         clock: Callable[[], float] = time.time,
         retry_after: bool = True,
+        azure_quirks: bool = False,
     ) -> None:
         for name, value in (("requests", requests), ("tokens", tokens)):
             if value is not None and (
@@ -150,7 +162,7 @@ class RateLimit:
             ):
                 raise ValueError(f"{name} must be an integer >= 1 or None, got {value!r}")
         if requests is None and tokens is None:
-            raise ValueError("requests and tokens: a RateLimit needs at least one limit")
+            raise ValueError("requests and tokens: a ProviderRateLimit needs at least one limit")
         if (
             isinstance(window_seconds, bool)
             or not isinstance(window_seconds, int | float)
@@ -166,11 +178,43 @@ class RateLimit:
         self.tokens = tokens
         self.window_seconds = float(window_seconds)
         self.dialect: Dialect = dialect
+        if azure_quirks and dialect != "azure":
+            raise ValueError(f"azure_quirks is for the azure dialect, not {dialect!r}")
         self.retry_after = retry_after
+        self.azure_quirks = azure_quirks
         self._clock = clock
         self._lock = threading.Lock()
         self._states: dict[Scope, _State] = {}
         self._counts: dict[Scope, ScopeCounts] = {}
+
+    def set_limits(self, *, requests: int | None = None, tokens: int | None = None) -> None:
+        """Change the ``requests`` and/or ``tokens`` limit from now on (None: leave it), for
+        every scope: an upstream whose capacity drops halfway through a run. Buckets keep their
+        level, capped at the new limit. Only a limit that is kept can be changed."""
+        changes = {"requests": requests, "tokens": tokens}
+        for name, value in changes.items():
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1 or None, got {value!r}")
+            if getattr(self, name) is None:
+                raise ValueError(f"{name}: this limit is not kept, so it cannot be changed")
+        now = self._clock()
+        with self._lock:
+            for state in self._states.values():
+                kinds = (
+                    ("requests", (state.requests,)),
+                    ("tokens", (state.tokens, state.input, state.output)),
+                )
+                for name, buckets in kinds:
+                    value = changes[name]
+                    for bucket in buckets:
+                        if value is not None and bucket is not None:
+                            bucket.resize(value, self.window_seconds, now)
+            if requests is not None:
+                self.requests = requests
+            if tokens is not None:
+                self.tokens = tokens
 
     # -- what it saw ---------------------------------------------------------------------------
 
@@ -263,11 +307,18 @@ class RateLimit:
                 ]
             return tuple(headers)
         if dialect == "azure":
-            return tuple(
+            remaining = [
                 (f"x-ratelimit-remaining-{n}", str(b.remaining))
                 for n, b in limits
-                if n in ("requests", "tokens")
-            )
+                if n in ("requests", "tokens") and not (self.azure_quirks and n == "tokens")
+            ]
+            if self.azure_quirks:
+                remaining += [
+                    ("x-ratelimit-limit-tokens", "-1"),
+                    ("x-ratelimit-remaining-tokens", "-1"),
+                    ("x-ratelimit-reset-tokens", "0"),
+                ]
+            return tuple(remaining)
         if dialect == "ietf":
             core = [(n, b) for n, b in limits if n in ("requests", "tokens")]
             window = math.ceil(self.window_seconds)
@@ -288,8 +339,10 @@ class RateLimit:
         headers: Iterable[tuple[str, str]],
     ) -> Reply:
         extra = list(headers)
-        if self.dialect != "none" and self.retry_after:
-            seconds = self.window_seconds if math.isinf(wait) else wait
+        seconds = self.window_seconds if math.isinf(wait) else wait
+        if self.azure_quirks:
+            extra.append(("x-rate-limit-reset-tokens", str(max(1, math.ceil(seconds)))))
+        elif self.dialect != "none" and self.retry_after:
             extra.append(("retry-after", str(max(1, math.ceil(seconds)))))
             if self.dialect == "azure":
                 extra.append(("retry-after-ms", str(max(1, math.ceil(seconds * 1000)))))

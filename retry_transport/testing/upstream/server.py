@@ -16,12 +16,13 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import TracebackType
+from typing import TypeAlias
 
 from .._received import Received
 from .providers import _canned
-from .ratelimit import RateLimit
+from .ratelimit import ProviderRateLimit
 from .wire import (
     _NO_BODY_STATUSES,
     _RECV,
@@ -35,7 +36,12 @@ from .wire import (
     _status_head,
 )
 
-__all__ = ["Upstream"]
+__all__ = ["Responder", "Upstream"]
+
+Responder: TypeAlias = Callable[[Received], Reply]
+"""A function that makes the answer to one request (see `Upstream.respond`)."""
+
+_JOIN_TIMEOUT = 10.0  # seconds stop() gives each connection thread
 
 
 class _Script:
@@ -82,7 +88,7 @@ class Upstream:
     """
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, *, rate_limit: RateLimit | None = None
+        self, host: str = "127.0.0.1", port: int = 0, *, rate_limit: ProviderRateLimit | None = None
     ) -> None:
         self._host = host
         self.rate_limit = rate_limit
@@ -95,7 +101,8 @@ class Upstream:
         self._acceptor: threading.Thread | None = None
         self._open: dict[socket.socket, threading.Thread] = {}
         self._accepted = 0
-        self._scripts: dict[str, _Script] = {}
+        self._scripts: dict[str, _Script | Responder] = {}
+        self.responder_errors: list[Exception] = []
         self._received: list[Received] = []
         self._base = f"http://{host}:{port}"
         self._silent = [0, 0]  # replies that went silent (a hang or a stall), silences ended
@@ -148,7 +155,7 @@ class Upstream:
                 with contextlib.suppress(OSError):
                     conn.shutdown(socket.SHUT_RDWR)
         for thread in threads:
-            thread.join(timeout=10.0)
+            thread.join(timeout=_JOIN_TIMEOUT)
         stuck = [thread.name for thread in threads if thread.is_alive()]
         if stuck:
             raise RuntimeError(f"Upstream connection threads did not stop: {stuck}")
@@ -199,7 +206,26 @@ class Upstream:
         if not all(isinstance(reply, Reply) for reply in replies):
             raise ValueError("replies must be Reply instances")
         with self._lock:
-            self._scripts.setdefault(path, _Script()).add(replies)
+            entry = self._scripts.get(path)
+            if not isinstance(entry, _Script):
+                entry = self._scripts[path] = _Script()
+            entry.add(replies)
+
+    def respond(self, path: str, responder: Responder) -> None:
+        """Answer every request to ``path`` (without query; ``"*"``: any other path) with
+        ``responder(request)``, called afresh for each request, in the connection's thread.
+
+        For answers that depend on the request, or a seeded random mix of faults in a soak.
+        It replaces a script of the same path (and `script` replaces it in turn). A responder
+        that raises, or returns something other than a `Reply`, gets its request a ``500``
+        and the error appended to `responder_errors`.
+        """
+        if path != "*" and (not path.startswith("/") or "?" in path):
+            raise ValueError(f"path must start with '/' and have no query, or be '*': {path!r}")
+        if not callable(responder):
+            raise TypeError(f"responder must be callable, got {type(responder).__name__}")
+        with self._lock:
+            self._scripts[path] = responder
 
     def received(self, path: str | None = None) -> list[Received]:
         """The requests read so far, oldest first; only those to ``path`` (no query) if given."""
@@ -249,7 +275,7 @@ class Upstream:
         return len(self.received(path))
 
     def reset(self) -> None:
-        """Forget every script and every recorded request."""
+        """Forget every script, responder and recorded request."""
         with self._lock:
             self._scripts.clear()
             self._received.clear()
@@ -301,7 +327,8 @@ class Upstream:
                 with self._lock:
                     self._received.append(record)
                     self._changed.notify_all()
-                    reply = refusal or self._reply_for(record)
+                    answer = refusal or self._reply_for(record)
+                reply = answer if isinstance(answer, Reply) else self._call(answer, record)
                 if extra and refusal is None:
                     reply = dataclasses.replace(reply, headers=(*reply.headers, *extra))
                 if not self._respond(conn, method, reply, wants_close):
@@ -315,12 +342,30 @@ class Upstream:
                 self._open.pop(conn, None)
                 conn.close()
 
-    def _reply_for(self, record: Received) -> Reply:
+    def _reply_for(self, record: Received) -> Reply | Responder:
         route = _route(record.path)
-        script = self._scripts.get(route) or self._scripts.get("*")
-        if script is not None:
-            return script.take()
+        entry = self._scripts.get(route) or self._scripts.get("*")
+        if isinstance(entry, _Script):
+            return entry.take()
+        if entry is not None:
+            return entry
         return _canned(record.method, route, record.content)
+
+    def _call(self, responder: Responder, record: Received) -> Reply:
+        try:
+            reply: object = responder(record)
+        except Exception as error:
+            return self._responder_failed(error)
+        if not isinstance(reply, Reply):
+            return self._responder_failed(
+                TypeError(f"responder returned {type(reply).__name__}, not a Reply")
+            )
+        return reply
+
+    def _responder_failed(self, error: Exception) -> Reply:
+        with self._lock:
+            self.responder_errors.append(error)
+        return Reply(500, f"responder failed: {error!r}".encode())
 
     def _respond(self, conn: socket.socket, method: str, reply: Reply, wants_close: bool) -> bool:
         """Send ``reply``; whether the connection may serve another request."""

@@ -15,7 +15,6 @@ import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal, TypeAlias, get_args
-from urllib.parse import urlsplit
 
 __all__ = ["Fault", "Newline", "Reply", "sse_comment", "sse_event"]
 
@@ -268,11 +267,9 @@ def _error_head(status: int) -> bytes:
     return _status_head(status, (("content-length", "0"), ("connection", "close")))
 
 
-def _route(target: str) -> str:
-    """The path a request target is scripted under: no query, no scheme or authority."""
-    if target.startswith(("http://", "https://")):
-        return urlsplit(target).path or "/"
-    return target.split("?", 1)[0]
+def _route(path: str) -> str:
+    """The path a request is scripted under: its `Received.path` without the query."""
+    return path.split("?", 1)[0]
 
 
 def _with_default(
