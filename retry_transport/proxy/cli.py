@@ -236,6 +236,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "have acted on them already)",
     )
     retry.add_argument(
+        "--first-content-timeout",
+        type=_positive,
+        default=policy.first_content_timeout,
+        metavar="SECONDS",
+        help="per attempt, the longest wait for a 200 event stream's first content; a stall "
+        "past it is retried (%(default)s)",
+    )
+    retry.add_argument(
+        "--no-first-content-timeout",
+        action="store_true",
+        help="wait for a stream's first content as long as the read timeout allows",
+    )
+    retry.add_argument(
         "--no-peek-sse",
         action="store_true",
         help="do not hold a stream's preamble to retry an error before its first content",
@@ -373,6 +386,9 @@ def settings_from_args(
         deadline=args.deadline,
         peek_sse=not args.no_peek_sse,
         peek_limit=args.peek_limit,
+        first_content_timeout=(
+            None if args.no_first_content_timeout else args.first_content_timeout
+        ),
         unclassified_400_attempts=args.unclassified_400_attempts,
         retry_read_errors=args.retry_read_errors,
     )
