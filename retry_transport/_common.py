@@ -259,11 +259,13 @@ class DriverBase:
             raised: BaseException = error(f"retry_transport: {message}", request=request)
             return raised
 
-        return StreamGuard(watcher, truncated, flavour.timeout_exception, error)
+        return StreamGuard(watcher, truncated, error)
 
     def _stream_error(self, failure: StreamFailure, request: Any) -> BaseException:
         """The exception a failed 200 stream raises where its body is read."""
         if failure.exception is not None:
+            if failure.note is not None:
+                failure.exception.add_note(f"retry_transport: {failure.note}")
             return failure.exception
         cls: Any = (
             self._flavour.read_timeout
@@ -274,7 +276,6 @@ class DriverBase:
         if not message.startswith("retry_transport: "):
             message = f"retry_transport: {message}"
         error: BaseException = cls(message, request=request)
-        error.__cause__ = failure.cause
         return error
 
     def _failure(self, fail: Fail, request: Any) -> BaseException:

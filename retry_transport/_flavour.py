@@ -46,7 +46,6 @@ class Flavour:
     deadline_error: type[Exception]
     stream_truncated: type[Exception]
     read_timeout: type[Exception]
-    timeout_exception: type[Exception]
     subclasses: dict[tuple[type, bool], type] = field(default_factory=dict)
 
     def transport_class(self, cls: type[T], *, is_async: bool) -> type[T]:
@@ -100,7 +99,6 @@ def flavour_named(name: str) -> Flavour:
                 {"__module__": DeadlineExceeded.__module__},
             ),
             read_timeout=module.ReadTimeout,
-            timeout_exception=module.TimeoutException,
             stream_truncated=type(
                 "StreamTruncated",
                 (StreamTruncated, module.RemoteProtocolError),

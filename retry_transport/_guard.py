@@ -18,12 +18,12 @@ class _Watcher(Protocol):
 class StreamGuard:
     """What a replayed event stream checks as it is read: ``watcher`` sees every byte after
     the held ones; at the end (or on a read error), a missing final event raises
-    ``truncated(message)`` (from the read error, unless that is a timeout: it is raised as
-    it came). ``error``, when set, is raised right after the held bytes instead."""
+    ``truncated(message)``; a read error is raised as it came (as without the transport),
+    noted with the final event the stream lacked. ``error``, when set, is raised right after
+    the held bytes instead."""
 
     watcher: _Watcher | None
     truncated: Callable[[str], BaseException]
-    timeout: type[BaseException]
     error: BaseException | None = None
 
     def check(self) -> _Watcher | None:
@@ -32,12 +32,12 @@ class StreamGuard:
             raise self.error
         return self.watcher
 
-    def broken(self, exc: BaseException) -> BaseException | None:
-        """What to raise instead of the read error ``exc`` (``None``: ``exc`` itself)."""
-        if self.watcher is None or isinstance(exc, self.timeout):
-            return None
-        missing = self.watcher.missing()
-        return None if missing is None else self.truncated(missing)
+    def broken(self, exc: BaseException) -> None:
+        """Reading the rest failed with ``exc`` (raised on as it came): note on it the final
+        event the stream lacked, if it lacked one."""
+        missing = None if self.watcher is None else self.watcher.missing()
+        if missing is not None:
+            exc.add_note(f"retry_transport: {missing}")
 
     def ended(self) -> None:
         """The body ended: raise if its final event is missing."""

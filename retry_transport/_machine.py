@@ -80,13 +80,13 @@ class Stalled:
 @dataclass(slots=True)
 class StreamFailure:
     """Why a 200 event stream handed back must fail where its body is read: ``exception`` to
-    raise as it came, or else ``kind`` ("stall": the library's ``ReadTimeout``; "truncated":
-    ``StreamTruncated``) with ``message``, raised from ``cause``."""
+    raise as it came (with ``note`` added to it, if set), or else ``kind`` ("stall": the
+    library's ``ReadTimeout``; "truncated": ``StreamTruncated``) with ``message``."""
 
     kind: Literal["stall", "truncated"]
     message: str
     exception: BaseException | None = None
-    cause: BaseException | None = None
+    note: str | None = None
 
 
 @dataclass(slots=True)
@@ -515,14 +515,13 @@ class RetryMachine:
 
     @staticmethod
     def _broken(exc: BaseException, watcher: TerminalWatcher | None) -> StreamFailure:
-        """A read error before content: raised as it came, or as a truncation of a stream of
-        a recognised protocol (a timeout stays a timeout: that is a stall)."""
+        """A read error before content: a stall if it is a timeout, else a truncation. Either
+        way the error is raised as it came (as it would be without the transport), noted with
+        the final event a recognised protocol's stream lacked."""
         if any(cls.__name__ == "TimeoutException" for cls in type(exc).__mro__):
             return StreamFailure("stall", str(exc), exc)
         missing = None if watcher is None else watcher.missing()
-        if missing is None:
-            return StreamFailure("truncated", str(exc), exc)
-        return StreamFailure("truncated", missing, cause=exc)
+        return StreamFailure("truncated", str(exc), exc, missing)
 
     def _peek_error(
         self, response: Any, headers: Mapping[str, str], deadline: float | None

@@ -55,10 +55,8 @@ class AsyncReplay:
                     feed(chunk)
                     yield chunk
         except Exception as exc:
-            instead = guard.broken(exc)
-            if instead is None:
-                raise
-            raise instead from exc
+            guard.broken(exc)
+            raise
         guard.ended()
 
     async def aclose(self) -> None:

@@ -57,10 +57,8 @@ class SyncReplay:
                     feed(chunk)
                     yield chunk
         except Exception as exc:
-            instead = guard.broken(exc)
-            if instead is None:
-                raise
-            raise instead from exc
+            guard.broken(exc)
+            raise
         guard.ended()
 
     def close(self) -> None:

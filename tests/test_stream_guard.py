@@ -136,12 +136,13 @@ async def test_async_a_drop_of_an_unknown_protocol_is_raised_as_it_came() -> Non
     assert raised.value is drop
 
 
-def test_sync_a_drop_of_a_recognised_protocol_is_a_truncation_from_it() -> None:
+def test_sync_a_drop_of_a_recognised_protocol_is_raised_as_it_came_noting_the_cut() -> None:
     drop = httpx.RemoteProtocolError("peer closed")
     transport = sync_transport([SyncBody([START], drop)])
-    with pytest.raises(retry_transport.StreamTruncated, match="message_stop") as raised:
+    with pytest.raises(httpx.RemoteProtocolError) as raised:
         sync_read(transport)
-    assert raised.value.__cause__ is drop
+    assert raised.value is drop
+    assert any("message_stop" in note for note in drop.__notes__)
 
 
 def test_sync_a_stream_ending_before_content_on_the_last_attempt_raises_truncated() -> None:
@@ -154,11 +155,15 @@ def test_sync_a_stream_ending_before_content_on_the_last_attempt_raises_truncate
 
 
 @pytest.mark.anyio
-async def test_async_a_drop_after_content_is_a_truncation_and_a_timeout_stays_one() -> None:
+async def test_async_read_errors_after_content_are_raised_as_they_came() -> None:
     drop = httpx.ReadError("reset")
-    with pytest.raises(retry_transport.StreamTruncated) as raised:
+    with pytest.raises(httpx.ReadError) as raised:
         await async_read(async_transport([AsyncBody([START, DELTA], drop)]))
-    assert raised.value.__cause__ is drop
+    assert raised.value is drop
+    assert drop.__notes__ == [
+        "retry_transport: the Anthropic Messages stream ended without its final event "
+        "(message_stop)"
+    ]
     timeout = httpx.ReadTimeout("idle")
     with pytest.raises(httpx.ReadTimeout) as timed_out:
         await async_read(async_transport([AsyncBody([START, DELTA], timeout)]))
@@ -175,12 +180,15 @@ async def test_async_a_drop_after_the_final_event_is_raised_as_it_came() -> None
 
 def test_sync_read_errors_after_content() -> None:
     drop = httpx.ReadError("reset")
-    with pytest.raises(retry_transport.StreamTruncated) as raised:
+    with pytest.raises(httpx.ReadError) as raised:
         sync_read(sync_transport([SyncBody([START, DELTA], drop)]))
-    assert raised.value.__cause__ is drop
+    assert raised.value is drop
+    assert len(drop.__notes__) == 1
+    after_stop = httpx.ReadError("reset")
     with pytest.raises(httpx.ReadError) as after:
-        sync_read(sync_transport([SyncBody([START, DELTA, STOP], drop)]))
-    assert after.value is drop
+        sync_read(sync_transport([SyncBody([START, DELTA, STOP], after_stop)]))
+    assert after.value is after_stop
+    assert not hasattr(after_stop, "__notes__")  # the stream had ended properly
     assert sync_read(sync_transport([SyncBody([START, DELTA, STOP])])).is_closed
 
 
