@@ -47,6 +47,12 @@ _KEYS = frozenset(
         "error_type",
         "error_message",
         "errormessage",
+        "error_msg",
+        "errmsg",
+        "err_msg",
+        "error_description",
+        "status_msg",
+        "status_message",
         "reason",
         "raw",
         "description",
@@ -231,7 +237,7 @@ def _classify_response(outcome: Outcome, rules: Sequence[Rule]) -> Classificatio
     if outcome.stream_error:
         return Classification(Verdict.UNRECOGNISED, "stream error event", wait)
     if status == 400:
-        shape = judge_400(text)
+        shape = judge_400(text, lowered)
         return Classification(shape.verdict, shape.reason, wait)
     return Classification(status_default(status), f"status {status}", wait)
 

@@ -22,29 +22,37 @@ from ._verdict import Classification, Verdict
 __all__ = ["GENERIC", "SPECIFIC", "TRANSIENT", "judge_400"]
 
 SPECIFIC = re.compile(
-    r"\bmust (?:be|not|have|contain|include|match|specify|provide|start|end)\b|"
-    r"\bshould (?:be|not|have|contain)\b|\bgot\s{0,3}[-+\d'\"`]|\bexpected\b|"
-    r"\b(?:is |are )?not (?:supported|available|allowed|permitted|enabled|valid|recognized|"
-    r"accessible)\b|"
+    r"\bmust (?:not )?[a-z]{2,}\b|"
+    r"\bshould (?!not happen|try|retry|wait)(?:not )?[a-z]{2,}\b|"
+    r"\bgot\s{0,3}[-+\d'\"`]|\bexpected\b|"
+    r"\b(?:is |are )?not (?:currently |yet |yet been )?(?:supported|available|allowed|permitted|"
+    r"enabled|valid|recognized|accessible)\b|"
+    r"\b(?:does|do|did|is|are|can) not (?:currently |yet )?(?:support|accept|allow|exist|match|"
+    r"contain)|\bcannot be (?:used|combined|empty|null)\b|"
     r"\bunsupported\b|\bis required\b|\brequired (?:field|parameter|property|argument)\b|"
     r"\bunknown (?:field|parameter|name|argument|property|tool|variant|value)\b|"
     r"\bexceeds?\b|\bat (?:most|least)\b|"
     r"\btoo (?:long|large|many|short|big|small)\b|\breserved\b|"
-    r"\bdoes not (?:exist|support|match|contain)\b|\bno such\b|\bnot found\b|"
+    r"\bno such\b|\bnot found\b|"
     r"\bonly supports?\b|\bout of range\b|\bmalformed\b|\binvalid (?!request\b)\w|"
+    r"\d\s{0,2}[<>]=?\s{0,2}\d|\b(?:maximum|minimum) (?:allowed|length|value|number|of)\b|"
+    r"\b(?:longer|shorter|greater|larger|smaller|less) than\b|"
+    r"参数(?:非法|错误|有误|无效|不合法|不正确)|不支持|格式(?:错误|不正确)|"
+    r"(?:超过|超出)(?:了)?(?:最大|上限|限制)|不能为空|缺少[^\n]{0,6}参数|"
     r"^param: \S",
-    re.IGNORECASE | re.MULTILINE,
+    re.MULTILINE,
 )
-"""A 400 that names a parameter, a value, a constraint or a feature."""
+"""A 400 that names a parameter, a value, a constraint or a feature (searched lower-cased)."""
 
 TRANSIENT = re.compile(
     r"temporar|try again|retry|busy|overload|unavailable|time ?out|timed out|capacity|"
-    r"rate[ _-]?limit|throttl|upstream (?:error|failure)|bad gateway|暂时|稍后|繁忙",
-    re.IGNORECASE,
+    r"rate[ _-]?limit|throttl|upstream (?:error|failure)|bad gateway|暂时|稍后|繁忙|"
+    r"connection (?:reset|refused|closed|error)|reset before headers|socket hang up|"
+    r"econnreset|etimedout|\beof\b",
 )
-"""A transient cause named anywhere: never judged fatal by shape."""
+"""A transient cause named anywhere (searched lower-cased): never judged fatal by shape."""
 
-GENERIC = re.compile(r"<(?:!doctype|html|head|body)\b", re.IGNORECASE)
+GENERIC = re.compile(r"<(?:!doctype|html|head|body)\b")
 """An HTML page (a proxy's error page): says nothing about the request."""
 
 _LABELS = re.compile(
@@ -55,14 +63,19 @@ _LABELS = re.compile(
 _MAX_MESSAGE = 2048
 
 
-def judge_400(text: str) -> Classification:
-    """The verdict for a 400 whose error ``text`` matched no rule and no structured reader."""
-    if GENERIC.search(text[:2048]) is not None:
+def judge_400(text: str, lowered: str | None = None) -> Classification:
+    """The verdict for a 400 whose error ``text`` matched no rule and no structured reader.
+
+    ``lowered`` is ``text.lower()``, passed when the caller has it already: the patterns are
+    searched in the lower-cased text, which is cheaper than a case-blind search.
+    """
+    low = text.lower() if lowered is None else lowered
+    if GENERIC.search(low[:2048]) is not None:
         return Classification(Verdict.UNRECOGNISED, "shape: an HTML page")
-    if TRANSIENT.search(text) is not None:
+    if TRANSIENT.search(low) is not None:
         return Classification(Verdict.UNRECOGNISED, "shape: names a transient cause")
     # Causes are named near the start; reading 2 KiB keeps a hostile body's cost bounded.
-    message = _LABELS.sub("", text[:_MAX_MESSAGE])
+    message = _LABELS.sub("", low[:_MAX_MESSAGE])
     found = SPECIFIC.search(message)
     if found is not None:
         cause = found.group(0).strip()

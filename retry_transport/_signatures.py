@@ -178,7 +178,8 @@ RULES: tuple[Rule, ...] = (
         "(ZuodaoTech/everyone-can-use-english#643); a per-minute or per-second limit is not "
         "matched",
         match=_re(
-            r"\b(?:quota|limit|usage|allowance|tokens|requests)\b[^\n]{0,80}?"
+            r"\b(?:quota|limit|usage|allowance|tokens|requests|credits?|calls|queries|neurons)\b"
+            r"[^\n]{0,80}?"
             r"\bper[ _-](?:user[ _-]per[ _-])?(?:day|week|month|tier)\b|"
             r"\b(?:daily|weekly|monthly)\b[^\n]{0,40}?"
             r"\b(?:quota|limit|cap|allowance|usage|allocation|credits?|budget)|"
@@ -188,7 +189,11 @@ RULES: tuple[Rule, ...] = (
             r"(?:limit|quota|限额|额度|上限)[^\n]{0,24}?(?:resets? (?:at|on)|将在|将于)\s{0,2}"
             r"\d{4}-\d{2}-\d{2}|"
             r"(?:每日|今日|当日|每天|本日|本月|每月|当月|本周|每周)[^\n]{0,20}?"
-            r"(?:额度|限额|上限|次数|配额|用量|限制)"
+            r"(?:额度|限额|上限|次数|配额|用量|限制)|"
+            r"(?:1日|一日|日次|月間|月次)の?(?:上限|制限|クォータ|利用枠)|"
+            r"(?:일일|월간|월별) ?(?:한도|할당량|사용량|제한)|"
+            r"\b(?:l[íi]mite|cuota) (?:diari[ao]|mensual)\b|"
+            r"\blimite (?:quotidienne|journali[eè]re|mensuelle)\b|\b(?:tages|monats)limit\b"
         ),
         needles=(
             "per day",
@@ -219,6 +224,21 @@ RULES: tuple[Rule, ...] = (
             "reset",
             "将在",
             "将于",
+            "1日",
+            "一日",
+            "日次",
+            "月間",
+            "月次",
+            "일일",
+            "월간",
+            "월별",
+            "diari",
+            "mensual",
+            "quotidienne",
+            "journali",
+            "mensuelle",
+            "tageslimit",
+            "monatslimit",
         ),
     ),
     Rule(
@@ -236,7 +256,9 @@ RULES: tuple[Rule, ...] = (
             r"\bno resource package\b|\bplease (?:top up|recharge)\b|\btop up\b|"
             r"\bquota is not enough\b|\bexceeded current quota\b|\barrearage\b|"
             r"overdue[ -]payment|account is in good standing|account (?:is )?not active|"
-            r"余额|充值|欠费|资源包|"
+            r"余额|充值|欠费|资源包|残高|チャージ|잔액|충전|"
+            r"\bsaldo insuficiente\b|\bcr[ée]ditos? insuficientes?\b|\bsolde insuffisant\b|"
+            r"недостаточно средств|"
             r"(?:额度|配额|限额|套餐|点数|积分)[^\n]{0,10}?(?:不足|已用完|用完|用尽|耗尽|已达上限|已到期|过期)"
         ),
         needles=(
@@ -252,6 +274,14 @@ RULES: tuple[Rule, ...] = (
             "not active",
             "余额",
             "充值",
+            "残高",
+            "チャージ",
+            "잔액",
+            "충전",
+            "saldo insuficiente",
+            "insuficiente",
+            "insuffisant",
+            "недостаточно средств",
             "欠费",
             "资源包",
             "额度",
@@ -272,10 +302,11 @@ RULES: tuple[Rule, ...] = (
             r"context (?:length|size|window)[^\n.]{0,40}exceed|"
             r"exceed[a-z]{0,2}[^\n.]{0,40}context (?:length|size|window)|"
             r"prompt is too long|input is too long|string_above_max_length|"
+            r"\bmaximum model length\b|\blonger than the max(?:imum)? (?:model|context|sequence)\b|"
             r"too many (?:input |prompt )?tokens (?:in|for) (?:the |this |your )?"
             r"(?:request|prompt|input|messages?)\b"
         ),
-        needles=("context", "too long", "string_above", "too many"),
+        needles=("context", "too long", "string_above", "too many", "model length", "longer than"),
     ),
     Rule(
         "too-many-tokens",
@@ -344,13 +375,25 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "content-policy",
         Verdict.FATAL,
-        "Azure OpenAI content_filter (openai/openai-python#331), OpenAI safety system (docs)",
+        "Azure OpenAI content_filter (openai/openai-python#331), OpenAI safety system (docs), "
+        "DashScope DataInspectionFailed 'inappropriate content' and the Chinese 敏感/违规 wording "
+        "(DashScope error-code docs)",
         match=_re(
             r"content[_ ]filter|content[_ ]policy|content management policy|"
-            r"\bsafety system\b|responsible ?AI|PROHIBITED_CONTENT|"
+            r"\bsafety system\b|responsible ?AI|PROHIBITED_CONTENT|DataInspectionFailed|"
+            r"data_inspection_failed|\b(?:inappropriate|sensitive|unsafe) content\b|敏感|违规|"
             r"violat[a-z]{0,5} (?:our |the )?(?:usage |content )?polic"
         ),
-        needles=("content", "safety", "responsible", "polic"),
+        needles=(
+            "content",
+            "safety",
+            "responsible",
+            "polic",
+            "datainspection",
+            "data_inspection",
+            "敏感",
+            "违规",
+        ),
     ),
     Rule(
         "deserialization",
@@ -370,8 +413,10 @@ RULES: tuple[Rule, ...] = (
         "Gemini INVALID_ARGUMENT (googleapis/python-genai#1300), Xiaomi via OpenRouter "
         "'Param Incorrect' (farion1231/cc-switch#464), Anthropic 'Extra inputs are not "
         "permitted' (ding113/claude-code-hub#662), vLLM 'max_tokens must be at least 1, got "
-        "-160' (vllm-project/vllm#5700), DeepSeek 'Invalid max_tokens value, the valid range' "
-        "inside a relay's 500 (pollinations/pollinations#1290)",
+        "-160' (vllm-project/vllm#5700), DashScope 'InternalError.Algo.InvalidParameter: "
+        "Range of input length should be' inside Dify's 'Server Unavailable Error' "
+        "(langgenius/dify#14986), DeepSeek 'Invalid max_tokens value, the valid range' inside a "
+        "relay's 500 (pollinations/pollinations#1290)",
         match=_re(
             r"invalid[ _]?argument|\binvalid[ _]param(?:eter)?s?\b|"
             r"\bparam(?:eter)? incorrect\b|unsupported[ _]param(?:eter)?|"
@@ -379,7 +424,10 @@ RULES: tuple[Rule, ...] = (
             r"\bvalidation[ _]?(?:error|failed|exception)\b|"
             r"missing required (?:parameter|field|argument)|"
             r"\binvalid [\w.-]{1,40} value\b|\bthe valid range\b|"
-            r"\bmust be (?:at (?:least|most)|between|less than|greater than|one of)\b"
+            r"\bmust be (?:at (?:least|most)|between|less than|greater than|one of)\b|"
+            r"(?<![A-Za-z])InvalidParameter(?:Value)?\b|"
+            r"\billegal[ _]?(?:param(?:eter)?|argument)s?\b|"
+            r"\brange of [\w ]{1,40} should be\b"
         ),
         needles=(
             "invalid",
@@ -391,6 +439,8 @@ RULES: tuple[Rule, ...] = (
             "missing required",
             "valid range",
             "must be",
+            "illegal",
+            "range of",
         ),
     ),
     Rule(
@@ -427,6 +477,18 @@ RULES: tuple[Rule, ...] = (
         "Ollama 500 'model requires more system memory' (continuedev/continue#9649)",
         match=_re(r"model requires more (?:system )?memory"),
         needles=("memory",),
+    ),
+    Rule(
+        "relay-no-channel",
+        Verdict.FATAL,
+        "new-api/one-api 'model X 无可用渠道 (distributor)' for the key's groups, inside a 503 "
+        "(langgenius/dify#34280): the relay has no channel configured for the model, which no "
+        "resend fixes",
+        match=_re(
+            r"无可用渠道|没有可用的?渠道|\bno available channels?\b|"
+            r"\bno (?:channel|distributor) (?:available|found) for model\b"
+        ),
+        needles=("渠道", "channel", "distributor"),
     ),
     Rule(
         "gateway-config",
@@ -467,25 +529,54 @@ RULES: tuple[Rule, ...] = (
         "capacity",
         Verdict.CONGESTION,
         "Mistral 'Service tier capacity exceeded' (continuedev/continue#6185), Codex "
-        "'at capacity' (Wei-Shaw/sub2api#5827), Bedrock serviceUnavailableException in a stream",
+        "'at capacity' (Wei-Shaw/sub2api#5827), Bedrock serviceUnavailableException in a stream "
+        "and its text 'Bedrock is unable to process your request' (darko-mesaros/bedrust#47)",
         match=_re(
             r"capacity exceeded|\bat capacity\b|out of capacity|high demand|"
-            r"serviceUnavailableException|no_available_workers"
+            r"serviceUnavailableException|no_available_workers|"
+            r"\b(?:is|are) (?:currently |temporarily )?unable to (?:process|handle|serve) "
+            r"(?:your|the|this) request\b"
         ),
-        needles=("capacity", "high demand", "serviceunavailableexception", "no_available_workers"),
+        needles=(
+            "capacity",
+            "high demand",
+            "serviceunavailableexception",
+            "no_available_workers",
+            "unable to",
+        ),
     ),
     Rule(
         "throttling",
         Verdict.CONGESTION,
         "Bedrock throttlingException stream events (aws-samples/aws-genai-llm-chatbot#220), "
-        "Anthropic rate_limit_error, one-api '上游负载已饱和' (QuantumNous/new-api#991)",
+        "Anthropic rate_limit_error, one-api '上游负载已饱和' (QuantumNous/new-api#991), Zhipu "
+        "'并发数过高' (anomalyco/opencode#9789), Together 'reached the rate limit specific to this "
+        "model' (xtekky/gpt4free#3032)",
         match=_re(
             r"\bthrottl(?:ing|ed)|too many (?:requests|connections)|"
             r"request rate (?:is too high|increased too quickly)|"
-            r"rate[ _-]?limit(?:ed|_error|_exceeded| exceeded| reached| is exceeded)|"
-            r"RESOURCE_EXHAUSTED|负载已饱和"
+            r"rate[ _-]?limit(?:ed|_error|_exceeded| exceeded| reached| is exceeded| error| hit)|"
+            r"\btoo frequent|"
+            r"\b(?:reached|hit|exceeded) (?:the |your |its |a )?(?:[\w-]{1,20} )?rate[ _-]?limit|"
+            r"RESOURCE_EXHAUSTED|负载已饱和|并发数?(?:过高|过大|超限|已满)|请求(?:过于|太)频繁|"
+            r"(?:频率|速率)(?:过高|限制|超限)|限流|レート制限|요청이 너무 많|속도 제한"
         ),
-        needles=("throttl", "too many", "rate", "resource_exhausted", "负载已饱和"),
+        needles=(
+            "throttl",
+            "too many",
+            "too frequent",
+            "rate",
+            "resource_exhausted",
+            "负载已饱和",
+            "并发",
+            "频繁",
+            "频率",
+            "速率",
+            "限流",
+            "レート制限",
+            "요청이 너무 많",
+            "속도 제한",
+        ),
     ),
     Rule(
         "failed-function-call",

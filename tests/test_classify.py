@@ -943,3 +943,167 @@ def test_named_wait_units(text: str, wait: float) -> None:
 def test_daily_free_allocation_is_a_quota_period() -> None:
     got = run(tracker("diegosouzapw/OmniRoute/pull/6983"), 429)
     assert got == Classification(Verdict.FATAL, "rule quota-period")
+
+
+# ---- fixes shown by the held-out-2 batch (tests/data/held-out-2-error-bodies.jsonl) ---------
+# Each test names the real body it decides; the rest quote provider docs, as their comment says.
+
+HELD_OUT_2 = [
+    json.loads(line)
+    for line in (Path(__file__).parent / "data" / "held-out-2-error-bodies.jsonl")
+    .read_text(encoding="utf-8")
+    .splitlines()
+]
+
+
+def held_out_2(source: str) -> tuple[str, int | None]:
+    """The body and status of the held-out-2 row from ``source`` (a thread URL's tail)."""
+    (row,) = [row for row in HELD_OUT_2 if row["source"].endswith(source)]
+    return str(row["body"]), row["status"]
+
+
+def run_row(source: str) -> Classification:
+    body, status = held_out_2(source)
+    return run(body, 400 if status is None else status)
+
+
+def test_relay_with_no_channel_for_the_model_is_fatal_inside_a_503() -> None:
+    assert run_row("langgenius/dify/issues/34280") == Classification(
+        Verdict.FATAL, "rule relay-no-channel"
+    )
+
+
+def test_relay_no_channel_in_english_is_fatal() -> None:
+    # new-api's English wording of the same refusal
+    body = openai_error(
+        "No available channel for model gpt-4o under group default", "new_api_error"
+    )
+    assert run(body, 503).reason == "rule relay-no-channel"
+
+
+def test_credits_per_day_are_a_quota_period() -> None:
+    got = run_row("cloudflare/vibesdk/issues/164")
+    assert got == Classification(Verdict.FATAL, "rule quota-period")
+
+
+def test_camel_case_invalid_parameter_beats_a_client_unavailable_label() -> None:
+    # Dify's "Server Unavailable Error" wraps DashScope's 400 about the input length
+    assert run_row("langgenius/dify/issues/14986") == Classification(
+        Verdict.FATAL, "rule validation"
+    )
+
+
+@pytest.mark.parametrize(
+    ("source", "cause"),
+    [
+        ("serac-labs/serac/issues/53", "should alternate"),
+        ("groq/groq-python/issues/27", "do not currently support"),
+    ],
+)
+def test_unknown_400_naming_a_constraint_in_other_words_is_fatal(source: str, cause: str) -> None:
+    got = run_row(source)
+    assert got == Classification(Verdict.FATAL, f"shape: names a cause ({cause!r})")
+
+
+@pytest.mark.parametrize(
+    ("message", "cause"),
+    [
+        # OpenAI-compatible servers comparing numbers; Zhipu's 1214/1210 (Zhipu error-code docs)
+        ("max_tokens: 64000 > 32000, which is the maximum allowed", "0 > 3"),
+        ("messages 参数非法。请检查文档。", "参数非法"),
+        ("API 调用参数有误\uff0c请检查文档。", "参数有误"),
+        ("image is larger than the limit", "larger than"),
+    ],
+)
+def test_unknown_400_naming_a_comparison_or_a_chinese_parameter_error_is_fatal(
+    message: str, cause: str
+) -> None:
+    got = run(openai_error(message))
+    assert got == Classification(Verdict.FATAL, f"shape: names a cause ({cause!r})")
+
+
+def test_should_not_happen_is_no_constraint() -> None:
+    assert run(openai_error("This should not happen")).verdict is Verdict.UNRECOGNISED
+
+
+def test_connection_failure_wording_keeps_an_unknown_400_retryable() -> None:
+    # claude-code#7403's Envoy text, as a relay would forward it on a 400
+    body, _ = held_out_2("anthropics/claude-code/issues/7403")
+    assert run(body) == Classification(Verdict.UNRECOGNISED, "shape: names a transient cause")
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "anomalyco/opencode/issues/9789",  # 并发数过高
+        "xtekky/gpt4free/issues/3032",  # reached the rate limit specific to this model
+        "langgenius/dify/issues/1999",  # Rate Limit Error: Request too frequent
+    ],
+)
+def test_rate_limit_wordings_are_congestion(source: str) -> None:
+    assert run_row(source) == Classification(Verdict.CONGESTION, "rule throttling")
+
+
+def test_bedrock_unable_to_process_is_capacity() -> None:
+    assert run_row("darko-mesaros/bedrust/issues/47") == Classification(
+        Verdict.CONGESTION, "rule capacity"
+    )
+
+
+def test_maximum_model_length_on_a_500_is_fatal() -> None:
+    # vLLM's wording for a prompt over the model length, seen behind relays' 500s
+    body = (
+        '{"object":"error","message":"The decoder prompt (length 9000) is longer than the '
+        'maximum model length of 8192.","type":"BadRequestError","param":null,"code":400}'
+    )
+    assert run(body, 500) == Classification(Verdict.FATAL, "rule context-length")
+
+
+@pytest.mark.parametrize(
+    ("body", "rule"),
+    [
+        # Baidu Qianfan error code 17 (Qianfan error-code docs): error_msg is read
+        ('{"error_code":17,"error_msg":"Open api daily request limit reached"}', "quota-period"),
+        # MiniMax's base_resp (MiniMax error-code docs): status_msg is read
+        (
+            '{"base_resp":{"status_code":1008,"status_msg":"insufficient balance"}}',
+            "credit-exhausted",
+        ),
+        # DashScope DataInspectionFailed (DashScope error-code docs)
+        (
+            '{"code":"DataInspectionFailed","message":"Input data may contain inappropriate '
+            'content."}',
+            "content-policy",
+        ),
+    ],
+)
+def test_other_error_fields_and_moderation_codes_are_read(body: str, rule: str) -> None:
+    assert run(body) == Classification(Verdict.FATAL, f"rule {rule}")
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "残高が不足しています。チャージしてください。",
+        "잔액이 부족합니다",
+        "Saldo insuficiente en la cuenta",
+        "Недостаточно средств на счёте",
+    ],
+)
+def test_balance_words_in_other_languages_are_fatal_on_a_429(message: str) -> None:
+    assert run(openai_error(message), 429) == Classification(
+        Verdict.FATAL, "rule balance-exhausted"
+    )
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "1日の上限に達しました",
+        "일일 한도를 초과했습니다",
+        "Límite diario alcanzado",
+        "Tageslimit erreicht",
+    ],
+)
+def test_daily_limits_in_other_languages_are_a_quota_period(message: str) -> None:
+    assert run(openai_error(message), 429) == Classification(Verdict.FATAL, "rule quota-period")
