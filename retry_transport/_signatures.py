@@ -147,15 +147,37 @@ RULES: tuple[Rule, ...] = (
         Verdict.FATAL,
         "OpenAI insufficient_quota (Pythagora-io/gpt-pilot#340), Gemini daily quota "
         "(gke-labs/gemini-for-kubernetes-development#1215, langgenius/dify#19838), "
-        "one-api billing_not_active (songquanpeng/one-api#330), Anthropic spend limit (docs)",
+        "one-api billing_not_active (songquanpeng/one-api#330), Anthropic spend limit (docs), Qwen "
+        "'Free allocated quota exceeded' (QwenLM/qwen-code#1742), a quota or credits 'exhausted' "
+        "or 'used up' in any provider's words",
         match=_re(
             r"insufficient[_ ](?:user[_ ])?quota|exceeded your current quota|"
             r"billing[_ ]not[_ ]active|billing[_ ]hard[_ ]limit|"
             r"check your plan and billing details|"
             r"(?m:^quotaid: \S*PerDay)|"
-            r"enforced_spend_limit|spend[_ ]limit[_ ]reached|usage threshold|regain access on"
+            r"enforced_spend_limit|spend[_ ]limit[_ ]reached|usage threshold|regain access on|"
+            r"\bfree (?:tier |trial |allocated |usage )?(?:quota|allowance|allocation|credits?)\b"
+            r"[^\n.]{0,30}?\b(?:exceeded|exhausted|used up|reached|depleted|run out|ran out)|"
+            r"\b(?:quota|allowance|credits?)\b[^\n.]{0,20}?\b(?:has been |is |was |are )?"
+            r"(?:exhausted|used up|depleted|run out)\b|\bout of (?:quota|allowance)\b|"
+            r"\bno (?:remaining |more |available )?quota\b|"
+            r"\b(?:spending|spend|budget) limit\b|budget_exceeded|"
+            r"\bbudget (?:has been |was |is )?(?:exceeded|exhausted|reached|used up)|"
+            r"\bfree (?:plan|tier)\b[^\n.]{0,40}?\b(?:limit|quota|allowance|maximum)\b|"
+            r"\b(?:limit|quota|allowance|maximum)\b[^\n.]{0,60}?\bfree (?:plan|tier)\b"
         ),
-        needles=("quota", "billing", "spend", "usage threshold", "regain access"),
+        needles=(
+            "quota",
+            "billing",
+            "spend",
+            "usage threshold",
+            "regain access",
+            "allowance",
+            "credit",
+            "budget",
+            "free plan",
+            "free tier",
+        ),
     ),
     Rule(
         "credit-exhausted",
@@ -174,7 +196,8 @@ RULES: tuple[Rule, ...] = (
         "Bedrock 'Too many tokens per day' (minorun365/agent-book#29), Gemini 'Requests per day "
         "per user per tier' (issue 12), 'Daily request 200 limit exceeded. Please try again "
         "tomorrow' (cooderl/wewe-rss#390), Cloudflare 'daily free allocation' "
-        "(diegosouzapw/OmniRoute#6983), 超过每日使用限额 "
+        "(diegosouzapw/OmniRoute#6983), 'You've hit today's AI usage limit' "
+        "(screenpipe/screenpipe#5046), 超过每日使用限额 "
         "(ZuodaoTech/everyone-can-use-english#643); a per-minute or per-second limit is not "
         "matched",
         match=_re(
@@ -184,7 +207,10 @@ RULES: tuple[Rule, ...] = (
             r"\b(?:daily|weekly|monthly)\b[^\n]{0,40}?"
             r"\b(?:quota|limit|cap|allowance|usage|allocation|credits?|budget)|"
             r"\b(?:quota|limit)s?\b[^\n]{0,40}?\b(?:daily|weekly|monthly)\b|"
-            r"\b(?:try|come back|retry) (?:again )?tomorrow\b|"
+            r"\b(?:try|come back|retry) (?:again )?tomorrow\b|\buntil tomorrow\b|"
+            r"\btoday'?s (?:[\w-]+ ){0,3}(?:limit|quota|allowance|budget|cap)\b|"
+            r"\b(?:limit|quota|allowance)\b[^\n]{0,30}?\bfor today\b|\b(?:rpd|tpd)\b|"
+            r"\bbilling (?:period|cycle)\b|"
             r"\b\d{1,3}[\s-]?(?:hours?|小时)[^\n]{0,12}?(?:usage limit|limit|使用上限|上限)|"
             r"(?:limit|quota|限额|额度|上限)[^\n]{0,24}?(?:resets? (?:at|on)|将在|将于)\s{0,2}"
             r"\d{4}-\d{2}-\d{2}|"
@@ -209,6 +235,11 @@ RULES: tuple[Rule, ...] = (
             "weekly",
             "monthly",
             "tomorrow",
+            "today",
+            "rpd",
+            "tpd",
+            "billing period",
+            "billing cycle",
             "每日",
             "今日",
             "当日",
@@ -249,10 +280,12 @@ RULES: tuple[Rule, ...] = (
         "'paid balance is insufficient' "
         "(FoundationAgents/OpenManus#438), DashScope Arrearage (tencentmusic/supersonic#1572), "
         "new-api 'token quota is not enough' (millylee/anyrouter-check-in#2), Moonshot "
-        "'exceeded current quota' (MoonshotAI/Kimi-K2#5)",
+        "'exceeded current quota' (MoonshotAI/Kimi-K2#5), 'account balance is $0.0' "
+        "(DaWe35/image-router#33)",
         match=_re(
             r"\bbalance\b[^\n.]{0,30}?\b(?:insufficient|too low|not enough|exhausted|"
             r"depleted|negative|used up)|\binsufficient\b[^\n.]{0,20}?\bbalance\b|"
+            r"\bbalance (?:is |of |: ?)\$?0(?:\.0+)?(?![.\d])|\bzero balance\b|"
             r"\bno resource package\b|\bplease (?:top up|recharge)\b|\btop up\b|"
             r"\bquota is not enough\b|\bexceeded current quota\b|\barrearage\b|"
             r"overdue[ -]payment|account is in good standing|account (?:is )?not active|"
@@ -303,10 +336,20 @@ RULES: tuple[Rule, ...] = (
             r"exceed[a-z]{0,2}[^\n.]{0,40}context (?:length|size|window)|"
             r"prompt is too long|input is too long|string_above_max_length|"
             r"\bmaximum model length\b|\blonger than the max(?:imum)? (?:model|context|sequence)\b|"
+            r"上下文[^\n。]{0,10}?(?:超过|超出|超限|过长)|(?:超过|超出)[^\n。]{0,10}?(?:上下文|最大长度)|"
             r"too many (?:input |prompt )?tokens (?:in|for) (?:the |this |your )?"
             r"(?:request|prompt|input|messages?)\b"
         ),
-        needles=("context", "too long", "string_above", "too many", "model length", "longer than"),
+        needles=(
+            "context",
+            "too long",
+            "string_above",
+            "too many",
+            "model length",
+            "longer than",
+            "上下文",
+            "最大长度",
+        ),
     ),
     Rule(
         "too-many-tokens",
@@ -352,15 +395,17 @@ RULES: tuple[Rule, ...] = (
         match=_re(
             r"model_not_found|model_not_supported|\bunknown model\b|\bno such model\b|"
             r"\binvalid model\b|not a valid model|"
-            r"\bmodel\b[^\n.]{0,80}?\b(?:does not exist|not found|is not supported)\b"
+            r"\bmodel\b[^\n.]{0,80}?\b(?:does not exist|not found|is not supported)\b|"
+            r"模型[^\n。]{0,20}?(?:不存在|未找到|已下线)|(?:不支持|无效)的?模型"
         ),
-        needles=("model",),
+        needles=("model", "模型"),
     ),
     Rule(
         "auth",
         Verdict.FATAL,
         "OpenAI invalid_api_key, Anthropic authentication_error/permission_error (docs), "
-        "sub2api 'Upstream access forbidden' on a 502 (Wei-Shaw/sub2api#1510)",
+        "sub2api 'Upstream access forbidden' on a 502 (Wei-Shaw/sub2api#1510), an account "
+        "suspended, banned or disabled (in English or Chinese) on any status",
         match=_re(
             r"\b(?:invalid|incorrect|expired|revoked)[ _-]?(?:x-)?(?:api[ _-]?)?key\b|"
             r"\bapi[ _-]?key (?:not valid|is invalid|expired)|API_KEY_INVALID|"
@@ -368,9 +413,23 @@ RULES: tuple[Rule, ...] = (
             r"\bunauthori[sz]ed\b|no auth credentials|"
             r"\bpermission[_ ](?:error|denied)\b|\b(?:do|does) not have permission\b|"
             r"access (?:is )?(?:forbidden|denied)|AccessDeniedException|"
-            r"UnrecognizedClientException"
+            r"UnrecognizedClientException|"
+            r"\baccount (?:has been |is |was )?(?:suspended|banned|disabled|deactivated|"
+            r"terminated|blocked|locked)\b|account_(?:suspended|disabled|banned)|"
+            r"(?:账户|账号|帐号|帐户)[^\n]{0,6}?(?:封禁|冻结|停用|禁用)"
         ),
-        needles=("key", "auth", "permission", "access", "unrecognizedclient"),
+        needles=(
+            "key",
+            "auth",
+            "permission",
+            "access",
+            "unrecognizedclient",
+            "account",
+            "账户",
+            "账号",
+            "帐号",
+            "帐户",
+        ),
     ),
     Rule(
         "content-policy",
@@ -477,6 +536,20 @@ RULES: tuple[Rule, ...] = (
         "Ollama 500 'model requires more system memory' (continuedev/continue#9649)",
         match=_re(r"model requires more (?:system )?memory"),
         needles=("memory",),
+    ),
+    Rule(
+        "unsupported-feature",
+        Verdict.FATAL,
+        "Ollama 'registry.ollama.ai/library/gemma3:4b does not support tools' typed api_error "
+        "(louisho5/picobot#6), Groq 'Tool and function calls do not currently support "
+        "streaming' (groq/groq-python#27), deepseek-reasoner 'does not support successive user "
+        "or assistant messages' (Aider-AI/aider#2933): a feature the model or API lacks, on any "
+        "status",
+        match=_re(
+            r"\b(?:does|do) not (?:currently |yet )?support\b|"
+            r"\bunsupported (?:feature|content type|media type|modality)\b"
+        ),
+        needles=("not support", "not currently support", "not yet support", "unsupported"),
     ),
     Rule(
         "relay-no-channel",

@@ -997,7 +997,7 @@ def test_camel_case_invalid_parameter_beats_a_client_unavailable_label() -> None
     ("source", "cause"),
     [
         ("serac-labs/serac/issues/53", "should alternate"),
-        ("groq/groq-python/issues/27", "do not currently support"),
+        ("RooCodeInc/Roo-Code/issues/770", "are not valid"),
     ],
 )
 def test_unknown_400_naming_a_constraint_in_other_words_is_fatal(source: str, cause: str) -> None:
@@ -1107,3 +1107,66 @@ def test_balance_words_in_other_languages_are_fatal_on_a_429(message: str) -> No
 )
 def test_daily_limits_in_other_languages_are_a_quota_period(message: str) -> None:
     assert run(openai_error(message), 429) == Classification(Verdict.FATAL, "rule quota-period")
+
+
+# ---- fixes shown by the held-out-3 batch (tests/data/held-out-3-error-bodies.jsonl) ---------
+
+HELD_OUT_3 = [
+    json.loads(line)
+    for line in (Path(__file__).parent / "data" / "held-out-3-error-bodies.jsonl")
+    .read_text(encoding="utf-8")
+    .splitlines()
+]
+
+
+def run_row_3(source: str) -> Classification:
+    (row,) = [row for row in HELD_OUT_3 if row["source"].endswith(source)]
+    status = row["status"]
+    return run(str(row["body"]), 400 if status is None else status)
+
+
+@pytest.mark.parametrize(
+    ("source", "rule"),
+    [
+        # typed api_error, which the internal-error rule would retry on a 400
+        ("louisho5/picobot/issues/6", "unsupported-feature"),
+        ("Aider-AI/aider/issues/2933", "unsupported-feature"),
+        ("QwenLM/qwen-code/issues/1742", "quota-exhausted"),  # Free allocated quota exceeded
+        ("DaWe35/image-router/issues/33", "balance-exhausted"),  # account balance is $0.0
+        ("screenpipe/screenpipe/issues/5046", "quota-period"),  # today's AI usage limit
+    ],
+)
+def test_held_out_3_bodies_are_fatal(source: str, rule: str) -> None:
+    assert run_row_3(source) == Classification(Verdict.FATAL, f"rule {rule}")
+
+
+def test_unsupported_feature_is_fatal_on_a_retryable_status_too() -> None:
+    # groq/groq-python#27's refusal, as a relay would forward it on a 500
+    body, _ = held_out_2("groq/groq-python/issues/27")
+    assert run(body, 500) == Classification(Verdict.FATAL, "rule unsupported-feature")
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "rule"),
+    [
+        # LiteLLM proxy's budget refusal (LiteLLM budgets docs)
+        (400, "Budget has been exceeded! Current cost: 0.52, Max budget: 0.5", "quota-exhausted"),
+        (429, "The API key has reached its spending limit", "quota-exhausted"),
+        (
+            429,
+            "You have reached the maximum number of requests allowed for the free plan",
+            "quota-exhausted",
+        ),
+        (429, "Usage limit exceeded for this billing period", "quota-period"),
+        (429, "Your account has been suspended", "auth"),
+        (403, "账号已被封禁", "auth"),
+        (400, "模型不存在", "model-not-found"),
+        (400, "输入长度超过模型最大上下文限制", "context-length"),
+    ],
+)
+def test_quota_account_and_chinese_refusals_are_fatal(status: int, message: str, rule: str) -> None:
+    assert run(openai_error(message), status) == Classification(Verdict.FATAL, f"rule {rule}")
+
+
+def test_model_service_temporarily_unavailable_in_chinese_stays_retryable() -> None:
+    assert run(openai_error("模型服务暂时不可用\uff0c请稍后重试"), 500).verdict.retryable
