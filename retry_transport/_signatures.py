@@ -391,14 +391,16 @@ RULES: tuple[Rule, ...] = (
         "model-not-found",
         Verdict.FATAL,
         "OpenAI model_not_found (docs), GitHub Copilot model_not_supported "
-        "(RooCodeInc/Roo-Code#1885), Gemini 'models/x is not found' (docs)",
+        "(RooCodeInc/Roo-Code#1885), Gemini 'models/x is not found' (docs), Azure "
+        "DeploymentNotFound, also inside a relay's 500 (rashadphz/farfalle#79)",
         match=_re(
             r"model_not_found|model_not_supported|\bunknown model\b|\bno such model\b|"
             r"\binvalid model\b|not a valid model|"
             r"\bmodel\b[^\n.]{0,80}?\b(?:does not exist|not found|is not supported)\b|"
-            r"模型[^\n。]{0,20}?(?:不存在|未找到|已下线)|(?:不支持|无效)的?模型"
+            r"模型[^\n。]{0,20}?(?:不存在|未找到|已下线)|(?:不支持|无效)的?模型|"
+            r"DeploymentNotFound|\bdeployment for this resource does not exist\b"
         ),
-        needles=("model", "模型"),
+        needles=("model", "模型", "deployment"),
     ),
     Rule(
         "auth",
@@ -536,6 +538,18 @@ RULES: tuple[Rule, ...] = (
         "Ollama 500 'model requires more system memory' (continuedev/continue#9649)",
         match=_re(r"model requires more (?:system )?memory"),
         needles=("memory",),
+    ),
+    Rule(
+        "sdk-client-error",
+        Verdict.FATAL,
+        "a relay's 5xx carrying the upstream's refusal as an SDK rendered it: 'AzureException "
+        "NotFoundError - Error code: 404' inside a 500 (rashadphz/farfalle#79); the OpenAI, "
+        "Anthropic and LiteLLM exception names for a 401, 403 and 404",
+        match=re.compile(
+            r"\b(?:NotFoundError|AuthenticationError|PermissionDeniedError)\b|"
+            r"\bError code: 40[134]\b"
+        ),
+        needles=("notfounderror", "authenticationerror", "permissiondeniederror", "error code: 40"),
     ),
     Rule(
         "unsupported-feature",
@@ -727,14 +741,17 @@ RULES: tuple[Rule, ...] = (
         Verdict.TRANSIENT,
         "Anthropic 500 api_error (anthropics/claude-code#28654), OpenAI server_error "
         "(LlmKira/Openaibot#177, openai/openai-node#1730), Gemini INTERNAL "
-        "(google-gemini/gemini-cli#3665): a per-request fault, not load",
+        "(google-gemini/gemini-cli#3665), OpenAI's 'An error occurred while processing your "
+        "request' in a Codex stream (openai/codex#41895): a per-request fault, not load",
         statuses=frozenset({200, 400, 500}),
         match=_re(
             r"\b(?:api_error|server_error|internal_error|internal_server_error)\b|"
-            r"\binternal (?:server )?error\b|^status: INTERNAL$",
+            r"\binternal (?:server )?error\b|^status: INTERNAL$|"
+            r"\ban error occurred while processing your request\b|"
+            r"\bthe server had an error (?:while )?processing your request\b",
             _I | _M,
         ),
-        needles=("api_error", "server_error", "internal"),
+        needles=("api_error", "server_error", "internal", "processing your request"),
     ),
     Rule(
         "bodyless-400",

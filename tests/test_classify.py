@@ -1170,3 +1170,58 @@ def test_quota_account_and_chinese_refusals_are_fatal(status: int, message: str,
 
 def test_model_service_temporarily_unavailable_in_chinese_stays_retryable() -> None:
     assert run(openai_error("模型服务暂时不可用\uff0c请稍后重试"), 500).verdict.retryable
+
+
+# ---- fixes shown by the held-out-4 batch (tests/data/held-out-4-error-bodies.jsonl) ---------
+
+HELD_OUT_4 = [
+    json.loads(line)
+    for line in (Path(__file__).parent / "data" / "held-out-4-error-bodies.jsonl")
+    .read_text(encoding="utf-8")
+    .splitlines()
+]
+
+
+def run_row_4(source: str) -> Classification:
+    (row,) = [row for row in HELD_OUT_4 if row["source"].endswith(source)]
+    status = row["status"]
+    return run(str(row["body"]), 400 if status is None else status)
+
+
+def test_relay_500_around_an_sdk_rendered_404_is_fatal() -> None:
+    assert run_row_4("rashadphz/farfalle/issues/79") == Classification(
+        Verdict.FATAL, "rule model-not-found"
+    )
+    # without the Azure code, the SDK rendering alone decides
+    body = "500: AzureException NotFoundError - Error code: 404 - {'error': {'message': 'gone'}}"
+    assert run(body, 500) == Classification(Verdict.FATAL, "rule sdk-client-error")
+
+
+def test_openai_processing_error_in_a_stream_is_transient() -> None:
+    assert run_row_4("openai/codex/issues/41895") == Classification(
+        Verdict.TRANSIENT, "rule internal-error"
+    )
+
+
+def test_azure_deployment_not_found_is_a_missing_model() -> None:
+    body = next(
+        str(row["body"]) for row in HELD_OUT_4 if row["source"].endswith("chatbox/issues/646")
+    )
+    # the same body on a relay's 502 stays fatal
+    assert run(body, 502) == Classification(Verdict.FATAL, "rule model-not-found")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "openai.AuthenticationError: Error code: 401 - {'error': {'message': 'bad key'}}",
+        "anthropic.PermissionDeniedError: Error code: 403",
+    ],
+)
+def test_sdk_client_error_names_are_fatal_on_a_5xx(body: str) -> None:
+    assert run(body, 502) == Classification(Verdict.FATAL, "rule sdk-client-error")
+
+
+def test_sdk_rate_limit_rendering_inside_a_5xx_stays_retryable() -> None:
+    body = "openai.RateLimitError: Error code: 429 - {'error': {'message': 'slow down'}}"
+    assert run(body, 502).verdict is Verdict.CONGESTION

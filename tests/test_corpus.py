@@ -19,6 +19,7 @@ FILES = (
     "tracker-error-bodies.jsonl",
     "held-out-2-error-bodies.jsonl",
     "held-out-3-error-bodies.jsonl",
+    "held-out-4-error-bodies.jsonl",
 )
 LABELS = {
     "transient": Verdict.TRANSIENT,
@@ -230,7 +231,8 @@ def score(rows: list[Row]) -> Score:
 
 
 @pytest.mark.parametrize(
-    "batch", ["before-rules", "after-rules", "held-out", "held-out-2", "held-out-3", None]
+    "batch",
+    ["before-rules", "after-rules", "held-out", "held-out-2", "held-out-3", "held-out-4", None],
 )
 def test_corpus_ideal_score_is_at_least_97_percent_without_a_hard_failure(
     batch: str | None,
@@ -249,7 +251,8 @@ def test_corpus_ideal_score_is_at_least_97_percent_without_a_hard_failure(
     # (Vertex's zero per-minute quota, GitHub's 30-hour lock-out behind 'try again later') whose
     # bodies read as congestion. held-out-3 (21 bodies collected after the held-out-2 fixes)
     # scored 16/21 with 3 hard failures before its own fixes, 20/21 after (its miss disputed);
-    # see the README.
+    # held-out-4 (18 bodies, after those fixes) 17/18 with 1 hard failure, then 18/18; see the
+    # README.
     assert result.hard == []
     assert result.ratio_as_disputed >= 0.97
 
@@ -282,5 +285,6 @@ def test_corpus_files_hold_every_field() -> None:
                 "held-out",
                 "held-out-2",
                 "held-out-3",
+                "held-out-4",
             }
             assert raw.get("note", "x"), "every row says why it has its label"
