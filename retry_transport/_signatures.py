@@ -528,9 +528,14 @@ RULES: tuple[Rule, ...] = (
         Verdict.FATAL,
         "Ollama 500 'llama runner process has terminated' at load time: the model cannot run on "
         "this machine or version (ollama/ollama#11710, #8770, #4794); a runner that stopped "
-        "mid-way ('model runner has unexpectedly stopped', ollama/ollama#14093) is not matched",
-        match=_re(r"llama runner process has terminated"),
-        needles=("llama runner process has terminated",),
+        "mid-way ('model runner has unexpectedly stopped', ollama/ollama#14093) is not matched; LM "
+        "Studio 'Failed to load model' and 'No models loaded' (continuedev/continue#10150, "
+        "tinyhumansai/openhuman#4181)",
+        match=_re(
+            r"llama runner process has terminated|\bfailed to load (?:the )?model\b|"
+            r"\berror loading model\b|\bno models? (?:are |is )?(?:currently )?loaded\b"
+        ),
+        needles=("llama runner process has terminated", "load", "loaded"),
     ),
     Rule(
         "insufficient-memory",
@@ -645,7 +650,7 @@ RULES: tuple[Rule, ...] = (
             r"rate[ _-]?limit(?:ed|_error|_exceeded| exceeded| reached| is exceeded| error| hit)|"
             r"\btoo frequent|"
             r"\b(?:reached|hit|exceeded) (?:the |your |its |a )?(?:[\w-]{1,20} )?rate[ _-]?limit|"
-            r"RESOURCE_EXHAUSTED|负载已饱和|并发数?(?:过高|过大|超限|已满)|请求(?:过于|太)频繁|"
+            r"RESOURCE_EXHAUSTED|负载已饱和|并发数?(?:过高|过大|超限|已满)|(?:过于|太|过度)频繁|(?:请求|访问|调用)(?:速度)?过快|"
             r"(?:频率|速率)(?:过高|限制|超限)|限流|レート制限|요청이 너무 많|속도 제한"
         ),
         needles=(
@@ -657,6 +662,7 @@ RULES: tuple[Rule, ...] = (
             "负载已饱和",
             "并发",
             "频繁",
+            "过快",
             "频率",
             "速率",
             "限流",

@@ -1225,3 +1225,26 @@ def test_sdk_client_error_names_are_fatal_on_a_5xx(body: str) -> None:
 def test_sdk_rate_limit_rendering_inside_a_5xx_stays_retryable() -> None:
     body = "openai.RateLimitError: Error code: 429 - {'error': {'message': 'slow down'}}"
     assert run(body, 502).verdict is Verdict.CONGESTION
+
+
+# ---- fixes shown by the held-out-5 batch (tests/data/held-out-5-error-bodies.jsonl) ---------
+
+
+@pytest.mark.parametrize(
+    "source", ["continuedev/continue/issues/10150", "tinyhumansai/openhuman/issues/4181"]
+)
+def test_a_model_that_cannot_be_loaded_is_fatal(source: str) -> None:
+    rows = [
+        json.loads(line)
+        for line in (Path(__file__).parent / "data" / "held-out-5-error-bodies.jsonl")
+        .read_text(encoding="utf-8")
+        .splitlines()
+    ]
+    (row,) = [row for row in rows if row["source"].endswith(source)]
+    got = run(str(row["body"]), 500)  # the same words on a local server's 500
+    assert got.verdict is Verdict.FATAL
+    assert got.reason in {"rule runner-cannot-start", "rule invalid-request"}
+    # without the invalid_request_error type, the wording alone decides
+    assert run("No models loaded. Please load a model", 500) == Classification(
+        Verdict.FATAL, "rule runner-cannot-start"
+    )
