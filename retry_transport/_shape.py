@@ -10,7 +10,15 @@ non-empty ``param`` field), a value ("got -160"), a constraint ("must be at leas
 1 image per prompt", "is a reserved keyword") or a feature ("is not supported", "not
 available", "unknown field"). So an unknown 400 that names a cause is ``FATAL``; any other keeps
 ``UNRECOGNISED`` (the capped retry, ``unclassified_400_attempts``). A body that also names a
-transient cause ("temporarily", "try again", "overloaded", "timeout") is never made fatal here.
+transient cause ("temporarily", "try again", "overloaded", "timeout", "connection reset") is
+never made fatal here.
+
+The held-out batches collected later (``held-out-2`` to ``held-out-5``) widened what "names a
+cause" means without a phrase per provider: any "must …" or "should …" constraint (Perplexity's
+"user or tool message(s) should alternate", serac-labs/serac#53), "do not currently support"
+(groq/groq-python#27), "are not valid" (RooCodeInc/Roo-Code#770), a number comparison
+("64000 > 32000"), "longer than", and the Chinese parameter errors 参数非法 / 参数有误 / 不支持.
+"should not happen" is no constraint. The patterns are searched in the lower-cased text.
 """
 
 from __future__ import annotations
