@@ -163,8 +163,8 @@ RULES: tuple[Rule, ...] = (
             r"\bno (?:remaining |more |available )?quota\b|"
             r"\b(?:spending|spend|budget) limit\b|budget_exceeded|"
             r"\bbudget (?:has been |was |is )?(?:exceeded|exhausted|reached|used up)|"
-            r"\bfree (?:plan|tier)\b[^\n.]{0,40}?\b(?:limit|quota|allowance|maximum)\b|"
-            r"\b(?:limit|quota|allowance|maximum)\b[^\n.]{0,60}?\bfree (?:plan|tier)\b"
+            r"\b(?:allowed|included) (?:for|in|on|with) (?:the |your )?free (?:plan|tier)\b|"
+            r"\bfree (?:plan|tier)(?:'s)? (?:limit|quota|allowance)\b"
         ),
         needles=(
             "quota",

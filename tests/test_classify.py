@@ -1248,3 +1248,13 @@ def test_a_model_that_cannot_be_loaded_is_fatal(source: str) -> None:
     assert run("No models loaded. Please load a model", 500) == Classification(
         Verdict.FATAL, "rule runner-cannot-start"
     )
+
+
+def test_a_free_tier_rate_limit_is_congestion_but_a_free_plan_cap_is_fatal() -> None:
+    rate = openai_error(
+        "You have exceeded the rate limit for the free tier. Please wait 20 seconds."
+    )
+    assert run(rate, 429).verdict is Verdict.CONGESTION
+    assert run(openai_error("Free plan limit reached"), 429) == Classification(
+        Verdict.FATAL, "rule quota-exhausted"
+    )
