@@ -18,7 +18,9 @@ cause" means without a phrase per provider: any "must …" or "should …" const
 "user or tool message(s) should alternate", serac-labs/serac#53), "do not currently support"
 (groq/groq-python#27), "are not valid" (RooCodeInc/Roo-Code#770), a number comparison
 ("64000 > 32000"), "longer than", and the Chinese parameter errors 参数非法 / 参数有误 / 不支持.
-"should not happen" is no constraint. The patterns are searched in the lower-cased text.
+"should not happen" is no constraint; "Please ensure that function call turn comes
+immediately after a user turn" (google-gemini/gemini-cli#26486) and 请检查文档 are instructions
+to fix the request. The patterns are searched in the lower-cased text.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ SPECIFIC = re.compile(
     r"\btoo (?:long|large|many|short|big|small)\b|\breserved\b|"
     r"\bno such\b|\bnot found\b|"
     r"\bonly supports?\b|\bout of range\b|\bmalformed\b|\binvalid (?!request\b)\w|"
+    r"\bplease ensure\b|\bplease check (?:the |your )?(?:documentation|docs|parameters|input)\b|"
+    r"请检查(?:文档|参数)|"
     r"\d\s{0,2}[<>]=?\s{0,2}\d|\b(?:maximum|minimum) (?:allowed|length|value|number|of)\b|"
     r"\b(?:longer|shorter|greater|larger|smaller|less) than\b|"
     r"参数(?:非法|错误|有误|无效|不合法|不正确)|不支持|格式(?:错误|不正确)|"

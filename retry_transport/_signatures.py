@@ -477,7 +477,9 @@ RULES: tuple[Rule, ...] = (
         "-160' (vllm-project/vllm#5700), DashScope 'InternalError.Algo.InvalidParameter: "
         "Range of input length should be' inside Dify's 'Server Unavailable Error' "
         "(langgenius/dify#14986), DeepSeek 'Invalid max_tokens value, the valid range' inside a "
-        "relay's 500 (pollinations/pollinations#1290)",
+        "relay's 500 (pollinations/pollinations#1290), Zhipu 1210/1214 'API 调用参数有误' and "
+        "'prompt 参数非法' inside a relay's api_error 400 or a 500 "
+        "(musistudio/claude-code-router#429, chatchat-space/Langchain-Chatchat#2815)",
         match=_re(
             r"invalid[ _]?argument|\binvalid[ _]param(?:eter)?s?\b|"
             r"\bparam(?:eter)? incorrect\b|unsupported[ _]param(?:eter)?|"
@@ -488,7 +490,8 @@ RULES: tuple[Rule, ...] = (
             r"\bmust be (?:at (?:least|most)|between|less than|greater than|one of)\b|"
             r"(?<![A-Za-z])InvalidParameter(?:Value)?\b|"
             r"\billegal[ _]?(?:param(?:eter)?|argument)s?\b|"
-            r"\brange of [\w ]{1,40} should be\b"
+            r"\brange of [\w ]{1,40} should be\b|"
+            r"参数(?:非法|错误|有误|无效|不合法|不正确)"
         ),
         needles=(
             "invalid",
@@ -502,6 +505,7 @@ RULES: tuple[Rule, ...] = (
             "must be",
             "illegal",
             "range of",
+            "参数",
         ),
     ),
     Rule(
