@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 
 from ._exceptions import meaning_of
-from ._shape import judge_400
+from ._shape import judge_400, wraps_a_4xx
 from ._signatures import RULES, Rule, status_default
 from ._structured import Finding, Tier, named_wait, read
 from ._verdict import Classification, Outcome, Verdict
@@ -208,6 +208,11 @@ def _classify_response(outcome: Outcome, rules: Sequence[Rule]) -> Classificatio
     for finding in findings:
         if finding.tier is Tier.PERMANENT:
             return _from_finding(finding, wait)
+    if status is not None and status >= 500 and wraps_a_4xx(lowered):
+        # A relay's 5xx around the upstream's 4xx: the inner refusal is judged as a 400 is.
+        shape = judge_400(text, lowered)
+        if shape.verdict is Verdict.FATAL:
+            return Classification(Verdict.FATAL, f"{shape.reason} inside a {status}", wait)
     for rule in rules:
         if rule.verdict is not Verdict.FATAL and rule.applies(status, headers, text, lowered):
             return _from_rule(rule, wait)

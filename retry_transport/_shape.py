@@ -29,7 +29,7 @@ import re
 
 from ._verdict import Classification, Verdict
 
-__all__ = ["GENERIC", "SPECIFIC", "TRANSIENT", "judge_400"]
+__all__ = ["GENERIC", "SPECIFIC", "TRANSIENT", "UPSTREAM_4XX", "judge_400", "wraps_a_4xx"]
 
 SPECIFIC = re.compile(
     r"\bmust (?:not )?[a-z]{2,}\b|"
@@ -67,6 +67,12 @@ TRANSIENT = re.compile(
 GENERIC = re.compile(r"<(?:!doctype|html|head|body)\b")
 """An HTML page (a proxy's error page): says nothing about the request."""
 
+UPSTREAM_4XX = re.compile(
+    r"(?:error code|status code|status|code|http)[\"': =]{1,4}4(?:00|01|03|04|13|22)\b|"
+    r"\b4(?:00|01|03|04|13|22) (?:bad request|unauthorized|forbidden|not found|unprocessable)"
+)
+"""An upstream client error carried inside a relay's 5xx (searched lower-cased)."""
+
 _LABELS = re.compile(
     r"^(?:type|code|status|status_code|statuscode|error_code|object): [^\n]*$", re.M
 )
@@ -93,3 +99,8 @@ def judge_400(text: str, lowered: str | None = None) -> Classification:
         cause = found.group(0).strip()
         return Classification(Verdict.FATAL, f"shape: names a cause ({cause!r})")
     return Classification(Verdict.UNRECOGNISED, "shape: generic")
+
+
+def wraps_a_4xx(lowered: str) -> bool:
+    """Whether lower-cased error text carries an upstream 400, 401, 403, 404, 413 or 422."""
+    return UPSTREAM_4XX.search(lowered[:_MAX_MESSAGE]) is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
@@ -14,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from retry_transport._classify import classify, error_text
-from retry_transport._signatures import RULES, STATUS_DEFAULTS, Rule, rules_markdown
+from retry_transport._signatures import RULES, STATUS_DEFAULTS, Above, Rule, rules_markdown
 from retry_transport._structured import READERS, Finding, Tier, named_wait, read
 from retry_transport._verdict import Classification, Outcome, Verdict
 
@@ -1293,3 +1294,79 @@ def test_please_ensure_names_a_cause(source: str) -> None:
     assert run_row_6(source) == Classification(
         Verdict.FATAL, "shape: names a cause ('please ensure')"
     )
+
+
+def test_a_relay_5xx_around_an_upstream_400_naming_a_cause_is_fatal() -> None:
+    # held-out-6's Gemini turn-order refusal (lobehub/lobehub#7298) wrapped by a relay's 502
+    (body,) = [str(r["body"]) for r in HELD_OUT_6 if r["source"].endswith("lobehub/issues/7298")]
+    got = run(body, 502)
+    assert got == Classification(
+        Verdict.FATAL, "shape: names a cause ('please ensure') inside a 502"
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # the upstream's 400 names a transient cause: the 5xx keeps its default
+        '{"error":{"code":400,"message":"Please ensure the service is up; try again later"}}',
+        # no upstream client status inside: the 5xx keeps its default
+        '{"error":{"message":"Please ensure that function call turn comes first"}}',
+    ],
+)
+def test_a_5xx_without_an_upstream_refusal_keeps_its_default(body: str) -> None:
+    assert run(body, 502) == Classification(Verdict.CONGESTION, "status 502")
+
+
+# ---- bounds and guards of the error-text walk and the rule table -----------------------------
+
+
+def test_error_text_stops_at_its_line_bound() -> None:
+    body = json.dumps([{"message": f"m{i}"} for i in range(600)]).encode()
+    assert len(error_text(body).splitlines()) == 512
+
+
+def test_json_three_levels_deep_in_strings_is_read_as_text_at_the_last_level() -> None:
+    inner = json.dumps({"message": 'Prefix {"message": "deepest"}'})
+    body = json.dumps({"message": json.dumps({"message": inner})}).encode()
+    text = error_text(body)
+    assert 'message: Prefix {"message": "deepest"}' in text
+
+
+def test_a_json_string_body_that_does_not_parse_is_read_as_text() -> None:
+    assert error_text(b'"unterminated') == '"unterminated'
+
+
+def test_a_json_string_body_holding_a_number_is_read_as_text() -> None:
+    assert error_text(b'"1" 2') == '"1" 2'
+
+
+def test_a_defect_in_a_rule_answers_unrecognised() -> None:
+    class Exploding(Rule):
+        def applies(
+            self,
+            status: int | None,
+            headers: Mapping[str, str],
+            text: str,
+            lowered: str | None = None,
+        ) -> bool:
+            raise RuntimeError("boom")
+
+    rule = Exploding("exploding", Verdict.FATAL, "a test", match=re.compile("x"))
+    got = classify(Outcome("POST", URL, status=400, body=b"x"), [rule])
+    assert got == Classification(Verdict.UNRECOGNISED, "classifier error RuntimeError")
+
+
+def test_above_without_its_groups_is_false() -> None:
+    found = re.search(r"(?P<big>\d+)", "5")
+    assert found is not None
+    assert Above("big", "small")(found) is False
+
+
+def test_rule_guards() -> None:
+    with pytest.raises(ValueError, match=r"Rule\.name must not be empty"):
+        Rule("", Verdict.FATAL, "docs", match=re.compile("x"))
+    with pytest.raises(ValueError, match="when needs a match"):
+        Rule("r", Verdict.FATAL, "docs", statuses=frozenset({400}), when=Above("a", "b"))
+    with pytest.raises(ValueError, match="seen must name"):
+        Rule("r", Verdict.FATAL, "", match=re.compile("x"))
