@@ -549,6 +549,22 @@ RULES: tuple[Rule, ...] = (
         needles=("memory",),
     ),
     Rule(
+        "plan-required",
+        Verdict.FATAL,
+        "Anthropic's 429 rate_limit_error 'Extra usage is required for long context requests' "
+        "(anthropics/claude-code#39948): the plan lacks a feature, which no wait brings back; "
+        "'requires a paid plan', 'not available on your plan'",
+        match=_re(
+            r"\b(?:extra usage|a paid plan|a paid account|a subscription|an upgrade|"
+            r"a (?:pro|plus|premium) (?:plan|subscription)) (?:is )?required\b|"
+            r"\brequires? (?:a |an )?(?:paid|pro|plus|premium|higher|enterprise) "
+            r"(?:plan|tier|subscription|account)\b|"
+            r"\bnot (?:available|supported|included) (?:on|in|for|with) (?:your|the) "
+            r"(?:current |free )?(?:plan|tier|subscription)\b"
+        ),
+        needles=("required", "require", "plan", "tier", "subscription"),
+    ),
+    Rule(
         "sdk-client-error",
         Verdict.FATAL,
         "a relay's 5xx carrying the upstream's refusal as an SDK rendered it: 'AzureException "

@@ -1370,3 +1370,35 @@ def test_rule_guards() -> None:
         Rule("r", Verdict.FATAL, "docs", statuses=frozenset({400}), when=Above("a", "b"))
     with pytest.raises(ValueError, match="seen must name"):
         Rule("r", Verdict.FATAL, "", match=re.compile("x"))
+
+
+# ---- fixes shown by the held-out-7 batch (tests/data/held-out-7-error-bodies.jsonl) ---------
+
+
+def test_a_plan_feature_required_is_fatal_even_typed_as_a_rate_limit() -> None:
+    rows = [
+        json.loads(line)
+        for line in (Path(__file__).parent / "data" / "held-out-7-error-bodies.jsonl")
+        .read_text(encoding="utf-8")
+        .splitlines()
+    ]
+    (row,) = [r for r in rows if r["source"].endswith("anthropics/claude-code/issues/39948")]
+    assert run(str(row["body"]), 429) == Classification(Verdict.FATAL, "rule plan-required")
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["This model requires a paid plan", "Vision is not available on your current plan"],
+)
+def test_plan_requirements_are_fatal(message: str) -> None:
+    assert run(openai_error(message), 403) == Classification(Verdict.FATAL, "rule plan-required")
+
+
+def test_groq_upgrade_hint_in_a_per_minute_limit_stays_congestion() -> None:
+    body = openai_error(
+        "Rate limit reached for model on tokens per minute (TPM): Limit 6000, Used 5000, "
+        "Requested 900. Please try again in 2s. Need more tokens? Upgrade to Dev Tier today",
+        "tokens",
+        "rate_limit_exceeded",
+    )
+    assert run(body, 429).verdict is Verdict.CONGESTION
