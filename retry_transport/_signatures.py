@@ -512,9 +512,15 @@ RULES: tuple[Rule, ...] = (
         "invalid-request",
         Verdict.FATAL,
         "invalid_request_error from OpenAI/Anthropic, also inside OpenRouter metadata.raw "
-        "(reVrost/go-openrouter#21, diegosouzapw/OmniRoute#3044); yields to a transient cause "
+        "(reVrost/go-openrouter#21, diegosouzapw/OmniRoute#3044), also in Python-repr or "
+        "terminal-wrapped renderings (gptme/gptme#185, anthropics/claude-code#39534); yields "
+        "to a transient cause "
         "named in the same body (FoundationAgents/OpenManus#746, continuedev/continue#6185)",
-        match=_re(r"^(?:type|code): invalid_request_error$", _M),
+        match=_re(
+            r"^(?:type|code): invalid_request_error$|"
+            r"[\"']type[\"']\s{0,3}:\s{0,3}[\"']invalid_request_error[\"']",
+            _M,
+        ),
         unless=_re(_TRANSIENT_HINTS),
         needles=("invalid_request_error",),
     ),
