@@ -185,7 +185,16 @@ def _from_finding(finding: Finding, wait: float | None) -> Classification:
     return Classification(finding.verdict, reason, wait, finding.attempts)
 
 
+_ROLLING = frozenset({"quota-period"})
+"""Deny rules whose limit is a rolling window when the body names a wait: the wait decides."""
+
+
 def _from_rule(rule: Rule, wait: float | None) -> Classification:
+    if wait is not None and rule.name in _ROLLING:
+        # "requests per day (RPD) … Please try again in 8.64s": a rolling window that frees a
+        # slot after the named wait. The policy retries a short wait and returns a long one at
+        # once (wait > max_retry_after), as it does for any quota's wait.
+        return Classification(Verdict.CONGESTION, f"rule {rule.name} (waits)", wait)
     return Classification(rule.verdict, f"rule {rule.name}", wait, rule.attempts)
 
 

@@ -1432,3 +1432,31 @@ def test_invalid_request_error_inside_unescaped_metadata_raw_is_read() -> None:
     assert run(tracker("farion1231/cc-switch/issues/761")) == Classification(
         Verdict.FATAL, "rule invalid-request"
     )
+
+
+# ---- fixes shown by the held-out-9 batch (tests/data/held-out-9-error-bodies.jsonl) ---------
+
+HELD_OUT_9 = [
+    json.loads(line)
+    for line in (Path(__file__).parent / "data" / "held-out-9-error-bodies.jsonl")
+    .read_text(encoding="utf-8")
+    .splitlines()
+]
+
+
+def test_a_period_limit_naming_a_short_wait_is_a_rolling_window() -> None:
+    (row,) = [r for r in HELD_OUT_9 if r["source"].endswith("fall-2025-course/issues/76")]
+    got = run(str(row["body"]), 429)
+    assert got == Classification(Verdict.CONGESTION, "rule quota-period (waits)", 8.64)
+
+
+def test_a_period_limit_naming_a_long_wait_is_returned_at_once() -> None:
+    (row,) = [r for r in HELD_OUT_9 if r["source"].endswith("invisible_playwright_mcp/issues/109")]
+    got = run(str(row["body"]), 429)
+    assert got.verdict is Verdict.CONGESTION
+    assert got.wait == 432.0  # above max_retry_after: the policy answers at once
+
+
+def test_a_period_limit_without_a_wait_stays_fatal() -> None:
+    body = openai_error("Too many tokens per day, please wait before trying again.")
+    assert run(body, 429) == Classification(Verdict.FATAL, "rule quota-period")
