@@ -46,6 +46,7 @@ SPECIFIC = re.compile(
     r"\bno such\b|\bnot found\b|"
     r"\bonly supports?\b|\bout of range\b|\bmalformed\b|\binvalid (?!request\b)\w|"
     r"\bnot an? valid\b|\bplease ensure\b|"
+    r"\bmissing [`'\"]?[\w.-]{1,40}[`'\"]? (?:field|parameter|property|argument|key)\b|"
     r"\bplease check (?:the |your )?(?:documentation|docs|parameters|input)\b|"
     r"请检查(?:文档|参数)|"
     r"\d\s{0,2}[<>]=?\s{0,2}\d|\b(?:maximum|minimum) (?:allowed|length|value|number|of)\b|"

@@ -197,7 +197,8 @@ RULES: tuple[Rule, ...] = (
         "per user per tier' (issue 12), 'Daily request 200 limit exceeded. Please try again "
         "tomorrow' (cooderl/wewe-rss#390), Cloudflare 'daily free allocation' "
         "(diegosouzapw/OmniRoute#6983), 'You've hit today's AI usage limit' "
-        "(screenpipe/screenpipe#5046), 超过每日使用限额 "
+        "(screenpipe/screenpipe#5046), Ollama Cloud 'reached your session usage limit, upgrade for "
+        "higher limits' (continuedev/continue#11444), 超过每日使用限额 "
         "(ZuodaoTech/everyone-can-use-english#643); a per-minute or per-second limit is not "
         "matched",
         match=_re(
@@ -211,6 +212,9 @@ RULES: tuple[Rule, ...] = (
             r"\btoday'?s (?:[\w-]+ ){0,3}(?:limit|quota|allowance|budget|cap)\b|"
             r"\b(?:limit|quota|allowance)\b[^\n]{0,30}?\bfor today\b|\b(?:rpd|tpd)\b|"
             r"\bbilling (?:period|cycle)\b|"
+            r"\b(?:session|weekly|monthly|daily|plan|account) usage limits?\b|"
+            r"\breached your (?:[\w-]+ )?usage limits?\b|"
+            r"\bupgrade for (?:higher|more) (?:limits|usage|quota)\b|"
             r"\b\d{1,3}[\s-]?(?:hours?|小时)[^\n]{0,12}?(?:usage limit|limit|使用上限|上限)|"
             r"(?:limit|quota|限额|额度|上限)[^\n]{0,24}?(?:resets? (?:at|on)|将在|将于)\s{0,2}"
             r"\d{4}-\d{2}-\d{2}|"
@@ -240,6 +244,8 @@ RULES: tuple[Rule, ...] = (
             "tpd",
             "billing period",
             "billing cycle",
+            "usage limit",
+            "upgrade for",
             "每日",
             "今日",
             "当日",

@@ -1460,3 +1460,34 @@ def test_a_period_limit_naming_a_long_wait_is_returned_at_once() -> None:
 def test_a_period_limit_without_a_wait_stays_fatal() -> None:
     body = openai_error("Too many tokens per day, please wait before trying again.")
     assert run(body, 429) == Classification(Verdict.FATAL, "rule quota-period")
+
+
+# ---- fixes shown by the held-out-10 batch (tests/data/held-out-10-error-bodies.jsonl) -------
+
+HELD_OUT_10 = [
+    json.loads(line)
+    for line in (Path(__file__).parent / "data" / "held-out-10-error-bodies.jsonl")
+    .read_text(encoding="utf-8")
+    .splitlines()
+]
+
+
+def run_row_10(source: str) -> Classification:
+    (row,) = [r for r in HELD_OUT_10 if r["source"].endswith(source)]
+    return run(str(row["body"]), int(row["status"]))
+
+
+@pytest.mark.parametrize(
+    "source", ["continuedev/continue/issues/11444", "continuedev/continue/issues/10579"]
+)
+def test_a_plan_usage_limit_is_a_quota_period(source: str) -> None:
+    assert run_row_10(source) == Classification(Verdict.FATAL, "rule quota-period")
+
+
+@pytest.mark.parametrize(
+    "source", ["decolua/9router/issues/355", "continuedev/continue/issues/11285"]
+)
+def test_a_missing_field_names_a_cause(source: str) -> None:
+    got = run_row_10(source)
+    assert got.verdict is Verdict.FATAL
+    assert got.reason.startswith("shape: names a cause ('missing ")
