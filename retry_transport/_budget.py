@@ -12,6 +12,8 @@ import math
 import threading
 from dataclasses import dataclass
 
+from ._checks import check_number
+
 __all__ = ["RetryBudget"]
 
 _BUCKETS = 10
@@ -29,8 +31,9 @@ class RetryBudget:
     of the first attempts, plus ten retries per ten seconds however quiet the traffic is.
 
     Raises:
-        ValueError: ``ratio`` is not within [0, 1000], ``min_per_second`` is negative, ``ttl``
-            is not positive, or any of them is not finite.
+        ValueError: naming the field: ``ratio`` is not within [0, 1000], ``min_per_second``
+            is negative, ``ttl`` is not positive, or any of them is not a finite number (a bool
+            or a string is not a number).
     """
 
     ratio: float = 0.2
@@ -41,14 +44,9 @@ class RetryBudget:
     """Seconds after which a first attempt or a retry stops counting."""
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.ratio) and 0.0 <= self.ratio <= 1000.0):
-            raise ValueError(f"ratio must be a finite number within [0, 1000], got {self.ratio!r}")
-        if not (math.isfinite(self.min_per_second) and self.min_per_second >= 0.0):
-            raise ValueError(
-                f"min_per_second must be a finite number >= 0, got {self.min_per_second!r}"
-            )
-        if not (math.isfinite(self.ttl) and self.ttl > 0.0):
-            raise ValueError(f"ttl must be a finite number > 0, got {self.ttl!r}")
+        check_number("RetryBudget", "ratio", self.ratio, positive=False, maximum=1000.0)
+        check_number("RetryBudget", "min_per_second", self.min_per_second, positive=False)
+        check_number("RetryBudget", "ttl", self.ttl, positive=True)
 
 
 class _BudgetState:

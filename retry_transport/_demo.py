@@ -17,7 +17,8 @@ import anyio
 import httpx
 
 from ._async import RetryTransport
-from ._policy import Backoff, RetryPolicy
+from ._backoff import Backoff
+from ._policy import RetryPolicy
 from ._upstream import Reply, Upstream, anthropic_error, anthropic_message, anthropic_stream_error
 
 __all__ = ["DEMO_POLICY", "SCENARIOS", "Scenario", "run_demo"]
