@@ -71,6 +71,8 @@ class RetryTransport(DriverBase, _Base):
             if status < 400 and (
                 status != 200 or not self._peek_sse or not is_event_stream(response.headers)
             ):
+                if self._paced is not None:
+                    self._paced.desk_observe_fast(request, response)
                 return response
             return await self._drive(request, response, start)
         limiter.note_first_attempt()
@@ -81,6 +83,8 @@ class RetryTransport(DriverBase, _Base):
         machine = self._machine(request, replayable=rewind is not None)
         limiter = self._limiter
         current: Any = None if isinstance(first, BaseException) else first
+        paced = self._paced
+        ticket = None if paced is None else paced.ticket(request, first)
         chunks: Any = None
         slot = False
         steps = machine.run(first, start)
@@ -105,8 +109,12 @@ class RetryTransport(DriverBase, _Base):
                     if action.resend and rewind is not None:
                         rewind()
                     self._cap_timeouts(request, action.timeout)
+                    if ticket is not None:
+                        ticket.sent()
                     try:
                         current = await self._transport.handle_async_request(request)
+                        if ticket is not None:
+                            ticket.observe(current)
                         result: object = current
                     except Exception as exc:
                         result, current = exc, None
@@ -116,7 +124,12 @@ class RetryTransport(DriverBase, _Base):
                     action = steps.send(result)
                 elif kind is Gate:
                     assert isinstance(action, Gate)
-                    wait = 0.0 if SWITCH.no_wait else await limiter.gate()
+                    if SWITCH.no_wait:
+                        wait = 0.0
+                    elif ticket is not None:
+                        wait = await ticket.gate(action.timeout)
+                    else:
+                        wait = await limiter.gate()
                     if wait <= 0:
                         with anyio.move_on_after(action.timeout):
                             await limiter.acquire_slot()
@@ -138,7 +151,11 @@ class RetryTransport(DriverBase, _Base):
                     action = steps.send(None)
                 elif kind is Block:
                     assert isinstance(action, Block)
-                    if not SWITCH.no_wait:
+                    if SWITCH.no_wait:
+                        pass
+                    elif ticket is not None:
+                        await ticket.block(action.seconds)
+                    else:
                         await limiter.block(action.seconds)
                     action = steps.send(None)
                 elif kind is Notify:
@@ -167,6 +184,8 @@ class RetryTransport(DriverBase, _Base):
                     assert isinstance(action, Fail)
                     raise self._failure(action, request)
         finally:
+            if ticket is not None:
+                ticket.done()
             if current is not None:
                 with anyio.CancelScope(shield=True):
                     await self._close(current, chunks)

@@ -72,6 +72,7 @@ class DriverBase:
     _peek_sse: bool
     _deadline: float | None
     _hooks: tuple[Hook, ...]
+    _paced: SharedLimiter | None
 
     _is_async: bool = True
 
@@ -108,6 +109,12 @@ class DriverBase:
         self._peek_sse = self._policy.peek_sse
         self._deadline = self._policy.deadline
         self._hooks = tuple(hooks)
+        # A limiter that paces per scope is told of each request's scope and answers.
+        self._paced = (
+            self._limiter
+            if isinstance(self._limiter, SharedLimiter) and self._limiter.desk is not None
+            else None
+        )
         for hook in self._hooks:
             if not callable(hook):
                 raise TypeError(f"hooks must be callables, got {hook!r}")

@@ -314,9 +314,9 @@ class Pacer:
 
     @property
     def idle(self) -> bool:
-        """True when nothing could pace an attempt: no declared limit, no scope state, no
-        first attempt out, and some origin has answered already."""
-        return self._rate is None and not self._scopes and not self._probes and bool(self._answered)
+        """True when nothing could pace an attempt: no declared limit, no scope state and no
+        first attempt to a new origin out."""
+        return self._rate is None and not self._scopes and not self._probes
 
     def answered(self, origin: str) -> None:
         """An attempt to ``origin`` has been answered (whatever its headers said)."""
@@ -355,17 +355,24 @@ class Pacer:
     # -- booking -----------------------------------------------------------------------
 
     def reserve(
-        self, scopes: tuple[Scope, ...], cost: CostEstimate, now: float, deadline: float | None
+        self,
+        scopes: tuple[Scope, ...],
+        cost: CostEstimate,
+        now: float,
+        deadline: float | None,
+        *,
+        patient: bool = True,
     ) -> Reservation:
         """Book one attempt of ``cost`` in ``scopes`` (its own scope first, then wider ones).
 
         Answers when it may go. Past ``deadline`` (monotonic), books nothing and answers
-        ``wait=inf``.
+        ``wait=inf``. While the first attempt to a new origin is out, a ``patient`` caller is
+        asked to look again shortly (nothing booked); an impatient one is booked at once.
         """
         costs = _costs(cost)
         at = now
         paced_by = ""
-        if self._headers:
+        if self._headers and patient:
             origin = scopes[0].origin
             if origin not in self._answered:
                 until = self._probes.get(origin)
@@ -489,6 +496,8 @@ class Pacer:
             measured = fallback_rate
         if state.rate is not None:
             measured = min(measured, self._adaptive_rate(state, now))
+        elif measured < 2.0 * self._min_rate:
+            return  # a trickle is not what congests an upstream: backoff alone paces it
         measured = max(measured, self._min_rate)
         state.w_max = measured
         state.rate = max(self._min_rate, measured * self._beta)

@@ -167,7 +167,10 @@ def scope_of(
     secret = query_key
     for _, name, value in headers:
         if name in _CREDENTIAL_HEADERS:
-            secret = value
+            # "Authorization: Bearer K" and "x-api-key: K" name the same key K.
+            if value[:7].lower() == b"bearer ":
+                value = value[7:]
+            secret = value.strip()
             break
     model = model_from_path(path)
     if not model and body is not None:

@@ -61,6 +61,8 @@ class SyncRetryTransport(DriverBase, _Base):
             if status < 400 and (
                 status != 200 or not self._peek_sse or not is_event_stream(response.headers)
             ):
+                if self._paced is not None:
+                    self._paced.desk_observe_fast(request, response)
                 return response
             return self._drive(request, response, start)
         limiter.note_first_attempt()
@@ -71,6 +73,8 @@ class SyncRetryTransport(DriverBase, _Base):
         machine = self._machine(request, replayable=rewind is not None)
         limiter = self._limiter
         current: Any = None if isinstance(first, BaseException) else first
+        paced = self._paced
+        ticket = None if paced is None else paced.ticket(request, first)
         chunks: Any = None
         slot = False
         steps = machine.run(first, start)
@@ -95,8 +99,12 @@ class SyncRetryTransport(DriverBase, _Base):
                     if action.resend and rewind is not None:
                         rewind()
                     self._cap_timeouts(request, action.timeout)
+                    if ticket is not None:
+                        ticket.sent()
                     try:
                         current = self._transport.handle_request(request)
+                        if ticket is not None:
+                            ticket.observe(current)
                         result: object = current
                     except Exception as exc:
                         result, current = exc, None
@@ -106,7 +114,12 @@ class SyncRetryTransport(DriverBase, _Base):
                     action = steps.send(result)
                 elif kind is Gate:
                     assert isinstance(action, Gate)
-                    wait = 0.0 if SWITCH.no_wait else limiter.gate_sync()
+                    if SWITCH.no_wait:
+                        wait = 0.0
+                    elif ticket is not None:
+                        wait = ticket.gate_sync(action.timeout)
+                    else:
+                        wait = limiter.gate_sync()
                     if wait <= 0:
                         slot = limiter.acquire_slot_sync(action.timeout)
                         if not slot:
@@ -126,7 +139,11 @@ class SyncRetryTransport(DriverBase, _Base):
                     action = steps.send(None)
                 elif kind is Block:
                     assert isinstance(action, Block)
-                    if not SWITCH.no_wait:
+                    if SWITCH.no_wait:
+                        pass
+                    elif ticket is not None:
+                        ticket.block_sync(action.seconds)
+                    else:
                         limiter.block_sync(action.seconds)
                     action = steps.send(None)
                 elif kind is Notify:
@@ -159,6 +176,8 @@ class SyncRetryTransport(DriverBase, _Base):
                     assert isinstance(action, Fail)
                     raise self._failure(action, request)
         finally:
+            if ticket is not None:
+                ticket.done()
             if current is not None:
                 self._close(current, chunks)
             if slot:

@@ -26,7 +26,9 @@ from redis.retry import Retry
 
 from ._budget import RetryBudget
 from ._checks import check_callable, check_number, check_type
+from ._desk import default_fingerprint_key
 from ._limiter import SharedLimiter
+from ._pacing import RateLimit
 
 __all__ = ["RedisLimiter", "RedisStore"]
 
@@ -366,8 +368,14 @@ class RedisLimiter(SharedLimiter):
         timeout: seconds each Redis call may take before it counts as a failure (from sync
             code, the private pool's socket timeout: for connecting and for each reply).
         retry_interval: seconds to leave Redis alone after a failure.
+        rate: a declared `RateLimit` for every attempt through this limiter (per process).
+        pacing: pace from the providers' rate-limit headers and adapt where none come; a 429
+            or overload then blocks its scope (origin, key fingerprint, model) fleet-wide.
         clock: monotonic time in seconds.
         random: uniform random numbers in [0, 1), used for the release jitter.
+        fingerprint_key: the key of the credential fingerprints; None: one derived from
+            ``name``, so that replicas agree (pass a secret of your own to make fingerprints
+            unguessable outside the fleet).
 
     Raises:
         TypeError: ``redis_client`` is neither kind of client, or a sync client on a Sentinel
@@ -387,8 +395,11 @@ class RedisLimiter(SharedLimiter):
         max_concurrency: int | None = None,
         timeout: float = 0.1,
         retry_interval: float = 5.0,
+        rate: RateLimit | None = None,
+        pacing: bool = True,
         clock: Callable[[], float] = time.monotonic,
         random: Callable[[], float] = _random.random,
+        fingerprint_key: bytes | None = None,
     ) -> None:
         check_type("RedisLimiter", "name", name, str)
         if not name:
@@ -406,7 +417,18 @@ class RedisLimiter(SharedLimiter):
         )
         self._redis_store = store
         super().__init__(
-            budget, max_concurrency, store=store, scope=name, clock=clock, random=random
+            budget,
+            max_concurrency,
+            store=store,
+            scope=name,
+            rate=rate,
+            pacing=pacing,
+            clock=clock,
+            random=random,
+            # Every replica must fingerprint a key alike, or they would not share its scope.
+            fingerprint_key=default_fingerprint_key(name)
+            if fingerprint_key is None
+            else fingerprint_key,
         )
 
     @property

@@ -31,11 +31,14 @@ def make_limiter(
     clock: FakeClock | None = None,
     jitter: float = 0.0,
 ) -> SharedLimiter:
-    return SharedLimiter(budget, max_concurrency, clock=clock or FakeClock(), random=lambda: jitter)
+    # Pacing off: these are the block, budget and slot semantics (pacing: test_pacing_limiter).
+    return SharedLimiter(
+        budget, max_concurrency, clock=clock or FakeClock(), random=lambda: jitter, pacing=False
+    )
 
 
 def test_shared_limiter_satisfies_the_limiter_protocol() -> None:
-    limiter: Limiter = SharedLimiter()
+    limiter: Limiter = SharedLimiter(pacing=False)
     assert limiter.try_admit()
 
 
