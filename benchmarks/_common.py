@@ -26,7 +26,7 @@ from httpx_retries import Retry
 from httpx_retries import RetryTransport as HttpxRetriesTransport
 
 from retry_transport import RetryPolicy, RetryTransport
-from retry_transport._upstream import Reply, anthropic_message, openai_chat
+from retry_transport.testing.upstream import Reply, anthropic_message, openai_chat
 
 __all__ = [
     "ANTHROPIC_PATH",

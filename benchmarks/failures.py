@@ -21,7 +21,7 @@ import httpx2
 import openai
 
 from retry_transport import RetryPolicy, RetryTransport
-from retry_transport._upstream import (
+from retry_transport.testing.upstream import (
     Reply,
     Upstream,
     anthropic_error,

@@ -27,7 +27,7 @@ import httpx
 import openai
 
 from retry_transport import Limiter
-from retry_transport._upstream import Upstream, openai_error
+from retry_transport.testing.upstream import Upstream, openai_error
 
 from ._common import (
     OPENAI_PATH,

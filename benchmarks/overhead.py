@@ -21,7 +21,7 @@ import httpx
 from httpx_retries import RetryTransport as HttpxRetriesTransport
 
 from retry_transport import RetryTransport, SyncRetryTransport
-from retry_transport._upstream import Upstream, openai_chat
+from retry_transport.testing.upstream import Upstream, openai_chat
 
 from ._common import HTTPX_RETRIES_LLM, OPENAI_PATH, Config, JSONObj, Progress, median
 

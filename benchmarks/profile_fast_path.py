@@ -25,7 +25,7 @@ from httpx_retries import RetryTransport as HttpxRetriesTransport
 
 from retry_transport import RetryTransport
 from retry_transport._common import is_event_stream
-from retry_transport._upstream import openai_chat
+from retry_transport.testing.upstream import openai_chat
 
 from ._common import HTTPX_RETRIES_LLM, OPENAI_PATH, JSONObj, Progress
 

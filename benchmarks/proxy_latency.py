@@ -3,9 +3,9 @@ large stream's throughput and memory.
 
     .venv/bin/python -m benchmarks.proxy_latency [--requests 2000] [--streams 500] [--gib 1]
 
-The scripted upstream (`retry_transport._upstream.Upstream`) runs in this process; the sidecar
-runs as ``python -m retry_transport proxy --upstream <upstream>`` in a child process, exactly
-as a user starts it (default options: INFO logging, one access line per request). One
+The scripted upstream (`retry_transport.testing.upstream.Upstream`) runs in this process; the
+sidecar runs as ``python -m retry_transport proxy --upstream <upstream>`` in a child process,
+exactly as a user starts it (default options: INFO logging, one access line per request). One
 keep-alive httpx client measures, alternating request by request between the upstream directly
 and the sidecar, so that drift hits both alike:
 
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import httpx
 
-from retry_transport._upstream import Reply, Upstream
+from retry_transport.testing.upstream import Reply, Upstream
 
 __all__ = ["main"]
 
@@ -152,7 +152,7 @@ def run(requests: int, streams: int, gib: float) -> dict[str, object]:
     results: dict[str, object] = {}
     with Upstream() as upstream, tempfile.TemporaryDirectory() as tmp:
         binary = (("content-type", "application/octet-stream"),)
-        upstream.script("/large", Reply(200, binary, chunks=large_body))
+        upstream.script("/large", Reply(200, headers=binary, chunks=large_body))
         sidecar = _Sidecar(upstream.url, Path(tmp) / "sidecar.log")
         try:
             with httpx.Client(timeout=60.0) as client:

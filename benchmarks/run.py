@@ -53,7 +53,7 @@ def _render(results: JSONObj, out: Path) -> None:
 
 
 def _run(config: Config, only: tuple[str, ...], command: str, progress: Progress) -> JSONObj:
-    from retry_transport._upstream import Upstream
+    from retry_transport.testing.upstream import Upstream
 
     from . import failures, outage, overhead, profile_fast_path, storm, streaming
 

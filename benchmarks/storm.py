@@ -22,7 +22,7 @@ import httpx
 import openai
 
 from retry_transport import RetryTransport, SharedLimiter
-from retry_transport._upstream import Upstream, openai_chat, openai_error
+from retry_transport.testing.upstream import Upstream, openai_chat, openai_error
 
 from ._common import (
     OPENAI_PATH,

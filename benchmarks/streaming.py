@@ -26,7 +26,7 @@ import anyio
 import httpx
 
 from retry_transport import RetryPolicy, RetryTransport, SyncRetryTransport
-from retry_transport._upstream import Reply, Upstream, anthropic_message
+from retry_transport.testing.upstream import Reply, Upstream, anthropic_message
 
 from . import _stream_child
 from ._common import ANTHROPIC_PATH, REPO, Config, JSONObj, Progress, median, percentile
@@ -59,7 +59,7 @@ def _events(size: int) -> Iterator[bytes]:
 def _big_stream(size: int) -> Reply:
     return Reply(
         200,
-        (("content-type", "text/event-stream"), ("cache-control", "no-cache")),
+        headers=(("content-type", "text/event-stream"), ("cache-control", "no-cache")),
         chunks=lambda: _events(size),
     )
 

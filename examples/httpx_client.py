@@ -13,7 +13,7 @@ import anyio
 import httpx
 
 from retry_transport import Backoff, RetryPolicy, RetryTransport
-from retry_transport._upstream import Reply, Upstream
+from retry_transport.testing.upstream import Reply, Upstream
 
 POLICY = RetryPolicy(congestion_backoff=Backoff(base=0.1, cap=1.0))  # short waits for the demo
 

@@ -179,7 +179,7 @@ def create_app() -> LLMProxy:
 
 async def demo(out: Callable[[str], object] = print) -> None:
     """Two flaky loopback providers behind the proxy; ``out`` is told what happened."""
-    from retry_transport._upstream import (
+    from retry_transport.testing.upstream import (
         Upstream,
         anthropic_error,
         anthropic_message,

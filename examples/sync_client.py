@@ -11,7 +11,7 @@ import sys
 import httpx
 
 from retry_transport import SyncRetryTransport
-from retry_transport._upstream import Reply, Upstream
+from retry_transport.testing.upstream import Reply, Upstream
 
 
 def main(base_url: str) -> None:
@@ -27,5 +27,5 @@ if __name__ == "__main__":
         main(sys.argv[1])
     else:
         with Upstream() as upstream:
-            upstream.script("/v1/models", Reply(429, (("retry-after", "1"),)), Reply(200))
+            upstream.script("/v1/models", Reply(429, headers=(("retry-after", "1"),)), Reply(200))
             main(upstream.url)

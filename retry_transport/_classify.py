@@ -6,7 +6,9 @@ import json
 import re
 from collections.abc import Iterator, Sequence
 
+from ._shape import judge_400
 from ._signatures import RULES, Rule, status_default
+from ._structured import Finding, Tier, named_wait, read
 from ._verdict import Classification, Outcome, Verdict
 from ._waits import body_wait
 
@@ -190,18 +192,47 @@ def _classify_exception(exception: BaseException) -> Classification:
     return Classification(Verdict.FATAL, f"exception {type(exception).__name__}")
 
 
+def _from_finding(finding: Finding, wait: float | None) -> Classification:
+    reason = f"field {finding.field} ({finding.reader})"
+    return Classification(finding.verdict, reason, wait, finding.attempts)
+
+
+def _from_rule(rule: Rule, wait: float | None) -> Classification:
+    return Classification(rule.verdict, f"rule {rule.name}", wait, rule.attempts)
+
+
 def _classify_response(outcome: Outcome, rules: Sequence[Rule]) -> Classification:
     decoded = _decode(outcome.body)
     text = _text_of(decoded)
+    lowered = text.lower()
     wait = body_wait(decoded[: 2 * _MAX_TEXT])
+    if wait is None:
+        wait = named_wait(decoded)
     status = outcome.status
     headers = outcome.headers
-    for deny in (True, False):
-        for rule in rules:
-            if (rule.verdict is Verdict.FATAL) is deny and rule.applies(status, headers, text):
-                return Classification(rule.verdict, f"rule {rule.name}", wait)
+    findings = read(decoded, headers)
+    for finding in findings:
+        if finding.tier is Tier.FIRM:
+            return _from_finding(finding, wait)
+    for rule in rules:
+        if rule.verdict is Verdict.FATAL and rule.applies(status, headers, text, lowered):
+            return _from_rule(rule, wait)
+    for finding in findings:
+        if finding.tier is Tier.PERMANENT:
+            return _from_finding(finding, wait)
+    for rule in rules:
+        if rule.verdict is not Verdict.FATAL and rule.applies(status, headers, text, lowered):
+            return _from_rule(rule, wait)
+    if outcome.stream_error or not status_default(status).retryable or status == 400:
+        # A retryable field rescues a 400, a stream event or another refused status; a 429 or
+        # 5xx keeps its status default (a 503's "server_error" still blocks, as a 503 should).
+        for finding in findings:
+            return _from_finding(finding, wait)
     if outcome.stream_error:
         return Classification(Verdict.UNRECOGNISED, "stream error event", wait)
+    if status == 400:
+        shape = judge_400(text)
+        return Classification(shape.verdict, shape.reason, wait)
     return Classification(status_default(status), f"status {status}", wait)
 
 

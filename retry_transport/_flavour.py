@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -183,11 +184,17 @@ def flavour_named(name: str) -> Flavour:
 
 
 def flavour_of(transport: object) -> Flavour:
-    """The flavour a transport belongs to, judged by its classes' modules; httpx otherwise."""
-    for cls in type(transport).__mro__:
-        root = cls.__module__.partition(".")[0]
-        if root in ("httpx", "httpx2"):
-            return flavour_named(root)
+    """The flavour a transport belongs to: httpx2 for an httpx2 transport, httpx otherwise.
+
+    Judged by the base classes themselves, not by their ``__module__``: SDKs that re-export a
+    base class rename its ``__module__`` on import (groq and together rename
+    ``httpx.BaseTransport`` to theirs, openai 3 renames ``httpx2.BaseTransport``).
+    """
+    httpx2 = sys.modules.get("httpx2")  # an httpx2 transport means httpx2 is imported
+    if httpx2 is not None and isinstance(
+        transport, (httpx2.BaseTransport, httpx2.AsyncBaseTransport)
+    ):
+        return flavour_named("httpx2")
     return flavour_named("httpx")
 
 

@@ -473,6 +473,13 @@ class RetryMachine:
         if verdict is Verdict.UNRECOGNISED and attempt >= policy.unclassified_400_attempts:
             tries = policy.unclassified_400_attempts
             return wait, named, f"{tries} attempts made at an unrecognised 400", True
+        if classification.attempts is not None and attempt >= classification.attempts:
+            return (
+                wait,
+                named,
+                f"{classification.attempts} attempts made ({classification.reason})",
+                True,
+            )
         refusal = self._resend_refusal(
             seen.exception if seen.response is None else None, seen.mid_response
         )

@@ -76,6 +76,11 @@ class Rule:
     match: re.Pattern[str] | None = None
     unless: re.Pattern[str] | None = None
     when: Above | None = None
+    needles: tuple[str, ...] = ()
+    """Lower-case strings of which the error text must hold one before ``match`` is tried (a
+    cheap prefilter; empty: always tried). Every match of ``match`` contains one of them."""
+    attempts: int | None = None
+    """At most this many tries in total when this rule decides (``None``: the policy's)."""
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -88,15 +93,32 @@ class Rule:
             raise ValueError(f"Rule {self.name!r}: when needs a match")
         if not self.seen:
             raise ValueError(f"Rule {self.name!r}: seen must name where the signature was seen")
+        if any(needle != needle.lower() or not needle for needle in self.needles):
+            raise ValueError(f"Rule {self.name!r}: needles must be non-empty and lower-case")
+        if self.attempts is not None and self.attempts < 1:
+            raise ValueError(f"Rule {self.name!r}: attempts must be at least 1")
 
-    def applies(self, status: int | None, headers: Mapping[str, str], text: str) -> bool:
-        """Whether this rule matches a response with this status, headers and error text."""
+    def applies(
+        self,
+        status: int | None,
+        headers: Mapping[str, str],
+        text: str,
+        lowered: str | None = None,
+    ) -> bool:
+        """Whether this rule matches a response with this status, headers and error text.
+
+        ``lowered`` is ``text.lower()``, passed when the caller has it already.
+        """
         if self.statuses is not None and status not in self.statuses:
             return False
         if self.header is not None:
             name, pattern = self.header
             value = headers.get(name)
             if value is None or pattern.search(value[:256]) is None:
+                return False
+        if self.needles:
+            low = text.lower() if lowered is None else lowered
+            if not any(needle in low for needle in self.needles):
                 return False
         if self.match is not None:
             found = self.match.search(text)
@@ -114,7 +136,8 @@ _ONLY_400 = frozenset({400})
 # relays stamp invalid_request_error on every 400 they forward, whatever the cause.
 _TRANSIENT_HINTS = (
     r"rate[ _-]?limit|capacity|overload|temporar|try again later|"
-    r"invalid request sent to provider|DEGRADED function cannot be invoked"
+    r"invalid request sent to provider|DEGRADED function cannot be invoked|"
+    r"failed to call a function|tool_use_failed"
 )
 
 RULES: tuple[Rule, ...] = (
@@ -132,6 +155,7 @@ RULES: tuple[Rule, ...] = (
             r"(?m:^quotaid: \S*PerDay)|"
             r"enforced_spend_limit|spend[_ ]limit[_ ]reached|usage threshold|regain access on"
         ),
+        needles=("quota", "billing", "spend", "usage threshold", "regain access"),
     ),
     Rule(
         "credit-exhausted",
@@ -141,6 +165,101 @@ RULES: tuple[Rule, ...] = (
         match=_re(
             r"credit balance is too low|insufficient[_ ](?:account[_ ])?(?:balance|credits?|funds)|"
             r"out of credits|payment required"
+        ),
+        needles=("credit", "insufficient", "payment required"),
+    ),
+    Rule(
+        "quota-period",
+        Verdict.FATAL,
+        "Bedrock 'Too many tokens per day' (minorun365/agent-book#29), Gemini 'Requests per day "
+        "per user per tier' (issue 12), 'Daily request 200 limit exceeded. Please try again "
+        "tomorrow' (cooderl/wewe-rss#390), Cloudflare 'daily free allocation' "
+        "(diegosouzapw/OmniRoute#6983), 超过每日使用限额 "
+        "(ZuodaoTech/everyone-can-use-english#643); a per-minute or per-second limit is not "
+        "matched",
+        match=_re(
+            r"\b(?:quota|limit|usage|allowance|tokens|requests)\b[^\n]{0,80}?"
+            r"\bper[ _-](?:user[ _-]per[ _-])?(?:day|week|month|tier)\b|"
+            r"\b(?:daily|weekly|monthly)\b[^\n]{0,40}?"
+            r"\b(?:quota|limit|cap|allowance|usage|allocation|credits?|budget)|"
+            r"\b(?:quota|limit)s?\b[^\n]{0,40}?\b(?:daily|weekly|monthly)\b|"
+            r"\b(?:try|come back|retry) (?:again )?tomorrow\b|"
+            r"\b\d{1,3}[\s-]?(?:hours?|小时)[^\n]{0,12}?(?:usage limit|limit|使用上限|上限)|"
+            r"(?:limit|quota|限额|额度|上限)[^\n]{0,24}?(?:resets? (?:at|on)|将在|将于)\s{0,2}"
+            r"\d{4}-\d{2}-\d{2}|"
+            r"(?:每日|今日|当日|每天|本日|本月|每月|当月|本周|每周)[^\n]{0,20}?"
+            r"(?:额度|限额|上限|次数|配额|用量|限制)"
+        ),
+        needles=(
+            "per day",
+            "per-day",
+            "per_day",
+            "per week",
+            "per_week",
+            "per month",
+            "per_month",
+            "per tier",
+            "per_tier",
+            "daily",
+            "weekly",
+            "monthly",
+            "tomorrow",
+            "每日",
+            "今日",
+            "当日",
+            "每天",
+            "本日",
+            "本月",
+            "每月",
+            "当月",
+            "本周",
+            "每周",
+            "hour",
+            "小时",
+            "reset",
+            "将在",
+            "将于",
+        ),
+    ),
+    Rule(
+        "balance-exhausted",
+        Verdict.FATAL,
+        "Zhipu 1113 'Insufficient balance or no resource package' and "
+        "余额不足或无可用资源包,请充值 (7836246/cursor2api#30, issue 12), SiliconFlow "
+        "'paid balance is insufficient' "
+        "(FoundationAgents/OpenManus#438), DashScope Arrearage (tencentmusic/supersonic#1572), "
+        "new-api 'token quota is not enough' (millylee/anyrouter-check-in#2), Moonshot "
+        "'exceeded current quota' (MoonshotAI/Kimi-K2#5)",
+        match=_re(
+            r"\bbalance\b[^\n.]{0,30}?\b(?:insufficient|too low|not enough|exhausted|"
+            r"depleted|negative|used up)|\binsufficient\b[^\n.]{0,20}?\bbalance\b|"
+            r"\bno resource package\b|\bplease (?:top up|recharge)\b|\btop up\b|"
+            r"\bquota is not enough\b|\bexceeded current quota\b|\barrearage\b|"
+            r"overdue[ -]payment|account is in good standing|account (?:is )?not active|"
+            r"余额|充值|欠费|资源包|"
+            r"(?:额度|配额|限额|套餐|点数|积分)[^\n]{0,10}?(?:不足|已用完|用完|用尽|耗尽|已达上限|已到期|过期)"
+        ),
+        needles=(
+            "balance",
+            "resource package",
+            "top up",
+            "recharge",
+            "quota is not enough",
+            "exceeded current quota",
+            "arrearage",
+            "overdue",
+            "good standing",
+            "not active",
+            "余额",
+            "充值",
+            "欠费",
+            "资源包",
+            "额度",
+            "配额",
+            "限额",
+            "套餐",
+            "点数",
+            "积分",
         ),
     ),
     Rule(
@@ -156,6 +275,7 @@ RULES: tuple[Rule, ...] = (
             r"too many (?:input |prompt )?tokens (?:in|for) (?:the |this |your )?"
             r"(?:request|prompt|input|messages?)\b"
         ),
+        needles=("context", "too long", "string_above", "too many"),
     ),
     Rule(
         "too-many-tokens",
@@ -164,6 +284,7 @@ RULES: tuple[Rule, ...] = (
         "event with the same words is throttling (aws-samples/amazon-bedrock-client-for-mac#99)",
         statuses=frozenset({400, 413, 422}),
         match=_re(r"\btoo many (?:input |prompt |total )?tokens\b(?!,? please wait)"),
+        needles=("too many",),
     ),
     Rule(
         "request-over-limit",
@@ -174,12 +295,14 @@ RULES: tuple[Rule, ...] = (
             r"\bLimit:? (?P<limit>\d{1,12}),(?: Used \d{1,12},)? Requested:? ~?(?P<req>\d{1,12})"
         ),
         when=Above("req", "limit"),
+        needles=("limit",),
     ),
     Rule(
         "request-too-large",
         Verdict.FATAL,
         "OpenAI 429 'Request too large for <model>' (continuedev/continue#10602)",
         match=_re(r"\brequest too large for\b"),
+        needles=("request too large",),
     ),
     Rule(
         "team-over-limit",
@@ -188,6 +311,7 @@ RULES: tuple[Rule, ...] = (
         "exceeds it (usage before it was at most the limit)",
         match=_re(r"\(actual/limit\): (?P<actual>\d{1,12})/(?P<limit>\d{1,12})"),
         when=Above("actual", "limit", 2.0),
+        needles=("actual/limit",),
     ),
     Rule(
         "model-not-found",
@@ -199,6 +323,7 @@ RULES: tuple[Rule, ...] = (
             r"\binvalid model\b|not a valid model|"
             r"\bmodel\b[^\n.]{0,80}?\b(?:does not exist|not found|is not supported)\b"
         ),
+        needles=("model",),
     ),
     Rule(
         "auth",
@@ -214,6 +339,7 @@ RULES: tuple[Rule, ...] = (
             r"access (?:is )?(?:forbidden|denied)|AccessDeniedException|"
             r"UnrecognizedClientException"
         ),
+        needles=("key", "auth", "permission", "access", "unrecognizedclient"),
     ),
     Rule(
         "content-policy",
@@ -224,6 +350,7 @@ RULES: tuple[Rule, ...] = (
             r"\bsafety system\b|responsible ?AI|PROHIBITED_CONTENT|"
             r"violat[a-z]{0,5} (?:our |the )?(?:usage |content )?polic"
         ),
+        needles=("content", "safety", "responsible", "polic"),
     ),
     Rule(
         "deserialization",
@@ -235,19 +362,35 @@ RULES: tuple[Rule, ...] = (
             r"\bjson parse error\b|\b(?:invalid|malformed) json\b|json_invalid|"
             r"Invalid JSON payload received"
         ),
+        needles=("json", "deseriali", "unmarshal"),
     ),
     Rule(
         "validation",
         Verdict.FATAL,
         "Gemini INVALID_ARGUMENT (googleapis/python-genai#1300), Xiaomi via OpenRouter "
         "'Param Incorrect' (farion1231/cc-switch#464), Anthropic 'Extra inputs are not "
-        "permitted' (ding113/claude-code-hub#662)",
+        "permitted' (ding113/claude-code-hub#662), vLLM 'max_tokens must be at least 1, got "
+        "-160' (vllm-project/vllm#5700), DeepSeek 'Invalid max_tokens value, the valid range' "
+        "inside a relay's 500 (pollinations/pollinations#1290)",
         match=_re(
             r"invalid[ _]?argument|\binvalid[ _]param(?:eter)?s?\b|"
             r"\bparam(?:eter)? incorrect\b|unsupported[ _]param(?:eter)?|"
             r"unrecognized request argument|extra inputs are not permitted|"
             r"\bvalidation[ _]?(?:error|failed|exception)\b|"
-            r"missing required (?:parameter|field|argument)"
+            r"missing required (?:parameter|field|argument)|"
+            r"\binvalid [\w.-]{1,40} value\b|\bthe valid range\b|"
+            r"\bmust be (?:at (?:least|most)|between|less than|greater than|one of)\b"
+        ),
+        needles=(
+            "invalid",
+            "param",
+            "unsupported",
+            "unrecognized",
+            "extra inputs",
+            "validation",
+            "missing required",
+            "valid range",
+            "must be",
         ),
     ),
     Rule(
@@ -258,6 +401,7 @@ RULES: tuple[Rule, ...] = (
         "named in the same body (FoundationAgents/OpenManus#746, continuedev/continue#6185)",
         match=_re(r"^(?:type|code): invalid_request_error$", _M),
         unless=_re(_TRANSIENT_HINTS),
+        needles=("invalid_request_error",),
     ),
     Rule(
         "bedrock-client-error",
@@ -269,16 +413,27 @@ RULES: tuple[Rule, ...] = (
         ),
     ),
     Rule(
+        "runner-cannot-start",
+        Verdict.FATAL,
+        "Ollama 500 'llama runner process has terminated' at load time: the model cannot run on "
+        "this machine or version (ollama/ollama#11710, #8770, #4794); a runner that stopped "
+        "mid-way ('model runner has unexpectedly stopped', ollama/ollama#14093) is not matched",
+        match=_re(r"llama runner process has terminated"),
+        needles=("llama runner process has terminated",),
+    ),
+    Rule(
         "insufficient-memory",
         Verdict.FATAL,
         "Ollama 500 'model requires more system memory' (continuedev/continue#9649)",
         match=_re(r"model requires more (?:system )?memory"),
+        needles=("memory",),
     ),
     Rule(
         "gateway-config",
         Verdict.FATAL,
         "Cloudflare AI Gateway 2008 'Invalid provider' (devoxx/DevoxxGenieIDEAPlugin#1254)",
         match=_re(r"\binvalid provider\b|no allowed providers"),
+        needles=("provider",),
     ),
     # ---- allow: signatures of a retryable condition -------------------------------------
     Rule(
@@ -306,6 +461,7 @@ RULES: tuple[Rule, ...] = (
         "Anthropic overloaded_error (anthropics/claude-code#35792), Gemini 'The model is "
         "overloaded' (google-gemini/gemini-cli#4360), Ollama Cloud (ollama/ollama#15934)",
         match=_re(r"overloaded_error|\boverloaded\b"),
+        needles=("overloaded",),
     ),
     Rule(
         "capacity",
@@ -316,6 +472,7 @@ RULES: tuple[Rule, ...] = (
             r"capacity exceeded|\bat capacity\b|out of capacity|high demand|"
             r"serviceUnavailableException|no_available_workers"
         ),
+        needles=("capacity", "high demand", "serviceunavailableexception", "no_available_workers"),
     ),
     Rule(
         "throttling",
@@ -323,10 +480,22 @@ RULES: tuple[Rule, ...] = (
         "Bedrock throttlingException stream events (aws-samples/aws-genai-llm-chatbot#220), "
         "Anthropic rate_limit_error, one-api '上游负载已饱和' (QuantumNous/new-api#991)",
         match=_re(
-            r"\bthrottl(?:ing|ed)|too many (?:requests|connections)|request rate is too high|"
+            r"\bthrottl(?:ing|ed)|too many (?:requests|connections)|"
+            r"request rate (?:is too high|increased too quickly)|"
             r"rate[ _-]?limit(?:ed|_error|_exceeded| exceeded| reached| is exceeded)|"
             r"RESOURCE_EXHAUSTED|负载已饱和"
         ),
+        needles=("throttl", "too many", "rate", "resource_exhausted", "负载已饱和"),
+    ),
+    Rule(
+        "failed-function-call",
+        Verdict.TRANSIENT,
+        "Groq 'Failed to call a function. Please adjust your prompt.' with or without its "
+        "tool_use_failed code (anomalyco/opencode#1018, pipecat-ai/pipecat#1168): a bad draw, "
+        "retried once",
+        match=_re(r"failed to call a function|tool_use_failed|json_validate_failed"),
+        needles=("failed to call a function", "tool_use_failed", "json_validate_failed"),
+        attempts=2,
     ),
     Rule(
         "nim-degraded",
@@ -334,6 +503,7 @@ RULES: tuple[Rule, ...] = (
         "NVIDIA NIM 400 'DEGRADED function cannot be invoked' (decolua/9router#2527, "
         "Alishahryar1/free-claude-code#1012)",
         match=re.compile(r"(?<![\w-])DEGRADED function cannot be invoked\b"),
+        needles=("degraded function",),
     ),
     Rule(
         "provider-invalid-request",
@@ -341,6 +511,7 @@ RULES: tuple[Rule, ...] = (
         "free-claude-code's mapped 'Invalid request sent to provider.' for an upstream 400 "
         "(Alishahryar1/free-claude-code#1012); deny rules still see the upstream detail",
         match=_re(r"invalid request sent to provider"),
+        needles=("invalid request sent to provider",),
     ),
     Rule(
         "openrouter-inner-5xx",
@@ -355,6 +526,7 @@ RULES: tuple[Rule, ...] = (
             r"\berror code: 5(?:0[0234]|2[0-4])\b|provider_unavailable",
             _I | _M,
         ),
+        needles=("50", "error code: 5", "bad gateway", "unavailable", "gateway time"),
     ),
     Rule(
         "openrouter-opaque",
@@ -367,6 +539,7 @@ RULES: tuple[Rule, ...] = (
             r"(?:^raw: (?:ERROR)?$|\"raw\"\s{0,3}:\s{0,3}\"(?:ERROR)?\")",
             _I | _M,
         ),
+        needles=("provider returned error",),
     ),
     Rule(
         "cloudflare-2005",
@@ -374,6 +547,7 @@ RULES: tuple[Rule, ...] = (
         "Cloudflare AI Gateway 400 code 2005 'Failed to get response from provider' "
         "(cloudflare/ai#436)",
         match=_re(r"^(?:code|internalcode): 2005$|Failed to get response from provider", _I | _M),
+        needles=("2005", "failed to get response from provider"),
     ),
     Rule(
         "model-temporarily-unavailable",
@@ -382,6 +556,7 @@ RULES: tuple[Rule, ...] = (
         "temporarily unavailable' (Wei-Shaw/sub2api#7242); a 5xx keeps its status default",
         statuses=frozenset({200, 400, 404}),
         match=_re(r"\btemporarily unavailable\b|暂时不可用"),
+        needles=("temporarily unavailable", "暂时不可用"),
     ),
     Rule(
         "internal-error",
@@ -395,6 +570,7 @@ RULES: tuple[Rule, ...] = (
             r"\binternal (?:server )?error\b|^status: INTERNAL$",
             _I | _M,
         ),
+        needles=("api_error", "server_error", "internal"),
     ),
     Rule(
         "bodyless-400",
@@ -456,6 +632,8 @@ def _rule_row(rule: Rule) -> str:
     if rule.header is not None:
         header = f"{_code(rule.header[0])} ~ {_code(rule.header[1].pattern)}"
     matches = _code(rule.match.pattern) if rule.match is not None else ""
+    if rule.attempts is not None:
+        matches += f" (at most {rule.attempts} attempts)"
     if rule.when is not None:
         matches += f" when {rule.when}"
     if rule.unless is not None:
@@ -468,12 +646,27 @@ def rules_markdown(rules: Sequence[Rule] = RULES) -> str:
     """The README's "how retries are decided" tables: the rules in check order, then defaults."""
     deny = [rule for rule in rules if rule.verdict is Verdict.FATAL]
     allow = [rule for rule in rules if rule.verdict is not Verdict.FATAL]
+    from ._shape import SPECIFIC
+    from ._structured import readers_markdown
+
     lines = [
-        "Rules are checked in this order, deny rules (`fatal`) first; the first match wins.",
+        "Structured fields are read first. A `firm` reading (a quota id's period, a sampling "
+        "failure) decides at once; a `fatal` one is checked right after the deny rules; a "
+        "retryable one after the allow rules, and only for a 400, a stream error event or a "
+        "status that is not retryable by itself.",
+        "",
+        *readers_markdown(),
+        "",
+        "Rules are checked in this order, deny rules (`fatal`) first; the first match wins. A "
+        "rule is tried only when the error text holds one of its `needles` (a cheap prefilter).",
         "",
         "| rule | statuses | header | matches | verdict | seen |",
         "|---|---|---|---|---|---|",
         *(_rule_row(rule) for rule in (*deny, *allow)),
+        "",
+        "A 400 that nothing above decides is judged by its shape: HTML, or a body naming a "
+        "transient cause, or one naming nothing, stays `unrecognised` (the capped retry); one "
+        f"that names a cause ({_code(SPECIFIC.pattern)}) is `fatal`.",
         "",
         "When no rule matches, the status decides:",
         "",

@@ -39,6 +39,8 @@ class Classification:
     reason: str
     wait: float | None = None
     """A wait in seconds the error body named ("try again in 7.5s"), if any."""
+    attempts: int | None = None
+    """At most this many tries in total for this verdict (a sampling failure: 2), if set."""
 
 
 @dataclass(frozen=True, slots=True)

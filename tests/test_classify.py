@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -14,7 +15,10 @@ from hypothesis import strategies as st
 
 from retry_transport._classify import classify, error_text
 from retry_transport._signatures import RULES, STATUS_DEFAULTS, Rule, rules_markdown
+from retry_transport._structured import READERS, Finding, Tier, named_wait, read
 from retry_transport._verdict import Classification, Outcome, Verdict
+
+from .machine_helpers import response, run_machine
 
 URL = "https://upstream.invalid/v1/chat/completions"
 NIM_DEGRADED = (
@@ -271,7 +275,9 @@ def test_gemini_per_day_quota_is_fatal() -> None:
             }
         }
     )
-    assert run(body, status=429) == Classification(Verdict.FATAL, "rule quota-exhausted", 38.0)
+    assert run(body, status=429) == Classification(
+        Verdict.FATAL, "field quota GenerateRequestsPerDay (google-quota)", 38.0
+    )
 
 
 def test_too_many_tokens_on_a_400_is_fatal() -> None:
@@ -343,9 +349,8 @@ def test_deny_rule_inside_string_encoded_metadata_raw_is_found() -> None:
     ],
 )
 def test_unmatched_body_gets_the_status_default(status: int, verdict: Verdict) -> None:
-    assert run('{"error":{"message":"something"}}', status) == Classification(
-        verdict, f"status {status}"
-    )
+    reason = "shape: generic" if status == 400 else f"status {status}"
+    assert run('{"error":{"message":"something"}}', status) == Classification(verdict, reason)
 
 
 def test_402_with_retry_after_is_congestion() -> None:
@@ -354,7 +359,7 @@ def test_402_with_retry_after_is_congestion() -> None:
 
 def test_empty_rule_table_leaves_only_status_defaults() -> None:
     outcome = Outcome("POST", URL, status=400, body=NIM_DEGRADED.encode())
-    assert classify(outcome, rules=()) == Classification(Verdict.UNRECOGNISED, "status 400")
+    assert classify(outcome, rules=()) == Classification(Verdict.UNRECOGNISED, "shape: generic")
 
 
 # ---- exceptions ----------------------------------------------------------------------------
@@ -607,3 +612,334 @@ def test_rules_markdown_escapes_pipes_in_patterns() -> None:
 
 def test_rules_markdown_is_deterministic() -> None:
     assert rules_markdown() == rules_markdown(RULES)
+
+
+# ---- structured readers, quota periods, shape, sampling failures (issue 12) ---------------
+# Each test names the real body it decides (tests/data/tracker-error-bodies.jsonl and its
+# source thread); where a status is varied, the comment says why.
+
+TRACKER = [
+    json.loads(line)
+    for line in (Path(__file__).parent / "data" / "tracker-error-bodies.jsonl")
+    .read_text(encoding="utf-8")
+    .splitlines()
+]
+
+
+def tracker(source: str, index: int = 0) -> str:
+    """The body of the ``index``-th tracker row from ``source`` (a thread URL's tail)."""
+    rows = [row for row in TRACKER if row["source"].endswith(source)]
+    return str(rows[index]["body"])
+
+
+def test_google_status_failed_precondition_in_python_repr_is_fatal() -> None:
+    got = run(tracker("Xeift/Telegram-Discord-Bot/issues/4"))
+    assert got == Classification(Verdict.FATAL, "field status=FAILED_PRECONDITION (google-status)")
+
+
+def test_google_status_inside_openrouter_metadata_raw_repr_is_fatal() -> None:
+    got = run(tracker("OpenRouterTeam/ai-sdk-provider/issues/187"))
+    assert got.reason == "field status=FAILED_PRECONDITION (google-status)"
+
+
+def test_grpc_status_code_rendering_is_read() -> None:
+    got = run(tracker("run-llama/llama_index/issues/9733"))
+    assert got.reason == "field StatusCode=FAILED_PRECONDITION (google-status)"
+
+
+def test_google_status_unavailable_rescues_a_stream_error_event() -> None:
+    # the Gemini 503 body of google-gemini/gemini-cli#4360 as a stream's error event
+    body = '{"error":{"code":503,"message":"busy","status":"UNAVAILABLE"}}'
+    got = run(body, 200)
+    assert got == Classification(Verdict.CONGESTION, "field status=UNAVAILABLE (google-status)")
+
+
+def test_quota_failure_per_day_id_is_fatal_despite_a_retry_delay() -> None:
+    got = run(tracker("googleapis/python-genai/issues/2044"), 429)
+    assert got.verdict is Verdict.FATAL
+    assert got.reason == "field quota GenerateRequestsPerDay (google-quota)"
+
+
+def test_quota_failure_per_minute_id_beats_the_billing_wording() -> None:
+    got = run(tracker("RooCodeInc/Roo-Code/issues/3883"), 429)
+    assert got.verdict is Verdict.CONGESTION
+    assert got.reason.endswith("(google-quota)")
+    assert got.wait == 26.0
+
+
+def test_snake_case_per_minute_quota_is_congestion() -> None:
+    got = run(tracker("GoogleCloudPlatform/Open_Data_QnA/issues/61"), 429)
+    assert got == Classification(Verdict.CONGESTION, "field quota s_per_minute (google-quota)")
+
+
+def test_error_info_reason_is_read_from_the_vertex_429() -> None:
+    body = tracker("google-gemini/gemini-cli/issues/14831")
+    assert read(body, {})[0] == Finding(
+        Verdict.CONGESTION, Tier.RETRYABLE, "google-error-info", "reason=rateLimitExceeded"
+    )
+    assert run(body, 200).verdict is Verdict.CONGESTION
+
+
+def test_aws_exception_name_field_is_read_from_the_js_sdk_rendering() -> None:
+    body = tracker("posit-dev/positron/issues/7844")
+    assert read(body, {})[0] == Finding(
+        Verdict.CONGESTION, Tier.RETRYABLE, "aws-error-type", "name=ThrottlingException"
+    )
+    assert run(body, 400).verdict is Verdict.CONGESTION
+
+
+def test_aws_validation_exception_in_botocore_text_is_fatal() -> None:
+    got = run(tracker("anthropics/claude-code/issues/1466"))
+    assert got.verdict is Verdict.FATAL
+
+
+def test_aws_model_not_ready_in_sdk_text_is_transient() -> None:
+    body = "An error occurred (ModelNotReadyException) when calling the InvokeModel operation"
+    assert run(body) == Classification(
+        Verdict.TRANSIENT, "field exception=ModelNotReadyException (aws-error-type)"
+    )
+
+
+def test_aws_header_with_a_coral_suffix_is_read() -> None:
+    headers = {"x-amzn-errortype": "ExpiredTokenException:http://internal.amazon.com/coral/"}
+    assert run("{}", 400, headers).reason == (
+        "field x-amzn-errortype=ExpiredTokenException (aws-error-type)"
+    )
+
+
+def test_provider_type_rate_limited_rescues_a_400() -> None:
+    # Mistral's rate_limited body (raycast/extensions#31107) relayed with a 400
+    got = run(tracker("raycast/extensions/issues/31107"), 400)
+    assert got.verdict is Verdict.CONGESTION
+
+
+def test_provider_type_model_not_available_is_fatal() -> None:
+    got = run(tracker("HeyPuter/puter/issues/3168"))
+    assert got.verdict is Verdict.FATAL
+
+
+def test_provider_type_keeps_a_503_status_default() -> None:
+    body = '{"type":"server_error","message":"x","statusCode":503}'
+    assert run(body, 503).verdict is Verdict.CONGESTION
+
+
+def test_problem_details_status_is_read_from_the_nim_429() -> None:
+    body = tracker("NousResearch/hermes-agent/issues/69802")
+    assert read(body, {}) == [
+        Finding(Verdict.CONGESTION, Tier.RETRYABLE, "problem-details", "status=429")
+    ]
+    # a problem body naming a 429 as a stream's error event, which no phrase rule knows
+    assert run('{"status":429,"title":"x","detail":"y"}', 200) == Classification(
+        Verdict.CONGESTION, "field status=429 (problem-details)"
+    )
+
+
+def test_dashscope_token_limit_anchor_beats_insufficient_quota() -> None:
+    got = run(tracker("hawkxtreme/mini-ai-1c/issues/23"), 429)
+    assert got == Classification(Verdict.CONGESTION, "field #token-limit (dashscope-error-code)")
+
+
+def test_dashscope_overdue_payment_anchor_is_fatal() -> None:
+    got = run(tracker("anomalyco/opencode/issues/22994"))
+    assert got == Classification(Verdict.FATAL, "field #overdue-payment (dashscope-error-code)")
+
+
+def test_sampling_failure_code_gets_two_attempts_and_no_block() -> None:
+    got = run(tracker("huggingface/smolagents/issues/1119"))
+    assert got == Classification(
+        Verdict.TRANSIENT, "field code=tool_use_failed (sampling-failure)", None, 2
+    )
+
+
+def test_sampling_failure_without_its_code_is_the_text_rule() -> None:
+    got = run(tracker("anomalyco/opencode/issues/1018", 1))
+    assert got == Classification(Verdict.TRANSIENT, "rule failed-function-call", None, 2)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "minorun365/agent-book/issues/29",
+        "cooderl/wewe-rss/issues/390",
+        "ZuodaoTech/everyone-can-use-english/issues/643",
+        "dirge-code/dirge/issues/818",
+    ],
+)
+def test_quota_period_in_any_wording_is_fatal(source: str) -> None:
+    assert run(tracker(source), 429) == Classification(Verdict.FATAL, "rule quota-period")
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "nminaya/grammar-nazi-bot/issues/958",
+        "AIDotNet/OpenDeepWiki/issues/269",
+        "langgenius/dify/issues/18378",
+    ],
+)
+def test_per_minute_and_per_second_limits_stay_congestion(source: str) -> None:
+    assert run(tracker(source), 429).verdict is Verdict.CONGESTION
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "7836246/cursor2api/issues/30",
+        "FoundationAgents/OpenManus/issues/438",
+        "millylee/anyrouter-check-in/issues/2",
+        "MoonshotAI/Kimi-K2/issues/5",
+    ],
+)
+def test_balance_exhausted_is_fatal_on_a_429(source: str) -> None:
+    assert run(tracker(source), 429).verdict is Verdict.FATAL
+
+
+def test_chinese_balance_wording_is_fatal() -> None:
+    # Zhipu's Chinese wording of code 1113, as issue 12 quotes it
+    body = '{"error":{"code":"1113","message":"余额不足或无可用资源包,请充值。"}}'
+    assert run(body, 429) == Classification(Verdict.FATAL, "rule balance-exhausted")
+
+
+def test_ollama_runner_that_cannot_start_is_fatal() -> None:
+    got = run(tracker("ollama/ollama/issues/11710"), 500)
+    assert got == Classification(Verdict.FATAL, "rule runner-cannot-start")
+
+
+def test_ollama_runner_that_stopped_stays_retryable() -> None:
+    assert run(tracker("ollama/ollama/issues/14093"), 500).verdict is Verdict.TRANSIENT
+
+
+def test_range_constraint_inside_a_relay_500_is_fatal() -> None:
+    got = run(tracker("pollinations/pollinations/issues/1290"), 500)
+    assert got == Classification(Verdict.FATAL, "rule validation")
+
+
+@pytest.mark.parametrize(
+    ("source", "cause"),
+    [
+        ("gethouston/houston/pull/1153", "is not available"),
+        ("proxysoul/Empryo/issues/46", "is not accessible"),
+        ("farion1231/cc-switch/issues/761", "reserved"),
+    ],
+)
+def test_unknown_400_naming_a_cause_is_fatal(source: str, cause: str) -> None:
+    assert run(tracker(source)) == Classification(
+        Verdict.FATAL, f"shape: names a cause ({cause!r})"
+    )
+
+
+def test_unknown_400_of_relay_boilerplate_keeps_the_capped_retry() -> None:
+    got = run(tracker("campfirein/byterover-cli/issues/43"))
+    assert got == Classification(Verdict.UNRECOGNISED, "shape: generic")
+
+
+def test_unknown_400_html_page_keeps_the_capped_retry() -> None:
+    body = "<html><head><title>400 Bad Request</title></head><body>nginx</body></html>"
+    assert run(body) == Classification(Verdict.UNRECOGNISED, "shape: an HTML page")
+
+
+def test_unknown_400_naming_a_transient_cause_is_never_fatal() -> None:
+    body = '{"error":{"message":"the value must be set; upstream busy, try again"}}'
+    assert run(body) == Classification(Verdict.UNRECOGNISED, "shape: names a transient cause")
+
+
+def test_rule_needles_never_hide_a_match_in_the_corpus() -> None:
+    corpus = [
+        str(json.loads(line)["body"])
+        for name in ("error-bodies.jsonl", "extra-error-bodies.jsonl", "tracker-error-bodies.jsonl")
+        for line in (Path(__file__).parent / "data" / name).read_text("utf-8").splitlines()
+    ]
+    for rule in RULES:
+        if not rule.needles:
+            continue
+        bare = dataclasses.replace(rule, needles=())
+        for body in corpus + DENY_PHRASES:
+            text = error_text(body.encode())
+            for status in (200, 400, 429, 500):
+                assert rule.applies(status, {}, text) == bare.applies(status, {}, text), rule.name
+
+
+def test_rule_needles_must_be_lower_case() -> None:
+    with pytest.raises(ValueError, match="needles"):
+        Rule("x", Verdict.FATAL, "docs", match=re.compile("x"), needles=("X",))
+
+
+def test_rule_attempts_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="attempts"):
+        Rule("x", Verdict.TRANSIENT, "docs", match=re.compile("x"), attempts=0)
+
+
+def test_rules_markdown_lists_the_structured_readers_and_the_shape_rule() -> None:
+    table = rules_markdown()
+    for reader in READERS:
+        assert f"| `{reader.name}` |" in table
+    assert "judged by its shape" in table
+    assert "(at most 2 attempts)" in table
+
+
+def test_sampling_failure_is_retried_once_and_never_blocks() -> None:
+    body = tracker("huggingface/smolagents/issues/1119")
+    run_ = run_machine([response(400, body)] * 5)
+    assert run_.sends == 2
+    assert run_.blocks == []
+    assert len(finished_history(run_.end)) == 2
+
+
+def finished_history(end: object) -> tuple[object, ...]:
+    history = getattr(end, "history", ())
+    assert isinstance(history, tuple)
+    return history
+
+
+def test_dashscope_throttling_code_is_congestion() -> None:
+    # DashScope's throttle code, named in can1357/oh-my-pi#8476
+    body = '{"code":"Throttling.AllocationQuota","message":"Allocated quota exceeded"}'
+    assert run(body, 429) == Classification(
+        Verdict.CONGESTION, "field code Throttling.AllocationQuota (dashscope-error-code)"
+    )
+
+
+def test_quota_ids_are_read_only_beside_a_quota_or_limit() -> None:
+    assert read('{"metric": "RequestsPerDay"}', {}) == []
+
+
+def test_many_quota_ids_are_bounded_and_any_daily_one_decides() -> None:
+    body = "quota " + "RequestsPerMinute " * 40 + "RequestsPerDay"
+    assert read(body, {})[0].verdict is Verdict.CONGESTION  # only the first 16 are read
+    assert read("quota RequestsPerDay " + "RequestsPerMinute " * 40, {})[0].verdict is (
+        Verdict.FATAL
+    )
+
+
+def test_field_pairs_are_bounded() -> None:
+    body = '"a": "b", ' * 600 + '"code": "insufficient_quota"'
+    assert all(finding.reader != "provider-error-type" for finding in read(body, {}))
+
+
+def test_a_status_without_a_title_or_detail_is_no_problem_document() -> None:
+    assert read('{"status": 503, "message": "x"}', {}) == []
+
+
+@pytest.mark.parametrize(
+    ("source", "wait"),
+    [
+        ("lbjlaq/Antigravity-Manager/issues/1198", 84152.0),
+        ("huggingface/api-inference-community/issues/137", 1809.1820068359375),
+        ("huggingface/unity-api/issues/18", 20.0),
+    ],
+)
+def test_named_waits_in_relay_and_model_loading_bodies(source: str, wait: float) -> None:
+    assert run(tracker(source), 503).wait == wait
+
+
+@pytest.mark.parametrize(
+    ("text", "wait"),
+    [("Please wait 250ms", 0.25), ("please wait 2 minutes", 120.0), ("Please wait 1h", 3600.0)],
+)
+def test_named_wait_units(text: str, wait: float) -> None:
+    assert named_wait(text) == wait
+
+
+def test_daily_free_allocation_is_a_quota_period() -> None:
+    got = run(tracker("diegosouzapw/OmniRoute/pull/6983"), 429)
+    assert got == Classification(Verdict.FATAL, "rule quota-period")

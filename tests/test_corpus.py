@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from retry_transport import RetryPolicy
 from retry_transport._classify import classify
-from retry_transport._verdict import Outcome, Verdict
+from retry_transport._verdict import Classification, Outcome, Verdict
 
 DATA = Path(__file__).parent / "data"
-FILES = ("error-bodies.jsonl", "extra-error-bodies.jsonl")
+FILES = ("error-bodies.jsonl", "extra-error-bodies.jsonl", "tracker-error-bodies.jsonl")
 LABELS = {
     "transient": Verdict.TRANSIENT,
     "congestion": Verdict.CONGESTION,
@@ -58,6 +59,11 @@ RELABELLED: dict[tuple[str, int], tuple[Verdict, str]] = {
         "(extra-error-bodies.jsonl: vyancharuk/nodejs-api-boilerplate#16); with fallbacks "
         "off, Groq's capacity does not return within a retry window",
     ),
+    ("tracker-error-bodies.jsonl", 91): (
+        Verdict.CONGESTION,
+        "a Hugging Face model still loading answers 503: the status default blocks the "
+        "model's own scope for the named estimated_time, which is what a loading model needs",
+    ),
 }
 
 
@@ -71,6 +77,7 @@ class Row:
     body: str
     label: str
     source: str
+    batch: str
 
     @property
     def key(self) -> tuple[str, int]:
@@ -105,6 +112,7 @@ def _rows() -> list[Row]:
                     raw["body"],
                     raw["class"],
                     raw["source"],
+                    raw.get("batch", "before-rules"),
                 )
             )
     return rows
@@ -120,8 +128,78 @@ def test_corpus_row_gets_its_labelled_verdict(row: Row) -> None:
         assert got.verdict is RELABELLED[row.key][0], got.reason
     elif row.label == "unknown":
         assert got.verdict is not Verdict.FATAL, got.reason
+    elif row.label == "fatal":
+        assert attempts_made(got, succeeds=False) == 1, got.reason
     else:
         assert got.verdict is LABELS[row.label], got.reason
+
+
+def attempts_made(got: Classification, *, succeeds: bool) -> int:
+    """Tries the default policy makes at this outcome when every retry gets it again (or, with
+    ``succeeds``, when the first retry succeeds)."""
+    policy = RetryPolicy()
+    if not got.verdict.retryable:
+        return 1
+    if got.wait is not None and got.wait > policy.max_retry_after:
+        return 1  # returned at once: a wait that long is a quota
+    if succeeds:
+        return 2
+    tries = policy.max_attempts
+    if got.verdict is Verdict.UNRECOGNISED:
+        tries = min(tries, policy.unclassified_400_attempts)
+    if got.attempts is not None:
+        tries = min(tries, got.attempts)
+    return tries
+
+
+@dataclass(frozen=True)
+class Score:
+    rows: int
+    ideal: int
+    hard: list[str]
+    disputed_hard: list[str]
+
+    @property
+    def ratio(self) -> float:
+        return self.ideal / self.rows if self.rows else 1.0
+
+
+def score(rows: list[Row]) -> Score:
+    """The acceptance scoring: ideal is a retryable row recovered with one retry and a fatal
+    row answered in one attempt; a hard failure is a retryable row never retried or a fatal
+    row retried more than twice. Rows labelled unknown are not scored."""
+    ideal = 0
+    hard: list[str] = []
+    disputed: list[str] = []
+    scored = [row for row in rows if row.label != "unknown"]
+    for row in scored:
+        got = classify(row.outcome())
+        failures = disputed if row.key in RELABELLED else hard
+        if row.label == "fatal":
+            tries = attempts_made(got, succeeds=False)
+            ideal += tries == 1
+            if tries > 3:
+                failures.append(f"{row.file}:{row.index} retried {tries - 1}x ({got.reason})")
+        else:
+            tries = attempts_made(got, succeeds=True)
+            ideal += tries == 2
+            if tries == 1:
+                failures.append(f"{row.file}:{row.index} never retried ({got.reason})")
+    return Score(len(scored), ideal, hard, disputed)
+
+
+@pytest.mark.parametrize("batch", ["before-rules", "after-rules", "held-out", None])
+def test_corpus_ideal_score_is_at_least_97_percent_without_a_hard_failure(
+    batch: str | None,
+) -> None:
+    rows = [row for row in ROWS if batch is None or row.batch == batch]
+    result = score(rows)
+    print(f"{batch or 'all'}: {result.ideal}/{result.rows} ideal ({result.ratio:.1%})")
+    # The only hard failures allowed are rows whose label is disputed in RELABELLED, scored
+    # here by their file label all the same. The held-out batch (15 bodies collected after
+    # every other change) scored 11/14 before the two fixes it showed; see the README.
+    assert result.hard == []
+    assert result.ratio >= 0.97
 
 
 def test_every_relabelled_row_exists_and_disagrees_with_its_label() -> None:
@@ -146,3 +224,5 @@ def test_corpus_files_hold_every_field() -> None:
             raw = json.loads(line)
             assert set(raw) >= {"provider", "status", "headers", "body", "class", "source"}
             assert raw["class"] in {*LABELS, "unknown"}
+            assert raw.get("batch", "before-rules") in {"before-rules", "after-rules", "held-out"}
+            assert raw.get("note", "x"), "every row says why it has its label"

@@ -16,7 +16,8 @@ import openai
 import pytest
 
 from retry_transport import RetryPolicy
-from retry_transport._upstream import (
+from retry_transport.testing import no_waiting
+from retry_transport.testing.upstream import (
     Reply,
     Upstream,
     anthropic_message,
@@ -24,7 +25,6 @@ from retry_transport._upstream import (
     openai_chat,
     openai_error,
 )
-from retry_transport.testing import no_waiting
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "proxy_with_shared_limiters.py"
 
@@ -89,7 +89,7 @@ async def test_requests_are_forwarded_to_their_provider_as_sent(
     assert response.headers["x-upstream"] == "openai"
     assert response.headers["x-upstream-attempts"] == "1"
     (received,) = openai_up.received()
-    assert (received.method, received.path, received.body) == (
+    assert (received.method, received.path, received.content) == (
         "POST",
         "/v1/models?limit=2",
         b'{"n": 1}',

@@ -21,8 +21,8 @@ from retry_transport import (
     SyncRetryTransport,
     Verdict,
 )
-from retry_transport._upstream import Reply, Upstream, openai_chat, openai_error
 from retry_transport.testing import ScriptedTransport, Step
+from retry_transport.testing.upstream import Reply, Upstream, openai_chat, openai_error
 
 from .transport_helpers import Sleeps
 

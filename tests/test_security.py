@@ -36,7 +36,7 @@ from retry_transport import (
     SharedLimiter,
     SyncRetryTransport,
 )
-from retry_transport._upstream import Reply, Upstream
+from retry_transport.testing.upstream import Reply, Upstream
 
 from .transport_helpers import FLAVOURS, Sleeps, lib
 
@@ -74,7 +74,7 @@ def leaky(status: int, message: str) -> Reply:
 
 LEAKY_STREAM_ERROR = Reply(
     200,
-    (("content-type", "text/event-stream"), *LEAKY_HEADERS),
+    headers=(("content-type", "text/event-stream"), *LEAKY_HEADERS),
     chunks=[
         b"event: error\n"
         b'data: {"type":"error","error":{"type":"overloaded_error","message":"'
@@ -291,7 +291,7 @@ def test_the_secrets_really_were_sent(upstream: Upstream) -> None:
     assert {name: dict(plain.headers)[name] for name in SECRETS} == SECRETS
     assert dict(with_userinfo.headers)["authorization"] == f"Basic {BASIC}"
     assert QUERY_KEY in plain.path
-    assert plain.body == BODY_SECRET.encode()
+    assert plain.content == BODY_SECRET.encode()
 
 
 def test_the_check_catches_a_transport_that_logs_the_request(
@@ -402,7 +402,7 @@ def test_a_hostile_upstream_cannot_make_us_wait_or_retry_without_bound(
 
 @pytest.mark.anyio
 async def test_an_upstream_that_always_says_retry_now_gets_max_attempts() -> None:
-    pushy = Reply(503, (("x-should-retry", "true"), ("retry-after", "0")))
+    pushy = Reply(503, headers=(("x-should-retry", "true"), ("retry-after", "0")))
     with Upstream() as up:
         up.script("/v1/x", pushy)
         sleeps = Sleeps()

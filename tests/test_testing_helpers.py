@@ -209,6 +209,7 @@ def test_sync_client_gets_each_step_in_turn_and_every_request_is_recorded(flavou
     received = script.requests[0]
     assert isinstance(received, Received)
     assert (received.method, received.url) == ("POST", "http://up.test/a?q=1")
+    assert (received.path, received.connection) == ("/a?q=1", 0)
     assert received.header("X-KEY") == "k"
     assert received.json() == {"n": 1}
     assert [r.method for r in script.requests] == ["POST", "GET", "PUT"]

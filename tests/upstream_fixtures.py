@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from retry_transport._upstream import Upstream
+from retry_transport.testing.upstream import Upstream
 
 __all__ = ["upstream"]
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from retry_transport import RetryTransport, Verdict
-from retry_transport._upstream import Reply, Upstream
+from retry_transport.testing.upstream import Reply, Upstream
 
 from ..transport_helpers import Sleeps
 
@@ -30,14 +30,14 @@ def compressed(status: int, obj: object, encoding: str = "gzip") -> Reply:
     raw = json.dumps(obj).encode()
     body = gzip.compress(raw) if encoding == "gzip" else zlib.compress(raw)
     headers = (("content-type", "application/json"), ("content-encoding", encoding))
-    return Reply(status, headers, body)
+    return Reply(status, body, headers)
 
 
 def sse_gzip(*events: str) -> Reply:
     data = gzip.compress("".join(f"{event}\n\n" for event in events).encode())
     chunks = [data[i : i + 16] for i in range(0, len(data), 16)]
     headers = (("content-type", "text/event-stream"), ("content-encoding", "gzip"))
-    return Reply(200, headers, chunks=chunks)
+    return Reply(200, headers=headers, chunks=chunks)
 
 
 def client(sleeps: Sleeps) -> httpx.AsyncClient:
@@ -79,7 +79,7 @@ async def test_compressed_stream_error_before_content_is_retried(upstream: Upstr
 
 async def test_stream_in_an_unknown_encoding_is_handed_on_untouched(upstream: Upstream) -> None:
     headers = (("content-type", "text/event-stream"), ("content-encoding", "x-unknown"))
-    upstream.script("/v1/messages", Reply(200, headers, chunks=[b"\x00\x01binary"]))
+    upstream.script("/v1/messages", Reply(200, headers=headers, chunks=[b"\x00\x01binary"]))
     async with (
         client(Sleeps()) as http,
         http.stream("POST", upstream.url + "/v1/messages", json={}) as response,

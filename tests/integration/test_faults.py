@@ -34,7 +34,7 @@ from retry_transport import (
     SyncRetryTransport,
     Verdict,
 )
-from retry_transport._upstream import Fault, Reply, Upstream
+from retry_transport.testing.upstream import Fault, Reply, Upstream
 
 from ..transport_helpers import FLAVOURS, FakeClock, Sleeps, exc, lib
 
@@ -196,7 +196,7 @@ async def test_connection_lost_before_the_response_is_retried(
     async with async_client(transport, upstream) as client:
         response = await client.post("/f", content=b"payload")
     assert response.content == b"ok"
-    assert [r.body for r in upstream.received("/f")] == [b"payload", b"payload"]
+    assert [r.content for r in upstream.received("/f")] == [b"payload", b"payload"]
     first = response.extensions["retry_history"][0]
     assert first.verdict is Verdict.TRANSIENT
     assert first.exception in {"RemoteProtocolError", "ReadError"}
@@ -213,7 +213,7 @@ def test_connection_lost_before_the_response_is_retried_sync(
     with sync_client(transport, upstream) as client:
         response = client.post("/f", content=b"payload")
     assert response.content == b"ok"
-    assert [r.body for r in upstream.received("/f")] == [b"payload", b"payload"]
+    assert [r.content for r in upstream.received("/f")] == [b"payload", b"payload"]
     assert response.extensions["retry_history"][0].verdict is Verdict.TRANSIENT
     assert sleeps.waits == [0.25]
     assert in_flight(transport.transport) == 0
@@ -281,7 +281,9 @@ async def test_connection_lost_mid_success_body_reaches_the_caller_unretried(
 async def test_stream_lost_before_content_is_not_resent_for_a_post_without_a_key(
     flavour: str, upstream: Upstream
 ) -> None:
-    upstream.script("/s", Reply(200, SSE, chunks=[PREAMBLE, PREAMBLE], fault="drop_mid_body"))
+    upstream.script(
+        "/s", Reply(200, headers=SSE, chunks=[PREAMBLE, PREAMBLE], fault="drop_mid_body")
+    )
     transport, sleeps = make_async(flavour)
     async with async_client(transport, upstream) as client:
         with pytest.raises(exc(flavour, "RemoteProtocolError")):
@@ -296,8 +298,8 @@ async def test_stream_lost_before_content_is_resent_with_an_idempotency_key(
 ) -> None:
     upstream.script(
         "/s",
-        Reply(200, SSE, chunks=[PREAMBLE, PREAMBLE], fault="drop_mid_body"),
-        Reply(200, SSE, chunks=[PREAMBLE, DELTA]),
+        Reply(200, headers=SSE, chunks=[PREAMBLE, PREAMBLE], fault="drop_mid_body"),
+        Reply(200, headers=SSE, chunks=[PREAMBLE, DELTA]),
     )
     transport, _ = make_async(flavour)
     async with async_client(transport, upstream) as client:
@@ -349,7 +351,7 @@ def test_a_hanging_upstream_is_cut_off_at_the_deadline_sync(
 async def test_a_retry_that_hangs_gets_only_the_deadlines_remainder(
     flavour: str, upstream: Upstream
 ) -> None:
-    upstream.script("/h", Reply(503, (("retry-after", "0"),)), Reply(fault="hang"))
+    upstream.script("/h", Reply(503, headers=(("retry-after", "0"),)), Reply(fault="hang"))
     sleeps = Sleeps()
     transport = RetryTransport(
         lib(flavour).AsyncHTTPTransport(), policy=RetryPolicy(deadline=0.15), sleep=sleeps
@@ -458,7 +460,9 @@ async def test_a_trickling_stream_preamble_is_handed_on_at_the_deadline(
 ) -> None:
     # Keep-alive comments 20 ms apart for two seconds, never content: only the deadline ends
     # the hold (no retry could follow it anyway).
-    upstream.script("/sse", Reply(200, SSE, chunks=[b": keep-alive\n\n"] * 100, chunk_delay=0.02))
+    upstream.script(
+        "/sse", Reply(200, headers=SSE, chunks=[b": keep-alive\n\n"] * 100, chunk_delay=0.02)
+    )
     transport = RetryTransport(lib(flavour).AsyncHTTPTransport(), policy=RetryPolicy(deadline=0.15))
     async with async_client(transport, upstream) as client:
         with anyio.fail_after(1.0):
@@ -472,7 +476,9 @@ async def test_a_trickling_stream_preamble_is_handed_on_at_the_deadline(
 def test_a_trickling_stream_preamble_is_handed_on_at_the_deadline_sync(
     flavour: str, upstream: Upstream
 ) -> None:
-    upstream.script("/sse", Reply(200, SSE, chunks=[b": keep-alive\n\n"] * 100, chunk_delay=0.02))
+    upstream.script(
+        "/sse", Reply(200, headers=SSE, chunks=[b": keep-alive\n\n"] * 100, chunk_delay=0.02)
+    )
     transport = SyncRetryTransport(lib(flavour).HTTPTransport(), policy=RetryPolicy(deadline=0.15))
     start = time.monotonic()
     with sync_client(transport, upstream) as client, client.stream("POST", "/sse") as response:
@@ -528,7 +534,7 @@ async def test_server_named_waits_are_honoured_ignored_or_refused_never_overlong
     waits: list[float],
     upstream: Upstream,
 ) -> None:
-    upstream.script("/w", Reply(503, headers, body), Reply(body=b"ok"))
+    upstream.script("/w", Reply(503, body, headers), Reply(body=b"ok"))
     policy = RetryPolicy(max_attempts=2)
     transport, sleeps = make_async(flavour, policy)
     async with async_client(transport, upstream) as client:
@@ -552,7 +558,7 @@ async def test_server_named_waits_are_honoured_ignored_or_refused_never_overlong
 def test_server_named_waits_are_honoured_ignored_or_refused_never_overlong_sync(
     headers: tuple[tuple[str, str], ...], body: bytes, waits: list[float], upstream: Upstream
 ) -> None:
-    upstream.script("/w", Reply(503, headers, body), Reply(body=b"ok"))
+    upstream.script("/w", Reply(503, body, headers), Reply(body=b"ok"))
     transport, sleeps = make_sync("httpx", RetryPolicy(max_attempts=2))
     with sync_client(transport, upstream) as client:
         response = client.get("/w")
@@ -564,7 +570,7 @@ def test_server_named_waits_are_honoured_ignored_or_refused_never_overlong_sync(
 async def test_a_server_wait_past_the_deadline_returns_at_once(
     flavour: str, upstream: Upstream
 ) -> None:
-    upstream.script("/w", Reply(429, (("retry-after", "30"),)), Reply())
+    upstream.script("/w", Reply(429, headers=(("retry-after", "30"),)), Reply())
     transport, sleeps = make_async(flavour, RetryPolicy(deadline=10.0))
     async with async_client(transport, upstream) as client:
         response = await client.get("/w")
@@ -578,7 +584,7 @@ async def test_a_server_wait_ending_at_the_deadline_returns_at_once(
 ) -> None:
     # Waiting would leave no time to send in: a zero timeout makes httpx fail after writing
     # the request (the upstream may act on it) and the 503 would be lost for a bogus error.
-    upstream.script("/w", Reply(503, (("retry-after", "10"),), b"busy"), Reply())
+    upstream.script("/w", Reply(503, b"busy", (("retry-after", "10"),)), Reply())
     transport, sleeps = make_async(flavour, RetryPolicy(deadline=10.0))
     async with async_client(transport, upstream) as client:
         response = await client.get("/w")
@@ -716,7 +722,7 @@ async def test_a_1_mib_header_fails_in_the_http_library_and_is_retried_as_a_drop
 ) -> None:
     # h11 refuses a response head over 100 KiB (httpcore's limit): the wrapped transport raises
     # RemoteProtocolError, which is a dropped connection to us; retried, then re-raised as is.
-    upstream.script("/hdr", Reply(503, (("x-big", "v" * MIB),), b"busy"))
+    upstream.script("/hdr", Reply(503, b"busy", (("x-big", "v" * MIB),)))
     transport, sleeps = make_async(flavour, RetryPolicy(max_attempts=3))
     async with async_client(transport, upstream) as client:
         with anyio.fail_after(10), pytest.raises(exc(flavour, "RemoteProtocolError")):
@@ -727,7 +733,7 @@ async def test_a_1_mib_header_fails_in_the_http_library_and_is_retried_as_a_drop
 
 
 async def test_a_1_mib_header_once_is_recovered_from(flavour: str, upstream: Upstream) -> None:
-    upstream.script("/hdr", Reply(200, (("x-big", "v" * MIB),), b"huge"), Reply(body=b"ok"))
+    upstream.script("/hdr", Reply(200, b"huge", (("x-big", "v" * MIB),)), Reply(body=b"ok"))
     transport, _ = make_async(flavour)
     async with async_client(transport, upstream) as client:
         response = await client.post("/hdr", content=b"x")
@@ -738,7 +744,7 @@ async def test_a_1_mib_header_once_is_recovered_from(flavour: str, upstream: Ups
 def test_a_1_mib_header_fails_in_the_http_library_and_is_retried_sync(
     flavour: str, upstream: Upstream
 ) -> None:
-    upstream.script("/hdr", Reply(503, (("x-big", "v" * MIB),), b"busy"))
+    upstream.script("/hdr", Reply(503, b"busy", (("x-big", "v" * MIB),)))
     transport, _ = make_sync(flavour, RetryPolicy(max_attempts=3))
     with (
         sync_client(transport, upstream) as client,
@@ -754,7 +760,9 @@ def test_a_1_mib_header_fails_in_the_http_library_and_is_retried_sync(
 async def test_10_mib_stream_without_a_newline_is_handed_on_in_bounded_memory(
     flavour: str, upstream: Upstream
 ) -> None:
-    upstream.script("/sse", Reply(200, SSE, chunks=lambda: (b"a" * 65536 for _ in range(160))))
+    upstream.script(
+        "/sse", Reply(200, headers=SSE, chunks=lambda: (b"a" * 65536 for _ in range(160)))
+    )
     transport, _ = make_async(flavour)
     async with async_client(transport, upstream) as client:
         tracemalloc.start()
@@ -775,7 +783,9 @@ async def test_10_mib_stream_without_a_newline_is_handed_on_in_bounded_memory(
 def test_10_mib_stream_without_a_newline_is_handed_on_in_bounded_memory_sync(
     flavour: str, upstream: Upstream
 ) -> None:
-    upstream.script("/sse", Reply(200, SSE, chunks=lambda: (b"a" * 65536 for _ in range(160))))
+    upstream.script(
+        "/sse", Reply(200, headers=SSE, chunks=lambda: (b"a" * 65536 for _ in range(160)))
+    )
     transport, _ = make_sync(flavour)
     with sync_client(transport, upstream) as client:
         tracemalloc.start()
@@ -803,7 +813,9 @@ GARBAGE_STREAMS = {
 async def test_garbage_streams_are_handed_on_byte_for_byte_and_never_retried(
     flavour: str, chunks: list[bytes], upstream: Upstream
 ) -> None:
-    upstream.script("/sse", Reply(200, SSE, chunks=chunks), Reply(200, SSE, chunks=[DELTA]))
+    upstream.script(
+        "/sse", Reply(200, headers=SSE, chunks=chunks), Reply(200, headers=SSE, chunks=[DELTA])
+    )
     transport, _ = make_async(flavour)
     async with async_client(transport, upstream) as client:
         response = await client.post("/sse", content=b"{}")
@@ -815,7 +827,9 @@ async def test_garbage_streams_are_handed_on_byte_for_byte_and_never_retried(
 def test_garbage_streams_are_handed_on_byte_for_byte_and_never_retried_sync(
     flavour: str, chunks: list[bytes], upstream: Upstream
 ) -> None:
-    upstream.script("/sse", Reply(200, SSE, chunks=chunks), Reply(200, SSE, chunks=[DELTA]))
+    upstream.script(
+        "/sse", Reply(200, headers=SSE, chunks=chunks), Reply(200, headers=SSE, chunks=[DELTA])
+    )
     transport, _ = make_sync(flavour)
     with sync_client(transport, upstream) as client:
         response = client.post("/sse", content=b"{}")
@@ -832,7 +846,9 @@ async def test_events_split_into_one_byte_chunks_are_read_as_whole_events(
 ) -> None:
     error = one_byte_chunks(PREAMBLE + OVERLOADED)
     content = one_byte_chunks(PREAMBLE + DELTA + b"event: message_stop\ndata: {}\n\n")
-    upstream.script("/sse", Reply(200, SSE, chunks=error), Reply(200, SSE, chunks=content))
+    upstream.script(
+        "/sse", Reply(200, headers=SSE, chunks=error), Reply(200, headers=SSE, chunks=content)
+    )
     transport, _ = make_async(flavour)
     async with async_client(transport, upstream) as client:
         response = await client.post("/sse", content=b"{}")
@@ -846,7 +862,9 @@ def test_events_split_into_one_byte_chunks_are_read_as_whole_events_sync(
 ) -> None:
     error = one_byte_chunks(PREAMBLE + OVERLOADED)
     content = one_byte_chunks(PREAMBLE + DELTA)
-    upstream.script("/sse", Reply(200, SSE, chunks=error), Reply(200, SSE, chunks=content))
+    upstream.script(
+        "/sse", Reply(200, headers=SSE, chunks=error), Reply(200, headers=SSE, chunks=content)
+    )
     transport, _ = make_sync(flavour)
     with sync_client(transport, upstream) as client:
         response = client.post("/sse", content=b"{}")
@@ -965,7 +983,7 @@ async def test_cancel_during_the_peek(flavour: str, kind: str, upstream: Upstrea
     if kind == "error body":
         stalled = Reply(503, chunks=[b'{"error": ', b'"busy"}'], chunk_delay=30.0)
     else:
-        stalled = Reply(200, SSE, chunks=[PREAMBLE, DELTA], chunk_delay=30.0)
+        stalled = Reply(200, headers=SSE, chunks=[PREAMBLE, DELTA], chunk_delay=30.0)
     upstream.script("/c", stalled, Reply(body=b"resent"))
     upstream.script("/later", Reply())
     arrived = anyio.Event()
@@ -1103,7 +1121,7 @@ async def test_an_async_generator_body_is_sent_at_most_once(
     assert response.status_code == 503
     assert response.headers["x-should-retry"] == "false"
     assert response.extensions["retry_history"][0].delay is None
-    assert [r.body for r in upstream.received("/b")] == [b"part one, part two"]
+    assert [r.content for r in upstream.received("/b")] == [b"part one, part two"]
     assert sent == [1]
     assert sleeps.waits == []
 
@@ -1156,7 +1174,7 @@ async def test_an_async_generator_body_is_sent_after_a_connect_error(
         response = await client.post("/b", content=body())
     assert response.status_code == 200
     assert inner.refused == 1
-    assert [r.body for r in upstream.received("/b")] == [b"intact"]
+    assert [r.content for r in upstream.received("/b")] == [b"intact"]
 
 
 class Unseekable(io.RawIOBase):
@@ -1188,7 +1206,7 @@ def test_sync_generator_and_read_once_file_bodies_are_sent_at_most_once(
         assert client.post("/b", content=Unseekable(b"read once")).status_code == 400
         files = {"upload": ("a.txt", Unseekable(b"multipart once"), "text/plain")}
         assert client.post("/b", files=files).status_code == 400
-    bodies = [r.body for r in upstream.received("/b")]
+    bodies = [r.content for r in upstream.received("/b")]
     assert bodies[:2] == [b"generated", b"read once"]
     assert b"multipart once" in bodies[2]
     assert len(bodies) == 3
@@ -1208,7 +1226,7 @@ def test_a_seekable_file_body_is_replayed_identically(
         with sync_client(transport, upstream) as client:
             response = client.post("/b", content=file)
     assert response.content == b"ok"
-    assert [r.body for r in upstream.received("/b")] == [data] * 3
+    assert [r.content for r in upstream.received("/b")] == [data] * 3
     assert len(sleeps.waits) == 2
 
 
@@ -1224,7 +1242,7 @@ async def test_a_seekable_multipart_file_is_replayed_identically(
         async with async_client(transport, upstream) as client:
             response = await client.post("/b", files={"upload": ("a.bin", file)})
     assert response.content == b"ok"
-    first, second = (r.body for r in upstream.received("/b"))
+    first, second = (r.content for r in upstream.received("/b"))
     assert first == second
     assert data in first
 

@@ -17,7 +17,8 @@ import openai
 import pytest
 
 from retry_transport import RetryPolicy, RetryTransport, SyncRetryTransport
-from retry_transport._upstream import (
+from retry_transport.testing import no_waiting
+from retry_transport.testing.upstream import (
     Reply,
     Upstream,
     anthropic_message,
@@ -25,7 +26,6 @@ from retry_transport._upstream import (
     openai_chat,
     openai_error,
 )
-from retry_transport.testing import no_waiting
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("instant")]
 

@@ -28,7 +28,7 @@ import openai
 import pytest
 
 from retry_transport.__main__ import main
-from retry_transport._upstream import (
+from retry_transport.testing.upstream import (
     Reply,
     Upstream,
     anthropic_error,
@@ -358,7 +358,7 @@ async def test_a_stream_is_passed_on_as_it_comes(upstream: Upstream) -> None:
     # message_start, content_block_start, ping, the first delta | the rest.
     gate = Gate(list(events[:4]), list(events[4:]), timeout=5.0)
     upstream.script(
-        "/v1/messages", Reply(200, (("content-type", "text/event-stream"),), chunks=gate)
+        "/v1/messages", Reply(200, headers=(("content-type", "text/event-stream"),), chunks=gate)
     )
     body = {"model": "m", "max_tokens": 8, "messages": MESSAGES, "stream": True}
     texts: list[str] = []
@@ -379,7 +379,9 @@ async def test_a_client_disconnect_cancels_the_upstream_request_at_once(
     upstream: Upstream,
 ) -> None:
     trickle = Trickle(b"x" * 1024, count=3000, interval=0.01)  # 30 s if nobody stops it
-    upstream.script("/download", Reply(200, (("content-type", "text/plain"),), chunks=trickle))
+    upstream.script(
+        "/download", Reply(200, headers=(("content-type", "text/plain"),), chunks=trickle)
+    )
     with Sidecar("--upstream", upstream.url) as sidecar:
         # A raw client: it reads the head and some body, then hangs up.
         async with await anyio.connect_tcp("127.0.0.1", sidecar.port) as client:
@@ -399,7 +401,9 @@ async def test_a_client_disconnect_during_a_retry_wait_sends_nothing_more(
     upstream: Upstream, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, "retry_transport")
-    upstream.script("/v1/messages", Reply(503, (("retry-after", "30"),)), anthropic_message())
+    upstream.script(
+        "/v1/messages", Reply(503, headers=(("retry-after", "30"),)), anthropic_message()
+    )
     with Sidecar("--upstream", upstream.url) as sidecar:
         async with httpx.AsyncClient() as client:
             with anyio.move_on_after(10.0):
@@ -452,7 +456,7 @@ def test_a_body_within_the_replay_limit_is_replayed(upstream: Upstream) -> None:
     ):
         response = client.post(f"{sidecar.url}/upload", content=_chunks(data, 1000))
     assert response.status_code == 201
-    assert [record.body for record in upstream.received("/upload")] == [data, data]
+    assert [record.content for record in upstream.received("/upload")] == [data, data]
 
 
 @pytest.mark.parametrize("announced", [False, True], ids=["chunked", "content-length"])
@@ -471,7 +475,7 @@ def test_a_body_over_the_replay_limit_is_streamed_and_sent_once(
         )
     assert response.status_code == 503  # handed back: the body could not be sent again
     assert response.headers["x-should-retry"] == "false"
-    assert [record.body for record in upstream.received("/upload")] == [data]
+    assert [record.content for record in upstream.received("/upload")] == [data]
 
 
 def test_hop_by_hop_headers_are_dropped_and_the_rest_passes_untouched(
@@ -481,13 +485,13 @@ def test_hop_by_hop_headers_are_dropped_and_the_rest_passes_untouched(
         "/v1/models/a%2Fb",
         Reply(
             200,
+            b"{}",
             (
                 ("connection", "x-upstream-hop"),
                 ("x-upstream-hop", "1"),
                 ("keep-alive", "timeout=5"),
                 ("x-upstream-kept", "yes"),
             ),
-            b"{}",
         ),
     )
     with Sidecar("--upstream", upstream.url) as sidecar, httpx.Client() as client:
@@ -682,7 +686,7 @@ def test_a_256_mib_stream_passes_with_flat_memory(upstream: Upstream, tmp_path: 
             yield block
 
     upstream.script(
-        "/big", Reply(200, (("content-type", "application/octet-stream"),), chunks=chunks)
+        "/big", Reply(200, headers=(("content-type", "application/octet-stream"),), chunks=chunks)
     )
     with SidecarProcess(tmp_path / "sidecar.log", "--upstream", upstream.url) as sidecar:
         with httpx.Client() as client:
@@ -702,7 +706,7 @@ def test_sigterm_lets_an_inflight_stream_finish_then_exits_0(
     upstream: Upstream, tmp_path: Path
 ) -> None:
     gate = Gate([b"first part;"], [b"second part"], timeout=20.0)
-    upstream.script("/stream", Reply(200, (("content-type", "text/plain"),), chunks=gate))
+    upstream.script("/stream", Reply(200, headers=(("content-type", "text/plain"),), chunks=gate))
     log = tmp_path / "sidecar.log"
     with SidecarProcess(log, "--upstream", upstream.url, "--grace", "20") as sidecar:
         port = int(sidecar.url.rsplit(":", 1)[1])
@@ -725,7 +729,7 @@ def test_sigterm_cuts_a_stream_off_after_the_grace_period_and_exits_0(
     upstream: Upstream, tmp_path: Path
 ) -> None:
     gate = Gate([b"first part;"], [b"never sent"], timeout=20.0)
-    upstream.script("/stream", Reply(200, (("content-type", "text/plain"),), chunks=gate))
+    upstream.script("/stream", Reply(200, headers=(("content-type", "text/plain"),), chunks=gate))
     try:
         with (
             SidecarProcess(tmp_path / "log", "--upstream", upstream.url, "--grace", "1") as proc,

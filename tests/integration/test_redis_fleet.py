@@ -24,8 +24,8 @@ import redis
 import redis.asyncio
 
 from retry_transport import RetryTransport, SyncRetryTransport
-from retry_transport._upstream import Reply, Upstream
 from retry_transport.redis import RedisLimiter
+from retry_transport.testing.upstream import Reply, Upstream
 
 if TYPE_CHECKING:
     from tests.redis_fixtures import RedisServer

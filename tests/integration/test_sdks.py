@@ -17,7 +17,7 @@ import openai
 import pytest
 
 from retry_transport import RetryPolicy, RetryTransport, SyncRetryTransport
-from retry_transport._upstream import (
+from retry_transport.testing.upstream import (
     Reply,
     Upstream,
     anthropic_error,

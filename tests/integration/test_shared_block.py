@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from retry_transport import RetryPolicy, RetryTransport, SharedLimiter, SyncRetryTransport
-from retry_transport._upstream import Reply, Upstream
+from retry_transport.testing.upstream import Reply, Upstream
 
 from ..transport_helpers import FakeClock
 
@@ -37,7 +37,7 @@ async def test_a_429_holds_back_another_transport_sharing_the_limiter(upstream: 
     clock = FakeClock()
     limiter = SharedLimiter(clock=clock)
     sleep = WatchfulSleep(clock, upstream)
-    upstream.script("/a", Reply(429, (("retry-after", "30"),)))
+    upstream.script("/a", Reply(429, headers=(("retry-after", "30"),)))
     first = RetryTransport(
         httpx.AsyncHTTPTransport(),
         policy=RetryPolicy(max_attempts=1),
@@ -81,7 +81,7 @@ def test_a_429_holds_back_a_sync_transport_sharing_the_limiter(upstream: Upstrea
     clock = FakeClock()
     limiter = SharedLimiter(clock=clock)
     sleep = WatchfulSleep(clock, upstream)
-    upstream.script("/a", Reply(429, (("retry-after", "12"),)))
+    upstream.script("/a", Reply(429, headers=(("retry-after", "12"),)))
     policy = RetryPolicy(max_attempts=1)
     first = SyncRetryTransport(policy=policy, limiter=limiter, sleep=sleep.sync, clock=clock)
     second = SyncRetryTransport(limiter=limiter, sleep=sleep.sync, clock=clock)

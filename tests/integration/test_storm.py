@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from retry_transport import Backoff, RetryBudget, RetryPolicy, RetryTransport, SharedLimiter
-from retry_transport._upstream import Reply, Upstream
+from retry_transport.testing.upstream import Reply, Upstream
 
 pytestmark = pytest.mark.anyio
 

@@ -1,34 +1,17 @@
-"""Helpers for users' own test suites: waiting switched off, and a scripted upstream.
-
-Retries run instantly inside `no_waiting` (or with the `retry_no_wait` pytest fixture), and a
-`ScriptedTransport` answers requests from a list of steps without a network:
-
->>> import httpx
->>> from retry_transport import SyncRetryTransport
->>> from retry_transport.testing import ScriptedTransport, Step, no_waiting
->>> upstream = ScriptedTransport([
-...     Step.json(400, {"error": {"message": "Invalid request sent to provider"}}),
-...     Step.json(200, {"ok": True}),
-... ])
->>> with no_waiting(), httpx.Client(transport=SyncRetryTransport(upstream)) as client:
-...     client.post("https://api.example/v1/chat/completions", json={}).status_code
-200
->>> upstream.call_count
-2
-"""
+"""`ScriptedTransport`: a transport that answers each request with the next `Step` of a script."""
 
 from __future__ import annotations
 
 import importlib
 import json as _json
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._errors import RetryTransportError
-from ._switch import SWITCH
+from .._errors import RetryTransportError
+from ._received import Received
 
 if TYPE_CHECKING:
     import httpx
@@ -44,67 +27,8 @@ if TYPE_CHECKING:
 else:
     _Base = object
 
-__all__ = [
-    "ExceptionSpec",
-    "Received",
-    "ScriptExhausted",
-    "ScriptedTransport",
-    "Step",
-    "is_testing",
-    "no_waiting",
-    "set_testing",
-]
+__all__ = ["ExceptionSpec", "ScriptExhausted", "ScriptedTransport", "Step"]
 
-
-def set_testing(on: bool, *, max_attempts: int | None = None) -> None:
-    """Make every transport wait zero seconds (``on=True``), optionally capping attempts;
-    ``set_testing(False)`` restores normal behaviour."""
-    if max_attempts is not None and (
-        isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1
-    ):
-        raise ValueError(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
-    SWITCH.no_wait = on
-    SWITCH.max_attempts = max_attempts if on else None
-
-
-def is_testing() -> bool:
-    """Whether the testing switch is on."""
-    return SWITCH.no_wait
-
-
-@contextmanager
-def no_waiting(*, max_attempts: int | None = None) -> Iterator[None]:
-    """Context manager form of `set_testing`: waits are zero inside, restored after."""
-    previous = (SWITCH.no_wait, SWITCH.max_attempts)
-    set_testing(True, max_attempts=max_attempts)
-    try:
-        yield
-    finally:
-        SWITCH.no_wait, SWITCH.max_attempts = previous
-
-
-try:
-    import pytest
-except ImportError:  # pragma: no cover - pytest is only needed for the fixture
-    pass
-else:
-
-    @pytest.fixture
-    def retry_no_wait() -> Iterator[None]:
-        """pytest fixture: every transport waits zero seconds during the test.
-
-        Enable it with ``pytest_plugins = ["retry_transport.testing"]`` in your root
-        ``conftest.py`` (or import it there), then ask for it by name or with
-        ``@pytest.mark.usefixtures("retry_no_wait")``. For a cap on attempts as well, use
-        ``with no_waiting(max_attempts=2):`` in the test instead.
-        """
-        with no_waiting():
-            yield
-
-    __all__ += ["retry_no_wait"]
-
-
-# -- the scripted transport ---------------------------------------------------------------------
 
 ExceptionSpec = str | type[Exception] | Exception
 """An exception a `Step` raises: a class or instance, or the name of an exception class of the
@@ -185,29 +109,6 @@ def _with_type(
     return (("content-type", content_type), *pairs)
 
 
-@dataclass(frozen=True, slots=True)
-class Received:
-    """One request as a `ScriptedTransport` received it.
-
-    ``url`` is the full URL, query included. Header names are lower-case, in the order sent.
-    ``content`` is the whole request body.
-    """
-
-    method: str
-    url: str
-    headers: tuple[tuple[str, str], ...]
-    content: bytes
-
-    def header(self, name: str) -> str | None:
-        """The first value of header ``name`` (any case), or None."""
-        name = name.lower()
-        return next((value for key, value in self.headers if key == name), None)
-
-    def json(self) -> object:
-        """The body decoded as JSON."""
-        return _json.loads(self.content)
-
-
 class ScriptExhausted(RetryTransportError):
     """A `ScriptedTransport` got more requests than it has steps (and ``repeat_last`` is off)."""
 
@@ -274,6 +175,7 @@ class ScriptedTransport(_Base):
             url=str(request.url),
             headers=tuple(request.headers.multi_items()),
             content=request.content,
+            at=time.monotonic(),
         )
         with self._lock:
             self.requests.append(received)

@@ -1,0 +1,406 @@
+"""Structured error fields: what the major error formats already say, read as data.
+
+Providers name their errors in fields before they word them: Google's ``error.status`` (the
+canonical gRPC codes) and its ``details[]`` (``QuotaFailure`` quota ids, ``RetryInfo``,
+``ErrorInfo`` reasons), AWS error types (the ``x-amzn-errortype`` header, ``__type`` / ``code``
+/ ``name`` fields, and the exception name inside an SDK's message), the documented OpenAI and
+Anthropic ``type`` / ``code`` values, and RFC 9457 problem details. SDKs and relays re-render
+them (``Error code: 429 - {'error': {...}}``, Python-repr quoting, JSON inside a string field,
+quotes left unescaped), so the readers do not parse: they find ``key: value`` pairs in the text
+with every backslash removed, which reads all of those renderings alike.
+
+Each reader is a row of :data:`READERS`; :func:`read` returns the first finding, in three
+tiers the classifier interleaves with the phrase rules (see :mod:`retry_transport._classify`):
+``FIRM`` findings decide at once, ``PERMANENT`` ones are deny verdicts that the phrase rules'
+deny group cannot add to, ``RETRYABLE`` ones yield to a permanent cause named by a deny rule.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import cast
+
+from ._verdict import Verdict
+
+__all__ = ["READERS", "Finding", "Reader", "Tier", "named_wait", "read", "readers_markdown"]
+
+_MAX_SCAN = 8192
+"""Characters of the body the readers look at."""
+_MAX_FIELDS = 256
+"""``key: value`` pairs collected per body."""
+SAMPLING_ATTEMPTS = 2
+"""Total tries for a sampling failure: the first and one retry."""
+
+
+class Tier(enum.Enum):
+    """When a finding decides, relative to the phrase rules."""
+
+    FIRM = "firm"
+    """Decides at once: the field is more precise than any phrase (a quota id's period)."""
+    PERMANENT = "permanent"
+    """A deny verdict, checked with (before) the deny rules."""
+    RETRYABLE = "retryable"
+    """Checked after the deny rules, so a permanent cause named in the text still wins."""
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """What a reader found: the verdict, the tier, the reader and the field that decided."""
+
+    verdict: Verdict
+    tier: Tier
+    reader: str
+    field: str
+    attempts: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reader:
+    """One structured-field reader, as the rules table shows it."""
+
+    name: str
+    fields: str
+    verdicts: str
+    seen: str
+
+
+READERS: tuple[Reader, ...] = (
+    Reader(
+        "sampling-failure",
+        "`code` / `type`: tool_use_failed, json_validate_failed",
+        "transient, at most 2 attempts, never a block",
+        "Groq tool_use_failed in a 400 and in a stream event (huggingface/smolagents#1119, "
+        "anomalyco/opencode#1018): the same request succeeds on another draw",
+    ),
+    Reader(
+        "dashscope-error-code",
+        "the error-code page anchor DashScope links (`error-code#token-limit`), "
+        "`Throttling.*` codes",
+        "token-limit, rate-limit, Throttling.*: congestion (firm: DashScope words its "
+        "per-minute throttle as insufficient_quota); overdue-payment: fatal",
+        "can1357/oh-my-pi#8476, hawkxtreme/mini-ai-1c#23, anomalyco/opencode#22994",
+    ),
+    Reader(
+        "google-quota",
+        "`QuotaFailure` quota ids / metrics, `quota_limit` metadata",
+        "per day, week or month: fatal; per minute, second or hour: congestion",
+        "Gemini QuotaFailure (googleapis/python-genai#2044, RooCodeInc/Roo-Code#3883)",
+    ),
+    Reader(
+        "google-error-info",
+        "`ErrorInfo.reason`, legacy `errors[].reason`",
+        "RATE_LIMIT_EXCEEDED, rateLimitExceeded: congestion; API_KEY_INVALID, "
+        "BILLING_DISABLED, SERVICE_DISABLED, CONSUMER_SUSPENDED, dailyLimitExceeded: fatal",
+        "google.rpc.ErrorInfo; Vertex 429 (google-gemini/gemini-cli#14831)",
+    ),
+    Reader(
+        "google-status",
+        "`status` (canonical gRPC code), `StatusCode.X`",
+        "INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE, NOT_FOUND, PERMISSION_DENIED, "
+        "UNAUTHENTICATED: fatal; UNAVAILABLE: congestion; DEADLINE_EXCEEDED, INTERNAL, "
+        "ABORTED: transient; RESOURCE_EXHAUSTED: congestion unless a quota decides",
+        "google.rpc.Code; Gemini FAILED_PRECONDITION (Xeift/Telegram-Discord-Bot#4, "
+        "OpenRouterTeam/ai-sdk-provider#187)",
+    ),
+    Reader(
+        "aws-error-type",
+        "header `x-amzn-errortype`, `__type` / `code` / `name`, `(XException)` in SDK text",
+        "ThrottlingException, TooManyRequestsException, ServiceUnavailableException: "
+        "congestion; ModelNotReadyException, InternalServerException, ModelStreamError"
+        "Exception, ModelTimeoutException: transient; ValidationException, "
+        "AccessDeniedException, ResourceNotFoundException, UnrecognizedClientException, "
+        "ExpiredTokenException: fatal",
+        "Bedrock runtime errors (anthropics/claude-code#1466, posit-dev/positron#7844)",
+    ),
+    Reader(
+        "provider-error-type",
+        "`type` / `code` / `error_type` values documented by OpenAI, Anthropic and others",
+        "insufficient_quota, context_length_exceeded, authentication_error, permission_error, "
+        "not_found_error, billing_error, model_not_available, Arrearage, "
+        "exceeded_current_quota_error: fatal; rate_limit_exceeded, rate_limit_error, "
+        "rate_limited, overloaded_error, engine_overloaded_error: congestion; api_error, "
+        "server_error, internal_server_error: transient",
+        "OpenAI and Anthropic error docs; Mistral rate_limited (cline/cline#9085), Together "
+        "model_not_available (HeyPuter/puter#3168), DashScope Arrearage "
+        "(QuantumNous/new-api#1401)",
+    ),
+    Reader(
+        "problem-details",
+        "RFC 9457 `status` beside `title` / `detail` / `type`",
+        "the status inside the problem, when it is 429 or 5xx: congestion",
+        "RFC 9457; NVIDIA NIM problem bodies (decolua/9router#2527)",
+    ),
+)
+"""The structured readers in the order :func:`read` consults them."""
+
+_PAIR = re.compile(
+    r"""(?<![\w$@:.-])["']?(?P<key>[A-Za-z_$@:][\w$@:.-]{0,40})["']?\s{0,3}[:=]\s{0,3}["']?"""
+    r"""(?P<value>[A-Za-z0-9_][\w.:/@#+-]{0,120})"""
+)
+_DASHSCOPE = re.compile(
+    r"error-code#(?P<anchor>token-limit|rate-limit|overdue-payment)\b|"
+    r"(?P<code>\bThrottling(?:\.[A-Za-z]{2,40})?)(?=\W|\Z)"
+)
+_GRPC_CODE = re.compile(r"\bStatusCode\.(?P<code>[A-Z_]{4,30})\b")
+_AWS_NAME = re.compile(r"\b(?P<name>[A-Z][A-Za-z]{2,60}Exception)\b")
+_QUOTA_ID = re.compile(
+    r"(?<![A-Za-z])(?:[A-Z][A-Za-z]*?)?Per(?P<camel>Day|Week|Month|Minute|Second|Hour)"
+    r"(?=[A-Z]|[^A-Za-z]|\Z)|"
+    r"[a-z]_per_(?P<snake>day|week|month|minute|second|hour)(?![a-z])"
+)
+
+_GOOGLE_STATUS: Mapping[str, Verdict] = MappingProxyType(
+    {
+        "INVALID_ARGUMENT": Verdict.FATAL,
+        "FAILED_PRECONDITION": Verdict.FATAL,
+        "OUT_OF_RANGE": Verdict.FATAL,
+        "NOT_FOUND": Verdict.FATAL,
+        "PERMISSION_DENIED": Verdict.FATAL,
+        "UNAUTHENTICATED": Verdict.FATAL,
+        "UNAVAILABLE": Verdict.CONGESTION,
+        "RESOURCE_EXHAUSTED": Verdict.CONGESTION,
+        "DEADLINE_EXCEEDED": Verdict.TRANSIENT,
+        "INTERNAL": Verdict.TRANSIENT,
+        "ABORTED": Verdict.TRANSIENT,
+    }
+)
+_ERROR_INFO: Mapping[str, Verdict] = MappingProxyType(
+    {
+        "RATE_LIMIT_EXCEEDED": Verdict.CONGESTION,
+        "ratelimitexceeded": Verdict.CONGESTION,
+        "userratelimitexceeded": Verdict.CONGESTION,
+        "API_KEY_INVALID": Verdict.FATAL,
+        "BILLING_DISABLED": Verdict.FATAL,
+        "SERVICE_DISABLED": Verdict.FATAL,
+        "CONSUMER_SUSPENDED": Verdict.FATAL,
+        "dailylimitexceeded": Verdict.FATAL,
+    }
+)
+_AWS: Mapping[str, Verdict] = MappingProxyType(
+    {
+        "ThrottlingException": Verdict.CONGESTION,
+        "TooManyRequestsException": Verdict.CONGESTION,
+        "ServiceUnavailableException": Verdict.CONGESTION,
+        "ModelNotReadyException": Verdict.TRANSIENT,
+        "InternalServerException": Verdict.TRANSIENT,
+        "ModelStreamErrorException": Verdict.TRANSIENT,
+        "ModelTimeoutException": Verdict.TRANSIENT,
+        "ValidationException": Verdict.FATAL,
+        "AccessDeniedException": Verdict.FATAL,
+        "ResourceNotFoundException": Verdict.FATAL,
+        "UnrecognizedClientException": Verdict.FATAL,
+        "ExpiredTokenException": Verdict.FATAL,
+    }
+)
+_AWS_LOWER = {name.lower(): (name, verdict) for name, verdict in _AWS.items()}
+_TYPES: Mapping[str, Verdict] = MappingProxyType(
+    {
+        "insufficient_quota": Verdict.FATAL,
+        "context_length_exceeded": Verdict.FATAL,
+        "invalid_api_key": Verdict.FATAL,
+        "authentication_error": Verdict.FATAL,
+        "permission_error": Verdict.FATAL,
+        "not_found_error": Verdict.FATAL,
+        "billing_error": Verdict.FATAL,
+        "request_too_large": Verdict.FATAL,
+        "model_not_found": Verdict.FATAL,
+        "model_not_available": Verdict.FATAL,
+        "billing_not_active": Verdict.FATAL,
+        "arrearage": Verdict.FATAL,
+        "exceeded_current_quota_error": Verdict.FATAL,
+        "unsupported_country_region_territory": Verdict.FATAL,
+        "rate_limit_exceeded": Verdict.CONGESTION,
+        "rate_limit_error": Verdict.CONGESTION,
+        "rate_limited": Verdict.CONGESTION,
+        "overloaded_error": Verdict.CONGESTION,
+        "engine_overloaded_error": Verdict.CONGESTION,
+        "api_error": Verdict.TRANSIENT,
+        "server_error": Verdict.TRANSIENT,
+        "internal_server_error": Verdict.TRANSIENT,
+    }
+)
+_TYPE_KEYS = frozenset({"type", "code", "error_type", "errortype", "error_code", "errorcode"})
+_AWS_KEYS = frozenset({"__type", "code", "name", "error_type", "errortype", ":exception-type"})
+_SAMPLING = frozenset({"tool_use_failed", "json_validate_failed"})
+_LONG = frozenset({"day", "week", "month"})
+
+
+def _pairs(text: str) -> list[tuple[str, str]]:
+    pairs = []
+    for found in _PAIR.finditer(text):
+        pairs.append((found.group("key").lower(), found.group("value")))
+        if len(pairs) >= _MAX_FIELDS:
+            break
+    return pairs
+
+
+def _sampling(pairs: list[tuple[str, str]]) -> Finding | None:
+    for key, value in pairs:
+        if key in _TYPE_KEYS and value.lower() in _SAMPLING:
+            return Finding(
+                Verdict.TRANSIENT,
+                Tier.FIRM,
+                "sampling-failure",
+                f"{key}={value}",
+                SAMPLING_ATTEMPTS,
+            )
+    return None
+
+
+def _dashscope(text: str) -> Finding | None:
+    found = _DASHSCOPE.search(text)
+    if found is None:
+        return None
+    anchor = found.group("anchor")
+    if anchor is not None:
+        if anchor.lower() == "overdue-payment":
+            return Finding(Verdict.FATAL, Tier.FIRM, "dashscope-error-code", f"#{anchor}")
+        return Finding(Verdict.CONGESTION, Tier.FIRM, "dashscope-error-code", f"#{anchor}")
+    code = found.group("code")
+    return Finding(Verdict.CONGESTION, Tier.FIRM, "dashscope-error-code", f"code {code}")
+
+
+def _quota(text: str) -> Finding | None:
+    periods = []
+    for found in _QUOTA_ID.finditer(text):
+        periods.append(((found.group("camel") or found.group("snake")).lower(), found.group(0)))
+        if len(periods) >= 16:
+            break
+    if not periods:
+        return None
+    low = text.lower()
+    if "quota" not in low and "limit" not in low and "resource_exhausted" not in low:
+        return None
+    for period, token in periods:
+        if period in _LONG:
+            return Finding(Verdict.FATAL, Tier.FIRM, "google-quota", f"quota {token}")
+    return Finding(Verdict.CONGESTION, Tier.FIRM, "google-quota", f"quota {periods[0][1]}")
+
+
+def _google_status(text: str, pairs: list[tuple[str, str]]) -> Finding | None:
+    found: list[tuple[str, str]] = [
+        ("status", value) for key, value in pairs if key == "status" and value in _GOOGLE_STATUS
+    ]
+    found += [("StatusCode", grpc.group("code")) for grpc in _GRPC_CODE.finditer(text)]
+    known = [(key, value) for key, value in found if value in _GOOGLE_STATUS]
+    if not known:
+        return None
+    for key, value in known:
+        if _GOOGLE_STATUS[value] is Verdict.FATAL:
+            return Finding(Verdict.FATAL, Tier.PERMANENT, "google-status", f"{key}={value}")
+    key, value = known[0]
+    return Finding(_GOOGLE_STATUS[value], Tier.RETRYABLE, "google-status", f"{key}={value}")
+
+
+def _error_info(pairs: list[tuple[str, str]]) -> Finding | None:
+    for key, value in pairs:
+        if key != "reason":
+            continue
+        verdict = _ERROR_INFO.get(value) or _ERROR_INFO.get(value.lower())
+        if verdict is not None:
+            tier = Tier.PERMANENT if verdict is Verdict.FATAL else Tier.RETRYABLE
+            return Finding(verdict, tier, "google-error-info", f"reason={value}")
+    return None
+
+
+def _aws(text: str, pairs: list[tuple[str, str]], headers: Mapping[str, str]) -> Finding | None:
+    candidates: list[tuple[str, str]] = []
+    header = headers.get("x-amzn-errortype")
+    if header is not None:
+        candidates.append(("x-amzn-errortype", header.split(":", 1)[0].strip()))
+    for key, value in pairs:
+        if key in _AWS_KEYS:
+            candidates.append((key, value.split("#")[-1]))
+    candidates += [("exception", name.group("name")) for name in _AWS_NAME.finditer(text[:4096])]
+    for where, value in candidates:
+        known = _AWS_LOWER.get(value.lower())
+        if known is not None:
+            name, verdict = known
+            tier = Tier.PERMANENT if verdict is Verdict.FATAL else Tier.RETRYABLE
+            return Finding(verdict, tier, "aws-error-type", f"{where}={name}")
+    return None
+
+
+def _types(pairs: list[tuple[str, str]]) -> Finding | None:
+    retryable = None
+    for key, value in pairs:
+        if key not in _TYPE_KEYS:
+            continue
+        verdict = _TYPES.get(value.lower())
+        if verdict is Verdict.FATAL:
+            return Finding(verdict, Tier.PERMANENT, "provider-error-type", f"{key}={value}")
+        if verdict is not None and retryable is None:
+            retryable = Finding(verdict, Tier.RETRYABLE, "provider-error-type", f"{key}={value}")
+    return retryable
+
+
+def _problem(document: dict[str, object]) -> Finding | None:
+    status = document.get("status")
+    if not isinstance(status, int) or isinstance(status, bool):
+        return None
+    if not ({"title", "detail"} & document.keys()):
+        return None
+    if status == 429 or 500 <= status <= 599:
+        return Finding(Verdict.CONGESTION, Tier.RETRYABLE, "problem-details", f"status={status}")
+    return None
+
+
+_WAIT = re.compile(
+    r"""\bplease wait (?P<num>\d{1,9}(?:\.\d{1,6})?) ?"""
+    r"""(?P<unit>ms|s|sec|seconds?|m|min|minutes?|h|hours?)\b|"""
+    r"""["']estimated_time["']\s{0,3}:\s{0,3}(?P<estimate>\d{1,9}(?:\.\d{1,17})?)""",
+    re.IGNORECASE,
+)
+_SCALE = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def named_wait(text: str) -> float | None:
+    """A wait the body names in a form the header-style parsers do not read: "Please wait
+    84152s" (a relay's cool-down) or Hugging Face's ``estimated_time`` of a loading model."""
+    found = _WAIT.search(text[:_MAX_SCAN])
+    if found is None:
+        return None
+    if found.group("estimate") is not None:
+        return float(found.group("estimate"))
+    unit = found.group("unit").lower()
+    scale = _SCALE["ms"] if unit == "ms" else _SCALE[unit[0]]
+    return float(found.group("num")) * scale
+
+
+def read(text: str, headers: Mapping[str, str]) -> list[Finding]:
+    """Every finding the readers make in ``text`` (an error body) and ``headers``, in order."""
+    scan = text[:_MAX_SCAN].replace("\\", "")
+    pairs = _pairs(scan)
+    findings = [
+        _sampling(pairs),
+        _dashscope(scan),
+        _quota(scan),
+        _error_info(pairs),
+        _google_status(scan, pairs),
+        _aws(scan, pairs, headers),
+        _types(pairs),
+    ]
+    stripped = text.lstrip()
+    if stripped.startswith("{") and len(stripped) <= _MAX_SCAN:
+        with contextlib.suppress(ValueError, RecursionError):
+            # JSON text that starts with "{" decodes to an object or raises
+            findings.append(_problem(cast("dict[str, object]", json.loads(stripped))))
+    return [finding for finding in findings if finding is not None]
+
+
+def readers_markdown() -> list[str]:
+    """The README's table of the structured readers, as Markdown lines."""
+    lines = [
+        "| reader | reads | verdicts | seen |",
+        "|---|---|---|---|",
+    ]
+    for reader in READERS:
+        cells = (f"`{reader.name}`", reader.fields, reader.verdicts, reader.seen)
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return lines
