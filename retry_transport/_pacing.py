@@ -200,7 +200,12 @@ class _Dimension:
             self.hold_until = now + (reset_in if reset_in is not None else 1.0)
             return self.hold_until
         if room.continuous:
-            if room.limit is not None and reset_in and remaining < limit:
+            # Whole seconds (rounded up, as providers print them): the refill read from a short
+            # reset is far too low; keep what a longer one told.
+            if room.coarse and reset_in is not None and reset_in < 1.5:
+                # Too coarse to tell: what a longer one told, else a per-minute limit.
+                refill = self.refill if self.refill > 0.0 else limit / DEFAULT_WINDOW
+            elif room.limit is not None and reset_in and remaining < limit:
                 refill = (limit - remaining) / reset_in
             elif room.limit is None:
                 refill = limit / DEFAULT_WINDOW  # Azure: the minute's quota, spread evenly

@@ -66,6 +66,8 @@ class Headroom:
     seconds the quota is counted over when the dialect names it (IETF ``w``), else None.
     ``continuous`` is True where the provider refills its bucket steadily (OpenAI, Anthropic,
     Azure) and False for the IETF fields' fixed windows (all of ``limit`` again at the reset).
+    ``coarse`` is True when the reset was given in whole seconds (an RFC 3339 time without a
+    fraction): the true reset may be up to a second off.
     """
 
     limit: float | None
@@ -73,6 +75,7 @@ class Headroom:
     reset_at: float | None
     window: float | None = None
     continuous: bool = True
+    coarse: bool = False
 
 
 def parse_duration(text: str) -> float | None:
@@ -208,7 +211,7 @@ class _Reader:
 
     def __init__(self) -> None:
         self.drafts: dict[str, _Draft] = {}
-        self.rfc_resets: dict[str, float] = {}
+        self.rfc_resets: dict[str, tuple[float, bool]] = {}
         self.ietf_limit: str | None = None
         self.ietf_policy: str | None = None
 
@@ -272,7 +275,7 @@ class _Reader:
         if field == "reset":
             at = parse_rfc3339(value)
             if at is not None:
-                self.rfc_resets[dimension] = at
+                self.rfc_resets[dimension] = (at, "." not in value)
             return
         number = _number(value)
         if number is None or number < 0:
@@ -330,8 +333,11 @@ class _Reader:
 
     def settle(self, now: float, wall_now: float) -> dict[str, Headroom]:
         self._ietf()
-        for dimension, at in self.rfc_resets.items():
+        coarse = set()
+        for dimension, (at, whole) in self.rfc_resets.items():
             self.draft(dimension).reset_in = max(0.0, at - wall_now)
+            if whole:
+                coarse.add(dimension)
         result = {}
         for dimension, draft in self.drafts.items():
             if draft.remaining is None and draft.limit is None:
@@ -345,6 +351,7 @@ class _Reader:
                 reset_at=None if reset_in is None else now + reset_in,
                 window=draft.window,
                 continuous=draft.continuous,
+                coarse=dimension in coarse,
             )
         return result
 
