@@ -446,7 +446,12 @@ class SharedLimiter:
             wait = self._block_wait(ticket, desk)
             if wait > 0.0:
                 return wait
-        return self._pace(ticket, desk, timeout)
+        fresh = ticket.booking is None
+        wait = self._pace(ticket, desk, timeout)
+        booking = ticket.booking
+        if fresh and booking is not None and booking.spacing:
+            wait = await self._share_pace(ticket, wait, timeout)
+        return wait
 
     def gate_ticket_sync(self, ticket: Ticket, timeout: float | None) -> float:
         """`gate_ticket` for synchronous callers."""
@@ -463,7 +468,12 @@ class SharedLimiter:
             wait = self._block_wait(ticket, desk)
             if wait > 0.0:
                 return wait
-        return self._pace(ticket, desk, timeout)
+        fresh = ticket.booking is None
+        wait = self._pace(ticket, desk, timeout)
+        booking = ticket.booking
+        if fresh and booking is not None and booking.spacing:
+            wait = self._share_pace_sync(ticket, wait, timeout)
+        return wait
 
     def _block_wait(self, ticket: Ticket, desk: Desk) -> float:
         remaining = max(desk.block_wait(ticket), self._blocked_until - self._clock())
@@ -473,6 +483,15 @@ class SharedLimiter:
 
     def _pace(self, ticket: Ticket, desk: Desk, timeout: float | None) -> float:
         return desk.pace(ticket, timeout)
+
+    async def _share_pace(self, ticket: Ticket, wait: float, left: float | None) -> float:
+        """Make a fresh booking's pace hold across a fleet (a store elsewhere); in process,
+        the booking stands as it is."""
+        return wait
+
+    def _share_pace_sync(self, ticket: Ticket, wait: float, left: float | None) -> float:
+        """`_share_pace` for synchronous callers."""
+        return wait
 
     async def block_ticket(self, ticket: Ticket, seconds: float) -> None:
         """Block the ticket's scope (after a rate limit or an overload) or its origin (after

@@ -79,6 +79,8 @@ class Reservation:
     when it may go at once. ``seq`` orders bookings of one scope, for matching reports to
     them. When ``booked`` is False nothing was booked: ask again after ``wait`` (the first
     attempt to a new origin is still out, and its answer may carry the headroom).
+    ``spacing`` is, per dimension of its own scope's header truth, the seconds this booking
+    keeps the next one back (what a fleet shares to pace as one).
     """
 
     wait: float
@@ -86,6 +88,7 @@ class Reservation:
     seq: int
     paced_by: str
     booked: bool = True
+    spacing: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,11 +173,14 @@ class _Dimension:
             return self.slot(cost, self.reset_at)
         return at + short / self.refill if self.refill > 0.0 else math.inf
 
-    def book(self, seq: int, cost: float, at: float, largest: float) -> None:
+    def book(self, seq: int, cost: float, at: float, largest: float) -> float:
+        """Book ``cost`` at ``at``; answer the spacing (seconds) it puts before the next."""
         pace = self.pace(at, self.level(at), largest)
-        self.tat = at + (cost / pace if pace > 0.0 else math.inf)
+        spacing = cost / pace if pace > 0.0 else math.inf
+        self.tat = at + spacing
         self.pending.append((seq, cost, at))
         self.pending_sum += cost
+        return spacing
 
     def learn(self, room: Headroom, seq: int, now: float) -> float:
         """Take in one report (covering the bookings up to ``seq``); answer until when it
@@ -413,6 +419,7 @@ class Pacer:
         if deadline is not None and at >= deadline:
             return Reservation(math.inf, at, 0, paced_by)
         seq = 0
+        spacings: list[tuple[str, float]] = []
         for index, state in enumerate(states):
             state.seq += 1
             if index == 0 and own:
@@ -422,14 +429,16 @@ class Pacer:
                 if spend > 0.0:
                     largest = max(state.largest.get(name, 0.0), spend)
                     state.largest[name] = largest
-                    dim.book(state.seq, spend, at, largest)
+                    spacing = dim.book(state.seq, spend, at, largest)
+                    if index == 0 and own and spacing < math.inf:
+                        spacings.append((name, spacing))
             if state.rate is not None:
                 state.adaptive_tat = at + 1.0 / self._adaptive_rate(state, at)
             state.recent.append(at)
         if self._rate is not None:
             self._declared.append((at, costs["tokens"]))
             self._declared_tokens += costs["tokens"]
-        return Reservation(at - now, at, seq, paced_by)
+        return Reservation(at - now, at, seq, paced_by, spacing=tuple(spacings))
 
     def _declared_slot(self, at: float, tokens: float) -> float:
         """The earliest time >= ``at`` at which one more attempt keeps the declared limit.

@@ -237,8 +237,11 @@ class _Reader:
             draft.continuous = False
             if field == "limit":
                 draft.limit = number
-                window = _sf_params(value.split(",", 1)[0]) or {}
-                draft.window = _number(window.get("w", "")) if "w" in window else draft.window
+                for member in value.split(","):  # "100, 100;w=60": the window is a parameter
+                    params = _sf_params(member) or {}
+                    window = _number(params.get("w", ""))
+                    if window is not None and window > 0:
+                        draft.window = window
             elif field == "remaining":
                 draft.remaining = number
             else:

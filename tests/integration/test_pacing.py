@@ -9,15 +9,24 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import anyio
 import httpx
 import pytest
+import redis
 
 from retry_transport import Backoff, RateLimit, RetryPolicy, RetryTransport, SharedLimiter
+from retry_transport.redis import RedisLimiter
 from retry_transport.testing.upstream import ProviderRateLimit, Upstream
 from retry_transport.testing.upstream.ratelimit import Dialect
+
+if TYPE_CHECKING:
+    from tests.redis_fixtures import RedisServer
+
+pytest_plugins = ["tests.redis_fixtures"]
 
 pytestmark = pytest.mark.anyio
 
@@ -94,10 +103,12 @@ async def test_without_pacing_the_same_callers_are_refused_often(limited: Upstre
     # The reactive limiter of before: it only acts once refused.
     limiter = SharedLimiter(pacing=False)
     transport = RetryTransport(httpx.AsyncHTTPTransport(), policy=policy, limiter=limiter)
-    async with httpx.AsyncClient(transport=transport, base_url=limited.url) as client:
-        async with anyio.create_task_group() as group:
-            for _ in range(40):
-                group.start_soon(client.post, "/v1/chat/completions")
+    async with (
+        httpx.AsyncClient(transport=transport, base_url=limited.url) as client,
+        anyio.create_task_group() as group,
+    ):
+        for _ in range(40):
+            group.start_soon(client.post, "/v1/chat/completions")
     assert limited.rate_limit.totals().limited >= 15
 
 
@@ -180,10 +191,9 @@ async def test_a_declared_rate_holds_for_every_attempt_retries_included(requests
     transport = RetryTransport(
         httpx.MockTransport(handler), limiter=limiter, clock=clock, sleep=clock.sleep
     )
-    async with httpx.AsyncClient(transport=transport) as client:
-        async with anyio.create_task_group() as group:
-            for _ in range(6):
-                group.start_soon(client.post, "http://up.test/v1/chat/completions")
+    async with httpx.AsyncClient(transport=transport) as client, anyio.create_task_group() as group:
+        for _ in range(6):
+            group.start_soon(client.post, "http://up.test/v1/chat/completions")
     assert len(clock.sent) == 18
     for index, at in enumerate(clock.sent):
         in_window = [t for t in clock.sent if at <= t < at + 5.0]
@@ -234,3 +244,60 @@ async def test_a_request_that_cannot_be_admitted_before_its_deadline_fails_at_on
             await client.get("http://up.test/")
     assert clock.sent == [0.0]
     assert clock.now == 0.0  # it did not wait for a slot it could never use
+
+
+# -- a fleet through Redis ---------------------------------------------------------------------
+
+
+async def _replica_flood(
+    upstream: Upstream, limiter: SharedLimiter, seconds: float, callers: int
+) -> None:
+    transport = RetryTransport(httpx.AsyncHTTPTransport(), limiter=limiter)
+    stop_at = time.monotonic() + seconds
+    headers = {"authorization": f"Bearer {KEY}"}
+    async with httpx.AsyncClient(transport=transport, base_url=upstream.url) as client:
+
+        async def caller() -> None:
+            while time.monotonic() < stop_at:
+                await client.post("/v1/chat/completions", json=chat(), headers=headers)
+
+        async with anyio.create_task_group() as group:
+            for _ in range(callers):
+                group.start_soon(caller)
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["redis", "alone"])
+async def test_two_replicas_sharing_a_redis_limiter_stay_under_one_limit(
+    limited: Upstream, redis_server: RedisServer, shared: bool
+) -> None:
+    """Two replicas (each its own limiter and Redis client, as two processes would have) on
+    one key: through Redis they keep one pace and are almost never refused; each pacing
+    alone from the same headers, they spend the key twice as fast and are refused."""
+    limit = 20
+    limited.rate_limit = ProviderRateLimit(requests=limit, window_seconds=WINDOW)
+    name = f"fleet-{uuid.uuid4().hex}"
+    clients = [redis.Redis.from_url(redis_server.url) for _ in range(2)]
+    replicas: list[SharedLimiter] = (
+        [RedisLimiter(client, name=name) for client in clients]
+        if shared
+        else [SharedLimiter(fingerprint_key=b"k") for _ in clients]
+    )
+    seconds = 4.0
+    try:
+        with anyio.fail_after(seconds + 30):
+            async with anyio.create_task_group() as group:
+                for replica in replicas:
+                    group.start_soon(_replica_flood, limited, replica, seconds, 10)
+    finally:
+        for replica in replicas:
+            if isinstance(replica, RedisLimiter):
+                replica.close()
+        for client in clients:
+            client.close()
+    totals = limited.rate_limit.totals()
+    served = totals.requests - totals.limited
+    if shared:
+        assert totals.limited <= max(1, totals.requests // 50), totals
+        assert served >= 0.8 * seconds * limit / WINDOW, totals
+    else:
+        assert totals.limited > totals.requests // 50, totals
