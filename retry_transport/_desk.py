@@ -238,7 +238,7 @@ class Desk:
 
     def observe(self, ticket: Ticket, response: Any) -> None:
         """Learn what an answer to the ticket's attempt says of its scope's headroom."""
-        ticket.status = response.status_code
+        status = ticket.status = response.status_code
         if not self._headers:
             return
         pairs = rate_limit_pairs(_raw_headers(response.headers))
@@ -249,6 +249,9 @@ class Desk:
             if pairs:
                 room = parse_headroom(pairs, now=now, wall_now=self._wall_clock())
                 pacer.report(ticket.scope, ticket.seq, room, now)
+            elif status not in _SCOPED_STATUSES and status < 500:
+                pacer.success(ticket.scope, now)
+                pacer.success(ticket.scope.origin_scope, now)
             self.busy = not pacer.idle
 
     def observe_fast(self, request: Any, response: Any) -> None:

@@ -234,6 +234,7 @@ class _Dimension:
 
 class _ScopeState:
     __slots__ = (
+        "accepted",
         "adaptive_tat",
         "dims",
         "k",
@@ -262,6 +263,7 @@ class _ScopeState:
         self.t_fail = -math.inf
         self.adaptive_tat = -math.inf
         self.recent: deque[float] = deque(maxlen=16)
+        self.accepted: deque[float] = deque(maxlen=32)  # when answers other than 429 came
 
     def idle(self, now: float) -> bool:
         """Nothing left that would pace anything."""
@@ -505,7 +507,11 @@ class Pacer:
         assert state is not None
         if now < state.truth_until or sent_at < state.t_fail:
             return
-        measured = self._measured(state, now)
+        # What the upstream accepted lately is the best guess of what it can take; what was
+        # sent (429s included) is the next best.
+        measured = self._rate_of(state.accepted, now)
+        if measured is None:
+            measured = self._measured(state, now)
         if measured is None:
             measured = fallback_rate
         if state.rate is not None:
@@ -517,7 +523,22 @@ class Pacer:
         state.rate = max(self._min_rate, measured * self._beta)
         state.t_fail = now
         state.k = ((state.w_max * (1.0 - self._beta)) / self._scale) ** (1.0 / 3.0)
-        state.adaptive_tat = min(state.adaptive_tat, now + 1.0 / state.rate)
+        # Bookings already made keep their times; later ones are spaced at the new rate.
+
+    def success(self, scope: Scope, now: float) -> None:
+        """An answer that was no congestion, for a scope under an adaptive rate."""
+        state = self._scopes.get(scope)
+        if state is not None and state.rate is not None:
+            state.accepted.append(now)
+
+    @staticmethod
+    def _rate_of(times: deque[float], now: float) -> float | None:
+        """Events per second in the last two seconds of ``times``, None with fewer than 4."""
+        while times and now - times[0] > 2.0:
+            times.popleft()
+        if len(times) < 4:
+            return None
+        return len(times) / max(now - times[0], 0.25)
 
     @staticmethod
     def _measured(state: _ScopeState, now: float) -> float | None:
@@ -534,6 +555,10 @@ class Pacer:
         growing faster beyond."""
         elapsed = now - state.t_fail - state.k
         cubic = self._scale * elapsed * elapsed * elapsed + state.w_max
+        accepted = self._rate_of(state.accepted, now)
+        if accepted is not None and elapsed > 0.0:
+            # Past the old maximum, probe upward gently from what is being accepted.
+            cubic = min(cubic, 1.5 * accepted + 1.0)
         return max(self._min_rate, cubic)
 
     # -- metrics -------------------------------------------------------------------------

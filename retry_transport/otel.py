@@ -30,8 +30,9 @@ class OpenTelemetryHook:
     adds an event ``retry_transport.give_up``. Event attributes: ``http.request.method``,
     ``url.full`` (scheme, host, port and path: never the query), ``http.response.status_code``
     or ``error.type``, and ``retry_transport.attempt``, ``.max_attempts``, ``.verdict``,
-    ``.reason``, ``.delay`` (seconds, retries only) and ``.blocked_for`` (seconds of shared
-    block left). No header or body is ever recorded.
+    ``.reason``, ``.delay`` (seconds, retries only), ``.blocked_for`` (seconds of shared
+    block left) and ``.paced`` (seconds the attempt waited before it was sent, when it did).
+    No header or body is ever recorded.
 
     The current span is the one active where the request is sent: an HTTP client span if the
     client was instrumented with ``HTTPXClientInstrumentor().instrument_client(client)`` (which
@@ -67,6 +68,8 @@ def _attributes(event: RetryEvent) -> dict[str, AttributeValue]:
         "retry_transport.reason": event.reason,
         "retry_transport.blocked_for": event.blocked_for,
     }
+    if event.paced > 0.0:
+        attributes["retry_transport.paced"] = event.paced
     if event.delay is not None:
         attributes["retry_transport.delay"] = event.delay
     if event.status is not None:

@@ -143,3 +143,37 @@ def test_importing_the_package_never_imports_this_module_or_prometheus_client() 
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split("\n")[:2] == ["[]", "True"]
+
+
+def test_watched_limiters_show_headroom_per_origin_and_model_never_the_key() -> None:
+    from retry_transport import SharedLimiter
+
+    registry = CollectorRegistry()
+    hook = PrometheusHook(registry=registry)
+    limiter = SharedLimiter()
+    hook.watch(limiter)
+    hook.watch(SharedLimiter())  # a second limiter: one collector reads both
+    headers = [
+        ("x-ratelimit-limit-requests", "60"),
+        ("x-ratelimit-remaining-requests", "42"),
+        ("x-ratelimit-reset-requests", "18s"),
+    ]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers=headers, json={})
+
+    transport = SyncRetryTransport(httpx.MockTransport(answer), limiter=limiter)
+    with httpx.Client(transport=transport) as http:
+        for key in ("sk-one", "sk-two"):
+            http.post(
+                "https://api.test/v1/chat/completions",
+                json={"model": "gpt-x"},
+                headers={"authorization": f"Bearer {key}"},
+            )
+    labels = {"origin": "https://api.test", "model": "gpt-x", "dimension": "requests"}
+    assert value(registry, "retry_transport_headroom", **labels) == 42.0
+    assert value(registry, "retry_transport_pace", **labels) == pytest.approx(1.0)
+    text = generate_latest(registry).decode()
+    assert "sk-one" not in text
+    assert "sk-two" not in text
+    assert "key=" not in text
