@@ -57,8 +57,11 @@ class _BudgetState:
     again, so an event stops counting between ``0.9 * ttl`` and ``ttl`` seconds after it
     happened. Every operation is O(1).
 
-    `deposit` runs on every request and takes no lock: while the current bucket is still
-    current it is a float compare and a list-item increment. Two threads incrementing at once
+    `deposit` takes no lock: while the current bucket is still current it is a float compare
+    and a list-item increment. A limiter's fast path goes further and increments the current
+    bucket without reading the clock at all; the ring then moves on at the next call that
+    passes a time, so such a count may stop counting early (never late: the budget errs
+    towards fewer retries). Two threads incrementing at once
     may lose one count, and a thread preempted across a ring rotation may put one count in
     the neighbouring bucket; either makes the budget off by about one first attempt (``ratio``
     of a retry), which is harmless. Rotations and withdrawals take the lock.

@@ -125,6 +125,7 @@ class Desk:
         # first one may tell the headroom, and the others wait a moment for it.
         self.busy = headers or rate is not None
         self.blocked_until = -math.inf  # the latest end of any scope's block
+        self.blocking = False  # a scope's block was recorded and has not been seen to end
 
     @property
     def pacer(self) -> Pacer:
@@ -174,6 +175,16 @@ class Desk:
         until = max(blocks.get(ticket.keys[0], -math.inf), blocks.get(ticket.keys[1], -math.inf))
         return max(0.0, until - now)
 
+    def block_over(self) -> bool:
+        """Whether every scope's block has ended (then noted, so the fast path skips this)."""
+        if self._clock() < self.blocked_until:
+            return False
+        with self._lock:
+            if self._clock() < self.blocked_until:
+                return False
+            self.blocking = False
+        return True
+
     def block_key(self, ticket: Ticket) -> str:
         """The store key a congestion block after the ticket's last answer belongs to."""
         return ticket.keys[0] if ticket.status in _SCOPED_STATUSES else ticket.keys[1]
@@ -190,6 +201,7 @@ class Desk:
                 blocks[key] = until
             if until > self.blocked_until:
                 self.blocked_until = until
+            self.blocking = True
             if len(blocks) > _MAX_BLOCKS:
                 for stale in [k for k, v in blocks.items() if v <= now]:
                     del blocks[stale]

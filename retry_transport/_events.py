@@ -21,7 +21,8 @@ class RetryEvent:
     before any attempt could be sent); ``reason`` then says why it stopped. ``url`` is
     scheme, host, port and path. ``blocked_for`` is the shared block left, in seconds, as the
     limiter knows it. ``paced`` is how long the attempt waited before it was sent (pacing or
-    a block on its scope), 0.0 when it went at once.
+    a block on its scope), 0.0 when it went at once. ``transport_name`` is the transport's
+    ``name=`` label (``None``: none).
     """
 
     kind: Literal["retry", "give_up"]
@@ -36,10 +37,14 @@ class RetryEvent:
     exception: str | None
     blocked_for: float
     paced: float = 0.0
+    transport_name: str | None = None
 
     def log_extra(self) -> dict[str, object]:
-        """The structured fields put on the ``retry_transport`` log record (``extra=``)."""
-        return {
+        """The structured fields put on the ``retry_transport`` log record (``extra=``).
+
+        ``retry_transport_name`` is there only when the transport has a name.
+        """
+        extra: dict[str, object] = {
             "retry_event": self.kind,
             "retry_method": self.method,
             "retry_url": self.url,
@@ -53,7 +58,11 @@ class RetryEvent:
             "retry_blocked_for": self.blocked_for,
             "retry_paced": self.paced,
         }
+        if self.transport_name is not None:
+            extra["retry_transport_name"] = self.transport_name
+        return extra
 
 
 Hook = Callable[[RetryEvent], Awaitable[None] | None]
-"""A callable told of each `RetryEvent`; it may be a coroutine function on `RetryTransport`."""
+"""A callable told of each `RetryEvent`; it may be a coroutine function on `RetryTransport`
+(not on `SyncRetryTransport`, which logs and skips such a hook)."""

@@ -206,6 +206,7 @@ class SharedLimiter:
     __slots__ = (
         "_available",
         "_block_lock",
+        "_blocked",
         "_blocked_until",
         "_budget",
         "_capped",
@@ -252,6 +253,7 @@ class SharedLimiter:
         self._scope = scope
         self._budget = None if budget is None else _BudgetState(budget, clock())
         self._blocked_until = -math.inf
+        self._blocked = False  # a block was recorded and has not been seen to end
         self._block_lock = threading.Lock()
         self._max_concurrency = max_concurrency
         self._capped = max_concurrency is not None
@@ -331,18 +333,26 @@ class SharedLimiter:
         if self._slow and (self._capped or not self._store.answers_locally()):
             return False
         desk = self._desk
-        if desk is not None and desk.busy:
+        if desk is not None and (desk.busy or (desk.blocking and not desk.block_over())):
             return False
-        now = self._clock()
-        if now < self._blocked_until or (desk is not None and now < desk.blocked_until):
+        if self._blocked and not self._block_over():
             return False
         budget = self._budget
         if budget is not None:
-            # `_BudgetState.deposit`, inlined for its common case: this runs on every request.
-            if now < budget._bucket_end:
-                budget._firsts[budget._index] += 1
-            else:
-                budget.deposit(now)
+            # This runs on every request, so it reads no clock: the count goes to the budget's
+            # current bucket, which the slow path (`allow_retry`, `note_first_attempt`) moves
+            # on. Counted so, a first attempt may stop counting early, never late.
+            budget._firsts[budget._index] += 1
+        return True
+
+    def _block_over(self) -> bool:
+        """Whether the block known locally has ended (then noted, so the fast path skips this)."""
+        if self._clock() < self._blocked_until:
+            return False
+        with self._block_lock:
+            if self._clock() < self._blocked_until:
+                return False  # extended meanwhile
+            self._blocked = False
         return True
 
     def note_first_attempt(self) -> None:
@@ -413,6 +423,7 @@ class SharedLimiter:
             until = self._clock() + seconds
             if until > self._blocked_until:
                 self._blocked_until = until
+            self._blocked = True
         return True
 
     def blocked_for(self) -> float:

@@ -23,7 +23,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 import anyio
@@ -273,7 +273,7 @@ class _Forwarder:
                 }
             )
             try:
-                async for chunk in response.stream:
+                async for chunk in cast("httpx.AsyncByteStream", response.stream):
                     if chunk:
                         await send({"type": "http.response.body", "body": chunk, "more_body": True})
                         sent += len(chunk)

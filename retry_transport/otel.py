@@ -31,8 +31,9 @@ class OpenTelemetryHook:
     ``url.full`` (scheme, host, port and path: never the query), ``http.response.status_code``
     or ``error.type``, and ``retry_transport.attempt``, ``.max_attempts``, ``.verdict``,
     ``.reason``, ``.delay`` (seconds, retries only), ``.blocked_for`` (seconds of shared
-    block left) and ``.paced`` (seconds the attempt waited before it was sent, when it did).
-    No header or body is ever recorded.
+    block left), ``.paced`` (seconds the attempt waited before it was sent, when it did) and
+    ``.name`` (the transport's ``name=`` label, when it has one). No header or body is ever
+    recorded.
 
     The current span is the one active where the request is sent: an HTTP client span if the
     client was instrumented with ``HTTPXClientInstrumentor().instrument_client(client)`` (which
@@ -72,6 +73,8 @@ def _attributes(event: RetryEvent) -> dict[str, AttributeValue]:
         attributes["retry_transport.paced"] = event.paced
     if event.delay is not None:
         attributes["retry_transport.delay"] = event.delay
+    if event.transport_name is not None:
+        attributes["retry_transport.name"] = event.transport_name
     if event.status is not None:
         attributes["http.response.status_code"] = event.status
     if event.exception is not None:

@@ -467,3 +467,24 @@ def test_other_invalid_arguments_are_refused_naming_them(
 ) -> None:
     with pytest.raises(error, match=field):
         SharedLimiter(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_block_extended_while_its_end_is_being_noted_still_holds() -> None:
+    limiter = SharedLimiter(clock=FakeClock(1001.0), random=lambda: 0.0)
+    real_lock = threading.Lock()
+
+    class ExtendedFirst:
+        """The block lock, taken just after another thread extended the block."""
+
+        def __enter__(self) -> None:
+            limiter._blocked_until = 1006.0
+            real_lock.acquire()
+
+        def __exit__(self, *exc_info: object) -> None:
+            real_lock.release()
+
+    limiter._blocked_until = 1001.0  # a block that ends now
+    limiter._blocked = True
+    limiter._block_lock = ExtendedFirst()  # type: ignore[assignment]
+    assert not limiter.try_admit()
+    assert limiter.blocked_for() == 5.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -547,3 +548,43 @@ def test_a_call_begun_before_a_failure_does_not_end_the_outage(
         a.store._succeeded(clock.now)
         assert len(infos_of(caplog)) == 1
         assert not a.try_admit()
+
+
+def test_while_skipped_a_sync_store_answers_none_without_trying(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="retry_transport")
+    client = redis.Redis(port=1)  # nothing listens there: refused at once
+    clock = FakeClock()
+    store = RedisStore(client, clock=clock, retry_interval=5.0)
+    assert store.read_sync("a") is None  # fails, and starts the skip
+    assert store.answers_locally()
+    assert store.read_sync("a") is None  # skipped: no call made
+    assert store.extend_sync("a", 1.0) is None
+    assert len(warnings_of(caplog)) == 1
+    store.close()
+    client.close()
+
+
+def test_while_down_only_one_of_two_racing_callers_probes() -> None:
+    client = redis.Redis(port=1)
+    clock = FakeClock()
+    store = RedisStore(client, clock=clock, retry_interval=5.0)
+    store._failed(ConnectionError("refused"))
+    clock.now += 5.0  # the interval is over: a probe is due
+    real_lock = threading.Lock()
+
+    class ClaimedFirst:
+        """The state lock, taken just after another caller claimed the probe."""
+
+        def __enter__(self) -> None:
+            store._skip_until = clock.now + 5.0
+            real_lock.acquire()
+
+        def __exit__(self, *exc_info: object) -> None:
+            real_lock.release()
+
+    store._state_lock = ClaimedFirst()  # type: ignore[assignment]
+    assert not store._claim()
+    store.close()
+    client.close()
