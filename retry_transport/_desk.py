@@ -167,12 +167,16 @@ class Desk:
     # -- blocks per scope -----------------------------------------------------------------
 
     def block_wait(self, ticket: Ticket) -> float:
-        """Seconds left of the block on the ticket's scope or its origin (0.0 when none)."""
+        """Seconds left of the block on the ticket's scope, or (for a retry) its origin."""
         now = self._clock()
         if now >= self.blocked_until:
             return 0.0
         blocks = self._blocks
-        until = max(blocks.get(ticket.keys[0], -math.inf), blocks.get(ticket.keys[1], -math.inf))
+        until = blocks.get(ticket.keys[0], -math.inf)
+        if ticket.sent_at > -math.inf:
+            # An origin's block (an outage) holds retries; first attempts still go, each
+            # answered at once, as the retry budget caps what the outage costs upstream.
+            until = max(until, blocks.get(ticket.keys[1], -math.inf))
         return max(0.0, until - now)
 
     def block_over(self) -> bool:
@@ -287,13 +291,14 @@ class Desk:
         self.observe(ticket, response)
 
     def congestion(self, ticket: Ticket, fallback_rate: float) -> None:
-        """A congestion verdict on the ticket's last answer: cut the adaptive rate of its
-        scope (a rate limit, an overload) or of its origin (an outage)."""
-        if not self._headers:
+        """A congestion verdict on the ticket's last answer: after a rate limit or an overload
+        (429, 529), cut the adaptive rate of its scope."""
+        if not self._headers or ticket.status not in _SCOPED_STATUSES:
+            # An outage (a 5xx) blocks the origin, but slowing its rate as well made every
+            # caller wait far longer for the same answers: the retry budget caps its load.
             return
-        scope = ticket.scope if ticket.status in _SCOPED_STATUSES else ticket.scope.origin_scope
         with self._lock:
-            self._pacer.congestion(scope, self._clock(), ticket.sent_at, fallback_rate)
+            self._pacer.congestion(ticket.scope, self._clock(), ticket.sent_at, fallback_rate)
             self.busy = not self._pacer.idle
 
     def headroom(self) -> list[ScopeHeadroom]:
