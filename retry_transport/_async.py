@@ -79,8 +79,11 @@ class RetryTransport(DriverBase, AsyncTransportBase):
             if status < 400 and (
                 status != 200 or not self._peek_sse or not is_event_stream(response.headers)
             ):
-                if self._paced is not None:
-                    self._paced.desk_observe_fast(request, response)
+                desk = self._desk
+                if desk is not None:
+                    desk.countdown -= 1  # now and then, look for rate-limit headers
+                    if desk.countdown <= 0:
+                        desk.observe_fast(request, response)
                 return response
             return await self._drive(request, response, start)
         self._limiter.note_first_attempt()

@@ -120,7 +120,7 @@ class Desk:
         self._fingerprint = Fingerprinter(fingerprint_key)
         self._lock = threading.Lock()
         self._blocks: dict[str, float] = {}
-        self._scan = 0
+        self.countdown = 0  # successes on the fast path until the next header scan
         # Until the first request has been answered, every request takes the slow path: the
         # first one may tell the headroom, and the others wait a moment for it.
         self.busy = headers or rate is not None
@@ -273,13 +273,13 @@ class Desk:
     def observe_fast(self, request: Any, response: Any) -> None:
         """A success that took the fast path: now and then, look for rate-limit headers.
 
-        One scan of the raw header names in `_SCAN_EVERY` responses; only a response that has
-        such headers costs a scope and a parse, and then pacing starts for its scope.
+        The driver counts `countdown` down on every success and calls this at zero: one scan
+        of the raw header names in `_SCAN_EVERY` responses; only a response that has such
+        headers costs a scope and a parse, and then pacing starts for its scope.
         """
-        self._scan -= 1
-        if self._scan > 0 or not self._headers:
+        self.countdown = _SCAN_EVERY
+        if not self._headers:
             return
-        self._scan = _SCAN_EVERY
         raw = getattr(response.headers, "_list", None)
         if raw is None or rate_limit_pairs(raw) is None:
             if self.busy and not self._pacer.idle:

@@ -293,7 +293,9 @@ class SharedLimiter:
         """A success on the fast path: now and then, look at it for rate-limit headers."""
         desk = self._desk
         if desk is not None:
-            desk.observe_fast(request, response)
+            desk.countdown -= 1
+            if desk.countdown <= 0:
+                desk.observe_fast(request, response)
 
     @property
     def desk(self) -> Desk | None:
