@@ -179,6 +179,17 @@ class Desk:
             until = max(until, blocks.get(ticket.keys[1], -math.inf))
         return max(0.0, until - now)
 
+    def note_any_block(self, left: float | None) -> None:
+        """Learn that some scope of the fleet is blocked for ``left`` seconds: shown by
+        `SharedLimiter.blocked_for`, holding no request (only its own scope's block does)."""
+        if left is None or not 0.0 < left < math.inf:
+            return
+        with self._lock:
+            until = self._clock() + left
+            if until > self.blocked_until:
+                self.blocked_until = until
+                self.blocking = True
+
     def block_over(self) -> bool:
         """Whether every scope's block has ended (then noted, so the fast path skips this)."""
         if self._clock() < self.blocked_until:

@@ -121,3 +121,14 @@ def test_a_limiter_without_pacing_has_no_desk() -> None:
     assert limiter.rate is None
     assert limiter.headroom() == []
     limiter.desk_observe_fast(request(), httpx.Response(200))
+
+
+def test_a_fleet_block_of_some_scope_is_shown_and_holds_nobody() -> None:
+    clock = FakeClock()
+    board = desk(clock)
+    board.note_any_block(None)
+    board.note_any_block(float("inf"))
+    assert board.blocked_until == float("-inf")
+    board.note_any_block(30.0)
+    assert board.blocked_until == clock.now + 30.0
+    assert board.block_wait(board.ticket(request())) == 0.0
