@@ -166,6 +166,7 @@ class RetryMachine:
         "_random",
         "_replayable",
         "_url",
+        "_waited",
         "_wall_clock",
     )
 
@@ -191,6 +192,7 @@ class RetryMachine:
         self._clock = clock
         self._wall_clock = wall_clock
         self._random = random
+        self._waited = 0.0  # seconds the attempt being made waited before it was sent
 
     # -- classification -------------------------------------------------------------------
 
@@ -281,7 +283,9 @@ class RetryMachine:
             now = clock()
             if seen.classification is None:  # a success, or a stream with content coming
                 history.append(
-                    Attempt(attempt, seen.status, None, None, "success", None, now - start)
+                    Attempt(
+                        attempt, seen.status, None, None, "success", None, now - start, self._waited
+                    )
                 )
                 return Finish(seen.response, seen.held, False, False, tuple(history))
             classification = seen.classification
@@ -343,6 +347,7 @@ class RetryMachine:
     def _admit(self, deadline: float | None) -> Generator[Action, Any, bool]:
         """Wait out the limiter; False if that would leave no time before the deadline."""
         clock = self._clock
+        self._waited = 0.0
         while True:
             remaining = None if deadline is None else deadline - clock()
             if remaining is not None and remaining <= 0.0:
@@ -354,6 +359,7 @@ class RetryMachine:
                 return True
             if deadline is not None and clock() + wait >= deadline:
                 return False
+            self._waited += wait
             yield Sleep(wait)
 
     def _examine(self, result: object, deadline: float | None) -> Generator[Action, Any, _Seen]:
@@ -509,8 +515,8 @@ class RetryMachine:
 
     # -- reporting ------------------------------------------------------------------------
 
-    @staticmethod
     def _record(
+        self,
         attempt: int,
         seen: _Seen,
         classification: Classification,
@@ -525,6 +531,7 @@ class RetryMachine:
             reason=classification.reason,
             delay=delay,
             elapsed=elapsed,
+            paced=self._waited,
         )
 
     def _event(
@@ -550,6 +557,7 @@ class RetryMachine:
             exception=None if exception is None else type(exception).__name__,
             blocked_for=0.0,  # the driver's to fill in: only the limiter knows
             transport_name=self._name,
+            paced=self._waited,
         )
 
     def _give_up(
