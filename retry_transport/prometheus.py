@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
 from ._events import RetryEvent
+from ._metric_names import BLOCKED_SECONDS, GIVEUPS, RETRIES, verdict_label
 
 __all__ = ["PrometheusHook"]
 
@@ -51,29 +52,16 @@ class PrometheusHook:
         self._clock = clock
         self._lock = threading.Lock()
         self._blocked_until: dict[str, float] = {}
-        self.retries = Counter(
-            "retry_transport_retries",
-            "Retries scheduled by retry_transport, by upstream host and verdict.",
-            ["host", "verdict"],
-            registry=registry,
-        )
-        self.giveups = Counter(
-            "retry_transport_giveups",
-            "Retryable failures retry_transport handed back, by upstream host and verdict.",
-            ["host", "verdict"],
-            registry=registry,
-        )
+        self.retries = Counter(RETRIES.name, RETRIES.help, ["host", "verdict"], registry=registry)
+        self.giveups = Counter(GIVEUPS.name, GIVEUPS.help, ["host", "verdict"], registry=registry)
         self.blocked_seconds = Gauge(
-            "retry_transport_blocked_seconds",
-            "Seconds left of the shared block on requests to an upstream host.",
-            ["host"],
-            registry=registry,
+            BLOCKED_SECONDS.name, BLOCKED_SECONDS.help, ["host"], registry=registry
         )
 
     def __call__(self, event: RetryEvent) -> None:
         """Count ``event`` and note the block it reports."""
         host = urlsplit(event.url).hostname or ""
-        verdict = "none" if event.verdict is None else event.verdict.value
+        verdict = verdict_label(event)
         counter = self.retries if event.kind == "retry" else self.giveups
         counter.labels(host=host, verdict=verdict).inc()
         with self._lock:

@@ -24,8 +24,10 @@ from types import TracebackType
 import httpx
 import uvicorn
 
-from retry_transport._proxy import build_app, server_config
-from retry_transport._proxy_cli import ProxySettings, add_arguments, settings_from_args
+from retry_transport.proxy.app import build_app
+from retry_transport.proxy.cli import add_arguments, settings_from_args
+from retry_transport.proxy.serving import server_config
+from retry_transport.proxy.settings import ProxySettings
 
 __all__ = ["FAST", "Gate", "Sidecar", "SidecarProcess", "Trickle", "settings_for"]
 

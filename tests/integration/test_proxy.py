@@ -55,16 +55,6 @@ PROXY = [sys.executable, "-m", "retry_transport", "proxy"]
 NIM_DEGRADED = {"status": 400, "detail": "Function 'f': DEGRADED function cannot be invoked"}
 
 
-@pytest.fixture(autouse=True)
-def _library_logger() -> Iterator[None]:
-    """The sidecar lowers the library logger's level so its metrics see retries; undo that."""
-    logger = logging.getLogger("retry_transport")
-    level, handlers = logger.level, list(logger.handlers)
-    yield
-    logger.setLevel(level)
-    logger.handlers[:] = handlers
-
-
 @pytest.fixture(params=KINDS)
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -239,7 +229,7 @@ def test_options_become_settings() -> None:
 def test_without_the_proxy_extra_the_command_says_what_to_install(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setitem(sys.modules, "retry_transport._proxy", None)
+    monkeypatch.setitem(sys.modules, "retry_transport.proxy.serving", None)
     with pytest.raises(SystemExit) as exited:
         main(["proxy", "--upstream", "https://api.anthropic.com"])
     assert exited.value.code == 2
@@ -576,12 +566,30 @@ def test_metrics_count_retries_and_give_ups_by_upstream_and_verdict(
         for line in text.splitlines()
         if line and not line.startswith("#")
     }
-    prefix = "retry_transport_proxy"
-    assert samples[f'{prefix}_retries_total{{upstream="a",verdict="congestion"}}'] == 1
-    assert samples[f'{prefix}_retries_total{{upstream="a",verdict="transient"}}'] == 1
-    assert samples[f'{prefix}_give_ups_total{{upstream="a",verdict="congestion"}}'] == 1
-    assert samples[f'{prefix}_requests_total{{code="529",upstream="a"}}'] == 1
-    assert samples[f'{prefix}_requests_total{{code="200",upstream="a"}}'] == 1
+    assert samples['retry_transport_retries_total{upstream="a",verdict="congestion"}'] == 1
+    assert samples['retry_transport_retries_total{upstream="a",verdict="transient"}'] == 1
+    assert samples['retry_transport_giveups_total{upstream="a",verdict="congestion"}'] == 1
+    assert samples['retry_transport_proxy_requests_total{code="529",upstream="a"}'] == 1
+    assert samples['retry_transport_proxy_requests_total{code="200",upstream="a"}'] == 1
+
+
+def test_metrics_count_from_hooks_and_leave_every_logger_level_alone(
+    upstream: Upstream,
+) -> None:
+    pytest.importorskip("prometheus_client")
+    library = logging.getLogger("retry_transport")
+    before = library.level, list(library.handlers)
+    library.setLevel(logging.ERROR)  # no retry record is even made
+    upstream.script("/v1/models", Reply(503), Reply.json(200, {}))
+    try:
+        with Sidecar("--upstream", upstream.url) as sidecar, httpx.Client() as client:
+            assert client.get(f"{sidecar.url}/v1/models").status_code == 200
+            text = client.get(f"{sidecar.url}/_retry_transport/metrics").text
+            assert library.level == logging.ERROR
+            assert library.handlers == before[1]
+    finally:
+        library.setLevel(before[0])
+    assert 'retry_transport_retries_total{upstream="/",verdict="congestion"} 1.0' in text
 
 
 def test_metrics_without_prometheus_client_are_a_404(

@@ -1,7 +1,6 @@
-"""The retry sidecar: a Starlette app forwarding every request through `RetryTransport`.
+"""Forwarding: one `Forwarder` per upstream sends each request on through its `RetryTransport`.
 
-Needs the ``proxy`` extra (Starlette, uvicorn); `retry_transport` itself never imports this
-module. Each upstream has one `RetryTransport` and one limiter, shared by every client of the
+Each upstream has one `RetryTransport` and one limiter, shared by every client of the
 sidecar, so a 429 seen by one client holds back the others.
 
 Streaming, both ways: a request body is read up to ``replay_limit`` bytes and, if it ended
@@ -17,31 +16,22 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import re
-import signal
-import socket
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import quote
 
 import anyio
 import httpx
-import uvicorn
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import BaseRoute, Match, NoMatchFound, Route
 from starlette.types import Receive, Scope, Send
 
-from ._async import RetryTransport
-from ._limiter import Limiter, SharedLimiter
-from ._proxy_cli import OWN_PREFIX, ProxySettings, UpstreamSpec
-from ._proxy_metrics import Metrics, UpstreamMetrics, counting, install, stop_counting
+from .._async import RetryTransport
+from .._limiter import Limiter
+from .metrics import UpstreamMetrics
+from .settings import ProxySettings, UpstreamSpec
 
-__all__ = ["build_app", "serve"]
+__all__ = ["Forwarder"]
 
 logger = logging.getLogger("retry_transport.proxy")
 
@@ -81,30 +71,49 @@ def _forwardable(
     return kept
 
 
-def _label(spec: UpstreamSpec) -> str:
-    """The upstream's name in logs, metrics and /healthz: its route name, or "/" at the root."""
-    return "/" if spec.name is None else spec.name
+_TALLY = "retry_transport.proxy.tally"
+"""The request extension the counting transport notes each send in."""
 
 
 @dataclass(slots=True)
 class _Exchange:
-    """What one forwarded request's two tasks tell each other."""
+    """What one forwarded request's two tasks (and its transport) tell each other."""
 
     finished: bool = False
     """The response's last byte is being sent: a disconnect now changes nothing."""
     client_gone: bool = False
+    sends: int = 0
+    """Attempts sent upstream so far (counted by `_CountingTransport`)."""
 
 
-class _Forwarder:
+class _CountingTransport(httpx.AsyncBaseTransport):
+    """The upstream's connection pool, counting each attempt in the request's `_Exchange`."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        exchange = request.extensions.get(_TALLY)
+        if isinstance(exchange, _Exchange):
+            exchange.sends += 1
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class Forwarder:
     """Forwards requests to one upstream through its `RetryTransport`."""
 
-    def __init__(self, spec: UpstreamSpec, settings: ProxySettings, metrics: Metrics) -> None:
+    def __init__(
+        self, spec: UpstreamSpec, settings: ProxySettings, metrics: UpstreamMetrics
+    ) -> None:
         self.spec = spec
-        self.label = _label(spec)
+        self.label = spec.label
         self.transport: RetryTransport | None = None  # made at startup, in the server's loop
         self.limiter: Limiter | None = None
         self._settings = settings
-        self._metrics: UpstreamMetrics = metrics.upstream(self.label)
+        self._metrics = metrics
         self._base = httpx.URL(spec.url)
         self._base_path = self._base.raw_path.split(b"?", 1)[0].rstrip(b"/")
         self._prefix = "" if spec.name is None else f"/{spec.name}"
@@ -125,7 +134,12 @@ class _Forwarder:
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=100)
         )
         self.limiter = limiter
-        self.transport = RetryTransport(inner, policy=self._settings.policy, limiter=limiter)
+        self.transport = RetryTransport(
+            _CountingTransport(inner),
+            policy=self._settings.policy,
+            limiter=limiter,
+            hooks=[self._metrics],
+        )
         return self.transport
 
     # -- one request -------------------------------------------------------------------------
@@ -251,15 +265,12 @@ class _Forwarder:
             self._target(scope),
             headers=_forwardable(headers, _REQUEST_ONLY),
             content=content,
-            extensions={"timeout": self._timeouts},
+            extensions={"timeout": self._timeouts, _TALLY: exchange},
         )
-        token = counting(self._metrics)
         try:
             response = await transport.handle_async_request(request)
         except httpx.TransportError as exc:
             return await self._send_error(scope, send, exchange, exc)
-        finally:
-            stop_counting(token)
         body_out.close()  # a body still arriving is not wanted any more
         history = response.extensions.get("retry_history", ())
         attempts = len(history) or 1
@@ -302,11 +313,13 @@ class _Forwarder:
         """Answer 504 for a timeout (the deadline's included), 502 for any other failure."""
         timeout = isinstance(exc, httpx.TimeoutException)
         status = 504 if timeout else 502
-        notes = "; ".join(getattr(exc, "__notes__", ()))
+        attempts = max(exchange.sends, 1)
         detail = (
             f"upstream {self.spec.url} {'timed out' if timeout else 'unreachable'}: "
-            f"{type(exc).__name__}: {str(exc) or '-'}{f' ({notes})' if notes else ''}"
+            f"{type(exc).__name__}: {str(exc) or '-'}"
         )
+        if attempts > 1:
+            detail += f" (gave up after {attempts} attempts)"
         message = f"retry_transport proxy: {detail}"
         body = json.dumps(
             {
@@ -327,8 +340,7 @@ class _Forwarder:
         exchange.finished = True
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})
-        match = re.search(r"after (\d+) attempts", notes)
-        return status, int(match.group(1)) if match else 1, len(body)
+        return status, attempts, len(body)
 
 
 async def _stream_body(
@@ -338,210 +350,3 @@ async def _stream_body(
         yield part
     async for chunk in rest:
         yield chunk
-
-
-class _UpstreamRoute(BaseRoute):
-    """Routes ``/<name>`` and ``/<name>/...`` (everything but our own paths at the root)."""
-
-    def __init__(self, forwarder: _Forwarder) -> None:
-        self.forwarder = forwarder
-        self._prefix = forwarder.spec.name and f"/{forwarder.spec.name}"
-
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if scope["type"] != "http":
-            return Match.NONE, {}
-        path: str = scope["path"]
-        prefix = self._prefix
-        if prefix:
-            hit = path == prefix or path.startswith(prefix + "/")
-        else:
-            hit = path != OWN_PREFIX and not path.startswith(OWN_PREFIX + "/")
-        return (Match.FULL if hit else Match.NONE), {}
-
-    def url_path_for(self, name: str, /, **path_params: Any) -> Any:
-        raise NoMatchFound(name, path_params)
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.forwarder(scope, receive, send)
-
-
-class _Unrouted(BaseRoute):
-    """Answers any path no upstream serves with a 404 naming the prefixes that exist."""
-
-    def __init__(self, prefixes: Sequence[str]) -> None:
-        self._prefixes = list(prefixes)
-
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        return (Match.FULL if scope["type"] == "http" else Match.NONE), {}
-
-    def url_path_for(self, name: str, /, **path_params: Any) -> Any:
-        raise NoMatchFound(name, path_params)
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = JSONResponse(
-            {
-                "type": "error",
-                "error": {
-                    "type": "not_found",
-                    "message": "retry_transport proxy: no upstream is served under this path; "
-                    f"prefixes: {', '.join(self._prefixes)}",
-                },
-            },
-            status_code=404,
-            headers={"x-should-retry": "false"},
-        )
-        await response(scope, receive, send)
-
-
-def build_app(settings: ProxySettings) -> Starlette:
-    """The sidecar's ASGI app. Transports and limiters are made by its lifespan (startup)."""
-    metrics = Metrics(_label(spec) for spec in settings.upstreams)
-    install()
-    forwarders = [_Forwarder(spec, settings, metrics) for spec in settings.upstreams]
-
-    async def healthz(request: Request) -> Response:
-        return JSONResponse(
-            {
-                "status": "ok",
-                "upstreams": {
-                    forwarder.label: {
-                        "url": forwarder.spec.url,
-                        "blocked_for": (
-                            0.0
-                            if forwarder.limiter is None
-                            else round(forwarder.limiter.blocked_for(), 3)
-                        ),
-                    }
-                    for forwarder in forwarders
-                },
-            }
-        )
-
-    async def metrics_text(request: Request) -> Response:
-        rendered = metrics.render()
-        if rendered is None:
-            return PlainTextResponse(
-                "metrics need prometheus-client: pip install prometheus-client\n", 404
-            )
-        body, content_type = rendered
-        return Response(body, media_type=content_type)
-
-    own: list[BaseRoute] = [
-        Route(f"{OWN_PREFIX}/healthz", healthz, methods=["GET"]),
-        Route(f"{OWN_PREFIX}/metrics", metrics_text, methods=["GET"]),
-    ]
-    names = {spec.name for spec in settings.upstreams}
-    for path, endpoint in (("healthz", healthz), ("metrics", metrics_text)):
-        # The short paths only when no upstream could be asked for them.
-        if None not in names and path not in names:
-            own.append(Route(f"/{path}", endpoint, methods=["GET"]))
-    # Named upstreams first: the root upstream takes everything else.
-    ordered = sorted(forwarders, key=lambda forwarder: forwarder.spec.name is None)
-    routes: list[BaseRoute] = [*own, *(_UpstreamRoute(forwarder) for forwarder in ordered)]
-    if None not in names:
-        routes.append(_Unrouted([f"/{spec.name}/" for spec in settings.upstreams]))
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with contextlib.AsyncExitStack() as stack:
-            redis_client: Any = None
-            if settings.redis_url is not None:
-                import redis.asyncio
-
-                redis_client = redis.asyncio.from_url(settings.redis_url)
-                stack.push_async_callback(redis_client.aclose)
-            for forwarder in forwarders:
-                limiter = _limiter(settings, forwarder.spec, redis_client)
-                transport = forwarder.start(limiter)
-                stack.push_async_callback(transport.aclose)
-                metrics.watch_block(forwarder.label, limiter.blocked_for)
-            yield
-
-    return Starlette(routes=routes, lifespan=lifespan)
-
-
-def _limiter(settings: ProxySettings, spec: UpstreamSpec, redis_client: Any) -> Limiter:
-    if redis_client is None:
-        return SharedLimiter(settings.budget, settings.max_concurrency)
-    from .redis import RedisLimiter
-
-    return RedisLimiter(
-        redis_client,
-        name=spec.limiter_name,
-        budget=settings.budget,
-        max_concurrency=settings.max_concurrency,
-    )
-
-
-# -- serving ----------------------------------------------------------------------------------
-
-
-def _configure_logging(level: str) -> None:
-    handler = logging.StreamHandler()
-    handler.setLevel(level.upper())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(level.upper())
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def _url(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
-def server_config(app: Starlette, settings: ProxySettings) -> uvicorn.Config:
-    """The uvicorn configuration the sidecar runs with (its own logging, no access log)."""
-    return uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        lifespan="on",
-        log_config=None,
-        log_level=settings.log_level,
-        access_log=False,  # it would log query strings, where some providers put keys
-        server_header=False,
-        date_header=False,
-        proxy_headers=False,
-        ws="none",
-        timeout_graceful_shutdown=settings.grace,
-    )
-
-
-def serve(settings: ProxySettings) -> int:
-    """Serve until SIGTERM or SIGINT, then let in-flight responses finish (up to
-    ``settings.grace`` seconds); the exit status: 0 after a shutdown, 1 if it never started."""
-    _configure_logging(settings.log_level)
-    try:
-        sock = _bind(settings.host, settings.port)
-    except OSError as exc:
-        logger.error("cannot listen on %s port %d: %s", settings.host, settings.port, exc)  # noqa: TRY400
-        return 1
-    app = build_app(settings)
-    server = uvicorn.Server(server_config(app, settings))
-    url = _url(sock)
-    for spec in settings.upstreams:
-        logger.info(
-            "listening on %s%s/ -> %s", url, "" if spec.name is None else f"/{spec.name}", spec.url
-        )
-    # uvicorn re-raises the signal that stopped it once it is done; with these handlers in
-    # place, that re-raise does nothing and the process exits 0 after a graceful shutdown.
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: None)
-    with sock:
-        server.run(sockets=[sock])
-    return 0 if server.started else 1

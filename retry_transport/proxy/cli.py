@@ -11,63 +11,16 @@ import importlib.util
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from ._budget import RetryBudget
-from ._policy import Backoff, RetryPolicy
+from .._budget import RetryBudget
+from .._policy import Backoff, RetryPolicy
+from .settings import MIB, OWN_PREFIX, ProxySettings, UpstreamSpec
 
-__all__ = [
-    "DEFAULT_PORT",
-    "OWN_PREFIX",
-    "ProxySettings",
-    "UpstreamSpec",
-    "add_arguments",
-    "run",
-    "settings_from_args",
-]
-
-DEFAULT_PORT = 8787
-OWN_PREFIX = "/_retry_transport"
-"""Path prefix of the sidecar's own endpoints; no upstream name can take it."""
+__all__ = ["add_arguments", "run", "settings_from_args"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]*$")
-_MIB = 1024 * 1024
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-
-
-@dataclass(frozen=True, slots=True)
-class UpstreamSpec:
-    """One upstream: served under ``/<name>/`` (or at the root when ``name`` is None)."""
-
-    name: str | None
-    url: str
-    """``scheme://host[:port][/base-path]``, without a trailing slash, query or user info."""
-
-    @property
-    def limiter_name(self) -> str:
-        """The name sidecars share a Redis block under: the upstream's URL, not the route."""
-        return f"proxy:{self.url}"
-
-
-@dataclass(frozen=True, slots=True)
-class ProxySettings:
-    """Everything the sidecar needs, validated."""
-
-    upstreams: tuple[UpstreamSpec, ...]
-    host: str = "127.0.0.1"
-    port: int = DEFAULT_PORT
-    policy: RetryPolicy = field(default_factory=RetryPolicy)
-    budget: RetryBudget | None = field(default_factory=RetryBudget)
-    max_concurrency: int | None = None
-    replay_limit: int = 8 * _MIB
-    """Request bodies up to this many bytes are kept, so the request can be retried."""
-    connect_timeout: float = 10.0
-    read_timeout: float | None = 600.0
-    redis_url: str | None = field(default=None, repr=False)  # may hold a password
-    grace: int = 25
-    """Seconds in-flight responses get to finish after SIGTERM."""
-    log_level: str = "info"
 
 
 # -- argparse value types: each error names the rule broken and the value given ----------------
@@ -112,7 +65,7 @@ def _bytes(text: str) -> int:
         raise argparse.ArgumentTypeError(
             f"must be a size in bytes such as 8m or 65536, got {text!r}"
         )
-    scale = {"": 1, "k": 1024, "m": _MIB, "g": 1024 * _MIB}[match.group(2)]
+    scale = {"": 1, "k": 1024, "m": MIB, "g": 1024 * MIB}[match.group(2)]
     return int(match.group(1)) * scale
 
 
@@ -375,7 +328,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     try:
-        from ._proxy import serve
+        from .serving import serve
     except ImportError as exc:
         parser.exit(
             2,
