@@ -29,6 +29,7 @@ from starlette.types import Receive, Scope, Send
 from .._async import RetryTransport
 from .._limiter import Limiter
 from .metrics import UpstreamMetrics
+from .pool import make_pool
 from .settings import ProxySettings, UpstreamSpec
 
 __all__ = ["Forwarder"]
@@ -130,9 +131,7 @@ class Forwarder:
 
     def start(self, limiter: Limiter) -> RetryTransport:
         """Make the transport (in the server's event loop)."""
-        inner = httpx.AsyncHTTPTransport(
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=100)
-        )
+        inner = make_pool()
         self.limiter = limiter
         self.transport = RetryTransport(
             _CountingTransport(inner),
@@ -186,7 +185,13 @@ class Forwarder:
         if outcome is not None:
             status, attempts, size = outcome
             self._metrics.request(status)
-            logger.info(
+            # One line per request costs every request its formatting and a write: at INFO
+            # only for a request that needed retries, every request at DEBUG.
+            level = logging.INFO if attempts > 1 else logging.DEBUG
+            if not logger.isEnabledFor(level):
+                return
+            logger.log(
+                level,
                 "%s %s %s -> %d, %d attempt%s, %d bytes in %.3fs",
                 self.label,
                 scope["method"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import signal
 import socket
@@ -12,7 +13,7 @@ from starlette.applications import Starlette
 from .app import build_app
 from .settings import ProxySettings
 
-__all__ = ["serve", "server_config"]
+__all__ = ["fast_parts", "serve", "server_config"]
 
 logger = logging.getLogger("retry_transport.proxy")
 
@@ -24,6 +25,15 @@ def _configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(level.upper())
+
+
+def fast_parts() -> tuple[str, str]:
+    """uvicorn's HTTP parser and event loop for the sidecar: httptools and uvloop where they
+    are installed (``pip install 'retry-transport[proxy]'`` brings both), else h11 and
+    asyncio."""
+    http = "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
+    loop = "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
+    return http, loop
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -47,10 +57,13 @@ def _url(sock: socket.socket) -> str:
 
 def server_config(app: Starlette, settings: ProxySettings) -> uvicorn.Config:
     """The uvicorn configuration the sidecar runs with (its own logging, no access log)."""
+    http, loop = fast_parts()
     return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
+        http=http,
+        loop=loop,
         lifespan="on",
         log_config=None,
         log_level=settings.log_level,
