@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from retry_transport.proxy.serving import fast_parts
+from retry_transport.proxy.serving import fast_loop
 
 __all__ = ["main"]
 
@@ -80,13 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upstream", required=True)
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
-    http, loop = fast_parts()
+    loop = fast_loop()
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", args.port))
     config = uvicorn.Config(
         _app(args.upstream),
-        http=http,
+        http="h11",
         loop=loop,
         lifespan="on",
         log_config=None,
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         proxy_headers=False,
     )
     server = uvicorn.Server(config)
-    print(f"listening on http://127.0.0.1:{sock.getsockname()[1]}/ ({http}, {loop})", flush=True)
+    print(f"listening on http://127.0.0.1:{sock.getsockname()[1]}/ (h11, {loop})", flush=True)
     server.run(sockets=[sock])
     return 0
 

@@ -8,10 +8,12 @@ a 404 for paths no upstream serves.
 from __future__ import annotations
 
 import contextlib
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Match, NoMatchFound, Route
@@ -20,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 from .._limiter import Limiter, SharedLimiter
 from .forwarding import Forwarder
 from .metrics import Metrics
+from .screening import Screen
 from .settings import OWN_PREFIX, ProxySettings, UpstreamSpec
 
 __all__ = ["build_app"]
@@ -88,11 +91,15 @@ class _Endpoints:
         self._metrics = metrics
 
     async def healthz(self, request: Request) -> Response:
-        """Each upstream's URL and the shared block left on it, in seconds."""
+        """Each upstream's URL and the shared block left on it, in seconds, as its limiter's
+        store knows it (for Redis: the fleet's block, learnt by one bounded read)."""
         upstreams = {}
         for forwarder in self._forwarders:
             limiter = forwarder.limiter
-            blocked_for = 0.0 if limiter is None else round(limiter.blocked_for(), 3)
+            blocked_for = 0.0
+            if limiter is not None:
+                await limiter.gate()  # asks the store, as a request about to be sent would
+                blocked_for = round(limiter.blocked_for(), 3)
             upstreams[forwarder.label] = {"url": forwarder.spec.url, "blocked_for": blocked_for}
         return JSONResponse({"status": "ok", "upstreams": upstreams})
 
@@ -114,8 +121,11 @@ class _Endpoints:
 def build_app(settings: ProxySettings) -> Starlette:
     """The sidecar's ASGI app. Transports and limiters are made by its lifespan (startup)."""
     metrics = Metrics(spec.label for spec in settings.upstreams)
+    # This sidecar's name in Via headers: its own, so that a loop through it is seen.
+    via_token = f"retry-transport-{secrets.token_hex(4)}".encode()
     forwarders = [
-        Forwarder(spec, settings, metrics.upstream(spec.label)) for spec in settings.upstreams
+        Forwarder(spec, settings, metrics.upstream(spec.label), via_token)
+        for spec in settings.upstreams
     ]
     own_routes = _Endpoints(forwarders, metrics).routes()
     names = {spec.name for spec in settings.upstreams}
@@ -140,7 +150,10 @@ def build_app(settings: ProxySettings) -> Starlette:
             if settings.redis_url is not None:
                 import redis.asyncio
 
-                redis_client = redis.asyncio.from_url(settings.redis_url)
+                extra = (
+                    {} if settings.redis_password is None else {"password": settings.redis_password}
+                )
+                redis_client = redis.asyncio.from_url(settings.redis_url, **extra)
                 stack.push_async_callback(redis_client.aclose)
             for forwarder in forwarders:
                 limiter = _limiter(settings, forwarder.spec, redis_client)
@@ -149,7 +162,11 @@ def build_app(settings: ProxySettings) -> Starlette:
                 metrics.watch_block(forwarder.label, limiter.blocked_for)
             yield
 
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(Screen, via_token=via_token)],
+    )
 
 
 def _limiter(settings: ProxySettings, spec: UpstreamSpec, redis_client: Any) -> Limiter:

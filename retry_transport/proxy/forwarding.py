@@ -3,6 +3,11 @@
 Each upstream has one `RetryTransport` and one limiter, shared by every client of the
 sidecar, so a 429 seen by one client holds back the others.
 
+Paths stay within the upstream's mount: ``/<name>/v1/../x`` is sent as ``<base>/x``, and a
+path whose dot segments would climb out of the mount, or that hides one behind
+percent-encoding, is refused with a 400. Every forwarded request and response gains a ``Via``
+entry naming this sidecar (RFC 9110 7.6.3), by which `screening.Screen` recognises a loop.
+
 Streaming, both ways: a request body is read up to ``replay_limit`` bytes and, if it ended
 within that, sent as bytes the transport can replay on a retry; a larger (or larger announced)
 body is streamed to the upstream as it arrives and sent once. A response is streamed back as
@@ -14,12 +19,11 @@ closed at once, whether it was waiting for headers, sleeping before a retry or s
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, unquote_to_bytes
 
 import anyio
 import httpx
@@ -27,9 +31,12 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from starlette.types import Receive, Scope, Send
 
 from .._async import RetryTransport
+from .._errors import DeadlineExceeded
 from .._limiter import Limiter
 from .metrics import UpstreamMetrics
 from .pool import make_pool
+from .replies import path_for_log, printable, send_error
+from .screening import confine
 from .settings import ProxySettings, UpstreamSpec
 
 __all__ = ["Forwarder"]
@@ -75,14 +82,46 @@ def _forwardable(
 _TALLY = "retry_transport.proxy.tally"
 """The request extension the counting transport notes each send in."""
 
+_TERMINAL_LINES = frozenset(
+    {
+        b"data: [DONE]",  # OpenAI chat completions and the OpenAI-compatible servers
+        b"event: message_stop",  # Anthropic Messages
+        b"event: response.completed",  # OpenAI Responses
+        b"event: response.incomplete",
+        b"event: response.failed",
+    }
+)
+_MAX_LINE = 256
+"""Longest partial line kept while looking for a terminal event (they are all short)."""
+
+
+class _Refused(Exception):
+    """A request the forwarder will not send: its status, error type and message."""
+
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+        self.message = message
+
 
 @dataclass(slots=True)
 class _Exchange:
     """What one forwarded request's two tasks (and its transport) tell each other."""
 
+    status: int | None = None
+    """The status sent to the client, once its response has started."""
+    attempts: int = 1
+    sent: int = 0
+    """Body bytes sent to the client."""
     finished: bool = False
     """The response's last byte is being sent: a disconnect now changes nothing."""
+    terminal: bool = False
+    """The stream's terminal event was sent: a disconnect now is the client being done."""
     client_gone: bool = False
+    body_stalled: bool = False
+    broke: bool = False
+    """The upstream's response broke after its headers were sent."""
     sends: int = 0
     """Attempts sent upstream so far (counted by `_CountingTransport`)."""
 
@@ -103,11 +142,33 @@ class _CountingTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
+class _TerminalWatch:
+    """Notices an event stream's terminal event (``data: [DONE]``, ``event: message_stop``,
+    ...) among the chunks passed on, whatever their boundaries."""
+
+    __slots__ = ("_partial",)
+
+    def __init__(self) -> None:
+        self._partial = b""
+
+    def seen_in(self, chunk: bytes) -> bool:
+        """Whether ``chunk`` completes a terminal event's line."""
+        lines = (self._partial + chunk).splitlines(keepends=True)
+        last = lines[-1] if lines else b""
+        complete = lines if last.endswith((b"\n", b"\r")) else lines[:-1]
+        self._partial = b"" if complete is lines else last[-_MAX_LINE:]
+        return any(line.rstrip(b"\r\n") in _TERMINAL_LINES for line in complete)
+
+
 class Forwarder:
     """Forwards requests to one upstream through its `RetryTransport`."""
 
     def __init__(
-        self, spec: UpstreamSpec, settings: ProxySettings, metrics: UpstreamMetrics
+        self,
+        spec: UpstreamSpec,
+        settings: ProxySettings,
+        metrics: UpstreamMetrics,
+        via_token: bytes,
     ) -> None:
         self.spec = spec
         self.label = spec.label
@@ -115,10 +176,10 @@ class Forwarder:
         self.limiter: Limiter | None = None
         self._settings = settings
         self._metrics = metrics
+        self._via = b"1.1 " + via_token
         self._base = httpx.URL(spec.url)
         self._base_path = self._base.raw_path.split(b"?", 1)[0].rstrip(b"/")
-        self._prefix = "" if spec.name is None else f"/{spec.name}"
-        self._raw_prefix = self._prefix.encode()
+        self._name = None if spec.name is None else spec.name.encode()
         self._timeouts = {
             "connect": settings.connect_timeout,
             "read": settings.read_timeout,
@@ -144,67 +205,105 @@ class Forwarder:
     # -- one request -------------------------------------------------------------------------
 
     def _target(self, scope: Scope) -> httpx.URL:
-        path: str = scope["path"]
-        raw: bytes = scope.get("raw_path") or quote(path).encode()
-        prefix = self._raw_prefix
-        if not prefix:
+        """The upstream URL for the request: its path below the mount, the query as sent.
+
+        Raises:
+            _Refused: the path leaves the mount, or cannot be told not to.
+        """
+        raw: bytes = scope.get("raw_path") or quote(scope["path"]).encode()
+        if self._name is None:
             rest = raw
-        elif raw.startswith(prefix) and raw[len(prefix) : len(prefix) + 1] in (b"", b"/"):
-            rest = raw[len(prefix) :]
-        else:  # the prefix arrived percent-encoded: re-encode the decoded rest
-            rest = quote(path[len(self._prefix) :]).encode()
-        target = (self._base_path + rest) or b"/"
+        else:
+            first, slash, after = raw[1:].partition(b"/")
+            if unquote_to_bytes(first) != self._name:
+                # The route matched the decoded path: the name came percent-encoded, with an
+                # encoded slash in it, or both. Only the plain name is taken as the mount.
+                raise _Refused(
+                    400,
+                    "invalid_path",
+                    f"the path must start with /{self.spec.name}/ as plain text",
+                )
+            rest = slash + after
+        confined = confine(rest)
+        if confined is None:
+            raise _Refused(
+                400,
+                "invalid_path",
+                "the path leaves the upstream's base path, or hides a dot segment behind "
+                "percent-encoding or a backslash",
+            )
+        target = (self._base_path + confined) or b"/"
         query: bytes = scope.get("query_string", b"")
         if query:
             target += b"?" + query
-        return self._base.copy_with(raw_path=target)
+        try:
+            return self._base.copy_with(raw_path=target)
+        except httpx.InvalidURL as exc:
+            raise _Refused(
+                400, "invalid_path", f"the path is not a valid URL path: {exc}"
+            ) from None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.monotonic()
         exchange = _Exchange()
         body_in, body_out = anyio.create_memory_object_stream[bytes](0)
-        outcome: tuple[int, int, int] | None = None
         with body_out:
             async with anyio.create_task_group() as group:
                 group.start_soon(self._watch_client, receive, body_in, exchange, group.cancel_scope)
                 try:
-                    outcome = await self._exchange(scope, send, body_out, exchange)
+                    await self._exchange(scope, send, body_out, exchange, started)
+                except _Refused as refused:
+                    await self._refuse(scope, send, exchange, refused)
                 finally:
                     group.cancel_scope.cancel()
-        path = scope["path"]
-        if exchange.client_gone:
+            if exchange.body_stalled and exchange.status is None:
+                await self._refuse(
+                    scope,
+                    send,
+                    exchange,
+                    _Refused(
+                        408,
+                        "request_timeout",
+                        f"the request body stalled for {self._settings.body_timeout:g} s",
+                    ),
+                )
+        self._summarise(scope, exchange, time.monotonic() - started)
+
+    def _summarise(self, scope: Scope, exchange: _Exchange, elapsed: float) -> None:
+        """The request's one summary log line, and its count."""
+        if exchange.client_gone and not exchange.terminal:
             self._metrics.client_disconnect()
             logger.info(
                 "%s %s %s: client went away after %.3fs; upstream request cancelled",
                 self.label,
-                scope["method"],
-                path,
-                time.monotonic() - started,
+                printable(scope["method"]),
+                path_for_log(scope),
+                elapsed,
             )
             return
-        if outcome is not None:
-            status, attempts, size = outcome
-            self._metrics.request(status)
-            # One line per request costs every request its formatting and a write: at INFO
-            # only for a request that needed retries, every request at DEBUG.
-            level = logging.INFO if attempts > 1 else logging.DEBUG
-            if not logger.isEnabledFor(level):
-                return
-            logger.log(
-                level,
-                "%s %s %s -> %d, %d attempt%s, %d bytes in %.3fs",
-                self.label,
-                scope["method"],
-                path,
-                status,
-                attempts,
-                "" if attempts == 1 else "s",
-                size,
-                time.monotonic() - started,
-            )
+        if exchange.status is None or exchange.broke:
+            return  # refused or broken: its own line said so
+        self._metrics.request(exchange.status)
+        # One line per request costs every request its formatting and a write: at INFO only
+        # for a request that needed retries, every request at DEBUG.
+        level = logging.INFO if exchange.attempts > 1 else logging.DEBUG
+        if not logger.isEnabledFor(level):
+            return
+        logger.log(
+            level,
+            "%s %s %s -> %d, %d attempt%s, %d bytes in %.3fs",
+            self.label,
+            printable(scope["method"]),
+            path_for_log(scope),
+            exchange.status,
+            exchange.attempts,
+            "" if exchange.attempts == 1 else "s",
+            exchange.sent,
+            elapsed,
+        )
 
-    @staticmethod
     async def _watch_client(
+        self,
         receive: Receive,
         body_in: MemoryObjectSendStream[bytes],
         exchange: _Exchange,
@@ -213,12 +312,18 @@ class Forwarder:
         """Pass the request body on, then wait for the client to go; cancel if it does early.
 
         The only reader of ``receive``: uvicorn answers it with ``http.disconnect`` as soon as
-        the client's connection closes (or once the response is complete).
+        the client's connection closes (or once the response is complete). A body that goes
+        silent for ``body_timeout`` seconds ends the exchange (a 408 if no answer started).
         """
         gone = False
         with body_in:
             while True:
-                message = await receive()
+                with anyio.move_on_after(self._settings.body_timeout) as waiting:
+                    message = await receive()
+                if waiting.cancelled_caught:
+                    exchange.body_stalled = True
+                    scope.cancel()
+                    return
                 if message["type"] != "http.request":
                     gone = True
                     break
@@ -259,93 +364,140 @@ class Forwarder:
         send: Send,
         body_out: MemoryObjectReceiveStream[bytes],
         exchange: _Exchange,
-    ) -> tuple[int, int, int] | None:
-        """Forward one request and stream the answer back; (status, attempts, bytes sent)."""
+        started: float,
+    ) -> None:
+        """Forward one request and stream the answer back, noting how it went in
+        ``exchange``."""
         transport = self.transport
         assert transport is not None, "the sidecar's lifespan has not started"
+        target = self._target(scope)
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         content = await self._read_body(headers, body_out)
         request = httpx.Request(
             scope["method"],
-            self._target(scope),
-            headers=_forwardable(headers, _REQUEST_ONLY),
+            target,
+            headers=[*_forwardable(headers, _REQUEST_ONLY), (b"via", self._via)],
             content=content,
             extensions={"timeout": self._timeouts, _TALLY: exchange},
         )
         try:
             response = await transport.handle_async_request(request)
         except httpx.TransportError as exc:
-            return await self._send_error(scope, send, exchange, exc)
+            await self._send_error(scope, send, exchange, exc, time.monotonic() - started)
+            return
         body_out.close()  # a body still arriving is not wanted any more
         history = response.extensions.get("retry_history", ())
-        attempts = len(history) or 1
-        sent = 0
+        exchange.attempts = len(history) or 1
+        watch = _TerminalWatch() if _is_event_stream(response.headers.raw) else None
         try:
+            exchange.status = response.status_code
             await send(
                 {
                     "type": "http.response.start",
                     "status": response.status_code,
-                    "headers": _forwardable(response.headers.raw),
+                    "headers": [*_forwardable(response.headers.raw), (b"via", self._via)],
                 }
             )
             try:
                 async for chunk in response.stream:
                     if chunk:
                         await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                        sent += len(chunk)
+                        exchange.sent += len(chunk)
+                        if watch is not None and not exchange.terminal:
+                            exchange.terminal = watch.seen_in(chunk)
             except httpx.TransportError as exc:
                 # Headers are out: the only way to tell the client is to cut its connection.
+                exchange.broke = True
                 logger.warning(
                     "%s %s %s: upstream response broke after %d bytes (%s); closing the "
                     "client's connection",
                     self.label,
-                    scope["method"],
-                    scope["path"],
-                    sent,
+                    printable(scope["method"]),
+                    path_for_log(scope),
+                    exchange.sent,
                     type(exc).__name__,
                 )
-                return None
+                return
             exchange.finished = True
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             with anyio.CancelScope(shield=True):
                 await response.aclose()
-        return response.status_code, attempts, sent
+
+    async def _refuse(
+        self, scope: Scope, send: Send, exchange: _Exchange, refused: _Refused
+    ) -> None:
+        """Answer a request the forwarder will not (or can no longer) send."""
+        logger.warning(
+            "%s %s %s: refused with %d: %s",
+            self.label,
+            printable(scope["method"]),
+            path_for_log(scope),
+            refused.status,
+            refused.message,
+        )
+        exchange.finished = True  # counted here, with no summary line (its status stays None)
+        self._metrics.request(refused.status)
+        await send_error(send, refused.status, refused.kind, refused.message, close=True)
 
     async def _send_error(
-        self, scope: Scope, send: Send, exchange: _Exchange, exc: httpx.TransportError
-    ) -> tuple[int, int, int]:
+        self,
+        scope: Scope,
+        send: Send,
+        exchange: _Exchange,
+        exc: httpx.TransportError,
+        elapsed: float,
+    ) -> None:
         """Answer 504 for a timeout (the deadline's included), 502 for any other failure."""
         timeout = isinstance(exc, httpx.TimeoutException)
-        status = 504 if timeout else 502
-        attempts = max(exchange.sends, 1)
-        detail = (
-            f"upstream {self.spec.url} {'timed out' if timeout else 'unreachable'}: "
-            f"{type(exc).__name__}: {str(exc) or '-'}"
+        attempts = exchange.attempts = max(exchange.sends, 1)
+        deadline = self._settings.policy.deadline
+        tries = f"{attempts} attempt{'' if attempts == 1 else 's'}"
+        if (
+            timeout
+            and deadline is not None
+            and (isinstance(exc, DeadlineExceeded) or elapsed >= deadline - _DEADLINE_SLACK)
+        ):
+            detail = (
+                f"upstream {self.spec.url} timed out: the deadline of {deadline:g} s "
+                f"(--deadline) passed after {tries} ({type(exc).__name__})"
+            )
+        else:
+            detail = (
+                f"upstream {self.spec.url} {'timed out' if timeout else 'unreachable'}: "
+                f"{type(exc).__name__}: {str(exc) or 'no detail'}"
+            )
+            if attempts > 1:
+                detail += f" (gave up after {tries})"
+        logger.warning(
+            "%s %s %s: %s",
+            self.label,
+            printable(scope["method"]),
+            path_for_log(scope),
+            printable(detail),
         )
-        if attempts > 1:
-            detail += f" (gave up after {attempts} attempts)"
-        message = f"retry_transport proxy: {detail}"
-        body = json.dumps(
-            {
-                "type": "error",
-                "error": {
-                    "type": "upstream_timeout" if timeout else "upstream_unreachable",
-                    "message": message,
-                },
-            }
-        ).encode()
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-        ]
-        if self._give_up_header:
-            headers.append((b"x-should-retry", b"false"))
-        logger.warning("%s %s %s: %s", self.label, scope["method"], scope["path"], detail)
         exchange.finished = True
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body, "more_body": False})
-        return status, attempts, len(body)
+        exchange.status = 504 if timeout else 502
+        exchange.sent = await send_error(
+            send,
+            exchange.status,
+            "upstream_timeout" if timeout else "upstream_unreachable",
+            detail,
+            give_up_header=self._give_up_header,
+        )
+
+
+_DEADLINE_SLACK = 0.01
+"""Seconds a timeout may come before the deadline and still be the deadline's (the transport
+starts its clock a little after the forwarder)."""
+
+
+def _is_event_stream(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    return any(
+        name.lower() == b"content-type"
+        and value.split(b";", 1)[0].strip().lower() == b"text/event-stream"
+        for name, value in headers
+    )
 
 
 async def _stream_body(

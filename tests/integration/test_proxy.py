@@ -425,7 +425,10 @@ def test_the_deadline_is_a_504(upstream: Upstream) -> None:
     ):
         response = client.post(f"{sidecar.url}/v1/messages", json={})
     assert response.status_code == 504
-    assert response.json()["error"]["type"] == "upstream_timeout"
+    error = response.json()["error"]
+    assert error["type"] == "upstream_timeout"
+    assert "the deadline of 0.2 s (--deadline) passed after 1 attempt" in error["message"]
+    assert "ReadTimeout: -" not in error["message"]
 
 
 def _chunks(data: bytes, size: int) -> Iterator[bytes]:
@@ -747,8 +750,12 @@ def test_sigterm_cuts_a_stream_off_after_the_grace_period_and_exits_0(
             with pytest.raises(httpx.RemoteProtocolError):
                 for _ in chunks:
                     pass
+            log = proc.log()
     finally:
         gate.open()
+    assert "grace period of 1s over: closing 1 connection still open" in log
+    assert "Traceback" not in log
+    assert "CancelledError" not in log
 
 
 def _accepts(port: int) -> bool:
