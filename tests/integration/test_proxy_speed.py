@@ -1,0 +1,103 @@
+"""The sidecar's serving choices for speed: several worker processes on one port, uvloop where
+it is installed, and no per-request log line at INFO for a request that needed no retry.
+
+(How fast it is, is measured by ``benchmarks/sidecar.py``, not here.)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from retry_transport.proxy.serving import fast_loop
+from retry_transport.testing.upstream import Reply, Upstream
+
+from ..proxy_helpers import Sidecar, SidecarProcess
+
+
+def _children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc (Linux)")
+def test_workers_share_the_port_and_answer_every_request(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    with SidecarProcess(
+        tmp_path / "sidecar.log", "--upstream", upstream.url, "--workers", "2"
+    ) as sidecar:
+        workers = _children(sidecar.pid)
+        assert len(workers) == 2, sidecar.log()
+        statuses = []
+        for index in range(20):
+            # A new connection each time, so that either worker may take it.
+            with httpx.Client(headers={"connection": "close"}) as client:
+                response = client.post(f"{sidecar.url}/v1/x", content=str(index).encode())
+            statuses.append(response.status_code)
+        assert statuses == [200] * 20
+        bodies = sorted(int(seen.content) for seen in upstream.received("/v1/x"))
+        assert bodies == list(range(20))
+        assert "2 workers serving" in sidecar.log()
+        sidecar.terminate()
+        assert sidecar.wait(30) == 0, sidecar.log()
+    for pid in workers:  # every worker has exited (and was reaped) before the parent
+        assert not Path(f"/proc/{pid}").exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc (Linux)")
+def test_a_worker_that_dies_stops_the_sidecar_with_status_1(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    with SidecarProcess(
+        tmp_path / "sidecar.log", "--upstream", upstream.url, "--workers", "2"
+    ) as sidecar:
+        first, second = _children(sidecar.pid)
+        os.kill(first, signal.SIGKILL)
+        assert sidecar.wait(30) == 1, sidecar.log()
+        assert f"worker {first} exited" in sidecar.log()
+    assert not Path(f"/proc/{second}").exists()
+
+
+def test_the_event_loop_is_uvloop_where_it_is_installed() -> None:
+    expected = "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
+    assert fast_loop() == expected
+
+
+@pytest.mark.skipif(importlib.util.find_spec("uvloop") is None, reason="uvloop not installed")
+def test_the_sidecar_serves_on_uvloop(upstream: Upstream, tmp_path: Path) -> None:
+    upstream.script("/v1/x", Reply(503, b"busy"), Reply(200, b"done"))
+    with SidecarProcess(
+        tmp_path / "sidecar.log", "--upstream", upstream.url, "--congestion-base", "0.01"
+    ) as sidecar:
+        response = httpx.post(f"{sidecar.url}/v1/x", content=b"{}")
+        assert (response.status_code, response.content) == (200, b"done")
+
+
+def test_a_plain_success_is_logged_at_debug_a_retried_one_at_info(
+    upstream: Upstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "retry_transport")
+    upstream.script("/once", Reply(200, b"ok"))
+    upstream.script("/twice", Reply(503, b"busy"), Reply(200, b"ok"))
+    with Sidecar("--upstream", upstream.url) as sidecar, httpx.Client() as client:
+        assert client.get(f"{sidecar.url}/once").status_code == 200
+        assert client.get(f"{sidecar.url}/twice").status_code == 200
+    lines = [r.getMessage() for r in caplog.records if r.name == "retry_transport.proxy"]
+    assert not any("GET /once ->" in line for line in lines), lines
+    assert any("GET /twice -> 200, 2 attempts" in line for line in lines), lines
+
+
+def test_at_debug_every_request_has_its_line(
+    upstream: Upstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, "retry_transport.proxy")
+    with Sidecar("--upstream", upstream.url) as sidecar, httpx.Client() as client:
+        assert client.get(f"{sidecar.url}/once").status_code == 200
+    lines = [r.getMessage() for r in caplog.records if r.name == "retry_transport.proxy"]
+    assert any("GET /once -> 200, 1 attempt," in line for line in lines), lines
