@@ -1,14 +1,17 @@
-"""The sidecar side by side: the upstream directly, a bare pass-through on the same server stack
-(the floor), our sidecar, and LiteLLM's proxy, all forwarding to the same loopback upstream.
+"""The sidecar side by side: the upstream directly, bare pass-throughs on the same server stack
+(the floors), our sidecar, and LiteLLM's proxy, all forwarding to the same loopback upstream.
 
     .venv/bin/python -m benchmarks.sidecar [--requests 2000] [--streams 500] [--litellm PATH]
+        [--baseline REF] [--workers N] [--json FILE] [--chart FILE]
 
 Every server is a child process: the scripted upstream (`retry_transport.testing.upstream`,
-its canned OpenAI chat completion), the floor (`benchmarks._floor`: a minimal ASGI app on
-uvicorn forwarding with one pooled httpx client, no retry logic), the sidecar exactly as a user
-starts it (``python -m retry_transport proxy --upstream URL``, default options, INFO logging)
-and LiteLLM's proxy (``litellm --config`` with one ``openai/<model>`` entry whose ``api_base``
-is the upstream). This process is the client: one keep-alive httpx client per target.
+its canned OpenAI chat completion), two floors (`benchmarks._floor`: a minimal ASGI app on
+uvicorn, h11 and the sidecar's event loop, forwarding with one pooled httpx client, or with
+one aiohttp session as the sidecar's pool does; no retry logic, no routing, no logging), the
+sidecar exactly as a user starts it (``python -m retry_transport proxy --upstream URL``,
+default options, INFO logging) and LiteLLM's proxy (``litellm --config`` with one
+``openai/<model>`` entry whose ``api_base`` is the upstream). This process is the client: one
+keep-alive httpx client per target.
 
 - **request**: a non-streamed ``POST /v1/chat/completions``, from sending to the last body
   byte; ``--requests`` rounds, each sending one request to every target in turn (the order
@@ -16,13 +19,16 @@ is the upstream). This process is the client: one keep-alive httpx client per ta
 - **first content**: a streamed one, from sending to the arrival of the first chunk with
   content (``--streams`` rounds, interleaved the same way);
 - **concurrent**: ``--concurrency`` clients at once, ``--burst`` requests each, per target and
-  round (``--rounds``, order rotating): latency percentiles and requests per second.
+  round (``--rounds``, order rotating): latency percentiles and requests per second;
+- **CPU per request**: the CPU time (user + system) each server process (and its workers) used
+  during the request rounds, divided by the requests it served; the least noisy figure on a
+  shared machine.
 
 "Added" is a target's percentile minus the upstream's own. The machine's load (load average,
 and the CPU time that other processes used while the benchmark ran) is part of the report.
-``--baseline REF`` also measures the sidecar as it was at git ``REF`` (on h11 and asyncio, as
-that version's ``proxy`` extra installed it) in the same run; ``--workers N`` adds the sidecar
-with ``--workers N``.
+``--baseline REF`` also measures the sidecar as it was at git ``REF`` (on h11 and asyncio,
+with httpx's pool, as that version's ``proxy`` extra installed it) in the same run;
+``--workers N`` adds the sidecar with ``--workers N``.
 """
 
 from __future__ import annotations
@@ -290,9 +296,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             python = [sys.executable]
             targets = [
                 _Child(
-                    "floor",
+                    "floor: uvicorn + httpx",
                     [*python, "-m", "benchmarks._floor", "--upstream", up],
-                    scratch / "floor.log",
+                    scratch / "floor-httpx.log",
+                ),
+                _Child(
+                    "floor: uvicorn + aiohttp",
+                    [*python, "-m", "benchmarks._floor", "--upstream", up, "--client", "aiohttp"],
+                    scratch / "floor-aiohttp.log",
                 ),
                 _Child(
                     "sidecar",
@@ -530,46 +541,47 @@ def chart(results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     measure = results["measure"]
-    names = [name for name in measure if name != "direct"]
+    names = list(measure)
+    labels = ["upstream directly" if name == "direct" else name for name in names]
     kinds = (
         ("request", "non-streamed request"),
-        ("first_content", "streamed: first content"),
+        ("first_content", "streamed: time to first content"),
         ("concurrent", f"{results['options']['concurrency']} clients at once"),
     )
-    figure, axes = plt.subplots(1, 3, figsize=(16, 4.8), layout="constrained")
+    figure, axes = plt.subplots(1, 3, figsize=(17, 5.2), layout="constrained")
     colors = {"median_ms": "#2a7ab9", "p90_ms": "#8fbce6", "p99_ms": "#c9c9c9"}
+    keys = ("median_ms", "p90_ms", "p99_ms")
+    height = 0.26
     for axis, (kind, title) in zip(axes, kinds, strict=True):
-        keys = ("median_ms", "p90_ms", "p99_ms")
-        height = 0.26
         for offset, key in enumerate(keys):
-            values = [max(measure[name][kind]["added"][key], 0.01) for name in names]
+            values = [measure[name][kind][key] for name in names]
             positions = [index + (offset - 1) * height for index in range(len(names))]
             bars = axis.barh(positions, values, height, color=colors[key], label=key[:-3])
             for bar, value in zip(bars, values, strict=True):
                 axis.text(
-                    bar.get_width() * 1.05,
+                    bar.get_width() * 1.04,
                     bar.get_y() + bar.get_height() / 2,
                     f"{value:.2f}",
                     va="center",
                     fontsize=7,
                 )
-        axis.set_yticks(range(len(names)), names)
+        axis.set_yticks(range(len(names)), labels)
         axis.invert_yaxis()
         axis.set_xscale("log")
-        axis.set_xlabel("added latency over the upstream, ms (log scale)")
-        direct = measure["direct"][kind]["median_ms"]
-        axis.set_title(f"{title} (upstream alone: {direct:.2f} ms median)", fontsize=10)
+        axis.set_xlabel("latency, ms (log scale)")
+        axis.set_title(title, fontsize=10)
         axis.grid(axis="x", which="both", alpha=0.3)
-    axes[0].legend(loc="lower right", fontsize=8)
+    handles, names_ = axes[0].get_legend_handles_labels()
+    figure.legend(handles, names_, loc="outside lower center", ncol=3, fontsize=8)
     cpu = results["cpu"]
     figure.suptitle(
-        f"Loopback, {results['machine']['cores']} cores; other processes used "
-        f"{cpu['other_processes_cores']:.2f} cores meanwhile (load average "
-        f"{results['load_average_before'][0]:.1f})",
+        f"Loopback on {results['machine']['cores']} cores: each server forwarding to the same "
+        f"upstream; other processes used {cpu['other_processes_cores']:.2f} cores meanwhile "
+        f"(load average {results['load_average_before'][0]:.1f})",
         fontsize=10,
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=100)
     plt.close(figure)
 
 
