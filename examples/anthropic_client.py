@@ -21,13 +21,18 @@ POLICY = RetryPolicy(congestion_backoff=Backoff(base=0.1, cap=1.0))  # short wai
 
 
 async def main(base_url: str) -> None:
-    transport = RetryTransport(httpx2.AsyncHTTPTransport(), policy=POLICY)
+    # The SDK's own pool size goes on the wrapped transport (a client's `limits=` is ignored
+    # once it is given a transport); DefaultAsyncHttpxClient keeps the SDK's timeout and
+    # redirect defaults.
+    wrapped = httpx2.AsyncHTTPTransport(limits=anthropic.DEFAULT_CONNECTION_LIMITS)
+    transport = RetryTransport(wrapped, policy=POLICY)
     client = anthropic.AsyncAnthropic(
         base_url=base_url,
         api_key="sk-ant-example",
-        http_client=httpx2.AsyncClient(transport=transport),
+        http_client=anthropic.DefaultAsyncHttpxClient(transport=transport),
         max_retries=0,  # the transport is the one retry authority
     )
+    print(f"timeout: {client.timeout}")
     async with client:
         stream = await client.messages.create(
             model="claude-sonnet-5",

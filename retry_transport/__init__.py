@@ -6,13 +6,14 @@ Hand a `RetryTransport` (async) or `SyncRetryTransport` (sync) to any client as 
 from __future__ import annotations
 
 from ._async import RetryTransport
+from ._backoff import Backoff
 from ._budget import RetryBudget
 from ._classify import classify
 from ._errors import DeadlineExceeded, RetryTransportError
 from ._events import Hook, RetryEvent
 from ._history import Attempt
 from ._limiter import Limiter, SharedLimiter
-from ._policy import Backoff, RetryPolicy
+from ._policy import RetryPolicy
 from ._sync import SyncRetryTransport
 from ._verdict import Classification, Outcome, Verdict
 

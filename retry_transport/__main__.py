@@ -1,4 +1,4 @@
-"""Command line: ``python -m retry_transport demo | rules | classify | proxy``."""
+"""Command line: ``python -m retry_transport demo | rules | classify | proxy | vendor``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import sys
 from collections.abc import Sequence
 
 from ._cli_classify import add_arguments as add_classify_arguments
+from ._vendor import add_arguments as add_vendor_arguments
+from ._vendor import run as run_vendor
 from .proxy.cli import add_arguments as add_proxy_arguments
 from .proxy.cli import run as run_proxy
 
@@ -38,7 +40,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="run a local retry sidecar in front of an LLM provider (needs the proxy extra)",
     )
     add_proxy_arguments(proxy)
+    vendor = commands.add_parser(
+        "vendor",
+        help="copy this package into another project (or --check such a copy)",
+    )
+    add_vendor_arguments(vendor)
     args = parser.parse_args(argv)
+    if args.command == "vendor":
+        return run_vendor(args, vendor)
     if args.command == "proxy":
         return run_proxy(args, proxy)
     if args.command == "classify":

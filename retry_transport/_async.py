@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
 
-import anyio
-
+from ._bases import AsyncTransportBase, BothResponse
 from ._common import DriverBase, is_event_stream
 from ._events import Hook
-from ._flavour import finish_iterator
+from ._io import (
+    AsyncSleep,
+    async_close_shielded,
+    async_default_sleep,
+    async_finish_iterator,
+    async_tell_hooks,
+    async_wait_for_slot,
+)
 from ._limiter import Limiter
-from ._machine import Block, Close, Fail, Finish, Gate, Notify, Read, Send, Sleep
+from ._machine import Block, Close, Fail, Finish, Gate, Read, Report, Send, Sleep, Spend
 from ._policy import RetryPolicy
 from ._switch import SWITCH
 
@@ -20,24 +26,20 @@ if TYPE_CHECKING:
     import httpx
     import httpx2
 
-    class _Base(httpx.AsyncBaseTransport, httpx2.AsyncBaseTransport):  # type: ignore[misc]
-        pass
-else:
-    _Base = object
-
 __all__ = ["RetryTransport"]
 
 
-class RetryTransport(DriverBase, _Base):
-    """An async transport that retries transient upstream failures of the one it wraps.
+class RetryTransport(DriverBase, AsyncTransportBase):
+    """The async transport that retries transient upstream failures of the one it wraps.
 
     ``transport`` is any ``httpx.AsyncBaseTransport`` or ``httpx2.AsyncBaseTransport``; the
     responses and exceptions handed back are of the same library (``None``: a default
     ``httpx.AsyncHTTPTransport``). ``limiter`` is shared state (block, budget, concurrency);
     none given, the transport makes a private `SharedLimiter`. ``sleep``, ``clock``,
-    ``wall_clock`` and ``random`` exist for tests. ``hooks`` are callables (plain or coroutine
-    functions) told of every scheduled retry and every give-up with a `RetryEvent`; a hook that
-    raises is logged and never breaks the request.
+    ``wall_clock`` and ``random`` exist for tests. ``hooks`` are callables told of every
+    scheduled retry and every give-up with a `RetryEvent` (see `Hook`); a hook that raises
+    is logged and never breaks the request.
+    ``name`` labels the transport's log records, events and metrics.
     """
 
     _is_async = True
@@ -48,23 +50,29 @@ class RetryTransport(DriverBase, _Base):
         *,
         policy: RetryPolicy | None = None,
         limiter: Limiter | None = None,
-        sleep: Callable[[float], Awaitable[None]] | None = None,
+        sleep: AsyncSleep | None = None,
         clock: Callable[[], float] | None = None,
         wall_clock: Callable[[], float] | None = None,
         random: Callable[[], float] | None = None,
         hooks: Sequence[Hook] = (),
+        name: str | None = None,
     ) -> None:
-        self._setup(transport, policy, limiter, clock, wall_clock, random, hooks)
-        self._sleep = anyio.sleep if sleep is None else sleep
+        self._setup(transport, policy, limiter, clock, wall_clock, random, hooks, name)
+        self._sleep = async_default_sleep if sleep is None else sleep
 
-    async def handle_async_request(self, request: Any) -> Any:
+    @property
+    def transport(self) -> httpx.AsyncBaseTransport | httpx2.AsyncBaseTransport:
+        """The wrapped transport."""
+        wrapped: httpx.AsyncBaseTransport | httpx2.AsyncBaseTransport = self._transport
+        return wrapped
+
+    async def handle_async_request(self, request: httpx.Request | httpx2.Request) -> BothResponse:
         """Send ``request``, retrying as the policy says; return the final response."""
-        limiter = self._limiter
-        if type(request.stream) is self._byte_stream and limiter.try_admit():
+        if type(request.stream) is self._byte_stream and self._try_admit():
             # Fast path: nothing to wait for; a plain success costs a status check.
             start = None if self._deadline is None else self._fast_start(request)
             try:
-                response = await self._transport.handle_async_request(request)
+                response: BothResponse = await self._transport.handle_async_request(request)
             except Exception as exc:
                 return await self._drive(request, exc, start)
             status = response.status_code
@@ -73,10 +81,10 @@ class RetryTransport(DriverBase, _Base):
             ):
                 return response
             return await self._drive(request, response, start)
-        limiter.note_first_attempt()
+        self._limiter.note_first_attempt()
         return await self._drive(request, None)
 
-    async def _drive(self, request: Any, first: object, start: float | None = None) -> Any:
+    async def _drive(self, request: Any, first: object, start: float | None = None) -> BothResponse:
         rewind = self._replay_plan(request)
         machine = self._machine(request, replayable=rewind is not None)
         limiter = self._limiter
@@ -109,18 +117,15 @@ class RetryTransport(DriverBase, _Base):
                         current = await self._transport.handle_async_request(request)
                         result: object = current
                     except Exception as exc:
-                        result, current = exc, None
-                        if slot:
-                            slot = False
-                            limiter.release_slot()
+                        # A Send always follows a Gate that took the slot.
+                        result, current, slot = exc, None, False
+                        limiter.release_slot()
                     action = steps.send(result)
                 elif kind is Gate:
                     assert isinstance(action, Gate)
                     wait = 0.0 if SWITCH.no_wait else await limiter.gate()
                     if wait <= 0:
-                        with anyio.move_on_after(action.timeout):
-                            await limiter.acquire_slot()
-                            slot = True
+                        slot = await async_wait_for_slot(limiter, action.timeout)
                         if not slot:
                             wait = float("inf")
                     action = steps.send(wait)
@@ -141,15 +146,13 @@ class RetryTransport(DriverBase, _Base):
                     if not SWITCH.no_wait:
                         await limiter.block(action.seconds)
                     action = steps.send(None)
-                elif kind is Notify:
-                    assert isinstance(action, Notify)
-                    for hook in self._hooks:
-                        try:
-                            outcome = hook(action.event)
-                            if inspect.isawaitable(outcome):
-                                await outcome
-                        except Exception:
-                            self._hook_failed(hook, action.event)
+                elif kind is Spend:
+                    action = steps.send(limiter.allow_retry())
+                elif kind is Report:
+                    assert isinstance(action, Report)
+                    event = self._report(action)
+                    if event is not None:
+                        await async_tell_hooks(self._hooks, event, self._hook_failed)
                     action = steps.send(None)
                 elif kind is Finish:
                     assert isinstance(action, Finish)
@@ -162,24 +165,22 @@ class RetryTransport(DriverBase, _Base):
                     )
                     current = chunks = None
                     slot = False
-                    return self._hand_back(action, stream)
+                    handed: BothResponse = self._hand_back(action, stream)
+                    return handed
                 else:
                     assert isinstance(action, Fail)
                     raise self._failure(action, request)
         finally:
             if current is not None:
-                with anyio.CancelScope(shield=True):
-                    await self._close(current, chunks)
+                await async_close_shielded(self._close, current, chunks)
             if slot:
                 limiter.release_slot()
 
     @staticmethod
     async def _close(response: Any, chunks: Any) -> None:
-        if response is None:
-            return
         try:
             if chunks is not None:
-                await finish_iterator(chunks)
+                await async_finish_iterator(chunks)
         finally:
             await response.aclose()
 
@@ -187,9 +188,14 @@ class RetryTransport(DriverBase, _Base):
         """Close the wrapped transport."""
         await self._transport.aclose()
 
-    async def __aenter__(self) -> RetryTransport:
+    async def __aenter__(self) -> Self:
         await self._transport.__aenter__()
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self._transport.__aexit__(*exc_info)
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        await self._transport.__aexit__(exc_type, exc_value, traceback)

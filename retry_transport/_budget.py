@@ -12,6 +12,8 @@ import math
 import threading
 from dataclasses import dataclass
 
+from ._checks import check_number
+
 __all__ = ["RetryBudget"]
 
 _BUCKETS = 10
@@ -29,8 +31,9 @@ class RetryBudget:
     of the first attempts, plus ten retries per ten seconds however quiet the traffic is.
 
     Raises:
-        ValueError: ``ratio`` is not within [0, 1000], ``min_per_second`` is negative, ``ttl``
-            is not positive, or any of them is not finite.
+        ValueError: naming the field: ``ratio`` is not within [0, 1000], ``min_per_second``
+            is negative, ``ttl`` is not positive, or any of them is not a finite number (a bool
+            or a string is not a number).
     """
 
     ratio: float = 0.2
@@ -41,14 +44,9 @@ class RetryBudget:
     """Seconds after which a first attempt or a retry stops counting."""
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.ratio) and 0.0 <= self.ratio <= 1000.0):
-            raise ValueError(f"ratio must be a finite number within [0, 1000], got {self.ratio!r}")
-        if not (math.isfinite(self.min_per_second) and self.min_per_second >= 0.0):
-            raise ValueError(
-                f"min_per_second must be a finite number >= 0, got {self.min_per_second!r}"
-            )
-        if not (math.isfinite(self.ttl) and self.ttl > 0.0):
-            raise ValueError(f"ttl must be a finite number > 0, got {self.ttl!r}")
+        check_number("RetryBudget", "ratio", self.ratio, positive=False, maximum=1000.0)
+        check_number("RetryBudget", "min_per_second", self.min_per_second, positive=False)
+        check_number("RetryBudget", "ttl", self.ttl, positive=True)
 
 
 class _BudgetState:
@@ -59,8 +57,11 @@ class _BudgetState:
     again, so an event stops counting between ``0.9 * ttl`` and ``ttl`` seconds after it
     happened. Every operation is O(1).
 
-    `deposit` runs on every request and takes no lock: while the current bucket is still
-    current it is a float compare and a list-item increment. Two threads incrementing at once
+    `deposit` takes no lock: while the current bucket is still current it is a float compare
+    and a list-item increment. A limiter's fast path goes further and increments the current
+    bucket without reading the clock at all; the ring then moves on at the next call that
+    passes a time, so such a count may stop counting early (never late: the budget errs
+    towards fewer retries). Two threads incrementing at once
     may lose one count, and a thread preempted across a ring rotation may put one count in
     the neighbouring bucket; either makes the budget off by about one first attempt (``ratio``
     of a retry), which is harmless. Rotations and withdrawals take the lock.

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
+from ._exceptions import meaning_of
 from ._shape import judge_400
 from ._signatures import RULES, Rule, status_default
 from ._structured import Finding, Tier, named_wait, read
@@ -60,19 +61,6 @@ _KEYS = frozenset(
 """Fields whose values carry the error (compared lower-case)."""
 
 _SPACE = re.compile(r"\s+")
-
-# Exception class names (httpx and httpx2 share them), checked along the MRO.
-_EXCEPTIONS: dict[str, tuple[Verdict, str]] = {
-    "ConnectTimeout": (Verdict.TRANSIENT, "connect timeout"),
-    "PoolTimeout": (Verdict.TRANSIENT, "pool timeout"),
-    "ConnectError": (Verdict.TRANSIENT, "connect error"),
-    "ReadTimeout": (Verdict.TRANSIENT, "read timeout"),
-    "WriteTimeout": (Verdict.TRANSIENT, "write timeout"),
-    "RemoteProtocolError": (Verdict.TRANSIENT, "connection dropped"),
-    "ReadError": (Verdict.TRANSIENT, "connection dropped"),
-    "WriteError": (Verdict.TRANSIENT, "connection dropped"),
-    "NetworkError": (Verdict.TRANSIENT, "connection dropped"),
-}
 
 
 class _Walk:
@@ -179,16 +167,10 @@ def _gather(text: str) -> str:
     return "\n".join([text, *walk.lines])
 
 
-def _mro_names(exception: BaseException) -> Iterator[str]:
-    for cls in type(exception).__mro__:
-        yield cls.__name__
-
-
 def _classify_exception(exception: BaseException) -> Classification:
-    for name in _mro_names(exception):
-        known = _EXCEPTIONS.get(name)
-        if known is not None:
-            return Classification(known[0], known[1])
+    known = meaning_of(exception)
+    if known is not None:
+        return Classification(known.verdict, known.reason)
     return Classification(Verdict.FATAL, f"exception {type(exception).__name__}")
 
 

@@ -7,21 +7,22 @@ import logging
 import random as _random
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Self
 
 from ._events import Hook, RetryEvent
 from ._flavour import Flavour, flavour_named, flavour_of, replay_plan
 from ._limiter import Limiter, SharedLimiter
-from ._machine import Fail, Finish, RetryMachine
+from ._machine import Fail, Finish, Report, RetryMachine
 from ._policy import RetryPolicy
 from ._switch import SWITCH
+from ._types import HeadersLike, RequestLike, URLLike
 
 __all__ = ["DriverBase", "is_event_stream", "safe_url"]
 
 logger = logging.getLogger("retry_transport")
 
 
-def safe_url(url: Any) -> str:
+def safe_url(url: URLLike) -> str:
     """Scheme, host, port and path of a URL: no user info, no query string (they may hold keys)."""
     port = url.port
     host = url.host
@@ -30,7 +31,7 @@ def safe_url(url: Any) -> str:
     return f"{url.scheme}://{host}{'' if port is None else f':{port}'}{url.path}"
 
 
-def is_event_stream(headers: Any) -> bool:
+def is_event_stream(headers: HeadersLike) -> bool:
     """Whether response headers announce ``text/event-stream``.
 
     On the success path of every 200: it scans the raw (name, lower-case name, value) list that
@@ -40,11 +41,11 @@ def is_event_stream(headers: Any) -> bool:
     try:
         raw = headers._list
     except AttributeError:
-        content_type: str = headers.get("content-type", "")
+        content_type = headers.get("content-type", "") or ""
         return content_type.lower().startswith("text/event-stream")
-    for _, name, value in raw:
-        if name == b"content-type":
-            return bool(value[:17].lower() == b"text/event-stream")
+    for entry in raw:  # indexing beats unpacking each entry here
+        if entry[1] == b"content-type":
+            return entry[2][:17].lower() == b"text/event-stream"
     return False
 
 
@@ -64,7 +65,7 @@ class DriverBase:
     _transport: Any
     _policy: RetryPolicy
     _limiter: Limiter
-    _sleep_override: Any
+    _try_admit: Callable[[], bool]
     _clock: Callable[[], float]
     _wall_clock: Callable[[], float]
     _random: Callable[[], float]
@@ -72,10 +73,11 @@ class DriverBase:
     _peek_sse: bool
     _deadline: float | None
     _hooks: tuple[Hook, ...]
+    _name: str | None
 
     _is_async: bool = True
 
-    def __new__(cls, transport: object = None, *args: object, **kwargs: object) -> Any:
+    def __new__(cls, transport: object = None, *args: object, **kwargs: object) -> Self:
         flavour = flavour_named("httpx") if transport is None else flavour_of(transport)
         return object.__new__(flavour.transport_class(cls, is_async=cls._is_async))
 
@@ -88,6 +90,7 @@ class DriverBase:
         wall_clock: Callable[[], float] | None,
         random: Callable[[], float] | None,
         hooks: Sequence[Hook],
+        name: str | None = None,
     ) -> None:
         if policy is not None and not isinstance(policy, RetryPolicy):
             raise TypeError(f"policy must be a RetryPolicy, got {policy!r}")
@@ -104,9 +107,14 @@ class DriverBase:
         self._limiter = (
             SharedLimiter(clock=self._clock, random=self._random) if limiter is None else limiter
         )
+        self._try_admit = self._limiter.try_admit  # bound once: it runs on every request
         self._byte_stream = self._flavour.byte_stream
         self._peek_sse = self._policy.peek_sse
         self._deadline = self._policy.deadline
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a string or None, got {name!r}")
+        self._name = name
+        self._log_extra: dict[str, object] = {} if name is None else {"retry_transport_name": name}
         self._hooks = tuple(hooks)
         for hook in self._hooks:
             if not callable(hook):
@@ -123,17 +131,16 @@ class DriverBase:
         return self._limiter
 
     @property
-    def transport(self) -> Any:
-        """The wrapped transport."""
-        return self._transport
+    def name(self) -> str | None:
+        """The label put on this transport's log records, events and metrics (or None)."""
+        return self._name
 
-    def _machine(self, request: Any, replayable: bool) -> RetryMachine:
+    def _machine(self, request: RequestLike, replayable: bool) -> RetryMachine:
         policy = self._policy
         if SWITCH.max_attempts is not None and SWITCH.max_attempts < policy.max_attempts:
             policy = dataclasses.replace(policy, max_attempts=SWITCH.max_attempts)
         return RetryMachine(
             policy,
-            self._limiter,
             method=request.method,
             url=safe_url(request.url),
             idempotency_key="idempotency-key" in request.headers,
@@ -141,7 +148,7 @@ class DriverBase:
             clock=self._clock,
             wall_clock=self._wall_clock,
             random=self._random,
-            notify=bool(self._hooks),
+            name=self._name,
         )
 
     def _replay_plan(self, request: Any) -> Callable[[], None] | None:
@@ -185,13 +192,34 @@ class DriverBase:
             exc.add_note(f"retry_transport: gave up after {len(fail.history)} attempts")
         return exc
 
-    @staticmethod
-    def _hook_failed(hook: Hook, event: RetryEvent, why: str | None = None) -> None:
+    def _report(self, report: Report) -> RetryEvent | None:
+        """Log ``report``; the event to tell the hooks of, if there are hooks and an event."""
+        event = report.event
+        if event is None:
+            extra = self._log_extra
+        else:
+            event = dataclasses.replace(event, blocked_for=self._limiter.blocked_for())
+            extra = event.log_extra()
+        logger.log(
+            report.level, report.message, *report.args, exc_info=report.exc_info, extra=extra
+        )
+        return event if self._hooks else None
+
+    def _hook_failed(self, hook: Hook, event: RetryEvent, why: str | None = None) -> None:
         if why is None:
-            logger.exception("retry_transport: hook %r raised on a %s event", hook, event.kind)
+            logger.exception(
+                "retry_transport: hook %r raised on a %s event",
+                hook,
+                event.kind,
+                extra=self._log_extra,
+            )
         else:
             logger.error(
-                "retry_transport: hook %r skipped on a %s event: %s", hook, event.kind, why
+                "retry_transport: hook %r skipped on a %s event: %s",
+                hook,
+                event.kind,
+                why,
+                extra=self._log_extra,
             )
 
     def _hand_back(self, finish: Finish, stream: Any) -> Any:

@@ -20,7 +20,7 @@ class RetryEvent:
     and ``reason`` are the last attempt's (``verdict`` is ``None`` when the deadline passed
     before any attempt could be sent); ``reason`` then says why it stopped. ``url`` is
     scheme, host, port and path. ``blocked_for`` is the shared block left, in seconds, as the
-    limiter knows it.
+    limiter knows it. ``transport_name`` is the transport's ``name=`` label (``None``: none).
     """
 
     kind: Literal["retry", "give_up"]
@@ -34,10 +34,14 @@ class RetryEvent:
     status: int | None
     exception: str | None
     blocked_for: float
+    transport_name: str | None = None
 
     def log_extra(self) -> dict[str, object]:
-        """The structured fields put on the ``retry_transport`` log record (``extra=``)."""
-        return {
+        """The structured fields put on the ``retry_transport`` log record (``extra=``).
+
+        ``retry_transport_name`` is there only when the transport has a name.
+        """
+        extra: dict[str, object] = {
             "retry_event": self.kind,
             "retry_method": self.method,
             "retry_url": self.url,
@@ -50,7 +54,11 @@ class RetryEvent:
             "retry_exception": self.exception,
             "retry_blocked_for": self.blocked_for,
         }
+        if self.transport_name is not None:
+            extra["retry_transport_name"] = self.transport_name
+        return extra
 
 
 Hook = Callable[[RetryEvent], Awaitable[None] | None]
-"""A callable told of each `RetryEvent`; it may be a coroutine function on `RetryTransport`."""
+"""A callable told of each `RetryEvent`; it may be a coroutine function on `RetryTransport`
+(not on `SyncRetryTransport`, which logs and skips such a hook)."""

@@ -8,21 +8,22 @@ only when a wrapped transport is an httpx2 one.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import io
-from collections.abc import AsyncIterator, Callable, Iterator
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
-
-import anyio
+from typing import Any, TypeVar
 
 from ._errors import DeadlineExceeded
+from ._replay_async import AsyncReplay
+from ._replay_sync import SyncReplay
 
-__all__ = ["Flavour", "finish_iterator", "flavour_named", "flavour_of", "replay_plan"]
+__all__ = ["Flavour", "flavour_named", "flavour_of", "replay_plan"]
 
 Rewind = Callable[[], None]
+T = TypeVar("T")
 
 
 def _noop() -> None:
@@ -45,7 +46,7 @@ class Flavour:
     deadline_error: type[Exception]
     subclasses: dict[tuple[type, bool], type] = field(default_factory=dict)
 
-    def transport_class(self, cls: type, *, is_async: bool) -> type:
+    def transport_class(self, cls: type[T], *, is_async: bool) -> type[T]:
         """``cls`` mixed with this flavour's base transport class (cached)."""
         key = (cls, is_async)
         sub = self.subclasses.get(key)
@@ -54,94 +55,12 @@ class Flavour:
             sub = type(cls.__name__, (cls, base), {"__module__": cls.__module__})
             sub.__qualname__ = cls.__qualname__
             self.subclasses[key] = sub
-        return sub
+        made: type[T] = sub
+        return made
 
     def default_transport(self, *, is_async: bool) -> Any:
         """A fresh default transport of this flavour."""
         return self.module.AsyncHTTPTransport() if is_async else self.module.HTTPTransport()
-
-
-async def finish_iterator(chunks: AsyncIterator[bytes]) -> None:
-    """End a half-read response iterator by cancelling its next wait for the network.
-
-    Closing it instead would leave the transport's nested async generators to the garbage
-    collector (trio warns about those). Bytes already buffered are discarded; read errors do
-    not matter to a response being discarded.
-    """
-    with contextlib.suppress(Exception), anyio.CancelScope() as scope:
-        scope.cancel()
-        async for _ in chunks:
-            pass
-
-
-class _AsyncReplay:
-    """Yields the bytes already read, then the rest of the original stream, unchanged."""
-
-    def __init__(
-        self,
-        held: bytes,
-        rest: AsyncIterator[bytes] | None,
-        original: Any,
-        on_close: Callable[[], None] | None = None,
-    ) -> None:
-        self._held = held
-        self._rest = rest
-        self._original = original
-        self._on_close = on_close
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        held, self._held = self._held, b""
-        if held:
-            yield held
-        rest = self._rest if self._rest is not None else self._original.__aiter__()
-        self._rest = rest
-        async for chunk in rest:
-            yield chunk
-
-    async def aclose(self) -> None:
-        try:
-            if self._rest is not None:
-                await finish_iterator(self._rest)
-            await self._original.aclose()
-        finally:
-            on_close, self._on_close = self._on_close, None
-            if on_close is not None:
-                on_close()
-
-
-class _SyncReplay:
-    """The sync twin of `_AsyncReplay`."""
-
-    def __init__(
-        self,
-        held: bytes,
-        rest: Iterator[bytes] | None,
-        original: Any,
-        on_close: Callable[[], None] | None = None,
-    ) -> None:
-        self._held = held
-        self._rest = rest
-        self._original = original
-        self._on_close = on_close
-
-    def __iter__(self) -> Iterator[bytes]:
-        held, self._held = self._held, b""
-        if held:
-            yield held
-        rest = self._rest if self._rest is not None else iter(self._original)
-        self._rest = rest
-        yield from rest
-
-    def close(self) -> None:
-        try:
-            rest_close = getattr(self._rest, "close", None)
-            if rest_close is not None:
-                rest_close()
-            self._original.close()
-        finally:
-            on_close, self._on_close = self._on_close, None
-            if on_close is not None:
-                on_close()
 
 
 _FLAVOURS: dict[str, Flavour] = {}
@@ -164,12 +83,12 @@ def flavour_named(name: str) -> Flavour:
             iterator_byte_stream=content.IteratorByteStream,
             async_replay_stream=type(
                 "AsyncReplayStream",
-                (_AsyncReplay, module.AsyncByteStream),
+                (AsyncReplay, module.AsyncByteStream),
                 {"__module__": __name__},
             ),
             sync_replay_stream=type(
                 "SyncReplayStream",
-                (_SyncReplay, module.SyncByteStream),
+                (SyncReplay, module.SyncByteStream),
                 {"__module__": __name__},
             ),
             deadline_error=type(
@@ -183,11 +102,17 @@ def flavour_named(name: str) -> Flavour:
 
 
 def flavour_of(transport: object) -> Flavour:
-    """The flavour a transport belongs to, judged by its classes' modules; httpx otherwise."""
-    for cls in type(transport).__mro__:
-        root = cls.__module__.partition(".")[0]
-        if root in ("httpx", "httpx2"):
-            return flavour_named(root)
+    """The flavour a transport belongs to: httpx2 for an httpx2 transport, httpx otherwise.
+
+    Judged by the base classes themselves, not by their ``__module__``: SDKs that re-export a
+    base class rename its ``__module__`` on import (groq and together rename
+    ``httpx.BaseTransport`` to theirs, openai 3 renames ``httpx2.BaseTransport``).
+    """
+    httpx2 = sys.modules.get("httpx2")  # an httpx2 transport means httpx2 is imported
+    if httpx2 is not None and isinstance(
+        transport, (httpx2.BaseTransport, httpx2.AsyncBaseTransport)
+    ):
+        return flavour_named("httpx2")
     return flavour_named("httpx")
 
 

@@ -3,6 +3,9 @@
 A limiter holds the block that follows a congestion signal (a 429, an overload), the retry
 budget and an optional concurrency cap. It never sleeps: `gate` answers how long a caller
 must still wait and the driver sleeps with its own (injectable) sleep, then asks again.
+The budget and the slots live in process; the block lives in a `Store` (in-process by
+default, Redis for a fleet: `retry_transport.redis`), of which the limiter keeps a local
+record so that a block it knows of costs no I/O.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ import anyio
 import anyio.lowlevel
 
 from ._budget import RetryBudget, _BudgetState
+from ._checks import check_callable, check_count, check_type
+from ._store import InProcessStore, Store
 
-__all__ = ["Limiter", "SharedLimiter"]
+__all__ = ["Limiter", "SharedLimiter", "release_jitter"]
 
 _DEFAULT_BUDGET = RetryBudget()
 
@@ -134,7 +139,10 @@ class SharedLimiter:
     - **Block**: `block` holds every request sharing the limiter until the given time has
       passed; a later, shorter block never shortens it. While it holds, `gate` answers its
       remaining time plus a release jitter of ``uniform(0, min(0.1 * remaining, 1.0))``
-      seconds, so that waiters re-check spread out rather than all at once.
+      seconds, so that waiters re-check spread out rather than all at once. The block is kept
+      in ``store`` under ``scope`` and in a local record: a block known locally is answered
+      without asking the store; otherwise `gate` reads the store, and `block` records locally
+      first, then extends the store's block and learns a longer one from its answer.
     - **Budget**: see `RetryBudget`; ``budget=None`` allows every retry.
     - **Concurrency**: ``max_concurrency`` caps the attempts in flight; waiters are served in
       arrival order, whichever thread or event loop they wait in.
@@ -142,23 +150,31 @@ class SharedLimiter:
     Args:
         budget: the retry budget, or None for no limit on retries.
         max_concurrency: the most attempts in flight at once, or None for no cap.
+        store: where the block is shared (a `Store`); None: an `InProcessStore` of its own.
+        scope: the key of this limiter's state in ``store``.
         clock: monotonic time in seconds.
         random: uniform random numbers in [0, 1), used for the release jitter.
 
     Raises:
-        ValueError: ``max_concurrency`` is below 1.
+        ValueError: ``max_concurrency`` is not an integer >= 1, or ``scope`` is empty.
+        TypeError: ``budget`` is not a `RetryBudget` (or None), ``scope`` is not a string, or
+            ``clock`` or ``random`` is not callable.
     """
 
     __slots__ = (
         "_available",
         "_block_lock",
+        "_blocked",
         "_blocked_until",
         "_budget",
         "_capped",
         "_clock",
         "_max_concurrency",
         "_random",
+        "_scope",
         "_slot_lock",
+        "_slow",
+        "_store",
         "_waiters",
     )
 
@@ -167,21 +183,45 @@ class SharedLimiter:
         budget: RetryBudget | None = _DEFAULT_BUDGET,
         max_concurrency: int | None = None,
         *,
+        store: Store | None = None,
+        scope: str = "default",
         clock: Callable[[], float] = time.monotonic,
         random: Callable[[], float] = _random.random,
     ) -> None:
-        if max_concurrency is not None and max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be >= 1 or None, got {max_concurrency!r}")
+        owner = type(self).__name__
+        check_type(owner, "budget", budget, (RetryBudget, type(None)))
+        if max_concurrency is not None:
+            check_count(owner, "max_concurrency", max_concurrency)
+        check_type(owner, "scope", scope, str)
+        if not scope:
+            raise ValueError(f"{owner}.scope must be a non-empty string, got {scope!r}")
+        check_callable(owner, "clock", clock)
+        check_callable(owner, "random", random)
         self._clock = clock
         self._random = random
+        self._store: Store = InProcessStore(clock) if store is None else store
+        self._scope = scope
         self._budget = None if budget is None else _BudgetState(budget, clock())
         self._blocked_until = -math.inf
+        self._blocked = False  # a block was recorded and has not been seen to end
         self._block_lock = threading.Lock()
         self._max_concurrency = max_concurrency
         self._capped = max_concurrency is not None
+        # The fast path has more to check than the local block: a cap, or a store elsewhere.
+        self._slow = self._capped or type(self._store) is not InProcessStore
         self._available = 0 if max_concurrency is None else max_concurrency
         self._slot_lock = threading.Lock()
         self._waiters: deque[_Waiter] = deque()
+
+    @property
+    def store(self) -> Store:
+        """Where the block is shared."""
+        return self._store
+
+    @property
+    def scope(self) -> str:
+        """The key of this limiter's state in its store."""
+        return self._scope
 
     @property
     def max_concurrency(self) -> int | None:
@@ -191,20 +231,29 @@ class SharedLimiter:
     def try_admit(self) -> bool:
         """Admit a first attempt if nothing stands in its way, counting it for the budget.
 
-        False, counting nothing, while a block is in force or when a concurrency cap is set.
+        False, counting nothing, while a block is in force, when a concurrency cap is set, or
+        when the store is elsewhere and reachable (only it can tell of a block set there).
         """
-        if self._capped:
+        if self._slow and (self._capped or not self._store.answers_locally()):
             return False
-        now = self._clock()
-        if now < self._blocked_until:
+        if self._blocked and not self._block_over():
             return False
         budget = self._budget
         if budget is not None:
-            # `_BudgetState.deposit`, inlined for its common case: this runs on every request.
-            if now < budget._bucket_end:
-                budget._firsts[budget._index] += 1
-            else:
-                budget.deposit(now)
+            # This runs on every request, so it reads no clock: the count goes to the budget's
+            # current bucket, which the slow path (`allow_retry`, `note_first_attempt`) moves
+            # on. Counted so, a first attempt may stop counting early, never late.
+            budget._firsts[budget._index] += 1
+        return True
+
+    def _block_over(self) -> bool:
+        """Whether the block known locally has ended (then noted, so the fast path skips this)."""
+        if self._clock() < self._blocked_until:
+            return False
+        with self._block_lock:
+            if self._clock() < self._blocked_until:
+                return False  # extended meanwhile
+            self._blocked = False
         return True
 
     def note_first_attempt(self) -> None:
@@ -213,18 +262,39 @@ class SharedLimiter:
             self._budget.deposit(self._clock())
 
     async def gate(self) -> float:
-        """Seconds to wait before sending: the block's remainder plus jitter, or 0.0."""
-        return self._gate()
+        """Seconds to wait before sending: the block's remainder plus jitter, or 0.0.
+
+        A block known locally is answered without asking the store.
+        """
+        wait = self._gate()
+        if wait > 0.0:
+            return wait
+        return self._learn(await self._store.read(self._scope))
 
     def gate_sync(self) -> float:
-        """Seconds to wait before sending: the block's remainder plus jitter, or 0.0."""
-        return self._gate()
+        """`gate` for synchronous callers."""
+        wait = self._gate()
+        if wait > 0.0:
+            return wait
+        return self._learn(self._store.read_sync(self._scope))
 
     def _gate(self) -> float:
         remaining = self._blocked_until - self._clock()
         if remaining <= 0.0:
             return 0.0
         return remaining + release_jitter(remaining, self._random)
+
+    def _learn(self, left: float | None) -> float:
+        """Record a block the store told of; the wait it imposes now (0.0 for none)."""
+        if left is None or left <= 0.0:
+            return 0.0
+        self._extend_block(left)
+        return self._gate()
+
+    def _learn_block(self, left: float | None) -> None:
+        """Record the block the store answered an extension with (longer if one was)."""
+        if left is not None and left > 0.0:
+            self._extend_block(left)
 
     def allow_retry(self) -> bool:
         """Spend one retry from the budget: True if it fits; always True without a budget."""
@@ -235,27 +305,30 @@ class SharedLimiter:
     async def block(self, seconds: float) -> None:
         """Extend the block to ``seconds`` from now; never shortens it.
 
-        Zero, negative, infinite and NaN values are ignored.
+        Recorded locally at once, then in the store. Zero, negative, infinite and NaN values
+        are ignored.
         """
-        self._extend_block(seconds)
+        if self._extend_block(seconds):
+            self._learn_block(await self._store.extend(self._scope, seconds))
 
     def block_sync(self, seconds: float) -> None:
-        """Extend the block to ``seconds`` from now; never shortens it.
+        """`block` for synchronous callers."""
+        if self._extend_block(seconds):
+            self._learn_block(self._store.extend_sync(self._scope, seconds))
 
-        Zero, negative, infinite and NaN values are ignored.
-        """
-        self._extend_block(seconds)
-
-    def _extend_block(self, seconds: float) -> None:
+    def _extend_block(self, seconds: float) -> bool:
+        """Extend the local record; False (nothing done) for a value that is no block."""
         if not 0.0 < seconds < math.inf:
-            return
+            return False
         with self._block_lock:
             until = self._clock() + seconds
             if until > self._blocked_until:
                 self._blocked_until = until
+            self._blocked = True
+        return True
 
     def blocked_for(self) -> float:
-        """Seconds of block left (0.0 when none)."""
+        """Seconds of block left as known locally (0.0 when none)."""
         return max(0.0, self._blocked_until - self._clock())
 
     async def acquire_slot(self) -> None:

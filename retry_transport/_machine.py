@@ -1,9 +1,10 @@
 """The retry loop, written once, as a sans-I/O state machine.
 
 `RetryMachine.run` is a generator: it yields one action at a time (wait for the limiter, send,
-read a chunk, close, block, sleep) and the driver performs it, awaiting or blocking, and sends
-the result back in. It ends by yielding `Finish` or `Fail`. No I/O, no sleeping, no clock but
-the injected one: every decision is testable without a network.
+read a chunk, close, block, spend a retry from the budget, report, sleep) and the driver
+performs it, awaiting or blocking, and sends the result back in. It ends by yielding `Finish`
+or `Fail`. No I/O, no sleeping, no logging, no shared state, no clock but the injected one:
+every decision is testable without a network.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from ._classify import classify
 from ._decoding import decoder_for
 from ._events import RetryEvent
+from ._exceptions import Sent, meaning_of
 from ._history import Attempt
-from ._limiter import Limiter
 from ._policy import RetryPolicy
 from ._sse import PreambleScanner, ScanKind, ScanResult
 from ._verdict import Classification, Outcome, Verdict
@@ -30,19 +31,13 @@ __all__ = [
     "Fail",
     "Finish",
     "Gate",
-    "Notify",
     "Read",
+    "Report",
     "RetryMachine",
     "Send",
     "Sleep",
+    "Spend",
 ]
-
-logger = logging.getLogger("retry_transport")
-
-# Exceptions raised before any byte of the request left: always safe to resend.
-_CONNECT_PHASE = frozenset({"ConnectError", "ConnectTimeout", "PoolTimeout"})
-# Exceptions that mean the upstream may have received (and acted on) the whole request.
-_MAYBE_PROCESSED = frozenset({"ReadTimeout"})
 
 
 @dataclass(slots=True)
@@ -82,10 +77,23 @@ class Block:
 
 
 @dataclass(slots=True)
-class Notify:
-    """Tell the transport's hooks of ``event``. Reply: ``None``."""
+class Spend:
+    """Spend one retry from the limiter's budget. Reply: True if it fits (the retry goes),
+    False if the budget is spent (nothing spent; the machine gives up)."""
 
-    event: RetryEvent
+
+@dataclass(slots=True)
+class Report:
+    """Report a decision: log ``message % args`` at ``level`` on the ``retry_transport``
+    logger (with ``exc_info`` when set), carrying the event's structured fields, and tell the
+    transport's hooks of ``event`` when there is one. The driver fills in the event's
+    ``blocked_for`` from its limiter. Reply: ``None``."""
+
+    level: int
+    message: str
+    args: tuple[object, ...]
+    event: RetryEvent | None = None
+    exc_info: BaseException | None = None
 
 
 @dataclass(slots=True)
@@ -110,13 +118,27 @@ class Finish:
 
 @dataclass(slots=True)
 class Fail:
-    """Raise ``exception``. ``deadline`` means the driver must create the deadline error."""
+    """Raise ``exception``; ``None`` means the deadline passed before an attempt could be sent,
+    and the driver raises the flavour's deadline error instead."""
 
     exception: BaseException | None
     history: tuple[Attempt, ...]
 
 
-Action = Gate | Send | Read | Close | Block | Sleep | Notify | Finish | Fail
+Action = Gate | Send | Read | Close | Block | Spend | Report | Sleep | Finish | Fail
+
+
+class Plan(NamedTuple):
+    """What follows a failed attempt, as `RetryMachine` decides it (before the budget)."""
+
+    wait: float | None
+    """Seconds before the next attempt (``None``: no retry could follow at all)."""
+    named: bool
+    """Whether the server named the wait (Retry-After and its kin)."""
+    stop: str | None
+    """Why there is no next attempt, or ``None`` if there is one."""
+    give_up: bool
+    """Whether stopping is a give-up (a retryable failure handed back), not a plain answer."""
 
 
 @dataclass(slots=True)
@@ -132,19 +154,14 @@ class _Seen:
     mid_response: bool = False
 
 
-def _exception_names(exc: BaseException) -> set[str]:
-    return {cls.__name__ for cls in type(exc).__mro__}
-
-
 class RetryMachine:
     """One logical request's retry loop. Create one per request; call `run` once."""
 
     __slots__ = (
         "_clock",
         "_idempotent",
-        "_limiter",
         "_method",
-        "_notify",
+        "_name",
         "_policy",
         "_random",
         "_replayable",
@@ -155,7 +172,6 @@ class RetryMachine:
     def __init__(
         self,
         policy: RetryPolicy,
-        limiter: Limiter,
         *,
         method: str,
         url: str,
@@ -164,11 +180,10 @@ class RetryMachine:
         clock: Callable[[], float],
         wall_clock: Callable[[], float],
         random: Callable[[], float],
-        notify: bool = False,
+        name: str | None = None,
     ) -> None:
         self._policy = policy
-        self._notify = notify
-        self._limiter = limiter
+        self._name = name
         self._method = method
         self._url = url
         self._idempotent = idempotency_key or method.upper() in policy.idempotent_methods
@@ -179,13 +194,18 @@ class RetryMachine:
 
     # -- classification -------------------------------------------------------------------
 
-    def _classify(self, outcome: Outcome) -> Classification:
+    def _classify(self, outcome: Outcome) -> Generator[Action, Any, Classification]:
         custom = self._policy.classifier
         if custom is not None:
             try:
                 verdict = custom(outcome)
-            except Exception:
-                logger.exception("retry_transport: the custom classifier raised; using the default")
+            except Exception as exc:
+                yield Report(
+                    logging.ERROR,
+                    "retry_transport: the custom classifier raised; using the default",
+                    (),
+                    exc_info=exc,
+                )
                 verdict = None
             if verdict is not None:
                 return verdict
@@ -193,10 +213,8 @@ class RetryMachine:
 
     @staticmethod
     def _apply_should_retry(
-        classification: Classification, headers: Mapping[str, str] | None
+        classification: Classification, headers: Mapping[str, str]
     ) -> Classification:
-        if headers is None:
-            return classification
         value = headers.get("x-should-retry")
         if value is None:
             return classification
@@ -209,11 +227,13 @@ class RetryMachine:
 
     def _resend_refusal(self, exc: BaseException | None, mid_response: bool) -> str | None:
         """Why the request must not be sent again after this outcome, or ``None``."""
-        if exc is not None and _exception_names(exc) & _CONNECT_PHASE:
+        meaning = None if exc is None else meaning_of(exc)
+        sent = None if meaning is None else meaning.sent
+        if sent is Sent.NOTHING:
             return None  # nothing was sent
         if not self._replayable:
             return "request body cannot be replayed"
-        unsafe = mid_response or (exc is not None and _exception_names(exc) & _MAYBE_PROCESSED)
+        unsafe = mid_response or sent is Sent.MAYBE_PROCESSED
         if unsafe and not self._idempotent and not self._policy.retry_read_errors:
             return f"{self._method} may have been processed (no Idempotency-Key)"
         return None
@@ -223,7 +243,12 @@ class RetryMachine:
     def run(self, first: object = None, start: float | None = None) -> Generator[Action, Any, None]:
         """The loop. ``first`` is the first attempt's result when the driver already sent it;
         ``start`` is then the clock reading taken before that attempt (the deadline counts from
-        it), ``None`` meaning now."""
+        it), ``None`` meaning now. The last action yielded is a `Finish` or a `Fail`, after
+        which the driver does not resume the generator."""
+        final = yield from self._loop(first, start)
+        yield final
+
+    def _loop(self, first: object, start: float | None) -> Generator[Action, Any, Finish | Fail]:
         policy = self._policy
         clock = self._clock
         start = clock() if start is None else start
@@ -247,10 +272,8 @@ class RetryMachine:
                     if last_closed is not None:
                         response, body = last_closed
                         mark = response.status_code >= 400
-                        yield Finish(response, body, True, mark, tuple(history))
-                    else:
-                        yield Fail(last_exception, tuple(history))
-                    return
+                        return Finish(response, body, True, mark, tuple(history))
+                    return Fail(last_exception, tuple(history))
                 remaining = None if deadline is None else max(deadline - clock(), 0.0)
                 result = yield Send(attempt > 0, remaining)
             attempt += 1
@@ -260,11 +283,12 @@ class RetryMachine:
                 history.append(
                     Attempt(attempt, seen.status, None, None, "success", None, now - start)
                 )
-                yield Finish(seen.response, seen.held, False, False, tuple(history))
-                return
+                return Finish(seen.response, seen.held, False, False, tuple(history))
             classification = seen.classification
             verdict = classification.verdict
             wait, named, stop, give_up = self._plan(attempt, seen, classification, now, deadline)
+            if stop is None and not (yield Spend()):
+                stop = "retry budget spent"
 
             # Congestion pauses everyone sharing the limiter: for the wait the server named, or
             # for this retry's backoff, at most one base interval. This request's own backoff
@@ -280,30 +304,31 @@ class RetryMachine:
                 if give_up:
                     yield from self._give_up(attempt, classification, stop, seen)
                 else:
-                    logger.debug("not retrying %s %s: %s", self._method, self._url, stop)
+                    yield Report(
+                        logging.DEBUG, "not retrying %s %s: %s", (self._method, self._url, stop)
+                    )
                 if seen.exception is not None:
-                    yield Fail(seen.exception, tuple(history))
-                else:
-                    mark = seen.status is not None and seen.status >= 400
-                    yield Finish(seen.response, seen.held, False, mark, tuple(history))
-                return
+                    return Fail(seen.exception, tuple(history))
+                mark = seen.status is not None and seen.status >= 400
+                return Finish(seen.response, seen.held, False, mark, tuple(history))
 
             assert wait is not None
             history.append(self._record(attempt, seen, classification, wait, now - start))
             event = self._event("retry", attempt, classification, classification.reason, wait, seen)
-            logger.info(
+            yield Report(
+                logging.INFO,
                 "retrying %s %s in %.2fs (attempt %d/%d, %s: %s)",
-                self._method,
-                self._url,
-                wait,
-                attempt,
-                policy.max_attempts,
-                verdict.value,
-                classification.reason,
-                extra=event.log_extra(),
+                (
+                    self._method,
+                    self._url,
+                    wait,
+                    attempt,
+                    policy.max_attempts,
+                    verdict.value,
+                    classification.reason,
+                ),
+                event,
             )
-            if self._notify:
-                yield Notify(event)
             last_classification = classification
             if seen.response is not None:
                 yield Close()
@@ -335,7 +360,8 @@ class RetryMachine:
         """Classify one attempt's result, peeking at its body when needed."""
         if isinstance(result, BaseException):
             outcome = Outcome(self._method, self._url, exception=result)
-            return _Seen(exception=result, classification=self._classify(outcome))
+            classification = yield from self._classify(outcome)
+            return _Seen(exception=result, classification=classification)
         response: Any = result
         status: int = response.status_code
         headers: Mapping[str, str] = response.headers
@@ -399,7 +425,7 @@ class RetryMachine:
                 body=scan.payload,
                 stream_error=True,
             )
-            seen.classification = self._classify(outcome)
+            seen.classification = yield from self._classify(outcome)
         return seen
 
     def _peek_error(
@@ -429,7 +455,7 @@ class RetryMachine:
         outcome = Outcome(
             self._method, self._url, status=seen.status, headers=_lower(headers), body=body
         )
-        seen.classification = self._classify(outcome)
+        seen.classification = yield from self._classify(outcome)
         return seen
 
     def _plan(
@@ -439,14 +465,12 @@ class RetryMachine:
         classification: Classification,
         now: float,
         deadline: float | None,
-    ) -> tuple[float | None, bool, str | None, bool]:
-        """The wait before the next attempt, whether the server named it, why there is no next
-        attempt (if so), and whether stopping is a give-up (an attempt that could have been
-        retried) rather than a plain answer."""
+    ) -> Plan:
+        """What follows this attempt; the budget is asked afterwards, by a `Spend` action."""
         policy = self._policy
         verdict = classification.verdict
         if not verdict.retryable:
-            return None, False, classification.reason, False
+            return Plan(None, False, classification.reason, False)
         wait = None
         if seen.response is not None:
             wait = server_wait(seen.response.headers, now=self._wall_clock())
@@ -454,7 +478,7 @@ class RetryMachine:
             wait = classification.wait
         named = wait is not None
         if wait is not None and wait > policy.max_retry_after:
-            return None, True, f"server asked to wait {wait:g}s, above max_retry_after", False
+            return Plan(None, True, f"server asked to wait {wait:g}s, above max_retry_after", False)
         if wait is None:
             backoff = (
                 policy.congestion_backoff
@@ -463,12 +487,12 @@ class RetryMachine:
             )
             wait = backoff.delay(attempt, self._random)
         if attempt >= policy.max_attempts:
-            return wait, named, f"{policy.max_attempts} attempts made", True
+            return Plan(wait, named, f"{policy.max_attempts} attempts made", True)
         if verdict is Verdict.UNRECOGNISED and attempt >= policy.unclassified_400_attempts:
             tries = policy.unclassified_400_attempts
-            return wait, named, f"{tries} attempts made at an unrecognised 400", True
+            return Plan(wait, named, f"{tries} attempts made at an unrecognised 400", True)
         if classification.attempts is not None and attempt >= classification.attempts:
-            return (
+            return Plan(
                 wait,
                 named,
                 f"{classification.attempts} attempts made ({classification.reason})",
@@ -478,12 +502,10 @@ class RetryMachine:
             seen.exception if seen.response is None else None, seen.mid_response
         )
         if refusal is not None:
-            return wait, named, refusal, True
+            return Plan(wait, named, refusal, True)
         if deadline is not None and now + wait >= deadline:  # no time left to send in after it
-            return wait, named, "deadline reached", True
-        if not self._limiter.allow_retry():
-            return wait, named, "retry budget spent", True
-        return wait, named, None, True
+            return Plan(wait, named, "deadline reached", True)
+        return Plan(wait, named, None, True)
 
     # -- reporting ------------------------------------------------------------------------
 
@@ -526,7 +548,8 @@ class RetryMachine:
             delay=delay,
             status=None if seen is None else seen.status,
             exception=None if exception is None else type(exception).__name__,
-            blocked_for=self._limiter.blocked_for(),
+            blocked_for=0.0,  # the driver's to fill in: only the limiter knows
+            transport_name=self._name,
         )
 
     def _give_up(
@@ -536,19 +559,20 @@ class RetryMachine:
         why: str,
         seen: _Seen | None = None,
     ) -> Generator[Action, Any, None]:
-        """Log (and tell the hooks) that a retryable failure is handed back."""
+        """Report that a retryable failure is handed back."""
         event = self._event("give_up", attempt, classification, why, None, seen)
-        logger.warning(
+        yield Report(
+            logging.WARNING,
             "giving up on %s %s after %d attempt(s): %s%s",
-            self._method,
-            self._url,
-            attempt,
-            why,
-            "" if classification is None else f" (last: {classification.reason})",
-            extra=event.log_extra(),
+            (
+                self._method,
+                self._url,
+                attempt,
+                why,
+                "" if classification is None else f" (last: {classification.reason})",
+            ),
+            event,
         )
-        if self._notify:
-            yield Notify(event)
 
 
 def _lower(headers: Any) -> Mapping[str, str]:

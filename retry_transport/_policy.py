@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ._backoff import Backoff
+from ._checks import check_count as _check_count
+from ._checks import check_number as _check_number
 from ._verdict import Classification, Outcome
 
 __all__ = ["DEFAULT_IDEMPOTENT_METHODS", "Backoff", "Classifier", "RetryPolicy"]
@@ -14,47 +16,6 @@ Classifier = Callable[[Outcome], Classification | None]
 """A callable consulted before the default classifier; ``None`` means "no opinion"."""
 
 DEFAULT_IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
-
-
-def _check_number(owner: str, name: str, value: object, *, positive: bool) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{owner}.{name} must be a number, got {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"{owner}.{name} must be finite, got {value!r}")
-    if positive and value <= 0:
-        raise ValueError(f"{owner}.{name} must be > 0, got {value!r}")
-    if not positive and value < 0:
-        raise ValueError(f"{owner}.{name} must be >= 0, got {value!r}")
-
-
-def _check_count(owner: str, name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{owner}.{name} must be an integer >= 1, got {value!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Exponential backoff with full jitter.
-
-    The n-th retry waits ``uniform(0, min(cap, base * 2 ** (n - 1)))`` seconds.
-    """
-
-    base: float = 1.0
-    cap: float = 60.0
-
-    def __post_init__(self) -> None:
-        _check_number("Backoff", "base", self.base, positive=True)
-        _check_number("Backoff", "cap", self.cap, positive=True)
-
-    def ceiling(self, retry: int) -> float:
-        """The largest delay the ``retry``-th retry (1-based) may wait."""
-        # 2 ** 1100 overflows a float; the cap is reached long before that.
-        exponent = min(max(retry, 1) - 1, 1000)
-        return min(self.cap, self.base * 2.0**exponent)
-
-    def delay(self, retry: int, random: Callable[[], float]) -> float:
-        """The jittered delay of the ``retry``-th retry; ``random`` returns a float in [0, 1)."""
-        return self.ceiling(retry) * random()
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,16 +1,26 @@
+# Generated from retry_transport/_async.py by scripts/unasync.py: do not edit.
+# Edit the source, then run `python scripts/unasync.py`.
 """`SyncRetryTransport`: the sync driver of the retry machine."""
 
 from __future__ import annotations
 
-import inspect
-import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
 
+from ._bases import BothResponse, SyncTransportBase
 from ._common import DriverBase, is_event_stream
 from ._events import Hook
+from ._io import (
+    SyncSleep,
+    sync_close_shielded,
+    sync_default_sleep,
+    sync_finish_iterator,
+    sync_tell_hooks,
+    sync_wait_for_slot,
+)
 from ._limiter import Limiter
-from ._machine import Block, Close, Fail, Finish, Gate, Notify, Read, Send, Sleep
+from ._machine import Block, Close, Fail, Finish, Gate, Read, Report, Send, Sleep, Spend
 from ._policy import RetryPolicy
 from ._switch import SWITCH
 
@@ -18,18 +28,21 @@ if TYPE_CHECKING:
     import httpx
     import httpx2
 
-    class _Base(httpx.BaseTransport, httpx2.BaseTransport):  # type: ignore[misc]
-        pass
-else:
-    _Base = object
-
 __all__ = ["SyncRetryTransport"]
 
 
-class SyncRetryTransport(DriverBase, _Base):
-    """The sync twin of `RetryTransport`: wraps an ``httpx.BaseTransport`` or
-    ``httpx2.BaseTransport`` (``None``: a default ``httpx.HTTPTransport``). ``hooks`` must be
-    plain callables here."""
+class SyncRetryTransport(DriverBase, SyncTransportBase):
+    """The sync transport that retries transient upstream failures of the one it wraps.
+
+    ``transport`` is any ``httpx.BaseTransport`` or ``httpx2.BaseTransport``; the
+    responses and exceptions handed back are of the same library (``None``: a default
+    ``httpx.HTTPTransport``). ``limiter`` is shared state (block, budget, concurrency);
+    none given, the transport makes a private `SharedLimiter`. ``sleep``, ``clock``,
+    ``wall_clock`` and ``random`` exist for tests. ``hooks`` are callables told of every
+    scheduled retry and every give-up with a `RetryEvent` (see `Hook`); a hook that raises
+    is logged and never breaks the request.
+    ``name`` labels the transport's log records, events and metrics.
+    """
 
     _is_async = False
 
@@ -39,22 +52,29 @@ class SyncRetryTransport(DriverBase, _Base):
         *,
         policy: RetryPolicy | None = None,
         limiter: Limiter | None = None,
-        sleep: Callable[[float], None] | None = None,
+        sleep: SyncSleep | None = None,
         clock: Callable[[], float] | None = None,
         wall_clock: Callable[[], float] | None = None,
         random: Callable[[], float] | None = None,
         hooks: Sequence[Hook] = (),
+        name: str | None = None,
     ) -> None:
-        self._setup(transport, policy, limiter, clock, wall_clock, random, hooks)
-        self._sleep = time.sleep if sleep is None else sleep
+        self._setup(transport, policy, limiter, clock, wall_clock, random, hooks, name)
+        self._sleep = sync_default_sleep if sleep is None else sleep
 
-    def handle_request(self, request: Any) -> Any:
+    @property
+    def transport(self) -> httpx.BaseTransport | httpx2.BaseTransport:
+        """The wrapped transport."""
+        wrapped: httpx.BaseTransport | httpx2.BaseTransport = self._transport
+        return wrapped
+
+    def handle_request(self, request: httpx.Request | httpx2.Request) -> BothResponse:
         """Send ``request``, retrying as the policy says; return the final response."""
-        limiter = self._limiter
-        if type(request.stream) is self._byte_stream and limiter.try_admit():
+        if type(request.stream) is self._byte_stream and self._try_admit():
+            # Fast path: nothing to wait for; a plain success costs a status check.
             start = None if self._deadline is None else self._fast_start(request)
             try:
-                response = self._transport.handle_request(request)
+                response: BothResponse = self._transport.handle_request(request)
             except Exception as exc:
                 return self._drive(request, exc, start)
             status = response.status_code
@@ -63,10 +83,10 @@ class SyncRetryTransport(DriverBase, _Base):
             ):
                 return response
             return self._drive(request, response, start)
-        limiter.note_first_attempt()
+        self._limiter.note_first_attempt()
         return self._drive(request, None)
 
-    def _drive(self, request: Any, first: object, start: float | None = None) -> Any:
+    def _drive(self, request: Any, first: object, start: float | None = None) -> BothResponse:
         rewind = self._replay_plan(request)
         machine = self._machine(request, replayable=rewind is not None)
         limiter = self._limiter
@@ -80,11 +100,11 @@ class SyncRetryTransport(DriverBase, _Base):
                 kind = type(action)
                 if kind is Read:
                     if chunks is None:
-                        chunks = iter(current.stream)
+                        chunks = current.stream.__iter__()
                     try:
                         chunk: object = b""
                         while chunk == b"":
-                            chunk = next(chunks)
+                            chunk = chunks.__next__()
                     except StopIteration:
                         chunk = None
                     except Exception as exc:
@@ -99,16 +119,15 @@ class SyncRetryTransport(DriverBase, _Base):
                         current = self._transport.handle_request(request)
                         result: object = current
                     except Exception as exc:
-                        result, current = exc, None
-                        if slot:
-                            slot = False
-                            limiter.release_slot()
+                        # A Send always follows a Gate that took the slot.
+                        result, current, slot = exc, None, False
+                        limiter.release_slot()
                     action = steps.send(result)
                 elif kind is Gate:
                     assert isinstance(action, Gate)
                     wait = 0.0 if SWITCH.no_wait else limiter.gate_sync()
                     if wait <= 0:
-                        slot = limiter.acquire_slot_sync(action.timeout)
+                        slot = sync_wait_for_slot(limiter, action.timeout)
                         if not slot:
                             wait = float("inf")
                     action = steps.send(wait)
@@ -129,19 +148,13 @@ class SyncRetryTransport(DriverBase, _Base):
                     if not SWITCH.no_wait:
                         limiter.block_sync(action.seconds)
                     action = steps.send(None)
-                elif kind is Notify:
-                    assert isinstance(action, Notify)
-                    for hook in self._hooks:
-                        try:
-                            outcome = hook(action.event)
-                        except Exception:
-                            self._hook_failed(hook, action.event)
-                            continue
-                        if inspect.iscoroutine(outcome):
-                            outcome.close()
-                            self._hook_failed(
-                                hook, action.event, "an async hook on a sync transport"
-                            )
+                elif kind is Spend:
+                    action = steps.send(limiter.allow_retry())
+                elif kind is Report:
+                    assert isinstance(action, Report)
+                    event = self._report(action)
+                    if event is not None:
+                        sync_tell_hooks(self._hooks, event, self._hook_failed)
                     action = steps.send(None)
                 elif kind is Finish:
                     assert isinstance(action, Finish)
@@ -154,23 +167,22 @@ class SyncRetryTransport(DriverBase, _Base):
                     )
                     current = chunks = None
                     slot = False
-                    return self._hand_back(action, stream)
+                    handed: BothResponse = self._hand_back(action, stream)
+                    return handed
                 else:
                     assert isinstance(action, Fail)
                     raise self._failure(action, request)
         finally:
             if current is not None:
-                self._close(current, chunks)
+                sync_close_shielded(self._close, current, chunks)
             if slot:
                 limiter.release_slot()
 
     @staticmethod
     def _close(response: Any, chunks: Any) -> None:
-        if response is None:
-            return
         try:
-            if chunks is not None and hasattr(chunks, "close"):
-                chunks.close()
+            if chunks is not None:
+                sync_finish_iterator(chunks)
         finally:
             response.close()
 
@@ -178,9 +190,14 @@ class SyncRetryTransport(DriverBase, _Base):
         """Close the wrapped transport."""
         self._transport.close()
 
-    def __enter__(self) -> SyncRetryTransport:
+    def __enter__(self) -> Self:
         self._transport.__enter__()
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self._transport.__exit__(*exc_info)
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        self._transport.__exit__(exc_type, exc_value, traceback)

@@ -30,8 +30,9 @@ class OpenTelemetryHook:
     adds an event ``retry_transport.give_up``. Event attributes: ``http.request.method``,
     ``url.full`` (scheme, host, port and path: never the query), ``http.response.status_code``
     or ``error.type``, and ``retry_transport.attempt``, ``.max_attempts``, ``.verdict``,
-    ``.reason``, ``.delay`` (seconds, retries only) and ``.blocked_for`` (seconds of shared
-    block left). No header or body is ever recorded.
+    ``.reason``, ``.delay`` (seconds, retries only), ``.blocked_for`` (seconds of shared
+    block left) and ``.name`` (the transport's ``name=`` label, when it has one). No header or
+    body is ever recorded.
 
     The current span is the one active where the request is sent: an HTTP client span if the
     client was instrumented with ``HTTPXClientInstrumentor().instrument_client(client)`` (which
@@ -69,6 +70,8 @@ def _attributes(event: RetryEvent) -> dict[str, AttributeValue]:
     }
     if event.delay is not None:
         attributes["retry_transport.delay"] = event.delay
+    if event.transport_name is not None:
+        attributes["retry_transport.name"] = event.transport_name
     if event.status is not None:
         attributes["http.response.status_code"] = event.status
     if event.exception is not None:

@@ -29,15 +29,16 @@ class PrometheusHook:
 
     Registers on ``registry`` (default: prometheus-client's global ``REGISTRY``):
 
-    - ``retry_transport_retries_total{host, verdict}``: retries scheduled;
-    - ``retry_transport_giveups_total{host, verdict}``: retryable failures handed back
+    - ``retry_transport_retries_total{host, verdict, name}``: retries scheduled;
+    - ``retry_transport_giveups_total{host, verdict, name}``: retryable failures handed back
       (attempts, budget or deadline spent); ``verdict`` is ``none`` when the deadline passed
       before any attempt;
-    - ``retry_transport_blocked_seconds{host}``: seconds left of the shared block on requests
-      to ``host`` (after a 429 or an overload), as last reported by a retry or give-up there,
-      counting down at scrape time to 0.
+    - ``retry_transport_blocked_seconds{host, name}``: seconds left of the shared block on
+      requests to ``host`` (after a 429 or an overload), as last reported by a retry or
+      give-up there, counting down at scrape time to 0.
 
-    ``host`` is the upstream's host name, without the port. Metric names can be registered
+    ``host`` is the upstream's host name, without the port; ``name`` is the transport's
+    ``name=`` label (empty for a transport without one). Metric names can be registered
     once per registry: make one hook and give it to every transport. ``clock`` (monotonic
     seconds) exists for tests.
     """
@@ -51,24 +52,30 @@ class PrometheusHook:
         registry = REGISTRY if registry is None else registry
         self._clock = clock
         self._lock = threading.Lock()
-        self._blocked_until: dict[str, float] = {}
-        self.retries = Counter(RETRIES.name, RETRIES.help, ["host", "verdict"], registry=registry)
-        self.giveups = Counter(GIVEUPS.name, GIVEUPS.help, ["host", "verdict"], registry=registry)
+        self._blocked_until: dict[tuple[str, str], float] = {}
+        self.retries = Counter(
+            RETRIES.name, RETRIES.help, ["host", "verdict", "name"], registry=registry
+        )
+        self.giveups = Counter(
+            GIVEUPS.name, GIVEUPS.help, ["host", "verdict", "name"], registry=registry
+        )
         self.blocked_seconds = Gauge(
-            BLOCKED_SECONDS.name, BLOCKED_SECONDS.help, ["host"], registry=registry
+            BLOCKED_SECONDS.name, BLOCKED_SECONDS.help, ["host", "name"], registry=registry
         )
 
     def __call__(self, event: RetryEvent) -> None:
         """Count ``event`` and note the block it reports."""
         host = urlsplit(event.url).hostname or ""
+        name = event.transport_name or ""
         verdict = verdict_label(event)
         counter = self.retries if event.kind == "retry" else self.giveups
-        counter.labels(host=host, verdict=verdict).inc()
+        counter.labels(host=host, verdict=verdict, name=name).inc()
+        key = (host, name)
         with self._lock:
-            known = host in self._blocked_until
-            self._blocked_until[host] = self._clock() + event.blocked_for
+            known = key in self._blocked_until
+            self._blocked_until[key] = self._clock() + event.blocked_for
         if not known:
-            self.blocked_seconds.labels(host=host).set_function(lambda: self._left(host))
+            self.blocked_seconds.labels(host=host, name=name).set_function(lambda: self._left(key))
 
-    def _left(self, host: str) -> float:
-        return max(0.0, self._blocked_until[host] - self._clock())
+    def _left(self, key: tuple[str, str]) -> float:
+        return max(0.0, self._blocked_until[key] - self._clock())

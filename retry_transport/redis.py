@@ -1,5 +1,8 @@
 """`RedisLimiter`: a limiter whose block is shared through Redis (or Valkey) by a fleet.
 
+`RedisStore` is the `retry_transport` store (see `SharedLimiter`'s ``store``) kept in Redis;
+`RedisLimiter` is a `SharedLimiter` over one.
+
 Needs the ``redis`` extra (``pip install retry-transport[redis]``). Importing
 `retry_transport` itself never imports this module or redis.
 """
@@ -13,7 +16,6 @@ import random as _random
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
 
 import anyio
 import anyio.to_thread
@@ -23,9 +25,10 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ._budget import RetryBudget
+from ._checks import check_callable, check_number, check_type
 from ._limiter import SharedLimiter
 
-__all__ = ["RedisLimiter"]
+__all__ = ["RedisLimiter", "RedisStore"]
 
 _logger = logging.getLogger("retry_transport")
 
@@ -93,77 +96,70 @@ def _require_asyncio() -> None:
         asyncio.get_running_loop()
     except RuntimeError:
         raise TypeError(
-            "RedisLimiter with a redis.asyncio client works only on asyncio; on trio, give "
-            "it a sync redis.Redis client (its calls then run in a worker thread)"
+            "RedisLimiter (RedisStore) with a redis.asyncio client works only on asyncio; "
+            "on trio, give it a sync redis.Redis client (its calls then run in a worker thread)"
         ) from None
 
 
-class RedisLimiter:
-    """A limiter whose block lives in Redis, so a fleet of processes honours one 429.
+def _seconds_left(left_ms: int) -> float:
+    """Seconds left of a block from its key's PTTL: -2 (no key) is none; 0 ends within the
+    millisecond, so still holds for one."""
+    if left_ms < 0:
+        return 0.0
+    return max(left_ms, 1) / 1000.0
 
-    Does the job of `retry_transport.SharedLimiter` across processes: a congestion block set
-    by any replica holds every replica using the same ``name`` against the same server.
 
-    - **Block**: a key (``retry_transport:block:<name>``) whose time to live is the block. A
-      Lua script only ever extends it; its expiry is kept by the server's clock, so replicas
-      whose clocks disagree still agree on when it ends. `gate` asks the server for the time
-      left (one ``PTTL``) when no block is known locally; a known block is answered locally
-      until it ends, with the same release jitter as `SharedLimiter`, so waiters do not poll.
-      A block is also kept locally at once, so local requests hold even if Redis is slow.
-    - **Budget and concurrency** stay in-process: a budget is a ratio, so per-process budgets
-      add up to the same ratio fleet-wide.
-    - **Failures**: each Redis call is bounded by ``timeout`` whatever the client's own retry
-      settings. After a failure (error or timeout) it logs one warning per outage on the
-      ``retry_transport`` logger, skips Redis for ``retry_interval`` seconds and acts as an
-      in-process limiter meanwhile; then one caller probes Redis again, and on success the
-      recovery is logged (INFO). Redis trouble never raises and never hangs a request.
-    - **Clients**: a ``redis.Redis`` client serves sync transports, and async transports on
-      asyncio or trio (its calls run in a worker thread); its connection settings are copied
-      into a private pool with short timeouts and no retries (`close` releases it). A
-      ``redis.asyncio.Redis`` client serves async transports on asyncio only, within the event
-      loop it belongs to; its calls are cancelled after ``timeout``.
+class RedisStore:
+    """A `retry_transport` store kept in Redis (or Valkey), shared by every process using it.
+
+    A scope's block is a key (``retry_transport:block:<scope>``) whose time to live is the
+    block: a Lua script only ever extends it, and its expiry is kept by the server's clock, so
+    processes whose clocks disagree still agree on when it ends.
+
+    Each call is bounded by ``timeout`` whatever the client's own retry settings. After a
+    failure (error or timeout) it logs one warning per outage on the ``retry_transport``
+    logger, answers ``None`` without I/O for ``retry_interval`` seconds, then lets one caller
+    probe Redis again; on success the recovery is logged (INFO). It never raises for Redis
+    trouble and never hangs a caller.
+
+    A ``redis.Redis`` client serves sync callers, and async callers on asyncio or trio (its
+    calls run in a worker thread); its connection settings are copied into a private pool with
+    short timeouts and no retries (`close` releases it). A ``redis.asyncio.Redis`` client serves
+    async callers on asyncio only, within the event loop it belongs to; its calls are cancelled
+    after ``timeout``.
 
     Args:
         redis_client: a ``redis.Redis`` or ``redis.asyncio.Redis`` client.
-        name: identifies the upstream; replicas sharing a name share a block.
-        budget: the retry budget (per process), or None for no limit on retries.
-        max_concurrency: the most attempts in flight at once in this process, or None.
         timeout: seconds each Redis call may take before it counts as a failure (from sync
             code, the private pool's socket timeout: for connecting and for each reply).
         retry_interval: seconds to leave Redis alone after a failure.
         clock: monotonic time in seconds.
-        random: uniform random numbers in [0, 1), used for the release jitter.
+        label: names the store's user in its log lines.
 
     Raises:
         TypeError: ``redis_client`` is neither kind of client, or a sync client on a Sentinel
             or cluster pool. Later: an asyncio client used from trio or from sync code.
-        ValueError: an invalid ``name``, ``timeout``, ``retry_interval`` or ``max_concurrency``.
+        ValueError: an invalid ``timeout`` or ``retry_interval``.
     """
 
     def __init__(
         self,
         redis_client: redis.Redis | redis.asyncio.Redis,
         *,
-        name: str,
-        budget: RetryBudget | None = _DEFAULT_BUDGET,
-        max_concurrency: int | None = None,
         timeout: float = 0.1,
         retry_interval: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
-        random: Callable[[], float] = _random.random,
+        label: str = "redis",
     ) -> None:
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"name must be a non-empty string, got {name!r}")
-        if not (math.isfinite(timeout) and timeout > 0.0):
-            raise ValueError(f"timeout must be a finite number > 0, got {timeout!r}")
-        if not (math.isfinite(retry_interval) and retry_interval >= 0.0):
-            raise ValueError(f"retry_interval must be a finite number >= 0, got {retry_interval!r}")
-        self._local = SharedLimiter(budget, max_concurrency, clock=clock, random=random)
-        self._name = name
-        self._key = f"retry_transport:block:{name}"
+        owner = type(self).__name__
+        check_number(owner, "timeout", timeout, positive=True)
+        check_number(owner, "retry_interval", retry_interval, positive=False)
+        check_callable(owner, "clock", clock)
+        check_type(owner, "label", label, str)
         self._timeout = timeout
         self._retry_interval = retry_interval
         self._clock = clock
+        self._label = label
         self._async_client: redis.asyncio.Redis | None = None
         self._sync_client: redis.Redis | None = None
         if isinstance(redis_client, redis.asyncio.Redis):
@@ -182,94 +178,46 @@ class RedisLimiter:
         self._failed_at = -math.inf
         self._down = False
 
-    @property
-    def name(self) -> str:
-        """The name that replicas sharing a block have in common."""
-        return self._name
+    @staticmethod
+    def key(scope: str) -> str:
+        """The Redis key that holds ``scope``'s block."""
+        return f"retry_transport:block:{scope}"
 
-    @property
-    def key(self) -> str:
-        """The Redis key that holds the block."""
-        return self._key
+    def answers_locally(self) -> bool:
+        """True while Redis is left alone after a failure (reads answer None at once)."""
+        return self._clock() < self._skip_until
 
-    # -- in-process parts ---------------------------------------------------------------
-
-    def try_admit(self) -> bool:
-        """Admit a first attempt without I/O, only while Redis is being skipped after a failure.
-
-        Otherwise False: the shared block can only be learnt from Redis, through `gate`.
-        """
-        if self._clock() < self._skip_until:
-            return self._local.try_admit()
-        return False
-
-    def note_first_attempt(self) -> None:
-        """Count one first attempt for the (in-process) budget."""
-        self._local.note_first_attempt()
-
-    def allow_retry(self) -> bool:
-        """Spend one retry from the (in-process) budget: True if it fits."""
-        return self._local.allow_retry()
-
-    async def acquire_slot(self) -> None:
-        """Wait for an in-process concurrency slot; at once without a cap."""
-        await self._local.acquire_slot()
-
-    def acquire_slot_sync(self, timeout: float | None = None) -> bool:
-        """Wait up to ``timeout`` seconds (None: forever) for an in-process concurrency slot."""
-        return self._local.acquire_slot_sync(timeout)
-
-    def release_slot(self) -> None:
-        """Give an in-process concurrency slot back; never blocks."""
-        self._local.release_slot()
-
-    def blocked_for(self) -> float:
-        """Seconds of block left as known in this process (0.0 when none)."""
-        return self._local.blocked_for()
-
-    # -- the shared block ---------------------------------------------------------------
-
-    async def gate(self) -> float:
-        """Seconds to wait before sending: the block's remainder plus jitter, or 0.0.
-
-        A block known locally is answered without I/O. Otherwise one bounded Redis call;
-        while Redis is unreachable, only the block known locally counts.
-        """
-        wait = self._local.gate_sync()
-        if wait > 0.0:
-            return wait
-        left_ms = await self._call_async(self._read_async, self._read_sync)
-        return self._learn(left_ms)
-
-    def gate_sync(self) -> float:
-        """`gate` for sync callers (needs a sync ``redis.Redis`` client)."""
-        self._require_sync()
-        wait = self._local.gate_sync()
-        if wait > 0.0:
-            return wait
-        return self._learn(self._call_sync(self._read_sync))
-
-    async def block(self, seconds: float) -> None:
-        """Extend the fleet's block to ``seconds`` from now; never shortens it.
-
-        Kept locally at once, then in Redis. Zero, negative, infinite and NaN are ignored.
-        """
-        if not 0.0 < seconds < math.inf:
-            return
-        self._local.block_sync(seconds)
-        ms = max(1, math.ceil(seconds * 1000.0))
-        self._learn_block(
-            await self._call_async(lambda: self._extend_async(ms), lambda: self._extend_sync(ms))
+    async def read(self, scope: str) -> float | None:
+        """Seconds left of ``scope``'s block (one bounded ``PTTL``); None if Redis is skipped
+        or fails."""
+        key = self.key(scope)
+        left_ms = await self._call_async(
+            lambda: self._read_async(key), lambda: self._read_sync(key)
         )
+        return None if left_ms is None else _seconds_left(left_ms)
 
-    def block_sync(self, seconds: float) -> None:
-        """`block` for sync callers (needs a sync ``redis.Redis`` client)."""
-        self._require_sync()
-        if not 0.0 < seconds < math.inf:
-            return
-        self._local.block_sync(seconds)
-        ms = max(1, math.ceil(seconds * 1000.0))
-        self._learn_block(self._call_sync(lambda: self._extend_sync(ms)))
+    def read_sync(self, scope: str) -> float | None:
+        """`read` for sync callers (needs a sync ``redis.Redis`` client)."""
+        self.require_sync()
+        key = self.key(scope)
+        left_ms = self._call_sync(lambda: self._read_sync(key))
+        return None if left_ms is None else _seconds_left(left_ms)
+
+    async def extend(self, scope: str, seconds: float) -> float | None:
+        """Extend ``scope``'s block to ``seconds`` from now by the server's clock, never
+        shortening it; the seconds left afterwards, or None if Redis is skipped or fails."""
+        key, ms = self.key(scope), _milliseconds(seconds)
+        left_ms = await self._call_async(
+            lambda: self._extend_async(key, ms), lambda: self._extend_sync(key, ms)
+        )
+        return None if left_ms is None else left_ms / 1000.0
+
+    def extend_sync(self, scope: str, seconds: float) -> float | None:
+        """`extend` for sync callers (needs a sync ``redis.Redis`` client)."""
+        self.require_sync()
+        key, ms = self.key(scope), _milliseconds(seconds)
+        left_ms = self._call_sync(lambda: self._extend_sync(key, ms))
+        return None if left_ms is None else left_ms / 1000.0
 
     def close(self) -> None:
         """Release the private connection pool made for a sync client.
@@ -279,39 +227,31 @@ class RedisLimiter:
         if self._sync_client is not None:
             self._sync_client.connection_pool.disconnect()
 
-    def _learn(self, left_ms: int | None) -> float:
-        # PTTL answers -2 without a block, and 0 for one that ends within the millisecond.
-        if left_ms is None or left_ms < 0:
-            return 0.0
-        self._local.block_sync(max(left_ms, 1) / 1000.0)
-        return self._local.gate_sync()
-
-    def _learn_block(self, left_ms: int | None) -> None:
-        if left_ms is not None and left_ms > 0:
-            self._local.block_sync(left_ms / 1000.0)
+    def require_sync(self) -> None:
+        """Raise TypeError unless the store can serve sync callers (has a sync client)."""
+        if self._sync_client is None:
+            raise TypeError(
+                "RedisLimiter (RedisStore) with a redis.asyncio client cannot serve sync "
+                "callers; give it a sync redis.Redis client"
+            )
 
     # -- Redis calls ----------------------------------------------------------------------
 
-    async def _read_async(self) -> int:
+    async def _read_async(self, key: str) -> int:
         assert self._async_client is not None
-        return int(await self._async_client.pttl(self._key))
+        return int(await self._async_client.pttl(key))
 
-    def _read_sync(self) -> int:
+    def _read_sync(self, key: str) -> int:
         assert self._sync_client is not None
-        return int(cast(Any, self._sync_client.pttl(self._key)))
+        answer: object = self._sync_client.pttl(key)
+        assert isinstance(answer, int)
+        return answer
 
-    async def _extend_async(self, ms: int) -> int:
-        return int(await self._async_extend(keys=[self._key], args=[ms]))
+    async def _extend_async(self, key: str, ms: int) -> int:
+        return int(await self._async_extend(keys=[key], args=[ms]))
 
-    def _extend_sync(self, ms: int) -> int:
-        return int(self._sync_extend(keys=[self._key], args=[ms]))
-
-    def _require_sync(self) -> None:
-        if self._sync_client is None:
-            raise TypeError(
-                "RedisLimiter with a redis.asyncio client cannot serve sync callers; "
-                "give it a sync redis.Redis client"
-            )
+    def _extend_sync(self, key: str, ms: int) -> int:
+        return int(self._sync_extend(keys=[key], args=[ms]))
 
     def _claim(self) -> bool:
         """Whether to use Redis now; while it is down, lets one caller probe per interval."""
@@ -370,7 +310,7 @@ class RedisLimiter:
         _logger.warning(
             "Redis unreachable for limiter %r (%s: %s); blocks are kept in-process only, "
             "Redis is tried again every %gs",
-            self._name,
+            self._label,
             type(exc).__name__,
             str(exc) or f"no answer within {self._timeout:g}s",
             self._retry_interval,
@@ -385,4 +325,118 @@ class RedisLimiter:
                 return
             self._down = False
             self._skip_until = -math.inf
-        _logger.info("Redis reachable again for limiter %r; blocks are shared again", self._name)
+        _logger.info("Redis reachable again for limiter %r; blocks are shared again", self._label)
+
+
+def _milliseconds(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000.0))
+
+
+class RedisLimiter(SharedLimiter):
+    """A limiter whose block lives in Redis, so a fleet of processes honours one 429.
+
+    Does the job of `retry_transport.SharedLimiter` across processes: it is a `SharedLimiter`
+    over a `RedisStore`, scoped by ``name``, so a congestion block set by any replica holds
+    every replica using the same ``name`` against the same server.
+
+    - **Block**: a key (``retry_transport:block:<name>``) whose time to live is the block. A
+      Lua script only ever extends it; its expiry is kept by the server's clock, so replicas
+      whose clocks disagree still agree on when it ends. `gate` asks the server for the time
+      left (one ``PTTL``) when no block is known locally; a known block is answered locally
+      until it ends, with the same release jitter as `SharedLimiter`, so waiters do not poll.
+      A block is also kept locally at once, so local requests hold even if Redis is slow.
+    - **Budget and concurrency** stay in-process: a budget is a ratio, so per-process budgets
+      add up to the same ratio fleet-wide.
+    - **Failures**: each Redis call is bounded by ``timeout`` whatever the client's own retry
+      settings. After a failure (error or timeout) it logs one warning per outage on the
+      ``retry_transport`` logger, skips Redis for ``retry_interval`` seconds and acts as an
+      in-process limiter meanwhile; then one caller probes Redis again, and on success the
+      recovery is logged (INFO). Redis trouble never raises and never hangs a request.
+    - **Clients**: a ``redis.Redis`` client serves sync transports, and async transports on
+      asyncio or trio (its calls run in a worker thread); its connection settings are copied
+      into a private pool with short timeouts and no retries (`close` releases it). A
+      ``redis.asyncio.Redis`` client serves async transports on asyncio only, within the event
+      loop it belongs to; its calls are cancelled after ``timeout``.
+
+    Args:
+        redis_client: a ``redis.Redis`` or ``redis.asyncio.Redis`` client.
+        name: identifies the upstream; replicas sharing a name share a block.
+        budget: the retry budget (per process), or None for no limit on retries.
+        max_concurrency: the most attempts in flight at once in this process, or None.
+        timeout: seconds each Redis call may take before it counts as a failure (from sync
+            code, the private pool's socket timeout: for connecting and for each reply).
+        retry_interval: seconds to leave Redis alone after a failure.
+        clock: monotonic time in seconds.
+        random: uniform random numbers in [0, 1), used for the release jitter.
+
+    Raises:
+        TypeError: ``redis_client`` is neither kind of client, or a sync client on a Sentinel
+            or cluster pool; ``name`` is not a string; ``budget`` is not a `RetryBudget` (or
+            None). Later: an asyncio client used from trio or from sync code.
+        ValueError: an invalid ``name``, ``timeout``, ``retry_interval`` or ``max_concurrency``.
+    """
+
+    __slots__ = ("_redis_store",)
+
+    def __init__(
+        self,
+        redis_client: redis.Redis | redis.asyncio.Redis,
+        *,
+        name: str,
+        budget: RetryBudget | None = _DEFAULT_BUDGET,
+        max_concurrency: int | None = None,
+        timeout: float = 0.1,
+        retry_interval: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+        random: Callable[[], float] = _random.random,
+    ) -> None:
+        check_type("RedisLimiter", "name", name, str)
+        if not name:
+            raise ValueError(f"RedisLimiter.name must be a non-empty string, got {name!r}")
+        check_number("RedisLimiter", "timeout", timeout, positive=True)
+        check_number("RedisLimiter", "retry_interval", retry_interval, positive=False)
+        check_type("RedisLimiter", "budget", budget, (RetryBudget, type(None)))
+        check_callable("RedisLimiter", "clock", clock)
+        store = RedisStore(
+            redis_client,
+            timeout=timeout,
+            retry_interval=retry_interval,
+            clock=clock,
+            label=name,
+        )
+        self._redis_store = store
+        super().__init__(
+            budget, max_concurrency, store=store, scope=name, clock=clock, random=random
+        )
+
+    @property
+    def name(self) -> str:
+        """The name that replicas sharing a block have in common (the store scope)."""
+        return self.scope
+
+    @property
+    def key(self) -> str:
+        """The Redis key that holds the block."""
+        return self._redis_store.key(self.scope)
+
+    @property
+    def store(self) -> RedisStore:
+        """The Redis store the block is shared through."""
+        return self._redis_store
+
+    def gate_sync(self) -> float:
+        """`gate` for sync callers (needs a sync ``redis.Redis`` client)."""
+        self._redis_store.require_sync()
+        return super().gate_sync()
+
+    def block_sync(self, seconds: float) -> None:
+        """`block` for sync callers (needs a sync ``redis.Redis`` client)."""
+        self._redis_store.require_sync()
+        super().block_sync(seconds)
+
+    def close(self) -> None:
+        """Release the private connection pool made for a sync client.
+
+        The client given to the constructor is left alone: it stays the caller's to close.
+        """
+        self._redis_store.close()

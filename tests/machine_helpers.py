@@ -19,6 +19,7 @@ from retry_transport._machine import (
     RetryMachine,
     Send,
     Sleep,
+    Spend,
 )
 
 
@@ -120,7 +121,6 @@ def run_machine(
     limiter = limiter or FakeLimiter()
     machine = RetryMachine(
         policy or RetryPolicy(),
-        limiter,
         method=method,
         url="https://api.example.com/v1/chat/completions",
         idempotency_key=idempotency_key,
@@ -151,6 +151,8 @@ def run_machine(
             reply = step
         elif isinstance(action, Read):
             reply = body.pop(0) if body else None
+        elif isinstance(action, Spend):
+            reply = limiter.allow_retry()
         elif isinstance(action, Sleep):
             clock.advance(action.seconds)
         action = gen.send(reply)

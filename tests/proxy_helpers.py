@@ -178,8 +178,12 @@ class SidecarProcess:
         tb: TracebackType | None,
     ) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+            self.process.terminate()  # a clean exit, so its coverage data is written
+            try:
+                self.process.wait(10.0)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
 
 class Gate:

@@ -158,3 +158,21 @@ def test_concurrent_withdrawals_never_overspend() -> None:
     for thread in threads:
         thread.join()
     assert granted.count(True) == 50
+
+
+@pytest.mark.parametrize("field", ["ratio", "min_per_second", "ttl"])
+@pytest.mark.parametrize("value", ["0.2", True, None, [1.0]])
+def test_a_value_that_is_no_number_raises_value_error_naming_class_and_field(
+    field: str, value: object
+) -> None:
+    with pytest.raises(ValueError, match=rf"RetryBudget\.{field} must be a number"):
+        RetryBudget(**{field: value})  # type: ignore[arg-type]
+
+
+def test_ratio_above_the_limit_names_the_limit() -> None:
+    with pytest.raises(ValueError, match=r"RetryBudget\.ratio must be <= 1000"):
+        RetryBudget(ratio=1000.5)
+
+
+def test_an_integer_is_a_number() -> None:
+    assert RetryBudget(ratio=1, min_per_second=0, ttl=5).ttl == 5

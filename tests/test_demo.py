@@ -36,6 +36,8 @@ def test_demo_prints_the_side_by_side_table() -> None:
     assert retried["dropped connection"][:2] == ["200", "OK"]
     assert retried["NIM 'DEGRADED' 400 (transient)"][:2] == ["200", "OK"]
     assert retried["stream: overloaded before content"][:3] == ["200,", "stream", "ok"]
-    # a permanent 400 fails at once either way: one request
+    # a permanent 400 fails at once either way: one request, and the row says that is the point
     assert retried["permanent 400 (context too long)"][0] == "400"
     assert retried["permanent 400 (context too long)"][-2] == "1"
+    assert "not retried: correct" in " ".join(retried["permanent 400 (context too long)"])
+    assert "meant to fail both ways" in done.stdout

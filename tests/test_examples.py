@@ -12,8 +12,11 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 EXPECTED = {
     "httpx_client.py": ["final status: 200", "attempt 1: status 503", "attempt 3: status 200"],
-    "openai_client.py": ["answer: hello from NIM"],
-    "anthropic_client.py": ["streamed answer: hello after an overload"],
+    "openai_client.py": ["timeout: Timeout(connect=5.0, read=600", "answer: hello from NIM"],
+    "anthropic_client.py": [
+        "timeout: Timeout(connect=5.0, read=600",
+        "streamed answer: hello after an overload",
+    ],
     "sync_client.py": ["final status: 200 after 2 attempts", "waited 1.0s"],
 }
 

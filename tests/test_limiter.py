@@ -436,3 +436,52 @@ def _wait_for_waiters(limiter: SharedLimiter, count: int) -> None:
     while len(limiter._waiters) != count:
         assert time.monotonic() < deadline, f"{count} waiters not queued within 5 s"
         time.sleep(0.001)
+
+
+@pytest.mark.parametrize("value", [1.5, True, "2", 0, -1])
+def test_max_concurrency_that_is_no_positive_integer_is_refused(value: object) -> None:
+    with pytest.raises(ValueError, match=r"SharedLimiter\.max_concurrency"):
+        SharedLimiter(max_concurrency=value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", ["x", 0.2, {"ratio": 0.2}])
+def test_a_budget_that_is_no_retry_budget_raises_type_error_naming_it(value: object) -> None:
+    with pytest.raises(TypeError, match="budget"):
+        SharedLimiter(budget=value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "field"),
+    [
+        ({"scope": ""}, ValueError, "scope"),
+        ({"scope": 3}, TypeError, "scope"),
+        ({"clock": 1.0}, TypeError, "clock"),
+        ({"random": None}, TypeError, "random"),
+    ],
+)
+def test_other_invalid_arguments_are_refused_naming_them(
+    kwargs: dict[str, object], error: type[Exception], field: str
+) -> None:
+    with pytest.raises(error, match=field):
+        SharedLimiter(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_block_extended_while_its_end_is_being_noted_still_holds() -> None:
+    limiter = SharedLimiter(clock=FakeClock(1001.0), random=lambda: 0.0)
+    real_lock = threading.Lock()
+
+    class ExtendedFirst:
+        """The block lock, taken just after another thread extended the block."""
+
+        def __enter__(self) -> None:
+            limiter._blocked_until = 1006.0
+            real_lock.acquire()
+
+        def __exit__(self, *exc_info: object) -> None:
+            real_lock.release()
+
+    limiter._blocked_until = 1001.0  # a block that ends now
+    limiter._blocked = True
+    limiter._block_lock = ExtendedFirst()  # type: ignore[assignment]
+    assert not limiter.try_admit()
+    assert limiter.blocked_for() == 5.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import httpx
 import pytest
@@ -10,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from retry_transport import Backoff, Classification, Outcome, RetryPolicy, Verdict
-from retry_transport._machine import Fail, Finish
+from retry_transport._machine import Fail, Finish, Report, Sleep, Spend
 
 from .machine_helpers import FakeClock, FakeLimiter, response, run_machine, sse
 
@@ -394,3 +395,76 @@ def test_a_backoff_block_is_at_most_one_base_interval() -> None:
 def test_a_named_wait_blocks_for_all_of_it() -> None:
     run = run_machine([response(429, headers={"retry-after": "45"}), response(200)])
     assert run.blocks == [45.0]
+
+
+# -- actions: the budget and the reports are the driver's to perform ------------------------
+
+
+def test_a_retry_asks_the_budget_through_a_spend_action_before_sleeping() -> None:
+    run = run_machine([response(503), response(200)])
+    kinds = [type(a) for a in run.actions]
+    assert Spend in kinds
+    assert kinds.index(Spend) < kinds.index(Sleep)
+
+
+def test_a_fatal_answer_asks_no_budget() -> None:
+    run = run_machine([response(401)])
+    assert not any(isinstance(a, Spend) for a in run.actions)
+
+
+def test_the_machine_reports_retries_and_give_ups_and_logs_nothing_itself(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="retry_transport")
+    run = run_machine([response(503), response(503)], RetryPolicy(max_attempts=2))
+    reports = [a for a in run.actions if isinstance(a, Report)]
+    assert [r.level for r in reports] == [logging.INFO, logging.WARNING]
+    assert [r.event.kind for r in reports if r.event is not None] == ["retry", "give_up"]
+    assert caplog.records == []
+
+
+def test_a_plain_answer_is_reported_at_debug_without_an_event() -> None:
+    run = run_machine([response(404)])
+    (report,) = [a for a in run.actions if isinstance(a, Report)]
+    assert report.level == logging.DEBUG
+    assert report.event is None
+
+
+def test_a_raising_custom_classifier_is_reported_with_its_exception() -> None:
+    def broken(outcome: Outcome) -> Classification | None:
+        raise RuntimeError("bug")
+
+    run = run_machine([response(404)], RetryPolicy(classifier=broken))
+    errors = [a for a in run.actions if isinstance(a, Report) and a.level == logging.ERROR]
+    assert len(errors) == 1
+    assert isinstance(errors[0].exc_info, RuntimeError)
+
+
+def test_a_sleep_that_overran_the_deadline_sends_nothing_more() -> None:
+    from retry_transport._machine import Gate, RetryMachine, Send
+
+    clock = FakeClock()
+    machine = RetryMachine(
+        RetryPolicy(deadline=10.0),
+        method="POST",
+        url="https://api.example.com/v1/chat/completions",
+        idempotency_key=False,
+        replayable=True,
+        clock=clock,
+        wall_clock=lambda: 1_700_000_000.0,
+        random=lambda: 0.5,
+    )
+    steps = machine.run()
+    action = next(steps)
+    assert isinstance(action, Gate)
+    action = steps.send(0.0)
+    assert isinstance(action, Send)
+    action = steps.send(response(503))
+    while not isinstance(action, Sleep):
+        action = steps.send(None if not isinstance(action, Spend) else True)
+    clock.advance(20.0)  # the sleep overran the deadline
+    action = steps.send(None)
+    while not isinstance(action, Finish | Fail):
+        assert not isinstance(action, Gate | Send)
+        action = steps.send(None)
+    assert finished(action).response.status_code == 503

@@ -236,3 +236,22 @@ def test_importing_the_package_never_imports_this_module_or_opentelemetry() -> N
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split("\n")[:2] == ["[]", "True"]
+
+
+def test_a_named_transport_puts_its_name_on_every_event(
+    tracer: Tracer, exporter: InMemorySpanExporter
+) -> None:
+    sleeps = Sleeps()
+    transport = SyncRetryTransport(
+        ScriptedTransport([503, 503]),
+        policy=RetryPolicy(max_attempts=2),
+        sleep=sleeps.sync,
+        clock=sleeps.clock,
+        hooks=[OpenTelemetryHook()],
+        name="nim",
+    )
+    with tracer.start_as_current_span("chat"), httpx.Client(transport=transport) as client:
+        assert client.post(URL, json={}).status_code == 503
+    events = only_span(exporter).events
+    assert [e.name for e in events] == ["retry_transport.retry", "retry_transport.give_up"]
+    assert [dict(e.attributes or {})["retry_transport.name"] for e in events] == ["nim", "nim"]

@@ -19,6 +19,8 @@ POLICY = RetryPolicy(max_attempts=3)
 
 
 def value(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
+    """A sample's value; ``transport`` is its ``name`` label (empty: a transport without one)."""
+    labels["name"] = labels.pop("transport", "")
     return registry.get_sample_value(name, labels)
 
 
@@ -110,14 +112,14 @@ def test_the_default_registry_is_prometheus_clients_global_one() -> None:
     try:
         assert (
             REGISTRY.get_sample_value(
-                "retry_transport_retries_total", {"host": "x", "verdict": "congestion"}
+                "retry_transport_retries_total", {"host": "x", "verdict": "congestion", "name": ""}
             )
             is None
         )
-        hook.retries.labels(host="x", verdict="congestion").inc()
+        hook.retries.labels(host="x", verdict="congestion", name="").inc()
         assert (
             REGISTRY.get_sample_value(
-                "retry_transport_retries_total", {"host": "x", "verdict": "congestion"}
+                "retry_transport_retries_total", {"host": "x", "verdict": "congestion", "name": ""}
             )
             == 1
         )
@@ -143,3 +145,24 @@ def test_importing_the_package_never_imports_this_module_or_prometheus_client() 
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split("\n")[:2] == ["[]", "True"]
+
+
+def test_the_transport_name_is_a_label_of_every_metric() -> None:
+    registry = CollectorRegistry()
+    hook = PrometheusHook(registry=registry, clock=lambda: 100.0)
+    sleeps = Sleeps()
+    script = ScriptedTransport([Step(429, headers={"retry-after": "3"}), 200, 503, 200])
+    for name in ("nim", "deepseek"):
+        transport = SyncRetryTransport(
+            script, policy=POLICY, sleep=sleeps.sync, clock=sleeps.clock, hooks=[hook], name=name
+        )
+        with httpx.Client(transport=transport) as http:
+            assert http.post("http://api.test/v1/x", json={}).status_code == 200
+    retries = "retry_transport_retries_total"
+    assert value(registry, retries, host="api.test", verdict="congestion", transport="nim") == 1
+    assert (
+        value(registry, retries, host="api.test", verdict="congestion", transport="deepseek") == 1
+    )
+    assert value(registry, retries, host="api.test", verdict="congestion") is None
+    blocked = "retry_transport_blocked_seconds"
+    assert value(registry, blocked, host="api.test", transport="nim") == 3.0

@@ -29,11 +29,12 @@ from retry_transport._machine import (
     Fail,
     Finish,
     Gate,
-    Notify,
     Read,
+    Report,
     RetryMachine,
     Send,
     Sleep,
+    Spend,
 )
 from retry_transport._waits import server_wait
 
@@ -272,7 +273,6 @@ def drive(
     clock = FakeClock()
     machine = RetryMachine(
         policy,
-        limiter,
         method=method,
         url="https://api.example.com/v1/x",
         idempotency_key=False,
@@ -331,8 +331,10 @@ def drive(
             clock.advance(action.seconds)
         elif isinstance(action, Block):
             limiter.block_sync(action.seconds)
+        elif isinstance(action, Spend):
+            answer = limiter.allow_retry()
         else:
-            assert isinstance(action, Close | Notify)
+            assert isinstance(action, Close | Report)
         action = steps.send(answer)
     return Trace(action, len(sent), sleeps, sent[:-1])
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -17,8 +18,8 @@ import redis
 import redis.asyncio
 
 from retry_transport._budget import RetryBudget
-from retry_transport._limiter import Limiter
-from retry_transport.redis import RedisLimiter
+from retry_transport._limiter import Limiter, SharedLimiter
+from retry_transport.redis import RedisLimiter, RedisStore, _seconds_left
 
 if TYPE_CHECKING:
     from tests.redis_fixtures import RedisServer
@@ -160,6 +161,10 @@ def test_redis_limiter_satisfies_the_limiter_protocol(redis_server: RedisServer)
         ({"retry_interval": -1.0}, "retry_interval"),
         ({"retry_interval": float("inf")}, "retry_interval"),
         ({"max_concurrency": 0}, "max_concurrency"),
+        ({"max_concurrency": 1.5}, "max_concurrency"),
+        ({"timeout": "0.1"}, "timeout"),
+        ({"timeout": True}, "timeout"),
+        ({"retry_interval": "5"}, "retry_interval"),
     ],
 )
 def test_invalid_arguments_raise_value_error_naming_them(
@@ -169,6 +174,45 @@ def test_invalid_arguments_raise_value_error_naming_them(
     client = redis.Redis(port=1)
     with pytest.raises(ValueError, match=field):
         RedisLimiter(client, **kwargs)
+    client.close()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"name": 5}, "name"),
+        ({"budget": "x"}, "budget"),
+        ({"clock": 1.0}, "clock"),
+        ({"random": None}, "random"),
+    ],
+)
+def test_arguments_of_the_wrong_type_raise_type_error_naming_them(
+    kwargs: dict[str, Any], field: str
+) -> None:
+    kwargs.setdefault("name", "upstream")
+    client = redis.Redis(port=1)
+    with pytest.raises(TypeError, match=field):
+        RedisLimiter(client, **kwargs)
+    client.close()
+
+
+def test_a_redis_limiter_is_a_shared_limiter_over_a_redis_store() -> None:
+    client = redis.Redis(port=1)
+    limiter = RedisLimiter(client, name="deepseek")
+    assert isinstance(limiter, SharedLimiter)
+    assert isinstance(limiter.store, RedisStore)
+    assert limiter.scope == "deepseek"
+    assert limiter.store.key("deepseek") == limiter.key
+    limiter.close()
+    client.close()
+
+
+def test_redis_store_validates_its_arguments() -> None:
+    client = redis.Redis(port=1)
+    with pytest.raises(ValueError, match=r"RedisStore\.timeout"):
+        RedisStore(client, timeout=0.0)
+    with pytest.raises(TypeError, match="label"):
+        RedisStore(client, label=3)  # type: ignore[arg-type]
     client.close()
 
 
@@ -190,8 +234,8 @@ def test_a_sync_client_on_a_special_pool_raises_type_error() -> None:
 def test_a_block_ending_within_the_millisecond_still_holds() -> None:
     client = redis.Redis(port=1)
     limiter = RedisLimiter(client, name="upstream", clock=FakeClock(), random=lambda: 0.0)
-    assert limiter._learn(-2) == 0.0  # PTTL of a missing key
-    assert limiter._learn(0) == pytest.approx(0.001)
+    assert limiter._learn(_seconds_left(-2)) == 0.0  # PTTL of a missing key
+    assert limiter._learn(_seconds_left(0)) == pytest.approx(0.001)
     limiter.close()
     client.close()
 
@@ -300,7 +344,7 @@ async def test_gate_adds_release_jitter_to_a_learnt_block(
     redis_server: RedisServer, kind: str
 ) -> None:
     async with replicas(redis_server, kind, [FakeClock(), FakeClock()]) as (a, b):
-        b._local._random = lambda: 0.5
+        b._random = lambda: 0.5
         await a.block(20.0)
         wait = await b.gate()
         known = b.blocked_for()
@@ -452,8 +496,8 @@ async def test_while_down_one_caller_probes_per_interval(
         assert await a.gate() == 0.0
         clock.now += 5.0
         # The probe claims the interval before it runs: a caller meanwhile stays local.
-        assert a._claim()
-        assert not a._claim()
+        assert a.store._claim()
+        assert not a.store._claim()
         assert a.try_admit()
         assert await a.gate() == 0.0
         assert len(warnings_of(caplog)) == 1
@@ -492,10 +536,50 @@ def test_a_call_begun_before_a_failure_does_not_end_the_outage(
     with sync_replicas(redis_server, [clock]) as (a,):
         started = clock.now
         clock.now += 1.0
-        a._failed(ConnectionError("refused"))
-        a._succeeded(started)
+        a.store._failed(ConnectionError("refused"))
+        a.store._succeeded(started)
         assert a.try_admit()
         assert infos_of(caplog) == []
-        a._succeeded(clock.now)
+        a.store._succeeded(clock.now)
         assert len(infos_of(caplog)) == 1
         assert not a.try_admit()
+
+
+def test_while_skipped_a_sync_store_answers_none_without_trying(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="retry_transport")
+    client = redis.Redis(port=1)  # nothing listens there: refused at once
+    clock = FakeClock()
+    store = RedisStore(client, clock=clock, retry_interval=5.0)
+    assert store.read_sync("a") is None  # fails, and starts the skip
+    assert store.answers_locally()
+    assert store.read_sync("a") is None  # skipped: no call made
+    assert store.extend_sync("a", 1.0) is None
+    assert len(warnings_of(caplog)) == 1
+    store.close()
+    client.close()
+
+
+def test_while_down_only_one_of_two_racing_callers_probes() -> None:
+    client = redis.Redis(port=1)
+    clock = FakeClock()
+    store = RedisStore(client, clock=clock, retry_interval=5.0)
+    store._failed(ConnectionError("refused"))
+    clock.now += 5.0  # the interval is over: a probe is due
+    real_lock = threading.Lock()
+
+    class ClaimedFirst:
+        """The state lock, taken just after another caller claimed the probe."""
+
+        def __enter__(self) -> None:
+            store._skip_until = clock.now + 5.0
+            real_lock.acquire()
+
+        def __exit__(self, *exc_info: object) -> None:
+            real_lock.release()
+
+    store._state_lock = ClaimedFirst()  # type: ignore[assignment]
+    assert not store._claim()
+    store.close()
+    client.close()

@@ -32,7 +32,9 @@ from retry_transport.testing.upstream import (
     openai_responses,
     openai_responses_failed,
     providers,
+    ratelimit,
     server,
+    streams,
     wire,
 )
 
@@ -61,10 +63,13 @@ def _anthropic(up: Upstream) -> anthropic.Anthropic:
 # -- module surface and value objects ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("module", [public, providers, server, wire], ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "module", [public, providers, ratelimit, server, streams, wire], ids=lambda m: m.__name__
+)
 def test_all_is_sorted_and_names_exist(module: types.ModuleType) -> None:
     names: list[str] = module.__all__
-    assert names == sorted(names)
+    # Sorted as ruff sorts __all__: CONSTANTS, then Classes, then functions.
+    assert names == sorted(names, key=lambda n: (not n.isupper(), not n[0].isupper(), n))
     assert all(hasattr(module, name) for name in names)
 
 
@@ -72,7 +77,9 @@ def test_the_package_reexports_every_modules_public_names() -> None:
     assert set(public.__all__) == {
         "Received",
         *providers.__all__,
+        *ratelimit.__all__,
         *server.__all__,
+        *streams.__all__,
         *wire.__all__,
     }
 
@@ -208,6 +215,41 @@ def test_received_records_each_request(upstream: Upstream) -> None:
     assert (second.method, second.path, second.content) == ("GET", "/b", b"")
     assert upstream.count() == 2
     assert upstream.count("/a") == 1
+
+
+def test_a_responder_answers_each_request_from_the_request(upstream: Upstream) -> None:
+    upstream.respond("/echo", lambda request: Reply(200, request.content[::-1]))
+    upstream.respond("*", lambda request: Reply(201, request.method.encode()))
+    with httpx.Client(base_url=upstream.url) as client:
+        assert client.post("/echo", content=b"abc").content == b"cba"
+        assert client.post("/echo?q=1", content=b"xy").content == b"yx"
+        assert client.delete("/other").content == b"DELETE"
+        upstream.script("/echo", Reply(202))  # a script replaces the responder
+        assert client.post("/echo").status_code == 202
+        upstream.respond("/echo", lambda request: Reply(203))  # and the other way round
+        assert client.post("/echo").status_code == 203
+    assert upstream.responder_errors == []
+
+
+def test_a_failing_responder_answers_500_and_records_the_error(upstream: Upstream) -> None:
+    def broken(request: Received) -> Reply:
+        raise LookupError("no such scenario")
+
+    upstream.respond("/raise", broken)
+    upstream.respond("/wrong", lambda request: 204)  # type: ignore[arg-type, return-value]
+    with httpx.Client(base_url=upstream.url) as client:
+        raised = client.get("/raise")
+        wrong = client.get("/wrong")
+    assert (raised.status_code, wrong.status_code) == (500, 500)
+    assert b"no such scenario" in raised.content
+    assert [type(error) for error in upstream.responder_errors] == [LookupError, TypeError]
+
+
+def test_respond_rejects_bad_arguments(upstream: Upstream) -> None:
+    with pytest.raises(ValueError, match="path"):
+        upstream.respond("p", lambda request: Reply())
+    with pytest.raises(TypeError, match="responder"):
+        upstream.respond("/p", Reply())  # type: ignore[arg-type]
 
 
 def test_reset_clears_scripts_and_records(upstream: Upstream) -> None:
@@ -352,16 +394,91 @@ def test_stray_empty_lines_and_absolute_targets_are_accepted(upstream: Upstream)
     assert [record.url for record in upstream.received("/p")] == ["http://example.test/p?q=1"]
 
 
-def test_client_leaving_mid_request_is_not_recorded(upstream: Upstream) -> None:
-    with socket.create_connection(("127.0.0.1", upstream.port)) as sock:
-        sock.sendall(b"POST /p HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc")
-    with socket.create_connection(("127.0.0.1", upstream.port)) as sock:
-        sock.sendall(b"GET /p HTTP/1.1\r\n")
-    upstream.stop()
+@pytest.mark.parametrize(
+    "partial",
+    [
+        b"POST /p HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc",  # mid body
+        b"GET /p HTTP/1.1\r\n",  # mid head
+        b"POST /p HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1",  # mid chunk size
+    ],
+)
+def test_client_leaving_mid_request_is_not_recorded(upstream: Upstream, partial: bytes) -> None:
+    with socket.create_connection(("127.0.0.1", upstream.port), timeout=5) as sock:
+        sock.sendall(partial)
+        sock.shutdown(socket.SHUT_WR)
+        assert (
+            sock.recv(100) == b""
+        )  # the server saw the client leave and closed, answering nothing
     assert upstream.count() == 0
 
 
+def test_an_endless_chunk_size_line_gets_400(upstream: Upstream) -> None:
+    head = b"POST /p HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    answer = _raw_exchange(upstream, head + b"1" * 70_000)
+    assert answer.startswith(b"HTTP/1.1 400 ")
+
+
+def test_a_bad_request_is_drained_before_the_close(upstream: Upstream) -> None:
+    with socket.create_connection(("127.0.0.1", upstream.port), timeout=5) as sock:
+        sock.sendall(b"NONSENSE\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 400 ")
+        sock.sendall(b"more bytes the server reads and drops")
+        sock.shutdown(socket.SHUT_WR)
+        assert sock.recv(100) == b""
+
+
+def test_a_stall_reads_and_drops_what_the_client_still_sends(upstream: Upstream) -> None:
+    upstream.script("/s", Reply(fault="stall"))
+    with socket.create_connection(("127.0.0.1", upstream.port), timeout=5) as sock:
+        sock.sendall(b"GET /s HTTP/1.1\r\nHost: x\r\n\r\n")
+        upstream.wait_stalled(1)
+        sock.sendall(b"GET /s HTTP/1.1\r\nHost: x\r\n\r\n")  # pipelined: never answered
+        sock.shutdown(socket.SHUT_WR)
+        head = b""
+        while chunk := sock.recv(65536):
+            head += chunk
+    upstream.wait_stalled(1, ended=True)
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert head.endswith(b"content-length: 0\r\n\r\n")
+    assert upstream.count("/s") == 1
+
+
+def test_stop_names_connection_threads_that_do_not_stop(
+    upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = threading.Event()
+
+    def body() -> Iterator[bytes]:
+        yield b"first"
+        release.wait(10)  # stuck outside any socket call, so stop() cannot end it
+        yield b"late"
+
+    upstream.script("/stuck", Reply(chunks=body))
+    monkeypatch.setattr(server, "_JOIN_TIMEOUT", 0.01)
+    with socket.create_connection(("127.0.0.1", upstream.port), timeout=5) as sock:
+        sock.sendall(b"GET /stuck HTTP/1.1\r\nHost: x\r\n\r\n")
+        seen = b""
+        while b"first" not in seen:
+            seen += sock.recv(65536)
+        try:
+            with pytest.raises(RuntimeError, match="upstream-conn-1"):
+                upstream.stop()
+        finally:
+            release.set()
+
+
+def test_a_port_in_use_fails_start_and_leaves_the_upstream_stopped(upstream: Upstream) -> None:
+    taken = Upstream(port=upstream.port)
+    with pytest.raises(OSError):
+        taken.start()
+    with pytest.raises(RuntimeError, match="not running"):
+        _ = taken.url
+
+
 # -- faults --------------------------------------------------------------------------------
+
+# A hang ends in a read timeout; connecting may take longer on a loaded machine.
+HANG_TIMEOUT = httpx.Timeout(0.2, connect=5.0)
 
 FAULTS: list[tuple[public.Fault, type[httpx.TransportError]]] = [
     ("drop", httpx.RemoteProtocolError),
@@ -377,7 +494,7 @@ def test_fault_raises_the_matching_httpx_error(
     upstream: Upstream, fault: public.Fault, error: type[httpx.TransportError]
 ) -> None:
     upstream.script("/f", Reply(body=b"0123456789", fault=fault), Reply(body=b"fine"))
-    with httpx.Client(base_url=upstream.url, timeout=0.2) as client:
+    with httpx.Client(base_url=upstream.url, timeout=HANG_TIMEOUT) as client:
         with pytest.raises(error):
             client.get("/f")
         assert client.get("/f").content == b"fine"  # the next request gets a new connection
@@ -391,7 +508,7 @@ async def test_fault_raises_the_matching_httpx_error_async(
     upstream: Upstream, fault: public.Fault, error: type[httpx.TransportError]
 ) -> None:
     upstream.script("/f", Reply(body=b"0123456789", fault=fault))
-    async with httpx.AsyncClient(base_url=upstream.url, timeout=0.2) as client:
+    async with httpx.AsyncClient(base_url=upstream.url, timeout=HANG_TIMEOUT) as client:
         with pytest.raises(error):
             await client.get("/f")
 

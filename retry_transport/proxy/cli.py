@@ -373,20 +373,17 @@ def settings_from_args(
             "argument --redis: needs the redis package: pip install 'retry-transport[redis]'"
         )
     password = _redis_password(args, environ)
-    try:
-        policy = RetryPolicy(
-            max_attempts=args.max_attempts,
-            congestion_backoff=Backoff(args.congestion_base, args.congestion_cap),
-            transient_backoff=Backoff(args.transient_base, args.transient_cap),
-            max_retry_after=args.max_retry_after,
-            deadline=args.deadline,
-            peek_sse=not args.no_peek_sse,
-            peek_limit=args.peek_limit,
-            unclassified_400_attempts=args.unclassified_400_attempts,
-            retry_read_errors=args.retry_read_errors,
-        )
-    except ValueError as exc:  # every value was checked above; kept as a safety net
-        raise ValueError(f"invalid retry policy: {exc}") from None
+    policy = RetryPolicy(  # every value was checked by its option's type
+        max_attempts=args.max_attempts,
+        congestion_backoff=Backoff(args.congestion_base, args.congestion_cap),
+        transient_backoff=Backoff(args.transient_base, args.transient_cap),
+        max_retry_after=args.max_retry_after,
+        deadline=args.deadline,
+        peek_sse=not args.no_peek_sse,
+        peek_limit=args.peek_limit,
+        unclassified_400_attempts=args.unclassified_400_attempts,
+        retry_read_errors=args.retry_read_errors,
+    )
     return ProxySettings(
         upstreams=upstreams,
         host=args.host,

@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
+from typing import cast
 from urllib.parse import quote, unquote_to_bytes
 
 import anyio
@@ -133,9 +134,8 @@ class _CountingTransport(httpx.AsyncBaseTransport):
         self._inner = inner
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        exchange = request.extensions.get(_TALLY)
-        if isinstance(exchange, _Exchange):
-            exchange.sends += 1
+        exchange: _Exchange = request.extensions[_TALLY]
+        exchange.sends += 1
         return await self._inner.handle_async_request(request)
 
     async def aclose(self) -> None:
@@ -186,7 +186,6 @@ class Forwarder:
             "write": settings.read_timeout,
             "pool": settings.read_timeout,
         }
-        self._give_up_header = settings.policy.give_up_header
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -281,9 +280,11 @@ class Forwarder:
                 elapsed,
             )
             return
-        if exchange.status is None or exchange.broke:
-            return  # refused or broken: its own line said so
+        if exchange.status is None:
+            return  # refused: counted, and its own line said so
         self._metrics.request(exchange.status)
+        if exchange.broke:
+            return  # its own line said so
         # One line per request costs every request its formatting and a write: at INFO only
         # for a request that needed retries, every request at DEBUG.
         level = logging.INFO if exchange.attempts > 1 else logging.DEBUG
@@ -399,12 +400,11 @@ class Forwarder:
                 }
             )
             try:
-                async for chunk in response.stream:
-                    if chunk:
-                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                        exchange.sent += len(chunk)
-                        if watch is not None and not exchange.terminal:
-                            exchange.terminal = watch.seen_in(chunk)
+                async for chunk in cast("httpx.AsyncByteStream", response.stream):
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    exchange.sent += len(chunk)
+                    if watch is not None and not exchange.terminal:
+                        exchange.terminal = watch.seen_in(chunk)
             except httpx.TransportError as exc:
                 # Headers are out: the only way to tell the client is to cut its connection.
                 exchange.broke = True
@@ -483,7 +483,6 @@ class Forwarder:
             exchange.status,
             "upstream_timeout" if timeout else "upstream_unreachable",
             detail,
-            give_up_header=self._give_up_header,
         )
 
 

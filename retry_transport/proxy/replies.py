@@ -46,7 +46,6 @@ async def send_error(
     kind: str,
     message: str,
     *,
-    give_up_header: bool = True,
     close: bool = False,
 ) -> int:
     """Answer ``status`` with a JSON error of type ``kind``; the body's size in bytes.
@@ -58,9 +57,8 @@ async def send_error(
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
+        (b"x-should-retry", b"false"),
     ]
-    if give_up_header:
-        headers.append((b"x-should-retry", b"false"))
     if close:
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -10,22 +10,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from .._bases import AnyTransportBase as _Base
 from .._errors import RetryTransportError
 from ._received import Received
 
 if TYPE_CHECKING:
-    import httpx
-    import httpx2
-
-    class _Base(  # type: ignore[misc]
-        httpx.BaseTransport,
-        httpx.AsyncBaseTransport,
-        httpx2.BaseTransport,
-        httpx2.AsyncBaseTransport,
-    ):
-        pass
-else:
-    _Base = object
+    pass
 
 __all__ = ["ExceptionSpec", "ScriptExhausted", "ScriptedTransport", "Step"]
 

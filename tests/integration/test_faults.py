@@ -997,7 +997,8 @@ async def test_cancel_during_the_peek(flavour: str, kind: str, upstream: Upstrea
     async with async_client(transport, upstream) as client:
         returned = await cancel_once_started(lambda: client.post("/c", content=b"x"), peeking)
         assert returned == []
-        assert in_flight(transport.transport.inner) == 0  # the peeked response was closed
+        wrapped: Any = transport.transport
+        assert in_flight(wrapped.inner) == 0  # the peeked response was closed
         assert_slots_free(limiter, 1)
         await a_later_request_gets_through(client, "/later")
     assert upstream.count("/c") == 1

@@ -217,6 +217,7 @@ def test_an_absolute_form_target_is_served_by_its_path(upstream: Upstream) -> No
         (b"GET v1/models HTTP/1.1\r\nHost: x\r\n\r\n", 400, b"GET"),
         (b"GET ftp://x/v1 HTTP/1.1\r\nHost: x\r\n\r\n", 400, b"GET"),
         (b"GET http:/x HTTP/1.1\r\nHost: x\r\n\r\n", 400, b"GET"),
+        (b"GET http://x#frag HTTP/1.1\r\nHost: x\r\n\r\n", 400, b"GET"),
         (
             b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
@@ -224,7 +225,7 @@ def test_an_absolute_form_target_is_served_by_its_path(upstream: Upstream) -> No
             b"POST",
         ),
     ],
-    ids=["connect", "asterisk", "relative", "ftp-url", "bad-url", "cl-and-te"],
+    ids=["connect", "asterisk", "relative", "ftp-url", "bad-url", "fragment", "cl-and-te"],
 )
 def test_odd_request_forms_get_a_clear_4xx_one_line_and_no_traceback(
     request_bytes: bytes,
@@ -501,6 +502,17 @@ def test_connections_past_the_cap_are_answered_503_and_closed(upstream: Upstream
 
 
 # -- 8. rough edges ------------------------------------------------------------------------------
+
+
+def test_one_failed_attempt_is_a_502_naming_it() -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    with Sidecar("--upstream", dead, "--max-attempts", "1") as sidecar, httpx.Client() as client:
+        response = client.get(f"{sidecar.url}/v1/models")
+    assert response.status_code == 502
+    assert "ConnectError" in response.json()["error"]["message"]
+    assert "gave up" not in response.json()["error"]["message"]
 
 
 def test_a_non_loopback_host_warns_at_start() -> None:

@@ -21,8 +21,12 @@ Modules, one idea each:
 
 - `~retry_transport.testing.upstream.server`: `Upstream`, the server and its lifecycle.
 - `~retry_transport.testing.upstream.wire`: `Reply`, `Fault` and the SSE encoding.
-- `~retry_transport.testing.upstream.providers`: canned OpenAI and Anthropic answers, their
-  error bodies and in-band stream errors.
+- `~retry_transport.testing.upstream.providers`: canned OpenAI, Anthropic and Gemini answers,
+  their error bodies and in-band stream errors.
+- `~retry_transport.testing.upstream.streams`: each protocol's stream whole, cut short or
+  stalled (`stream_reply` with a `StreamFault`).
+- `~retry_transport.testing.upstream.ratelimit`: `ProviderRateLimit`, token buckets per API
+  key and model that answer 429 and send a provider's rate-limit headers.
 """
 
 from __future__ import annotations
@@ -32,24 +36,50 @@ from .providers import (
     anthropic_error,
     anthropic_message,
     anthropic_stream_error,
+    gemini_error,
+    gemini_generate,
     openai_chat,
     openai_chat_stream_error,
     openai_error,
     openai_responses,
     openai_responses_failed,
 )
-from .server import Upstream
+from .ratelimit import DIALECTS, Dialect, ProviderRateLimit, Scope, ScopeCounts, go_duration
+from .server import Responder, Upstream
+from .streams import (
+    STREAM_FAULTS,
+    STREAM_PATHS,
+    STREAM_PROTOCOLS,
+    StreamFault,
+    StreamProtocol,
+    stream_reply,
+    stream_request,
+)
 from .wire import Fault, Newline, Reply, sse_comment, sse_event
 
 __all__ = [
+    "DIALECTS",
+    "STREAM_FAULTS",
+    "STREAM_PATHS",
+    "STREAM_PROTOCOLS",
+    "Dialect",
     "Fault",
     "Newline",
+    "ProviderRateLimit",
     "Received",
     "Reply",
+    "Responder",
+    "Scope",
+    "ScopeCounts",
+    "StreamFault",
+    "StreamProtocol",
     "Upstream",
     "anthropic_error",
     "anthropic_message",
     "anthropic_stream_error",
+    "gemini_error",
+    "gemini_generate",
+    "go_duration",
     "openai_chat",
     "openai_chat_stream_error",
     "openai_error",
@@ -57,4 +87,6 @@ __all__ = [
     "openai_responses_failed",
     "sse_comment",
     "sse_event",
+    "stream_reply",
+    "stream_request",
 ]

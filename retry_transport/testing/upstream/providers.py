@@ -1,7 +1,8 @@
 """Canned LLM provider answers: successes, error bodies and streams, as the SDKs parse them.
 
 Every function returns a `Reply` to script on an `Upstream` (or to serve from anywhere else):
-OpenAI chat completions and Responses, Anthropic Messages, and their error shapes.
+OpenAI chat completions and Responses, Anthropic Messages, Gemini ``generateContent``, and their
+error shapes.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ __all__ = [
     "anthropic_error",
     "anthropic_message",
     "anthropic_stream_error",
+    "gemini_error",
+    "gemini_generate",
     "openai_chat",
     "openai_chat_stream_error",
     "openai_error",
@@ -220,6 +223,20 @@ def openai_responses(
     opening, one ``response.output_text.delta`` per word, their closing events and
     ``response.completed``, each with its ``sequence_number``.
     """
+    done, events = _responses_parts(text, model)
+    if not stream:
+        return Reply.json(200, done, _openai_headers())
+    return Reply.sse(events, headers=_openai_headers(), chunk_delay=chunk_delay, content_type=_SSE)
+
+
+_RESPONSES_PREAMBLE = 4
+"""How many events of a Responses stream come before its first text delta."""
+
+
+def _responses_parts(
+    text: str, model: str
+) -> tuple[dict[str, object], list[tuple[str | None, str]]]:
+    """The completed response object, and the numbered stream events saying ``text``."""
     rid, mid, created = _new_id("resp_", 48), _new_id("msg_", 48), int(time.time())
     words = _pieces(text)
     part: dict[str, object] = {
@@ -236,9 +253,6 @@ def openai_responses(
         "content": [part],
     }
     done = _response_object(rid, created, model, "completed", [item], _responses_usage(len(words)))
-    if not stream:
-        return Reply.json(200, done, _openai_headers())
-
     pending = _response_object(rid, created, model, "in_progress", [], None)
     where = {"item_id": mid, "output_index": 0, "content_index": 0}
     bodies: list[dict[str, object]] = [
@@ -261,9 +275,7 @@ def openai_responses(
         {"type": "response.output_item.done", "output_index": 0, "item": item},
         {"type": "response.completed", "response": done},
     ]
-    return Reply.sse(
-        _numbered(bodies), headers=_openai_headers(), chunk_delay=chunk_delay, content_type=_SSE
-    )
+    return done, _numbered(bodies)
 
 
 def _numbered(bodies: list[dict[str, object]]) -> list[tuple[str | None, str]]:
@@ -452,12 +464,86 @@ def anthropic_stream_error(
     )
 
 
+def _gemini_usage(output_tokens: int) -> dict[str, object]:
+    return {
+        "promptTokenCount": 9,
+        "candidatesTokenCount": output_tokens,
+        "totalTokenCount": 9 + output_tokens,
+    }
+
+
+def _gemini_chunk(
+    text: str, model: str, response_id: str, finish: str | None, output_tokens: int
+) -> dict[str, object]:
+    candidate: dict[str, object] = {"content": {"parts": [{"text": text}], "role": "model"}}
+    if finish is not None:
+        candidate["finishReason"] = finish
+    candidate["index"] = 0
+    return {
+        "candidates": [candidate],
+        "usageMetadata": _gemini_usage(output_tokens),
+        "modelVersion": model,
+        "responseId": response_id,
+    }
+
+
+def _gemini_events(text: str, model: str) -> list[tuple[str | None, str]]:
+    """A Gemini ``alt=sse`` stream saying ``text``: one chunk per word, the last one with
+    ``finishReason: "STOP"`` (Gemini has no other terminal event)."""
+    words = _pieces(text) or [""]
+    rid = _new_id("", 22)
+    last = len(words) - 1
+    return [
+        (None, _dumps(_gemini_chunk(w, model, rid, "STOP" if i == last else None, i + 1)))
+        for i, w in enumerate(words)
+    ]
+
+
+def gemini_generate(
+    text: str = "hello",
+    *,
+    stream: bool = False,
+    model: str = "gemini-2.5-flash",
+    chunk_delay: float = 0.0,
+) -> Reply:
+    """A successful Gemini ``generateContent`` answer saying ``text``, or with ``stream`` the
+    ``streamGenerateContent?alt=sse`` one: ``data: {"candidates": [{"content": {"parts":
+    [{"text": ...}]}, ...}]}`` per word, ``"finishReason": "STOP"`` on the last chunk."""
+    if not stream:
+        words = _pieces(text)
+        body = _gemini_chunk(text, model, _new_id("", 22), "STOP", len(words))
+        return Reply.json(200, body)
+    return Reply.sse(_gemini_events(text, model), chunk_delay=chunk_delay, content_type=_SSE)
+
+
+def gemini_error(
+    status: int,
+    message: str,
+    status_name: str = "UNAVAILABLE",
+    *,
+    headers: Iterable[tuple[str, str]] = (),
+) -> Reply:
+    """A Gemini error: ``{"error": {"code": status, "message", "status": status_name}}``
+    (``RESOURCE_EXHAUSTED`` for a 429, ``UNAVAILABLE`` for a 503, ...)."""
+    error = {"code": status, "message": message, "status": status_name}
+    return Reply.json(status, {"error": error}, headers)
+
+
+_GEMINI_ROUTE = re.compile(
+    r"^/v1(?:beta|alpha)?/models/([^/:]+):(generateContent|streamGenerateContent)$"
+)
+
+
 class _CannedSuccess(Protocol):
     def __call__(self, text: str = ..., *, stream: bool = ..., model: str = ...) -> Reply: ...
 
 
 def _canned(method: str, route: str, body: bytes) -> Reply:
     """The reply to an unscripted request."""
+    gemini = _GEMINI_ROUTE.match(route) if method == "POST" else None
+    if gemini is not None:
+        stream = gemini.group(2) == "streamGenerateContent"
+        return gemini_generate("hello", stream=stream, model=gemini.group(1))
     make = _LLM_DEFAULTS.get(route) if method == "POST" else None
     if make is None:
         return Reply.json(200, {"ok": True})

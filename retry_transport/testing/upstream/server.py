@@ -9,17 +9,20 @@ unscripted requests to the LLM paths get a canned, SDK-parseable success (see
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import selectors
 import socket
 import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import TracebackType
+from typing import TypeAlias
 
 from .._received import Received
 from .providers import _canned
+from .ratelimit import ProviderRateLimit
 from .wire import (
     _NO_BODY_STATUSES,
     _RECV,
@@ -33,7 +36,12 @@ from .wire import (
     _status_head,
 )
 
-__all__ = ["Upstream"]
+__all__ = ["Responder", "Upstream"]
+
+Responder: TypeAlias = Callable[[Received], Reply]
+"""A function that makes the answer to one request (see `Upstream.respond`)."""
+
+_JOIN_TIMEOUT = 10.0  # seconds stop() gives each connection thread
 
 
 class _Script:
@@ -70,12 +78,20 @@ class Upstream:
     Requests to a path take the replies given to `script` in turn. An unscripted path is
     answered by the ``"*"`` script if there is one, else with a canned success: for ``POST``
     to ``/v1/chat/completions``, ``/v1/responses`` and ``/v1/messages`` the matching LLM reply
-    (streamed if the request body has ``"stream": true``), for anything else
-    ``200 {"ok": true}``.
+    (streamed if the request body has ``"stream": true``), to Gemini's
+    ``/v1beta/models/{model}:generateContent`` its answer (``:streamGenerateContent``: its
+    ``alt=sse`` stream), for anything else ``200 {"ok": true}``.
+
+    With a ``rate_limit`` (also settable later as the `rate_limit` attribute), every request
+    is first charged to it: over a limit, it is answered ``429`` and its script is not
+    consumed; every answer carries the limit's headers.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, rate_limit: ProviderRateLimit | None = None
+    ) -> None:
         self._host = host
+        self.rate_limit = rate_limit
         self._port = port
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -85,9 +101,11 @@ class Upstream:
         self._acceptor: threading.Thread | None = None
         self._open: dict[socket.socket, threading.Thread] = {}
         self._accepted = 0
-        self._scripts: dict[str, _Script] = {}
+        self._scripts: dict[str, _Script | Responder] = {}
+        self.responder_errors: list[Exception] = []
         self._received: list[Received] = []
         self._base = f"http://{host}:{port}"
+        self._silent = [0, 0]  # replies that went silent (a hang or a stall), silences ended
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -119,7 +137,7 @@ class Upstream:
     def stop(self) -> None:
         """Stop accepting, close every open connection and join every thread.
 
-        Replies waiting in a delay or a hang are cut short. Scripts and records are kept.
+        Replies waiting in a delay, a hang or a stall are cut short. Scripts and records are kept.
         """
         listener, wake, acceptor = self._listener, self._wake, self._acceptor
         if listener is None or wake is None or acceptor is None:
@@ -137,7 +155,7 @@ class Upstream:
                 with contextlib.suppress(OSError):
                     conn.shutdown(socket.SHUT_RDWR)
         for thread in threads:
-            thread.join(timeout=10.0)
+            thread.join(timeout=_JOIN_TIMEOUT)
         stuck = [thread.name for thread in threads if thread.is_alive()]
         if stuck:
             raise RuntimeError(f"Upstream connection threads did not stop: {stuck}")
@@ -188,7 +206,26 @@ class Upstream:
         if not all(isinstance(reply, Reply) for reply in replies):
             raise ValueError("replies must be Reply instances")
         with self._lock:
-            self._scripts.setdefault(path, _Script()).add(replies)
+            entry = self._scripts.get(path)
+            if not isinstance(entry, _Script):
+                entry = self._scripts[path] = _Script()
+            entry.add(replies)
+
+    def respond(self, path: str, responder: Responder) -> None:
+        """Answer every request to ``path`` (without query; ``"*"``: any other path) with
+        ``responder(request)``, called afresh for each request, in the connection's thread.
+
+        For answers that depend on the request, or a seeded random mix of faults in a soak.
+        It replaces a script of the same path (and `script` replaces it in turn). A responder
+        that raises, or returns something other than a `Reply`, gets its request a ``500``
+        and the error appended to `responder_errors`.
+        """
+        if path != "*" and (not path.startswith("/") or "?" in path):
+            raise ValueError(f"path must start with '/' and have no query, or be '*': {path!r}")
+        if not callable(responder):
+            raise TypeError(f"responder must be callable, got {type(responder).__name__}")
+        with self._lock:
+            self._scripts[path] = responder
 
     def received(self, path: str | None = None) -> list[Received]:
         """The requests read so far, oldest first; only those to ``path`` (no query) if given."""
@@ -214,12 +251,31 @@ class Upstream:
             if not self._changed.wait_for(enough, timeout):
                 raise TimeoutError(f"{count} request(s) to {path or 'any path'} not received")
 
+    def wait_stalled(self, count: int = 1, *, ended: bool = False, timeout: float = 5.0) -> None:
+        """Block until at least ``count`` replies have gone silent (a ``"hang"`` or a
+        ``"stall"`` fault: everything they will send has been sent); with ``ended``, until
+        ``count`` such silences have ended, because the client left or the server stopped.
+
+        Raises `TimeoutError` after ``timeout`` seconds.
+        """
+        index = 1 if ended else 0
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._silent[index] >= count, timeout):
+                what = "ended" if ended else "started"
+                raise TimeoutError(f"{count} silence(s) not {what}")
+
+    @property
+    def silent(self) -> int:
+        """How many replies are silent right now (a hang or a stall the client still holds)."""
+        with self._lock:
+            return self._silent[0] - self._silent[1]
+
     def count(self, path: str | None = None) -> int:
         """How many requests were read so far (to ``path`` only, if given)."""
         return len(self.received(path))
 
     def reset(self) -> None:
-        """Forget every script and every recorded request."""
+        """Forget every script, responder and recorded request."""
         with self._lock:
             self._scripts.clear()
             self._received.clear()
@@ -266,10 +322,15 @@ class Upstream:
                 method, target, headers, body, wants_close = request
                 url = target if target.startswith(("http://", "https://")) else self._base + target
                 record = Received(method, url, headers, body, time.monotonic(), number)
+                limit = self.rate_limit
+                extra, refusal = limit.admit(record) if limit is not None else ((), None)
                 with self._lock:
                     self._received.append(record)
                     self._changed.notify_all()
-                    reply = self._reply_for(record)
+                    answer = refusal or self._reply_for(record)
+                reply = answer if isinstance(answer, Reply) else self._call(answer, record)
+                if extra and refusal is None:
+                    reply = dataclasses.replace(reply, headers=(*reply.headers, *extra))
                 if not self._respond(conn, method, reply, wants_close):
                     return
         except OSError:
@@ -281,12 +342,30 @@ class Upstream:
                 self._open.pop(conn, None)
                 conn.close()
 
-    def _reply_for(self, record: Received) -> Reply:
+    def _reply_for(self, record: Received) -> Reply | Responder:
         route = _route(record.path)
-        script = self._scripts.get(route) or self._scripts.get("*")
-        if script is not None:
-            return script.take()
+        entry = self._scripts.get(route) or self._scripts.get("*")
+        if isinstance(entry, _Script):
+            return entry.take()
+        if entry is not None:
+            return entry
         return _canned(record.method, route, record.content)
+
+    def _call(self, responder: Responder, record: Received) -> Reply:
+        try:
+            reply: object = responder(record)
+        except Exception as error:
+            return self._responder_failed(error)
+        if not isinstance(reply, Reply):
+            return self._responder_failed(
+                TypeError(f"responder returned {type(reply).__name__}, not a Reply")
+            )
+        return reply
+
+    def _responder_failed(self, error: Exception) -> Reply:
+        with self._lock:
+            self.responder_errors.append(error)
+        return Reply(500, f"responder failed: {error!r}".encode())
 
     def _respond(self, conn: socket.socket, method: str, reply: Reply, wants_close: bool) -> bool:
         """Send ``reply``; whether the connection may serve another request."""
@@ -299,8 +378,7 @@ class Upstream:
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             return False
         if fault == "hang":
-            while conn.recv(_RECV):
-                pass
+            self._go_silent(conn)
             return False
 
         names = {name.lower() for name, _ in reply.headers}
@@ -324,6 +402,10 @@ class Upstream:
             conn.sendall(head[: line_end + (next_end - line_end) // 2])
             return False
         no_body = method == "HEAD" or reply.status in _NO_BODY_STATUSES
+        if fault == "stall" and reply.chunks is None:
+            conn.sendall(head)
+            self._go_silent(conn)
+            return False
         if reply.chunks is None:
             body = b"" if no_body else reply.body
             if fault == "drop_mid_body":
@@ -348,5 +430,21 @@ class Upstream:
             conn.sendall(b"%x\r\n" % len(item) + item + b"\r\n")
         if fault == "drop_mid_body":
             return False
+        if fault == "stall":
+            self._go_silent(conn)
+            return False
         conn.sendall(b"0\r\n\r\n")
         return not close
+
+    def _go_silent(self, conn: socket.socket) -> None:
+        """Send nothing until the client closes the connection or `stop` shuts it down."""
+        with self._changed:
+            self._silent[0] += 1
+            self._changed.notify_all()
+        try:
+            while conn.recv(_RECV):
+                pass
+        finally:
+            with self._changed:
+                self._silent[1] += 1
+                self._changed.notify_all()

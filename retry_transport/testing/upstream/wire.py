@@ -15,11 +15,10 @@ import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal, TypeAlias, get_args
-from urllib.parse import urlsplit
 
 __all__ = ["Fault", "Newline", "Reply", "sse_comment", "sse_event"]
 
-Fault: TypeAlias = Literal["drop", "drop_mid_headers", "drop_mid_body", "hang", "reset"]
+Fault: TypeAlias = Literal["drop", "drop_mid_headers", "drop_mid_body", "hang", "reset", "stall"]
 """The ways a `Reply` can misbehave on purpose (see `Reply.fault`)."""
 
 _FAULTS = frozenset(get_args(Fault))
@@ -59,6 +58,10 @@ class Reply:
       closes the connection.
     - ``"reset"``: read the request, then close with ``SO_LINGER`` 0, so the client gets a TCP
       RST.
+    - ``"stall"``: send the status line, the headers and every item of ``chunks`` (of a
+      ``body``: none of it), then nothing more, no terminating chunk either, until the server
+      stops or the client closes the connection. `Upstream.wait_stalled` tells a test when the
+      server has gone silent, so no test needs to wait for the time a stall lasts.
     """
 
     status: int = 200
@@ -264,11 +267,9 @@ def _error_head(status: int) -> bytes:
     return _status_head(status, (("content-length", "0"), ("connection", "close")))
 
 
-def _route(target: str) -> str:
-    """The path a request target is scripted under: no query, no scheme or authority."""
-    if target.startswith(("http://", "https://")):
-        return urlsplit(target).path or "/"
-    return target.split("?", 1)[0]
+def _route(path: str) -> str:
+    """The path a request is scripted under: its `Received.path` without the query."""
+    return path.split("?", 1)[0]
 
 
 def _with_default(

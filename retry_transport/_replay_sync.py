@@ -1,0 +1,52 @@
+# Generated from retry_transport/_replay_async.py by scripts/unasync.py: do not edit.
+# Edit the source, then run `python scripts/unasync.py`.
+"""The stream handed back in place of a peeked response's own: held bytes, then the rest."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ._io import sync_finish_iterator
+
+__all__ = ["SyncReplay"]
+
+
+class SyncReplay:
+    """Yields the bytes already read, then the rest of the original stream, unchanged.
+
+    Mixed with a flavour's byte-stream class (see `Flavour`) so the client accepts it.
+    ``on_close`` runs once, when the stream is closed (it gives back a concurrency slot).
+    """
+
+    def __init__(
+        self,
+        held: bytes,
+        rest: Iterator[bytes] | None,
+        original: Any,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self._held = held
+        self._rest = rest
+        self._original = original
+        self._on_close = on_close
+
+    def __iter__(self) -> Iterator[bytes]:
+        held, self._held = self._held, b""
+        if held:
+            yield held
+        rest = self._rest if self._rest is not None else self._original.__iter__()
+        self._rest = rest
+        for chunk in rest:
+            if chunk:
+                yield chunk
+
+    def close(self) -> None:
+        try:
+            if self._rest is not None:
+                sync_finish_iterator(self._rest)
+            self._original.close()
+        finally:
+            on_close, self._on_close = self._on_close, None
+            if on_close is not None:
+                on_close()
