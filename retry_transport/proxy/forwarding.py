@@ -80,6 +80,9 @@ def _forwardable(
     return kept
 
 
+_URLS_KEPT = 256
+"""Upstream URLs (of paths without a query) each forwarder keeps, parsed."""
+
 _TALLY = "retry_transport.proxy.tally"
 """The request extension the counting transport notes each send in."""
 
@@ -186,6 +189,7 @@ class Forwarder:
             "write": settings.read_timeout,
             "pool": settings.read_timeout,
         }
+        self._urls: dict[bytes, httpx.URL] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -235,12 +239,23 @@ class Forwarder:
         query: bytes = scope.get("query_string", b"")
         if query:
             target += b"?" + query
+        else:
+            # Parsing a URL is a quarter of the sidecar's own work per request; the paths a
+            # client asks for are few (those with a query, which may hold a key, are not kept).
+            url = self._urls.get(target)
+            if url is not None:
+                return url
         try:
-            return self._base.copy_with(raw_path=target)
+            url = self._base.copy_with(raw_path=target)
         except httpx.InvalidURL as exc:
             raise _Refused(
                 400, "invalid_path", f"the path is not a valid URL path: {exc}"
             ) from None
+        if not query:
+            if len(self._urls) >= _URLS_KEPT:
+                self._urls.clear()
+            self._urls[target] = url
+        return url
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.monotonic()
@@ -254,7 +269,10 @@ class Forwarder:
                 except _Refused as refused:
                     await self._refuse(scope, send, exchange, refused)
                 finally:
-                    group.cancel_scope.cancel()
+                    # Once the answer is complete, uvicorn answers the watcher's receive()
+                    # with http.disconnect at once: letting it end costs less than cancelling.
+                    if not exchange.finished:
+                        group.cancel_scope.cancel()
             if exchange.body_stalled and exchange.status is None:
                 await self._refuse(
                     scope,

@@ -10,15 +10,18 @@ import importlib.util
 import logging
 import os
 import signal
+import socket
 from pathlib import Path
 
 import httpx
 import pytest
 
+from retry_transport.proxy.forwarding import Forwarder
+from retry_transport.proxy.metrics import Metrics
 from retry_transport.proxy.serving import fast_loop
 from retry_transport.testing.upstream import Reply, Upstream
 
-from ..proxy_helpers import Sidecar, SidecarProcess
+from ..proxy_helpers import Sidecar, SidecarProcess, settings_for
 
 
 def _children(pid: int) -> list[int]:
@@ -101,3 +104,55 @@ def test_at_debug_every_request_has_its_line(
         assert client.get(f"{sidecar.url}/once").status_code == 200
     lines = [r.getMessage() for r in caplog.records if r.name == "retry_transport.proxy"]
     assert any("GET /once -> 200, 1 attempt," in line for line in lines), lines
+
+
+def _forwarder(*argv: str) -> Forwarder:
+    settings = settings_for(*argv)
+    (spec,) = settings.upstreams
+    return Forwarder(spec, settings, Metrics([spec.label]).upstream(spec.label), b"rt-test")
+
+
+def _scope(raw_path: bytes, query: bytes = b"") -> dict[str, object]:
+    return {"path": raw_path.decode(), "raw_path": raw_path, "query_string": query}
+
+
+def test_upstream_urls_of_paths_without_a_query_are_parsed_once() -> None:
+    forwarder = _forwarder("--upstream", "https://api.example/base")
+    first = forwarder._target(_scope(b"/v1/messages"))
+    assert str(first) == "https://api.example/base/v1/messages"
+    assert forwarder._target(_scope(b"/v1/messages")) is first
+    with_query = forwarder._target(_scope(b"/v1/messages", b"key=sk-1"))
+    assert str(with_query) == "https://api.example/base/v1/messages?key=sk-1"
+    assert forwarder._target(_scope(b"/v1/messages", b"key=sk-1")) is not with_query  # not kept
+
+
+def test_the_parsed_urls_kept_are_bounded() -> None:
+    forwarder = _forwarder("--upstream", "https://api.example")
+    first = forwarder._target(_scope(b"/v1/0"))
+    for index in range(1, 300):
+        assert str(forwarder._target(_scope(f"/v1/{index}".encode()))).endswith(f"/v1/{index}")
+    assert len(forwarder._urls) <= 256
+    assert forwarder._target(_scope(b"/v1/0")) is not first  # dropped when the cache filled
+
+
+def test_a_client_expecting_100_continue_gets_it_then_its_answer(upstream: Upstream) -> None:
+    # The interim answer is written while the response's writes are gathered per loop turn.
+    with (
+        Sidecar("--upstream", upstream.url) as sidecar,
+        socket.create_connection(("127.0.0.1", sidecar.port), timeout=10) as conn,
+    ):
+        conn.sendall(
+            b"POST /v1/x HTTP/1.1\r\nhost: sidecar\r\ncontent-length: 5\r\n"
+            b"expect: 100-continue\r\n\r\n"
+        )
+        interim = conn.recv(65536)
+        conn.sendall(b"hello")
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.endswith(b'{"ok":true}'):
+            more = conn.recv(65536)
+            if not more:
+                break
+            answer += more
+    assert interim.startswith(b"HTTP/1.1 100 "), interim
+    assert answer.startswith(b"HTTP/1.1 200 "), answer
+    assert upstream.received("/v1/x")[0].content == b"hello"
