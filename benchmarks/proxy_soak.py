@@ -92,12 +92,21 @@ class _Child:
         self.url = ""
         while not self.url:
             text = self.log.read_text()
-            if "listening on " in text:
+            if "listening on " in text and self._answers(text):
                 self.url = text.split("listening on ", 1)[1].split("/\n", 1)[0]
             elif self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the sidecar did not start:\n{text}")
             else:
                 time.sleep(0.05)
+
+    @staticmethod
+    def _answers(text: str) -> bool:
+        url = text.split("listening on ", 1)[1].split("/\n", 1)[0]
+        try:
+            httpx.get(f"{url}/_retry_transport/healthz").raise_for_status()
+        except httpx.HTTPError:
+            return False
+        return True
 
     def samples(self) -> list[dict[str, int]]:
         lines = self.status.read_text().splitlines() if self.status.exists() else []

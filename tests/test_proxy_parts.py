@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import httpx
 import pytest
 from starlette.routing import Match, NoMatchFound
 
+from retry_transport._events import RetryEvent
 from retry_transport.proxy.app import build_app
+from retry_transport.proxy.metrics import Metrics
 from retry_transport.proxy.replies import path_for_log, printable
 from retry_transport.proxy.serving import _NoWireDebug, _redact
 
@@ -26,11 +29,13 @@ def test_a_path_is_logged_as_it_came_without_its_query() -> None:
     assert path_for_log({"path": "/v1/a\nb"}) == "/v1/a\\nb"
 
 
-def test_the_sidecars_routes_answer_http_only_and_build_no_urls() -> None:
-    app = build_app(
-        settings_for("--upstream", "a=https://a.example", "--upstream", "https://b.example")
-    )
+@pytest.mark.parametrize("root", [False, True])
+def test_the_sidecars_routes_answer_http_only_and_build_no_urls(root: bool) -> None:
+    other = "https://b.example" if root else "b=https://b.example"
+    app = build_app(settings_for("--upstream", "a=https://a.example", "--upstream", other))
     websocket = {"type": "websocket", "path": "/a/x"}
+    kinds = {type(route).__name__ for route in app.routes}
+    assert ("_Unrouted" in kinds) is not root
     for route in app.routes:
         if type(route).__name__ in {"_UpstreamRoute", "_Unrouted"}:
             assert route.matches(websocket) == (Match.NONE, {})
@@ -65,3 +70,18 @@ def test_a_redis_url_is_logged_without_its_password() -> None:
     assert _redact("redis://h:6379/0") == "redis://h:6379/0"
     assert _redact("redis://user:pw@h:6379/0") == "redis://user:***@h:6379/0"
     assert _redact("redis://:pw@h/0") == "redis://:***@h/0"
+
+
+def test_without_prometheus_client_the_counters_are_no_ops(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)
+    metrics = Metrics(["a"])
+    counters = metrics.upstream("a")
+    counters.request(200)
+    counters.client_disconnect()
+    counters(
+        RetryEvent("retry", "GET", "https://a.example/v1", 1, 5, None, "r", 0.1, 503, None, 0.0)
+    )
+    metrics.watch_block("a", lambda: 0.0)
+    assert metrics.render() is None

@@ -122,7 +122,7 @@ class _Protocol(H11Protocol):
     max_connections = 1000
     _header_timer: asyncio.TimerHandle | None = None
     _warned_at = -float("inf")
-    """When the cap was last logged (at most one line in ten seconds; class-wide)."""
+    """When the cap was last logged (at most one line in ten seconds per sidecar)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A cast, not an isinstance check: uvloop's transports are no asyncio.Transport
@@ -131,8 +131,8 @@ class _Protocol(H11Protocol):
         transport = self.transport
         if len(self.server_state.connections) > self.max_connections:
             now = time.monotonic()
-            if now - _Protocol._warned_at >= 10.0:
-                _Protocol._warned_at = now
+            if now - self._warned_at >= 10.0:
+                type(self)._warned_at = now  # the app's own subclass: one line per sidecar
                 logger.warning(
                     "%d client connections open (--max-connections): answering more with 503",
                     self.max_connections,
