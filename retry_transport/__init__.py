@@ -13,6 +13,7 @@ from ._errors import DeadlineExceeded, RetryTransportError, StreamTruncated
 from ._events import Hook, RetryEvent
 from ._history import Attempt
 from ._limiter import Limiter, SharedLimiter
+from ._pacing import RateLimit
 from ._policy import RetryPolicy
 from ._sync import SyncRetryTransport
 from ._verdict import Classification, Outcome, Verdict
@@ -27,6 +28,7 @@ __all__ = [
     "Hook",
     "Limiter",
     "Outcome",
+    "RateLimit",
     "RetryBudget",
     "RetryEvent",
     "RetryPolicy",

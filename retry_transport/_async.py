@@ -80,6 +80,11 @@ class RetryTransport(DriverBase, AsyncTransportBase):
             if status < 400 and (
                 status != 200 or not self._peek_sse or not is_event_stream(response.headers)
             ):
+                desk = self._desk
+                if desk is not None:
+                    desk.countdown -= 1  # now and then, look for rate-limit headers
+                    if desk.countdown <= 0:
+                        desk.observe_fast(request, response)
                 return response
             return await self._drive(request, response, start)
         self._limiter.note_first_attempt()
@@ -90,6 +95,8 @@ class RetryTransport(DriverBase, AsyncTransportBase):
         machine = self._machine(request, replayable=rewind is not None)
         limiter = self._limiter
         current: Any = None if isinstance(first, BaseException) else first
+        paced = self._paced
+        ticket = None if paced is None else paced.ticket(request, first)
         chunks: Any = None
         slot = False
         steps = machine.run(first, start)
@@ -108,8 +115,12 @@ class RetryTransport(DriverBase, AsyncTransportBase):
                     if action.resend and rewind is not None:
                         rewind()
                     self._cap_timeouts(request, action.timeout)
+                    if ticket is not None:
+                        ticket.sent()
                     try:
                         current = await self._transport.handle_async_request(request)
+                        if ticket is not None:
+                            ticket.observe(current)
                         result: object = current
                     except Exception as exc:
                         # A Send always follows a Gate that took the slot.
@@ -118,7 +129,12 @@ class RetryTransport(DriverBase, AsyncTransportBase):
                     action = steps.send(result)
                 elif kind is Gate:
                     assert isinstance(action, Gate)
-                    wait = 0.0 if SWITCH.no_wait else await limiter.gate()
+                    if SWITCH.no_wait:
+                        wait = 0.0
+                    elif ticket is not None:
+                        wait = await ticket.gate(action.timeout)
+                    else:
+                        wait = await limiter.gate()
                     if wait <= 0:
                         slot = await async_wait_for_slot(limiter, action.timeout)
                         if not slot:
@@ -138,7 +154,11 @@ class RetryTransport(DriverBase, AsyncTransportBase):
                     action = steps.send(None)
                 elif kind is Block:
                     assert isinstance(action, Block)
-                    if not SWITCH.no_wait:
+                    if SWITCH.no_wait:
+                        pass
+                    elif ticket is not None:
+                        await ticket.block(action.seconds)
+                    else:
                         await limiter.block(action.seconds)
                     action = steps.send(None)
                 elif kind is Spend:
@@ -173,6 +193,8 @@ class RetryTransport(DriverBase, AsyncTransportBase):
                     assert isinstance(action, Fail)
                     raise self._failure(action, request)
         finally:
+            if ticket is not None:
+                ticket.done()
             if current is not None:
                 await async_close_shielded(self._close, current, chunks)
             if slot:

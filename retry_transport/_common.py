@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Self
 
+from ._desk import Desk
 from ._events import Hook, RetryEvent
 from ._flavour import Flavour, flavour_named, flavour_of, replay_plan, request_flavour
 from ._guard import StreamGuard
@@ -88,6 +89,8 @@ class DriverBase:
     _peek_sse: bool
     _deadline: float | None
     _hooks: tuple[Hook, ...]
+    _paced: SharedLimiter | None
+    _desk: Desk | None
     _name: str | None
 
     _is_async: bool = True
@@ -143,6 +146,13 @@ class DriverBase:
         self._name = name
         self._log_extra: dict[str, object] = {} if name is None else {"retry_transport_name": name}
         self._hooks = tuple(hooks)
+        # A limiter that paces per scope is told of each request's scope and answers.
+        self._paced = (
+            self._limiter
+            if isinstance(self._limiter, SharedLimiter) and self._limiter.desk is not None
+            else None
+        )
+        self._desk = None if self._paced is None else self._paced.desk
         for hook in self._hooks:
             if not callable(hook):
                 raise TypeError(f"hooks must be callables, got {hook!r}")

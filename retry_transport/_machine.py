@@ -198,6 +198,7 @@ class RetryMachine:
         "_random",
         "_replayable",
         "_url",
+        "_waited",
         "_wall_clock",
     )
 
@@ -225,6 +226,7 @@ class RetryMachine:
         self._clock = clock
         self._wall_clock = wall_clock
         self._random = random
+        self._waited = 0.0  # seconds the attempt being made waited before it was sent
 
     # -- classification -------------------------------------------------------------------
 
@@ -325,7 +327,9 @@ class RetryMachine:
             now = clock()
             if seen.classification is None:  # a success, or a stream with content coming
                 history.append(
-                    Attempt(attempt, seen.status, None, None, "success", None, now - start)
+                    Attempt(
+                        attempt, seen.status, None, None, "success", None, now - start, self._waited
+                    )
                 )
                 return Finish(
                     seen.response, seen.held, False, False, tuple(history), watcher=seen.watcher
@@ -394,6 +398,7 @@ class RetryMachine:
     def _admit(self, deadline: float | None) -> Generator[Action, Any, bool]:
         """Wait out the limiter; False if that would leave no time before the deadline."""
         clock = self._clock
+        self._waited = 0.0
         while True:
             remaining = None if deadline is None else deadline - clock()
             if remaining is not None and remaining <= 0.0:
@@ -405,6 +410,7 @@ class RetryMachine:
                 return True
             if deadline is not None and clock() + wait >= deadline:
                 return False
+            self._waited += wait
             yield Sleep(wait)
 
     def _examine(
@@ -607,8 +613,8 @@ class RetryMachine:
 
     # -- reporting ------------------------------------------------------------------------
 
-    @staticmethod
     def _record(
+        self,
         attempt: int,
         seen: _Seen,
         classification: Classification,
@@ -623,6 +629,7 @@ class RetryMachine:
             reason=classification.reason,
             delay=delay,
             elapsed=elapsed,
+            paced=self._waited,
         )
 
     def _event(
@@ -648,6 +655,7 @@ class RetryMachine:
             exception=None if exception is None else type(exception).__name__,
             blocked_for=0.0,  # the driver's to fill in: only the limiter knows
             transport_name=self._name,
+            paced=self._waited,
             cause="" if classification is None else classification.reason,
         )
 

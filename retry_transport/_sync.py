@@ -82,6 +82,11 @@ class SyncRetryTransport(DriverBase, SyncTransportBase):
             if status < 400 and (
                 status != 200 or not self._peek_sse or not is_event_stream(response.headers)
             ):
+                desk = self._desk
+                if desk is not None:
+                    desk.countdown -= 1  # now and then, look for rate-limit headers
+                    if desk.countdown <= 0:
+                        desk.observe_fast(request, response)
                 return response
             return self._drive(request, response, start)
         self._limiter.note_first_attempt()
@@ -92,6 +97,8 @@ class SyncRetryTransport(DriverBase, SyncTransportBase):
         machine = self._machine(request, replayable=rewind is not None)
         limiter = self._limiter
         current: Any = None if isinstance(first, BaseException) else first
+        paced = self._paced
+        ticket = None if paced is None else paced.ticket(request, first)
         chunks: Any = None
         slot = False
         steps = machine.run(first, start)
@@ -110,8 +117,12 @@ class SyncRetryTransport(DriverBase, SyncTransportBase):
                     if action.resend and rewind is not None:
                         rewind()
                     self._cap_timeouts(request, action.timeout)
+                    if ticket is not None:
+                        ticket.sent()
                     try:
                         current = self._transport.handle_request(request)
+                        if ticket is not None:
+                            ticket.observe(current)
                         result: object = current
                     except Exception as exc:
                         # A Send always follows a Gate that took the slot.
@@ -120,7 +131,12 @@ class SyncRetryTransport(DriverBase, SyncTransportBase):
                     action = steps.send(result)
                 elif kind is Gate:
                     assert isinstance(action, Gate)
-                    wait = 0.0 if SWITCH.no_wait else limiter.gate_sync()
+                    if SWITCH.no_wait:
+                        wait = 0.0
+                    elif ticket is not None:
+                        wait = ticket.gate_sync(action.timeout)
+                    else:
+                        wait = limiter.gate_sync()
                     if wait <= 0:
                         slot = sync_wait_for_slot(limiter, action.timeout)
                         if not slot:
@@ -140,7 +156,11 @@ class SyncRetryTransport(DriverBase, SyncTransportBase):
                     action = steps.send(None)
                 elif kind is Block:
                     assert isinstance(action, Block)
-                    if not SWITCH.no_wait:
+                    if SWITCH.no_wait:
+                        pass
+                    elif ticket is not None:
+                        ticket.block_sync(action.seconds)
+                    else:
                         limiter.block_sync(action.seconds)
                     action = steps.send(None)
                 elif kind is Spend:
@@ -175,6 +195,8 @@ class SyncRetryTransport(DriverBase, SyncTransportBase):
                     assert isinstance(action, Fail)
                     raise self._failure(action, request)
         finally:
+            if ticket is not None:
+                ticket.done()
             if current is not None:
                 sync_close_shielded(self._close, current, chunks)
             if slot:

@@ -208,3 +208,37 @@ def test_the_transport_name_is_a_label_of_every_metric() -> None:
     assert value(registry, retries, host="api.test", verdict="congestion") is None
     blocked = "retry_transport_blocked_seconds"
     assert value(registry, blocked, host="api.test", transport="nim") == 3.0
+
+
+def test_watched_limiters_show_headroom_per_origin_and_model_never_the_key() -> None:
+    from retry_transport import SharedLimiter
+
+    registry = CollectorRegistry()
+    hook = PrometheusHook(registry=registry)
+    limiter = SharedLimiter()
+    hook.watch(limiter)
+    hook.watch(SharedLimiter())  # a second limiter: one collector reads both
+    headers = [
+        ("x-ratelimit-limit-requests", "60"),
+        ("x-ratelimit-remaining-requests", "42"),
+        ("x-ratelimit-reset-requests", "18s"),
+    ]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers=headers, json={})
+
+    transport = SyncRetryTransport(httpx.MockTransport(answer), limiter=limiter)
+    with httpx.Client(transport=transport) as http:
+        for key in ("sk-one", "sk-two"):
+            http.post(
+                "https://api.test/v1/chat/completions",
+                json={"model": "gpt-x"},
+                headers={"authorization": f"Bearer {key}"},
+            )
+    labels = {"origin": "https://api.test", "model": "gpt-x", "dimension": "requests"}
+    assert registry.get_sample_value("retry_transport_headroom", labels) == 42.0
+    assert registry.get_sample_value("retry_transport_pace", labels) == pytest.approx(1.0)
+    text = generate_latest(registry).decode()
+    assert "sk-one" not in text
+    assert "sk-two" not in text
+    assert "key=" not in text
