@@ -2,8 +2,10 @@
 
 ``python -m benchmarks._stream_child VARIANT URL`` POSTs to URL, streams the whole response
 through the variant's client, and prints one JSON line: bytes read, seconds, whether the
-first content event was seen, and VmHWM (peak resident set) before and after, in KiB.
-Imports nothing but httpx, anyio and retry_transport.
+first content event was seen, and VmHWM (peak resident set) before and after, in KiB, and
+the CPU seconds the client process spent (less sensitive than wall time to a loaded machine).
+Imports nothing but httpx, anyio and retry_transport. The "no stream guard" variants switch
+the terminal-event watcher off (the transport as it was before it), to measure what it costs.
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ from retry_transport import RetryTransport, SyncRetryTransport
 
 __all__ = ["VARIANTS", "main"]
 
-VARIANTS = ("bare, async", "retry_transport, async", "bare, sync", "retry_transport, sync")
+VARIANTS = (
+    "bare, async",
+    "retry_transport, async",
+    "retry_transport without the stream guard, async",
+    "bare, sync",
+    "retry_transport, sync",
+    "retry_transport without the stream guard, sync",
+)
 _MARK = b"event: content_block_delta"
 
 
@@ -69,14 +78,21 @@ def main() -> None:
     if variant not in VARIANTS:
         raise SystemExit(f"unknown variant {variant!r}; one of {VARIANTS}")
     wrap = variant.startswith("retry_transport")
+    if "without the stream guard" in variant:
+        import retry_transport._machine as machine
+
+        machine.TerminalWatcher = lambda: None  # type: ignore[assignment,misc,return-value]
     before = _hwm_kib()
     started = time.perf_counter()
+    cpu_started = time.process_time()
     if variant.endswith("async"):
         size, seen = anyio.run(_stream_async, url, wrap)
     else:
         size, seen = _stream_sync(url, wrap)
     seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu_started
     result = {
+        "cpu_seconds": cpu_seconds,
         "bytes": size,
         "seconds": seconds,
         "content_seen": seen,

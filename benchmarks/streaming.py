@@ -42,6 +42,7 @@ _HEAD = b'event: content_block_delta\ndata: {"type":"content_block_delta","index
 _HEAD += b'{"type":"text_delta","text":"'
 _TAIL = b'"}}\n\n'
 _DELTA = _HEAD + b"x" * (_EVENT - len(_HEAD) - len(_TAIL)) + _TAIL
+_STOP = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
 _MARK = b"event: content_block_delta"
 
 TTFC_VARIANTS = ("bare", "retry_transport, peek_sse=True (hold)", "retry_transport, peek_sse=False")
@@ -54,6 +55,7 @@ def _events(size: int) -> Iterator[bytes]:
     while sent < size:
         yield _DELTA
         sent += len(_DELTA)
+    yield _STOP  # a complete answer: the stream guard must find its final event
 
 
 def _big_stream(size: int) -> Reply:
@@ -219,3 +221,121 @@ def run(up: Upstream, config: Config, progress: Progress) -> JSONObj:
         "memory": memory,
         "first_content": latency,
     }
+
+
+def _child(variant: str, url: str) -> JSONObj:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks._stream_child", variant, url],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"stream child {variant!r} failed:\n{done.stderr}")
+    result: JSONObj = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def guard_cost(up: Upstream, size: int, rounds: int, progress: Progress) -> JSONObj:
+    """Throughput of each variant over ``rounds`` downloads of ``size`` bytes, the variants
+    interleaved round by round (so that load on the machine hits them alike); the stream
+    guard's cost is the median throughput with it against the median without it."""
+    path = f"/guard/{size}" + ANTHROPIC_PATH
+    up.script(path, _big_stream(size))
+    rates: dict[str, list[float]] = {variant: [] for variant in _stream_child.VARIANTS}
+    cpu: dict[str, list[float]] = {variant: [] for variant in _stream_child.VARIANTS}
+    peaks: dict[str, list[float]] = {variant: [] for variant in _stream_child.VARIANTS}
+    for round_ in range(rounds):
+        for offset in range(len(_stream_child.VARIANTS)):
+            variant = _stream_child.VARIANTS[(round_ + offset) % len(_stream_child.VARIANTS)]
+            child = _child(variant, up.url + path)
+            rates[variant].append(child["bytes"] / child["seconds"] / (1 << 20))
+            cpu[variant].append(child["cpu_seconds"] / (child["bytes"] / (1 << 30)))
+            peaks[variant].append(child["hwm_after_kib"] / 1024)
+        progress(f"  round {round_ + 1}/{rounds} done")
+    rows = [
+        {
+            "variant": variant,
+            "median_mib_per_second": median(rates[variant]),
+            "samples": rates[variant],
+            "median_cpu_seconds_per_gib": median(cpu[variant]),
+            "cpu_samples": cpu[variant],
+            "peak_rss_mib": max(peaks[variant]),
+        }
+        for variant in _stream_child.VARIANTS
+    ]
+    cost = {
+        mode: 1.0
+        - median(rates[f"retry_transport, {mode}"])
+        / median(rates[f"retry_transport without the stream guard, {mode}"])
+        for mode in ("async", "sync")
+    }
+    cpu_cost = {
+        mode: median(cpu[f"retry_transport, {mode}"])
+        / median(cpu[f"retry_transport without the stream guard, {mode}"])
+        - 1.0
+        for mode in ("async", "sync")
+    }
+    return {
+        "size_bytes": size,
+        "rounds": rounds,
+        "variants": rows,
+        "guard_cost": cost,
+        "guard_cpu_cost": cpu_cost,
+        "watcher_alone": watcher_alone(size),
+    }
+
+
+def watcher_alone(size: int) -> JSONObj:
+    """CPU seconds the terminal-event watcher alone spends on ``size`` bytes of this stream,
+    fed in 16 KiB and 64 KiB chunks (best of 3), without any network in the way."""
+    from retry_transport._terminal import TerminalWatcher
+
+    result: JSONObj = {}
+    for chunk_size in (16 << 10, 64 << 10):
+        chunk = (_DELTA * (chunk_size // len(_DELTA) + 1))[:chunk_size]
+        count = size // chunk_size
+        best = float("inf")
+        for _ in range(3):
+            watcher = TerminalWatcher()
+            started = time.process_time()
+            watcher.feed(_PREAMBLE)
+            for _ in range(count):
+                watcher.feed(chunk)
+            watcher.feed(_STOP)
+            missing = watcher.missing()
+            best = min(best, time.process_time() - started)
+            assert missing is None
+        result[f"{chunk_size >> 10} KiB chunks"] = best
+    return result
+
+
+def main() -> None:
+    """``python -m benchmarks.streaming [MiB] [ROUNDS]``: the stream guard's throughput cost
+    (default: 1024 MiB, 5 rounds), printed as JSON."""
+    size = int(sys.argv[1]) << 20 if len(sys.argv) > 1 else 1 << 30
+    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+    with Upstream() as up:
+        result = guard_cost(up, size, rounds, lambda message: print(message, file=sys.stderr))
+    for row in result["variants"]:
+        print(
+            f"{row['variant']:<50} {row['median_mib_per_second']:7.0f} MiB/s "
+            f"(peak RSS {row['peak_rss_mib']:.1f} MiB)",
+            file=sys.stderr,
+        )
+    for mode, cost in result["guard_cost"].items():
+        cpu_cost = result["guard_cpu_cost"][mode]
+        print(
+            f"stream guard cost, {mode}: {cost * 100:+.1f}% throughput (median wall), "
+            f"{cpu_cost * 100:+.1f}% client CPU per GiB (median)",
+            file=sys.stderr,
+        )
+    for chunks, seconds in result["watcher_alone"].items():
+        print(f"watcher alone, {chunks}: {seconds * 1000:.1f} ms CPU per stream", file=sys.stderr)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

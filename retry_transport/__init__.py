@@ -9,10 +9,11 @@ from ._async import RetryTransport
 from ._backoff import Backoff
 from ._budget import RetryBudget
 from ._classify import classify
-from ._errors import DeadlineExceeded, RetryTransportError
+from ._errors import DeadlineExceeded, RetryTransportError, StreamTruncated
 from ._events import Hook, RetryEvent
 from ._history import Attempt
 from ._limiter import Limiter, SharedLimiter
+from ._pacing import RateLimit
 from ._policy import RetryPolicy
 from ._sync import SyncRetryTransport
 from ._verdict import Classification, Outcome, Verdict
@@ -27,12 +28,14 @@ __all__ = [
     "Hook",
     "Limiter",
     "Outcome",
+    "RateLimit",
     "RetryBudget",
     "RetryEvent",
     "RetryPolicy",
     "RetryTransport",
     "RetryTransportError",
     "SharedLimiter",
+    "StreamTruncated",
     "SyncRetryTransport",
     "Verdict",
     "__version__",

@@ -14,6 +14,7 @@ from ._io import (
     async_close_shielded,
     async_default_sleep,
     async_finish_iterator,
+    async_read_chunk,
     async_tell_hooks,
     async_wait_for_slot,
 )
@@ -70,7 +71,7 @@ class RetryTransport(DriverBase, AsyncTransportBase):
         """Send ``request``, retrying as the policy says; return the final response."""
         if type(request.stream) is self._byte_stream and self._try_admit():
             # Fast path: nothing to wait for; a plain success costs a status check.
-            start = None if self._deadline is None else self._fast_start(request)
+            start = self._clock() if self._deadline is None else self._fast_start(request)
             try:
                 response: BothResponse = await self._transport.handle_async_request(request)
             except Exception as exc:
@@ -79,6 +80,11 @@ class RetryTransport(DriverBase, AsyncTransportBase):
             if status < 400 and (
                 status != 200 or not self._peek_sse or not is_event_stream(response.headers)
             ):
+                desk = self._desk
+                if desk is not None:
+                    desk.countdown -= 1  # now and then, look for rate-limit headers
+                    if desk.countdown <= 0:
+                        desk.observe_fast(request, response)
                 return response
             return await self._drive(request, response, start)
         self._limiter.note_first_attempt()
@@ -89,6 +95,8 @@ class RetryTransport(DriverBase, AsyncTransportBase):
         machine = self._machine(request, replayable=rewind is not None)
         limiter = self._limiter
         current: Any = None if isinstance(first, BaseException) else first
+        paced = self._paced
+        ticket = None if paced is None else paced.ticket(request, first)
         chunks: Any = None
         slot = False
         steps = machine.run(first, start)
@@ -97,24 +105,22 @@ class RetryTransport(DriverBase, AsyncTransportBase):
             while True:
                 kind = type(action)
                 if kind is Read:
+                    assert isinstance(action, Read)
                     if chunks is None:
+                        self._first_read(request, action.timeout)
                         chunks = current.stream.__aiter__()
-                    try:
-                        chunk: object = b""
-                        while chunk == b"":
-                            chunk = await chunks.__anext__()
-                    except StopAsyncIteration:
-                        chunk = None
-                    except Exception as exc:
-                        chunk = exc
-                    action = steps.send(chunk)
+                    action = steps.send(await async_read_chunk(chunks, action.timeout))
                 elif kind is Send:
                     assert isinstance(action, Send)
                     if action.resend and rewind is not None:
                         rewind()
                     self._cap_timeouts(request, action.timeout)
+                    if ticket is not None:
+                        ticket.sent()
                     try:
                         current = await self._transport.handle_async_request(request)
+                        if ticket is not None:
+                            ticket.observe(current)
                         result: object = current
                     except Exception as exc:
                         # A Send always follows a Gate that took the slot.
@@ -123,7 +129,12 @@ class RetryTransport(DriverBase, AsyncTransportBase):
                     action = steps.send(result)
                 elif kind is Gate:
                     assert isinstance(action, Gate)
-                    wait = 0.0 if SWITCH.no_wait else await limiter.gate()
+                    if SWITCH.no_wait:
+                        wait = 0.0
+                    elif ticket is not None:
+                        wait = await ticket.gate(action.timeout)
+                    else:
+                        wait = await limiter.gate()
                     if wait <= 0:
                         slot = await async_wait_for_slot(limiter, action.timeout)
                         if not slot:
@@ -143,7 +154,11 @@ class RetryTransport(DriverBase, AsyncTransportBase):
                     action = steps.send(None)
                 elif kind is Block:
                     assert isinstance(action, Block)
-                    if not SWITCH.no_wait:
+                    if SWITCH.no_wait:
+                        pass
+                    elif ticket is not None:
+                        await ticket.block(action.seconds)
+                    else:
                         await limiter.block(action.seconds)
                     action = steps.send(None)
                 elif kind is Spend:
@@ -156,12 +171,19 @@ class RetryTransport(DriverBase, AsyncTransportBase):
                     action = steps.send(None)
                 elif kind is Finish:
                     assert isinstance(action, Finish)
+                    if action.failure is not None:
+                        # Handed back failing where its body is read: this one is done with.
+                        await self._close(current, chunks)
+                        current = chunks = None
+                        if slot:
+                            slot = False
+                            limiter.release_slot()
                     if chunks is not None and hasattr(current, "_content"):
                         # A body built in memory (MockTransport): it is all there already.
                         await chunks.aclose()
                         chunks = None
                     stream = self._final_stream(
-                        action, chunks, current, slot, self._flavour.async_replay_stream
+                        action, chunks, current, slot, self._flavour.async_replay_stream, request
                     )
                     current = chunks = None
                     slot = False
@@ -171,6 +193,8 @@ class RetryTransport(DriverBase, AsyncTransportBase):
                     assert isinstance(action, Fail)
                     raise self._failure(action, request)
         finally:
+            if ticket is not None:
+                ticket.done()
             if current is not None:
                 await async_close_shielded(self._close, current, chunks)
             if slot:

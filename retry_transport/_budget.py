@@ -114,6 +114,12 @@ class _BudgetState:
             self._advance(now)
             return self._balance()
 
+    def recent_rate(self, now: float) -> float:
+        """First attempts per second over the window (an estimate of the sending rate)."""
+        with self._lock:
+            self._advance(now)
+            return sum(self._firsts) / (self._width * _BUCKETS)
+
     def _balance(self) -> float:
         return self._reserve + self._ratio * sum(self._firsts) - sum(self._retries)
 

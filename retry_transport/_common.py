@@ -9,10 +9,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Self
 
+from ._desk import Desk
 from ._events import Hook, RetryEvent
-from ._flavour import Flavour, flavour_named, flavour_of, replay_plan
+from ._flavour import Flavour, flavour_named, flavour_of, replay_plan, request_flavour
+from ._guard import StreamGuard
 from ._limiter import Limiter, SharedLimiter
-from ._machine import Fail, Finish, Report, RetryMachine
+from ._machine import Fail, Finish, Report, RetryMachine, StreamFailure
 from ._policy import RetryPolicy
 from ._switch import SWITCH
 from ._types import HeadersLike, RequestLike, URLLike
@@ -58,6 +60,20 @@ def _timeout_capped(request: Any, cap: float) -> None:
     request.extensions = {**request.extensions, "timeout": capped}
 
 
+_LIMITER_METHODS = tuple(name for name in vars(Limiter) if not name.startswith("_"))
+
+
+def _check_limiter(limiter: object) -> None:
+    if limiter is None:
+        return
+    missing = [name for name in _LIMITER_METHODS if not callable(getattr(limiter, name, None))]
+    if missing:
+        raise TypeError(
+            f"limiter must be a Limiter (a SharedLimiter, a RedisLimiter or an object with "
+            f"the Limiter protocol's methods), got {limiter!r}, which lacks {', '.join(missing)}"
+        )
+
+
 class DriverBase:
     """Construction and the parts of request handling that do no I/O."""
 
@@ -73,12 +89,18 @@ class DriverBase:
     _peek_sse: bool
     _deadline: float | None
     _hooks: tuple[Hook, ...]
+    _paced: SharedLimiter | None
+    _desk: Desk | None
     _name: str | None
 
     _is_async: bool = True
 
     def __new__(cls, transport: object = None, *args: object, **kwargs: object) -> Self:
-        flavour = flavour_named("httpx") if transport is None else flavour_of(transport)
+        flavour = (
+            flavour_named("httpx")
+            if transport is None
+            else flavour_of(transport, is_async=cls._is_async)
+        )
         return object.__new__(flavour.transport_class(cls, is_async=cls._is_async))
 
     def _setup(
@@ -94,7 +116,15 @@ class DriverBase:
     ) -> None:
         if policy is not None and not isinstance(policy, RetryPolicy):
             raise TypeError(f"policy must be a RetryPolicy, got {policy!r}")
-        self._flavour = flavour_named("httpx") if transport is None else flavour_of(transport)
+        _check_limiter(limiter)
+        for param, value in (("clock", clock), ("wall_clock", wall_clock), ("random", random)):
+            if value is not None and not callable(value):
+                raise TypeError(f"{param} must be a callable returning a float, got {value!r}")
+        self._flavour = (
+            flavour_named("httpx")
+            if transport is None
+            else flavour_of(transport, is_async=self._is_async)
+        )
         self._transport = (
             self._flavour.default_transport(is_async=self._is_async)
             if transport is None
@@ -116,6 +146,13 @@ class DriverBase:
         self._name = name
         self._log_extra: dict[str, object] = {} if name is None else {"retry_transport_name": name}
         self._hooks = tuple(hooks)
+        # A limiter that paces per scope is told of each request's scope and answers.
+        self._paced = (
+            self._limiter
+            if isinstance(self._limiter, SharedLimiter) and self._limiter.desk is not None
+            else None
+        )
+        self._desk = None if self._paced is None else self._paced.desk
         for hook in self._hooks:
             if not callable(hook):
                 raise TypeError(f"hooks must be callables, got {hook!r}")
@@ -149,10 +186,30 @@ class DriverBase:
             wall_clock=self._wall_clock,
             random=self._random,
             name=self._name,
+            path=request.url.path,
         )
 
     def _replay_plan(self, request: Any) -> Callable[[], None] | None:
+        # The first thing done on the slow path, which a request from a client of the other
+        # library always takes (its body's stream class is never this flavour's ByteStream).
+        if not isinstance(request, self._flavour.module.Request):
+            self._check_client(request)
         return replay_plan(request.stream, self._flavour)
+
+    def _check_client(self, request: Any) -> None:
+        """Refuse a request from a client of the other library, naming what to wrap instead."""
+        client = request_flavour(request)
+        if client is None:
+            return
+        ours = self._flavour.name
+        cls = "AsyncHTTPTransport" if self._is_async else "HTTPTransport"
+        wrapper = type(self).__name__
+        raise TypeError(
+            f"retry_transport: this {wrapper} wraps an {ours} transport "
+            f"({type(self._transport).__name__}) but was given a request from an {client} "
+            f"client, whose responses must be {client}'s own: wrap an {client} transport, "
+            f"{wrapper}({client}.{cls}())"
+        )
 
     def _fast_start(self, request: Any) -> float:
         """When a deadline is set, the fast path's start time; its attempt's timeouts are capped
@@ -160,6 +217,20 @@ class DriverBase:
         assert self._policy.deadline is not None
         _timeout_capped(request, self._policy.deadline)
         return self._clock()
+
+    def _first_read(self, request: Any, budget: float | None) -> None:
+        """Before a body's first read with a first-content ``budget``, in the sync driver only
+        (the async one races each read): bound each read by the first-content timeout, so a
+        stall raises ``ReadTimeout`` in time. The HTTP library reads the request's read
+        timeout once, when the body's first read starts, so the bound then holds for the rest
+        of that stream's reads too."""
+        first = self._policy.first_content_timeout
+        if self._is_async or budget is None or first is None:
+            return
+        timeouts = request.extensions.setdefault("timeout", {})
+        read = timeouts.get("read")
+        # In place: the wrapped transport's own request object shares this dict.
+        timeouts["read"] = first if read is None else min(read, first)
 
     @staticmethod
     def _cap_timeouts(request: Any, cap: float | None) -> None:
@@ -175,15 +246,47 @@ class DriverBase:
         return raised
 
     def _final_stream(
-        self, finish: Finish, chunks: Any, current: Any, slot: bool, replay: type
+        self, finish: Finish, chunks: Any, current: Any, slot: bool, replay: type, request: Any
     ) -> Any:
         """The stream to hand back in place of the response's own, or ``None`` to keep it."""
+        if finish.failure is not None:
+            failing = self._guard(request, None, self._stream_error(finish.failure, request))
+            return replay(finish.held, None, None, None, failing)
         if finish.closed:
             return self._byte_stream(finish.held)
-        if chunks is None and not slot:
+        watcher = finish.watcher
+        if chunks is None and not slot and watcher is None:
             return None
         release = self._limiter.release_slot if slot else None
-        return replay(finish.held, chunks, current.stream, release)
+        guard = None if watcher is None else self._guard(request, watcher, None)
+        return replay(finish.held, chunks, current.stream, release, guard)
+
+    def _guard(self, request: Any, watcher: Any, error: BaseException | None) -> StreamGuard:
+        flavour = self._flavour
+
+        def truncated(message: str) -> BaseException:
+            error: Any = flavour.stream_truncated
+            raised: BaseException = error(f"retry_transport: {message}", request=request)
+            return raised
+
+        return StreamGuard(watcher, truncated, error)
+
+    def _stream_error(self, failure: StreamFailure, request: Any) -> BaseException:
+        """The exception a failed 200 stream raises where its body is read."""
+        if failure.exception is not None:
+            if failure.note is not None:
+                failure.exception.add_note(f"retry_transport: {failure.note}")
+            return failure.exception
+        cls: Any = (
+            self._flavour.read_timeout
+            if failure.kind == "stall"
+            else self._flavour.stream_truncated
+        )
+        message = failure.message
+        if not message.startswith("retry_transport: "):
+            message = f"retry_transport: {message}"
+        error: BaseException = cls(message, request=request)
+        return error
 
     def _failure(self, fail: Fail, request: Any) -> BaseException:
         """The exception to raise for ``fail``, noted with the attempt count."""

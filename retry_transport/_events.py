@@ -20,7 +20,12 @@ class RetryEvent:
     and ``reason`` are the last attempt's (``verdict`` is ``None`` when the deadline passed
     before any attempt could be sent); ``reason`` then says why it stopped. ``url`` is
     scheme, host, port and path. ``blocked_for`` is the shared block left, in seconds, as the
-    limiter knows it. ``transport_name`` is the transport's ``name=`` label (``None``: none).
+    limiter knows it. ``paced`` is how long the attempt waited before it was sent (pacing or
+    a block on its scope), 0.0 when it went at once. ``transport_name`` is the transport's
+    ``name=`` label (``None``: none). ``cause`` is what the last attempt ran into, in the words
+    of its verdict (for a retry the same as ``reason``; for a give-up, say, ``stream stalled
+    before its first content`` while ``reason`` is ``5 attempts made``), empty when no attempt
+    was made.
     """
 
     kind: Literal["retry", "give_up"]
@@ -34,7 +39,9 @@ class RetryEvent:
     status: int | None
     exception: str | None
     blocked_for: float
+    paced: float = 0.0
     transport_name: str | None = None
+    cause: str = ""
 
     def log_extra(self) -> dict[str, object]:
         """The structured fields put on the ``retry_transport`` log record (``extra=``).
@@ -53,6 +60,8 @@ class RetryEvent:
             "retry_status": self.status,
             "retry_exception": self.exception,
             "retry_blocked_for": self.blocked_for,
+            "retry_paced": self.paced,
+            "retry_cause": self.cause,
         }
         if self.transport_name is not None:
             extra["retry_transport_name"] = self.transport_name

@@ -17,6 +17,8 @@ class Attempt:
     class name (never its message, which may hold a URL). ``verdict`` is ``None`` for an attempt
     that succeeded. ``delay`` is the wait scheduled after this attempt, ``None`` if none
     followed. ``elapsed`` is seconds since the request first reached the transport.
+    ``paced`` is how long the attempt waited before it was sent (the limiter's pacing or a
+    block on its scope): 0.0 when it went at once.
     """
 
     number: int
@@ -26,3 +28,4 @@ class Attempt:
     reason: str
     delay: float | None
     elapsed: float
+    paced: float = 0.0

@@ -3,8 +3,9 @@
 The async modules are written once and their sync twins generated from them by
 ``scripts/unasync.py``, a token rewrite in which ``async_x`` becomes ``sync_x``. What differs
 beyond that rewrite lives here, each async helper beside its sync twin: how to sleep, how to
-wait for a concurrency slot, how to call hooks, how to end a half-read body, and how to clean
-up when cancelled (under a shielded scope in async code).
+wait for a concurrency slot, how to call hooks, how to read a chunk within a time limit, how to
+end a half-read body, and how to clean up when cancelled (under a shielded scope in async
+code).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import anyio
 
 from ._events import Hook, RetryEvent
 from ._limiter import Limiter
+from ._machine import Stalled
 
 __all__ = [
     "AsyncSleep",
@@ -25,11 +27,13 @@ __all__ = [
     "async_close_shielded",
     "async_default_sleep",
     "async_finish_iterator",
+    "async_read_chunk",
     "async_tell_hooks",
     "async_wait_for_slot",
     "sync_close_shielded",
     "sync_default_sleep",
     "sync_finish_iterator",
+    "sync_read_chunk",
     "sync_tell_hooks",
     "sync_wait_for_slot",
 ]
@@ -84,6 +88,38 @@ def sync_tell_hooks(hooks: tuple[Hook, ...], event: RetryEvent, failed: HookFail
             failed(hook, event, "an async hook on a sync transport")
 
 
+async def async_read_chunk(chunks: AsyncIterator[bytes], patience: float | None) -> object:
+    """The next non-empty chunk, ``None`` at the end of the body, the exception raised, or a
+    `Stalled` when ``patience`` seconds (``None``: no limit) passed first."""
+    try:
+        chunk = b""
+        with anyio.move_on_after(patience) as scope:
+            while chunk == b"":
+                chunk = await chunks.__anext__()
+        if scope.cancelled_caught:
+            return Stalled()
+    except StopAsyncIteration:
+        return None
+    except Exception as exc:
+        return exc
+    return chunk
+
+
+def sync_read_chunk(chunks: Iterator[bytes], patience: float | None) -> object:
+    """The next non-empty chunk, ``None`` at the end of the body, or the exception raised. A
+    blocking read cannot be raced: the read timeout bounds it instead (see
+    ``DriverBase._first_read``), so ``patience`` is not used here."""
+    try:
+        chunk = b""
+        while chunk == b"":
+            chunk = next(chunks)
+    except StopIteration:
+        return None
+    except Exception as exc:
+        return exc
+    return chunk
+
+
 async def async_finish_iterator(chunks: AsyncIterator[bytes]) -> None:
     """End a half-read response iterator by cancelling its next wait for the network.
 
@@ -98,10 +134,16 @@ async def async_finish_iterator(chunks: AsyncIterator[bytes]) -> None:
 
 
 def sync_finish_iterator(chunks: Iterator[bytes]) -> None:
-    """End a half-read response iterator: close it if it can be closed."""
+    """End a half-read response iterator: close it if it can be closed.
+
+    A generator being read in another thread cannot be closed ("generator already
+    executing"): closing the response's own stream after this ends that read, as it would
+    without us.
+    """
     close = getattr(chunks, "close", None)
     if close is not None:
-        close()
+        with contextlib.suppress(ValueError):
+            close()
 
 
 async def async_close_shielded(

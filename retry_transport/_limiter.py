@@ -17,13 +17,15 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import anyio
 import anyio.lowlevel
 
 from ._budget import RetryBudget, _BudgetState
 from ._checks import check_callable, check_count, check_type
+from ._desk import Desk, Ticket
+from ._pacing import RateLimit, ScopeHeadroom
 from ._store import InProcessStore, Store
 
 __all__ = ["Limiter", "SharedLimiter", "release_jitter"]
@@ -130,6 +132,46 @@ def _loop_waker(event: anyio.Event) -> Callable[[], object]:
     return lambda: loop.call_soon_threadsafe(event.set)
 
 
+class PacedRequest:
+    """One logical request through a pacing limiter, as its driver handles it: ask when its
+    next attempt may go, say it is sent, show the limiter each answer, block its scope."""
+
+    __slots__ = ("_desk", "_limiter", "ticket")
+
+    def __init__(self, limiter: SharedLimiter, desk: Desk, ticket: Ticket) -> None:
+        self._limiter = limiter
+        self._desk = desk
+        self.ticket = ticket
+
+    async def gate(self, timeout: float | None) -> float:  # noqa: ASYNC109
+        """Seconds the next attempt must wait (0.0: go now; ``inf``: not within ``timeout``)."""
+        return await self._limiter.gate_ticket(self.ticket, timeout)
+
+    def gate_sync(self, timeout: float | None) -> float:
+        """`gate` for synchronous callers."""
+        return self._limiter.gate_ticket_sync(self.ticket, timeout)
+
+    def sent(self) -> None:
+        """The attempt is being sent now."""
+        self._desk.sent(self.ticket)
+
+    def done(self) -> None:
+        """The request is over (answered, failed or cancelled)."""
+        self._desk.done(self.ticket)
+
+    def observe(self, response: Any) -> None:
+        """Learn what an answer says of the scope's headroom."""
+        self._desk.observe(self.ticket, response)
+
+    async def block(self, seconds: float) -> None:
+        """Block the request's scope (or origin, after an outage) for ``seconds``."""
+        await self._limiter.block_ticket(self.ticket, seconds)
+
+    def block_sync(self, seconds: float) -> None:
+        """`block` for synchronous callers."""
+        self._limiter.block_ticket_sync(self.ticket, seconds)
+
+
 class SharedLimiter:
     """In-process limiter shared by any number of transports, async and sync alike.
 
@@ -169,6 +211,7 @@ class SharedLimiter:
         "_budget",
         "_capped",
         "_clock",
+        "_desk",
         "_max_concurrency",
         "_random",
         "_scope",
@@ -185,10 +228,17 @@ class SharedLimiter:
         *,
         store: Store | None = None,
         scope: str = "default",
+        rate: RateLimit | None = None,
+        pacing: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
         random: Callable[[], float] = _random.random,
+        fingerprint_key: bytes | None = None,
     ) -> None:
         owner = type(self).__name__
+        check_type(owner, "rate", rate, (RateLimit, type(None)))
+        check_type(owner, "pacing", pacing, bool)
+        check_callable(owner, "wall_clock", wall_clock)
         check_type(owner, "budget", budget, (RetryBudget, type(None)))
         if max_concurrency is not None:
             check_count(owner, "max_concurrency", max_concurrency)
@@ -212,6 +262,58 @@ class SharedLimiter:
         self._available = 0 if max_concurrency is None else max_concurrency
         self._slot_lock = threading.Lock()
         self._waiters: deque[_Waiter] = deque()
+        self._desk = (
+            Desk(
+                rate,
+                headers=pacing,
+                prefix=scope,
+                clock=clock,
+                wall_clock=wall_clock,
+                fingerprint_key=fingerprint_key,
+            )
+            if pacing or rate is not None
+            else None
+        )
+
+    def ticket(self, request: Any, first: Any = None) -> PacedRequest:
+        """A request's pacing handle; ``first`` is its first attempt's answer (a response or
+        an exception) if it was already sent."""
+        desk = self._desk
+        assert desk is not None
+        paced = PacedRequest(self, desk, desk.ticket(request))
+        if first is not None:
+            desk.sent(paced.ticket)
+            if isinstance(first, BaseException):
+                desk.answered(paced.ticket)
+            else:
+                desk.observe(paced.ticket, first)
+        return paced
+
+    def desk_observe_fast(self, request: Any, response: Any) -> None:
+        """A success on the fast path: now and then, look at it for rate-limit headers."""
+        desk = self._desk
+        if desk is not None:
+            desk.countdown -= 1
+            if desk.countdown <= 0:
+                desk.observe_fast(request, response)
+
+    @property
+    def _any_key(self) -> str:
+        return f"{self._scope}|any"
+
+    @property
+    def desk(self) -> Desk | None:
+        """The pacing desk (None with pacing off and no declared rate)."""
+        return self._desk
+
+    @property
+    def rate(self) -> RateLimit | None:
+        """The declared rate, or None."""
+        return None if self._desk is None else self._desk.pacer.rate
+
+    def headroom(self) -> list[ScopeHeadroom]:
+        """What each scope with header truth has left, per dimension (origin and model only)."""
+        return [] if self._desk is None else self._desk.headroom()
 
     @property
     def store(self) -> Store:
@@ -235,6 +337,9 @@ class SharedLimiter:
         when the store is elsewhere and reachable (only it can tell of a block set there).
         """
         if self._slow and (self._capped or not self._store.answers_locally()):
+            return False
+        desk = self._desk
+        if desk is not None and (desk.busy or (desk.blocking and not desk.block_over())):
             return False
         if self._blocked and not self._block_over():
             return False
@@ -269,6 +374,8 @@ class SharedLimiter:
         wait = self._gate()
         if wait > 0.0:
             return wait
+        if self._desk is not None and not self._store.answers_locally():
+            self._desk.note_any_block(await self._store.read(self._any_key))
         return self._learn(await self._store.read(self._scope))
 
     def gate_sync(self) -> float:
@@ -276,6 +383,8 @@ class SharedLimiter:
         wait = self._gate()
         if wait > 0.0:
             return wait
+        if self._desk is not None and not self._store.answers_locally():
+            self._desk.note_any_block(self._store.read_sync(self._any_key))
         return self._learn(self._store.read_sync(self._scope))
 
     def _gate(self) -> float:
@@ -328,8 +437,120 @@ class SharedLimiter:
         return True
 
     def blocked_for(self) -> float:
-        """Seconds of block left as known locally (0.0 when none)."""
-        return max(0.0, self._blocked_until - self._clock())
+        """Seconds of block left as known locally (0.0 when none): the longest of the
+        limiter's own and its scopes' blocks."""
+        until = self._blocked_until
+        desk = self._desk
+        if desk is not None and desk.blocked_until > until:
+            until = desk.blocked_until
+        return max(0.0, until - self._clock())
+
+    # -- per-scope blocks and pacing (the driver's path when the limiter paces) ------------
+
+    async def gate_ticket(self, ticket: Ticket, timeout: float | None) -> float:  # noqa: ASYNC109
+        """Seconds the ticket's next attempt must wait (0.0: go now; ``inf``: not before
+        ``timeout``): its scope's or origin's block, else the pacing of its scope.
+
+        A block known locally is answered without asking the store; otherwise the store is
+        asked of both. The first answer of 0.0 for a block books the attempt's pace.
+        """
+        desk = self._desk
+        assert desk is not None
+        wait = self._block_wait(ticket, desk)
+        if wait > 0.0:
+            return wait
+        if not self._store.answers_locally():
+            for key in ticket.keys:
+                left = await self._store.read(key)
+                if left is not None and left > 0.0:
+                    desk.record_block(key, left)
+            wait = self._block_wait(ticket, desk)
+            if wait > 0.0:
+                return wait
+        fresh = ticket.booking is None
+        wait = self._pace(ticket, desk, timeout)
+        booking = ticket.booking
+        if fresh and booking is not None and booking.spacing:
+            wait = await self._share_pace(ticket, wait, timeout)
+        return wait
+
+    def gate_ticket_sync(self, ticket: Ticket, timeout: float | None) -> float:
+        """`gate_ticket` for synchronous callers."""
+        desk = self._desk
+        assert desk is not None
+        wait = self._block_wait(ticket, desk)
+        if wait > 0.0:
+            return wait
+        if not self._store.answers_locally():
+            for key in ticket.keys:
+                left = self._store.read_sync(key)
+                if left is not None and left > 0.0:
+                    desk.record_block(key, left)
+            wait = self._block_wait(ticket, desk)
+            if wait > 0.0:
+                return wait
+        fresh = ticket.booking is None
+        wait = self._pace(ticket, desk, timeout)
+        booking = ticket.booking
+        if fresh and booking is not None and booking.spacing:
+            wait = self._share_pace_sync(ticket, wait, timeout)
+        return wait
+
+    def _block_wait(self, ticket: Ticket, desk: Desk) -> float:
+        remaining = max(desk.block_wait(ticket), self._blocked_until - self._clock())
+        if remaining <= 0.0:
+            return 0.0
+        return remaining + release_jitter(remaining, self._random)
+
+    def _pace(self, ticket: Ticket, desk: Desk, timeout: float | None) -> float:
+        return desk.pace(ticket, timeout)
+
+    async def _share_pace(self, ticket: Ticket, wait: float, left: float | None) -> float:
+        """Make a fresh booking's pace hold across a fleet (a store elsewhere); in process,
+        the booking stands as it is."""
+        return wait
+
+    def _share_pace_sync(self, ticket: Ticket, wait: float, left: float | None) -> float:
+        """`_share_pace` for synchronous callers."""
+        return wait
+
+    async def block_ticket(self, ticket: Ticket, seconds: float) -> None:
+        """Block the ticket's scope (after a rate limit or an overload) or its origin (after
+        an outage) for ``seconds``, and slow its adaptive rate; never shortens a block."""
+        desk = self._desk
+        assert desk is not None
+        desk.congestion(ticket, self._recent_rate())
+        key = desk.block_key(ticket)
+        if 0.0 < seconds < math.inf:
+            desk.record_block(key, seconds)
+            left = await self._store.extend(key, seconds)
+            if left is not None and left > 0.0:
+                desk.record_block(key, left)
+            if not self._store.answers_locally():
+                # The fleet's longest block of any scope, for health checks (`gate`, `blocked_for`).
+                await self._store.extend(self._any_key, seconds)
+
+    def block_ticket_sync(self, ticket: Ticket, seconds: float) -> None:
+        """`block_ticket` for synchronous callers."""
+        desk = self._desk
+        assert desk is not None
+        desk.congestion(ticket, self._recent_rate())
+        key = desk.block_key(ticket)
+        if 0.0 < seconds < math.inf:
+            desk.record_block(key, seconds)
+            left = self._store.extend_sync(key, seconds)
+            if left is not None and left > 0.0:
+                desk.record_block(key, left)
+            if not self._store.answers_locally():
+                # The fleet's longest block of any scope, for health checks (`gate`, `blocked_for`).
+                self._store.extend_sync(self._any_key, seconds)
+
+    def _recent_rate(self) -> float:
+        """First attempts per second lately, as the budget counted them (0.0 without one)."""
+        budget = self._budget
+        if budget is None:
+            return 0.0
+        return budget.recent_rate(self._clock())
 
     async def acquire_slot(self) -> None:
         """Wait for a concurrency slot; returns at once without a cap.

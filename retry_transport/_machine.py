@@ -21,6 +21,8 @@ from ._exceptions import Sent, meaning_of
 from ._history import Attempt
 from ._policy import RetryPolicy
 from ._sse import PreambleScanner, ScanKind, ScanResult
+from ._stateful import is_stateful
+from ._terminal import TerminalWatcher
 from ._verdict import Classification, Outcome, Verdict
 from ._waits import server_wait
 
@@ -37,7 +39,11 @@ __all__ = [
     "Send",
     "Sleep",
     "Spend",
+    "StreamFailure",
 ]
+
+STALLED = "stream stalled before its first content"
+TRUNCATED = "stream truncated before its first content"
 
 
 @dataclass(slots=True)
@@ -61,7 +67,26 @@ class Send:
 @dataclass(slots=True)
 class Read:
     """Read the next chunk of the current response. Reply: bytes, ``None`` at the end of the
-    body, or the exception raised."""
+    body, or the exception raised. With a ``timeout`` (seconds, > 0), reply `Stalled` if no
+    chunk came within it."""
+
+    timeout: float | None = None
+
+
+class Stalled:
+    """The reply to a `Read` whose timeout passed before a chunk came."""
+
+
+@dataclass(slots=True)
+class StreamFailure:
+    """Why a 200 event stream handed back must fail where its body is read: ``exception`` to
+    raise as it came (with ``note`` added to it, if set), or else ``kind`` ("stall": the
+    library's ``ReadTimeout``; "truncated": ``StreamTruncated``) with ``message``."""
+
+    kind: Literal["stall", "truncated"]
+    message: str
+    exception: BaseException | None = None
+    note: str | None = None
 
 
 @dataclass(slots=True)
@@ -107,13 +132,17 @@ class Sleep:
 class Finish:
     """Hand ``response`` back. ``held`` are body bytes already read from it, to be replayed in
     front of the rest; when ``closed`` the response was closed earlier and ``held`` is its
-    whole body. ``mark`` asks for the give-up header."""
+    whole body. ``mark`` asks for the give-up header. With ``failure``, the response's own
+    stream is closed and reading the replacement fails after ``held``; with ``watcher``, the
+    rest of the stream is watched for its final event (fed ``held`` already)."""
 
     response: Any
     held: bytes
     closed: bool
     mark: bool
     history: tuple[Attempt, ...]
+    failure: StreamFailure | None = None
+    watcher: TerminalWatcher | None = None
 
 
 @dataclass(slots=True)
@@ -152,6 +181,8 @@ class _Seen:
     held: bytes = b""
     complete: bool = False
     mid_response: bool = False
+    failure: StreamFailure | None = None
+    watcher: TerminalWatcher | None = None
 
 
 class RetryMachine:
@@ -162,10 +193,12 @@ class RetryMachine:
         "_idempotent",
         "_method",
         "_name",
+        "_path",
         "_policy",
         "_random",
         "_replayable",
         "_url",
+        "_waited",
         "_wall_clock",
     )
 
@@ -181,16 +214,19 @@ class RetryMachine:
         wall_clock: Callable[[], float],
         random: Callable[[], float],
         name: str | None = None,
+        path: str = "",
     ) -> None:
         self._policy = policy
         self._name = name
         self._method = method
         self._url = url
+        self._path = path
         self._idempotent = idempotency_key or method.upper() in policy.idempotent_methods
         self._replayable = replayable
         self._clock = clock
         self._wall_clock = wall_clock
         self._random = random
+        self._waited = 0.0  # seconds the attempt being made waited before it was sent
 
     # -- classification -------------------------------------------------------------------
 
@@ -225,7 +261,9 @@ class RetryMachine:
             return Classification(Verdict.TRANSIENT, "x-should-retry: true", classification.wait)
         return classification
 
-    def _resend_refusal(self, exc: BaseException | None, mid_response: bool) -> str | None:
+    def _resend_refusal(
+        self, exc: BaseException | None, mid_response: bool, status: int | None, named: bool
+    ) -> str | None:
         """Why the request must not be sent again after this outcome, or ``None``."""
         meaning = None if exc is None else meaning_of(exc)
         sent = None if meaning is None else meaning.sent
@@ -233,9 +271,15 @@ class RetryMachine:
             return None  # nothing was sent
         if not self._replayable:
             return "request body cannot be replayed"
+        if self._idempotent:
+            return None
         unsafe = mid_response or sent is Sent.MAYBE_PROCESSED
-        if unsafe and not self._idempotent and not self._policy.retry_read_errors:
+        if unsafe and not self._policy.retry_read_errors:
             return f"{self._method} may have been processed (no Idempotency-Key)"
+        # A refusal that proves the request did nothing: a 429, or an overload naming its wait.
+        refused = status == 429 or (named and status is not None and status >= 500)
+        if not refused and is_stateful(self._path, self._policy.stateful_paths):
+            return f"{self._method} to a path that creates server-side state (no Idempotency-Key)"
         return None
 
     # -- the loop -------------------------------------------------------------------------
@@ -258,7 +302,8 @@ class RetryMachine:
         result = first
         # The last response closed before a retry, with its whole body, so that it can still
         # be handed back if the next attempt cannot be made.
-        last_closed: tuple[Any, bytes] | None = None
+        last_closed: tuple[Any, bytes, StreamFailure | None] | None = None
+        sent = start
         last_exception: BaseException | None = None
         last_classification: Classification | None = None
 
@@ -270,20 +315,25 @@ class RetryMachine:
                         attempt, last_classification, "deadline reached while waiting to send"
                     )
                     if last_closed is not None:
-                        response, body = last_closed
+                        response, body, failure = last_closed
                         mark = response.status_code >= 400
-                        return Finish(response, body, True, mark, tuple(history))
+                        return Finish(response, body, True, mark, tuple(history), failure)
                     return Fail(last_exception, tuple(history))
-                remaining = None if deadline is None else max(deadline - clock(), 0.0)
+                sent = clock()
+                remaining = None if deadline is None else max(deadline - sent, 0.0)
                 result = yield Send(attempt > 0, remaining)
             attempt += 1
-            seen = yield from self._examine(result, deadline)
+            seen = yield from self._examine(result, deadline, sent)
             now = clock()
             if seen.classification is None:  # a success, or a stream with content coming
                 history.append(
-                    Attempt(attempt, seen.status, None, None, "success", None, now - start)
+                    Attempt(
+                        attempt, seen.status, None, None, "success", None, now - start, self._waited
+                    )
                 )
-                return Finish(seen.response, seen.held, False, False, tuple(history))
+                return Finish(
+                    seen.response, seen.held, False, False, tuple(history), watcher=seen.watcher
+                )
             classification = seen.classification
             verdict = classification.verdict
             wait, named, stop, give_up = self._plan(attempt, seen, classification, now, deadline)
@@ -306,6 +356,10 @@ class RetryMachine:
                 else:
                     yield Report(
                         logging.DEBUG, "not retrying %s %s: %s", (self._method, self._url, stop)
+                    )
+                if seen.failure is not None:  # the 200 stream, failing where it would have
+                    return Finish(
+                        seen.response, seen.held, True, False, tuple(history), seen.failure
                     )
                 if seen.exception is not None:
                     return Fail(seen.exception, tuple(history))
@@ -332,7 +386,8 @@ class RetryMachine:
             last_classification = classification
             if seen.response is not None:
                 yield Close()
-                last_closed = (seen.response, seen.held) if seen.complete else None
+                whole = seen.complete or seen.failure is not None
+                last_closed = (seen.response, seen.held, seen.failure) if whole else None
                 last_exception = None
             else:
                 last_closed = None
@@ -343,6 +398,7 @@ class RetryMachine:
     def _admit(self, deadline: float | None) -> Generator[Action, Any, bool]:
         """Wait out the limiter; False if that would leave no time before the deadline."""
         clock = self._clock
+        self._waited = 0.0
         while True:
             remaining = None if deadline is None else deadline - clock()
             if remaining is not None and remaining <= 0.0:
@@ -354,9 +410,12 @@ class RetryMachine:
                 return True
             if deadline is not None and clock() + wait >= deadline:
                 return False
+            self._waited += wait
             yield Sleep(wait)
 
-    def _examine(self, result: object, deadline: float | None) -> Generator[Action, Any, _Seen]:
+    def _examine(
+        self, result: object, deadline: float | None, sent: float
+    ) -> Generator[Action, Any, _Seen]:
         """Classify one attempt's result, peeking at its body when needed."""
         if isinstance(result, BaseException):
             outcome = Outcome(self._method, self._url, exception=result)
@@ -373,7 +432,7 @@ class RetryMachine:
                 and content_type.lower().startswith("text/event-stream")
             ):
                 return _Seen(response=response, status=status)
-            seen = yield from self._peek_stream(response, headers, deadline)
+            seen = yield from self._peek_stream(response, headers, deadline, sent)
         else:
             seen = yield from self._peek_error(response, headers, deadline)
         if seen.classification is not None:
@@ -381,42 +440,61 @@ class RetryMachine:
         return seen
 
     def _peek_stream(
-        self, response: Any, headers: Mapping[str, str], deadline: float | None
+        self, response: Any, headers: Mapping[str, str], deadline: float | None, sent: float
     ) -> Generator[Action, Any, _Seen]:
-        """Hold a 200 event stream's preamble until content, an error event, the end, or the
-        deadline (no retry could follow it: the held bytes are then handed on)."""
-        limit = self._policy.peek_limit
+        """Hold a 200 event stream's preamble until content, an error event, the end, the
+        first-content deadline or the deadline (no retry could follow it: the held bytes are
+        then handed on). A stream that stalls, or ends or breaks before its content, fails."""
+        policy = self._policy
+        limit = policy.peek_limit
+        clock = self._clock
         seen = _Seen(response=response, status=response.status_code)
         decoder = decoder_for(headers, limit)
         if decoder is not None and not decoder.decodable:
             return seen  # an encoding we cannot read: hand the stream on untouched
+        # The final event is looked for in the bytes as they came: not in an encoded stream.
+        watcher = TerminalWatcher() if decoder is None else None
+        first = policy.first_content_timeout
+        stall_at = None if first is None else sent + first
+        if deadline is not None and (stall_at is None or deadline < stall_at):
+            stall_at = deadline
         scanner = PreambleScanner(limit)
         parts: list[bytes] = []
         size = 0
         scan: ScanResult | None = None
         while scan is None:
-            chunk = yield Read()
+            timeout = None if stall_at is None else stall_at - clock()
+            chunk = Stalled() if timeout is not None and timeout <= 0 else (yield Read(timeout))
             if chunk is None:
                 scan = scanner.eof()
                 seen.complete = True
+            elif isinstance(chunk, Stalled):
+                if deadline is not None and clock() >= deadline and parts:
+                    scan = ScanResult(ScanKind.CONTENT)  # what came is handed on
+                    break
+                seen.failure = StreamFailure("stall", self._stall_message(deadline))
+                break
             elif isinstance(chunk, BaseException):
                 seen.exception = chunk
-                seen.mid_response = True
+                seen.failure = self._broken(chunk, watcher)
                 break
             else:
                 parts.append(chunk)
                 size += len(chunk)
+                if watcher is not None:
+                    watcher.feed(chunk)
                 scan = scanner.feed(chunk if decoder is None else decoder.feed(chunk))
                 if scan is None and (
-                    size >= limit or (deadline is not None and self._clock() >= deadline)
+                    size >= limit or (deadline is not None and clock() >= deadline)
                 ):
                     scan = ScanResult(ScanKind.CONTENT)
         seen.held = b"".join(parts)
-        if scan is None:
-            seen.classification = Classification(
-                Verdict.TRANSIENT, "stream dropped before its first content"
-            )
-        elif scan.kind is ScanKind.ERROR:
+        if seen.failure is not None:
+            reason = STALLED if seen.failure.kind == "stall" else TRUNCATED
+            seen.classification = Classification(Verdict.TRANSIENT, reason)
+            return seen
+        assert scan is not None
+        if scan.kind is ScanKind.ERROR:
             outcome = Outcome(
                 self._method,
                 self._url,
@@ -426,7 +504,30 @@ class RetryMachine:
                 stream_error=True,
             )
             seen.classification = yield from self._classify(outcome)
+            return seen
+        missing = None if watcher is None or scan.kind is ScanKind.CONTENT else watcher.missing()
+        if missing is not None:  # ended before its content and without its final event
+            seen.failure = StreamFailure("truncated", missing)
+            seen.classification = Classification(Verdict.TRANSIENT, TRUNCATED)
+        elif watcher is not None and watcher.watching and scan.kind is ScanKind.CONTENT:
+            seen.watcher = watcher
         return seen
+
+    def _stall_message(self, deadline: float | None) -> str:
+        first = self._policy.first_content_timeout
+        if deadline is not None and (first is None or deadline <= self._clock()):
+            return "retry_transport: the deadline passed before the stream's first content"
+        return f"retry_transport: no content within first_content_timeout ({first:g}s)"
+
+    @staticmethod
+    def _broken(exc: BaseException, watcher: TerminalWatcher | None) -> StreamFailure:
+        """A read error before content: a stall if it is a timeout, else a truncation. Either
+        way the error is raised as it came (as it would be without the transport), noted with
+        the final event a recognised protocol's stream lacked."""
+        if any(cls.__name__ == "TimeoutException" for cls in type(exc).__mro__):
+            return StreamFailure("stall", str(exc), exc)
+        missing = None if watcher is None else watcher.missing()
+        return StreamFailure("truncated", str(exc), exc, missing)
 
     def _peek_error(
         self, response: Any, headers: Mapping[str, str], deadline: float | None
@@ -499,7 +600,10 @@ class RetryMachine:
                 True,
             )
         refusal = self._resend_refusal(
-            seen.exception if seen.response is None else None, seen.mid_response
+            seen.exception if seen.response is None else None,
+            seen.mid_response,
+            seen.status,
+            named,
         )
         if refusal is not None:
             return Plan(wait, named, refusal, True)
@@ -509,8 +613,8 @@ class RetryMachine:
 
     # -- reporting ------------------------------------------------------------------------
 
-    @staticmethod
     def _record(
+        self,
         attempt: int,
         seen: _Seen,
         classification: Classification,
@@ -525,6 +629,7 @@ class RetryMachine:
             reason=classification.reason,
             delay=delay,
             elapsed=elapsed,
+            paced=self._waited,
         )
 
     def _event(
@@ -550,6 +655,8 @@ class RetryMachine:
             exception=None if exception is None else type(exception).__name__,
             blocked_for=0.0,  # the driver's to fill in: only the limiter knows
             transport_name=self._name,
+            paced=self._waited,
+            cause="" if classification is None else classification.reason,
         )
 
     def _give_up(

@@ -52,6 +52,26 @@ class RetryPolicy:
     even without an ``Idempotency-Key`` header. The upstream may have acted on the request."""
     idempotent_methods: frozenset[str] = DEFAULT_IDEMPOTENT_METHODS
     """Methods that are safe to resend after a read timeout or a mid-response disconnect."""
+    first_content_timeout: float | None = 120.0
+    """Per attempt, the longest wait in seconds from sending the request to the first content
+    event of a 200 event stream (pings, comments and lifecycle events such as Anthropic's
+    ``message_start`` are not content). Past it the attempt is abandoned and retried; on the
+    last attempt, or past the deadline, the caller gets the library's ``ReadTimeout``. ``None``
+    turns it off (the request's own read timeout still applies).
+
+    Why 120 s: a stall must be cut well before the SDKs' 600 s read timeout, but never a model
+    that is merely thinking. Reasoning models on a chat wire stream nothing until their first
+    answer token: one gateway measured a p99 first token of 94 s for such a model over a
+    million completions (experientiallabs/experiential#1054, which chose 120 s after finding
+    that 15 s would have cut 6% of them), and cache-cold extended-thinking prompts are reported
+    at 60-120 s (BlockRunAI/Franklin#74), while ordinary models answer within seconds (p99
+    14.8 s over 2,400 streamed requests, Wei-Shaw/sub2api#5290). Models that think silently for
+    longer need a larger value, or ``None``."""
+    stateful_paths: tuple[str, ...] = ()
+    """Path patterns added to the built-in list of POST paths that create server-side state
+    (``retry_transport._stateful.STATEFUL_PATHS``): such a POST is re-sent only after a
+    connect-phase error, a 429 or an overload naming its wait, or with an ``Idempotency-Key``.
+    A pattern matches the end of the path segment by segment; ``*`` matches within a segment."""
 
     def __post_init__(self) -> None:
         _check_count("RetryPolicy", "max_attempts", self.max_attempts)
@@ -60,6 +80,20 @@ class RetryPolicy:
         _check_number("RetryPolicy", "max_retry_after", self.max_retry_after, positive=False)
         if self.deadline is not None:
             _check_number("RetryPolicy", "deadline", self.deadline, positive=True)
+        if self.first_content_timeout is not None:
+            _check_number(
+                "RetryPolicy", "first_content_timeout", self.first_content_timeout, positive=True
+            )
+        paths: object = self.stateful_paths
+        if (
+            isinstance(paths, str)
+            or not isinstance(paths, tuple | list | frozenset | set)
+            or not all(isinstance(p, str) and p.strip("/") for p in paths)
+        ):
+            raise ValueError(
+                f"RetryPolicy.stateful_paths must be a sequence of path patterns, got {paths!r}"
+            )
+        object.__setattr__(self, "stateful_paths", tuple(paths))
         for name in ("congestion_backoff", "transient_backoff"):
             if not isinstance(getattr(self, name), Backoff):
                 raise ValueError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from ._guard import StreamGuard
 from ._io import async_finish_iterator
 
 __all__ = ["AsyncReplay"]
@@ -15,6 +16,9 @@ class AsyncReplay:
 
     Mixed with a flavour's byte-stream class (see `Flavour`) so the client accepts it.
     ``on_close`` runs once, when the stream is closed (it gives back a concurrency slot).
+    With a ``guard``, every byte after the held ones is watched for the stream's final event
+    (a stream cut before it raises where its iteration ends), or, when the guard carries an
+    error, that error is raised right after the held bytes (``original`` is then ``None``).
     """
 
     def __init__(
@@ -23,27 +27,44 @@ class AsyncReplay:
         rest: AsyncIterator[bytes] | None,
         original: Any,
         on_close: Callable[[], None] | None = None,
+        guard: StreamGuard | None = None,
     ) -> None:
         self._held = held
         self._rest = rest
         self._original = original
         self._on_close = on_close
+        self._guard = guard
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         held, self._held = self._held, b""
         if held:
             yield held
+        guard = self._guard
+        watcher = None if guard is None else guard.check()
         rest = self._rest if self._rest is not None else self._original.__aiter__()
         self._rest = rest
-        async for chunk in rest:
-            if chunk:
-                yield chunk
+        if guard is None or watcher is None:
+            async for chunk in rest:
+                if chunk:
+                    yield chunk
+            return
+        feed = watcher.feed
+        try:
+            async for chunk in rest:
+                if chunk:
+                    feed(chunk)
+                    yield chunk
+        except Exception as exc:
+            guard.broken(exc)
+            raise
+        guard.ended()
 
     async def aclose(self) -> None:
         try:
             if self._rest is not None:
                 await async_finish_iterator(self._rest)
-            await self._original.aclose()
+            if self._original is not None:
+                await self._original.aclose()
         finally:
             on_close, self._on_close = self._on_close, None
             if on_close is not None:

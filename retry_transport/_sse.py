@@ -108,6 +108,13 @@ def _is_error(document: dict[str, object]) -> bool:
     return document.get("type") in _ERROR_TYPES or document.get("error") not in (None, "", {})
 
 
+def _session_event(document: dict[str, object]) -> bool:
+    """Whether an event belongs to a long-lived session (it names its ``session_id``), as in
+    the openai Agents session stream. An error there is part of the session's normal
+    conversation (a turn failed, more events follow), not a failed start: it is content."""
+    return "session_id" in document
+
+
 class PreambleScanner:
     """Incremental scanner of a stream's preamble, holding at most ``limit`` bytes.
 
@@ -217,15 +224,17 @@ class PreambleScanner:
             name = None if event is None else event.decode("utf-8")
         except UnicodeDecodeError:
             return _CONTENT
-        if name in _ERROR_EVENTS:
-            return ScanResult(ScanKind.ERROR, payload, name)
-        if name == "ping" or not payload.strip():
+        if name == "ping" or (name not in _ERROR_EVENTS and not payload.strip()):
             return None
         try:
             document = json.loads(payload)
         except (ValueError, RecursionError):
-            return _CONTENT  # "[DONE]", plain text, garbage: not ours to hold back
+            document = None  # "[DONE]", plain text, garbage: not ours to hold back
         if not isinstance(document, dict):
+            return ScanResult(ScanKind.ERROR, payload, name) if name in _ERROR_EVENTS else _CONTENT
+        if name in _ERROR_EVENTS and not _session_event(document):
+            return ScanResult(ScanKind.ERROR, payload, name)
+        if _session_event(document):
             return _CONTENT
         if _is_error(document):
             return ScanResult(ScanKind.ERROR, payload, name)

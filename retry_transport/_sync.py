@@ -16,6 +16,7 @@ from ._io import (
     sync_close_shielded,
     sync_default_sleep,
     sync_finish_iterator,
+    sync_read_chunk,
     sync_tell_hooks,
     sync_wait_for_slot,
 )
@@ -72,7 +73,7 @@ class SyncRetryTransport(DriverBase, SyncTransportBase):
         """Send ``request``, retrying as the policy says; return the final response."""
         if type(request.stream) is self._byte_stream and self._try_admit():
             # Fast path: nothing to wait for; a plain success costs a status check.
-            start = None if self._deadline is None else self._fast_start(request)
+            start = self._clock() if self._deadline is None else self._fast_start(request)
             try:
                 response: BothResponse = self._transport.handle_request(request)
             except Exception as exc:
@@ -81,6 +82,11 @@ class SyncRetryTransport(DriverBase, SyncTransportBase):
             if status < 400 and (
                 status != 200 or not self._peek_sse or not is_event_stream(response.headers)
             ):
+                desk = self._desk
+                if desk is not None:
+                    desk.countdown -= 1  # now and then, look for rate-limit headers
+                    if desk.countdown <= 0:
+                        desk.observe_fast(request, response)
                 return response
             return self._drive(request, response, start)
         self._limiter.note_first_attempt()
@@ -91,6 +97,8 @@ class SyncRetryTransport(DriverBase, SyncTransportBase):
         machine = self._machine(request, replayable=rewind is not None)
         limiter = self._limiter
         current: Any = None if isinstance(first, BaseException) else first
+        paced = self._paced
+        ticket = None if paced is None else paced.ticket(request, first)
         chunks: Any = None
         slot = False
         steps = machine.run(first, start)
@@ -99,24 +107,22 @@ class SyncRetryTransport(DriverBase, SyncTransportBase):
             while True:
                 kind = type(action)
                 if kind is Read:
+                    assert isinstance(action, Read)
                     if chunks is None:
+                        self._first_read(request, action.timeout)
                         chunks = current.stream.__iter__()
-                    try:
-                        chunk: object = b""
-                        while chunk == b"":
-                            chunk = chunks.__next__()
-                    except StopIteration:
-                        chunk = None
-                    except Exception as exc:
-                        chunk = exc
-                    action = steps.send(chunk)
+                    action = steps.send(sync_read_chunk(chunks, action.timeout))
                 elif kind is Send:
                     assert isinstance(action, Send)
                     if action.resend and rewind is not None:
                         rewind()
                     self._cap_timeouts(request, action.timeout)
+                    if ticket is not None:
+                        ticket.sent()
                     try:
                         current = self._transport.handle_request(request)
+                        if ticket is not None:
+                            ticket.observe(current)
                         result: object = current
                     except Exception as exc:
                         # A Send always follows a Gate that took the slot.
@@ -125,7 +131,12 @@ class SyncRetryTransport(DriverBase, SyncTransportBase):
                     action = steps.send(result)
                 elif kind is Gate:
                     assert isinstance(action, Gate)
-                    wait = 0.0 if SWITCH.no_wait else limiter.gate_sync()
+                    if SWITCH.no_wait:
+                        wait = 0.0
+                    elif ticket is not None:
+                        wait = ticket.gate_sync(action.timeout)
+                    else:
+                        wait = limiter.gate_sync()
                     if wait <= 0:
                         slot = sync_wait_for_slot(limiter, action.timeout)
                         if not slot:
@@ -145,7 +156,11 @@ class SyncRetryTransport(DriverBase, SyncTransportBase):
                     action = steps.send(None)
                 elif kind is Block:
                     assert isinstance(action, Block)
-                    if not SWITCH.no_wait:
+                    if SWITCH.no_wait:
+                        pass
+                    elif ticket is not None:
+                        ticket.block_sync(action.seconds)
+                    else:
                         limiter.block_sync(action.seconds)
                     action = steps.send(None)
                 elif kind is Spend:
@@ -158,12 +173,19 @@ class SyncRetryTransport(DriverBase, SyncTransportBase):
                     action = steps.send(None)
                 elif kind is Finish:
                     assert isinstance(action, Finish)
+                    if action.failure is not None:
+                        # Handed back failing where its body is read: this one is done with.
+                        self._close(current, chunks)
+                        current = chunks = None
+                        if slot:
+                            slot = False
+                            limiter.release_slot()
                     if chunks is not None and hasattr(current, "_content"):
                         # A body built in memory (MockTransport): it is all there already.
                         chunks.close()
                         chunks = None
                     stream = self._final_stream(
-                        action, chunks, current, slot, self._flavour.sync_replay_stream
+                        action, chunks, current, slot, self._flavour.sync_replay_stream, request
                     )
                     current = chunks = None
                     slot = False
@@ -173,6 +195,8 @@ class SyncRetryTransport(DriverBase, SyncTransportBase):
                     assert isinstance(action, Fail)
                     raise self._failure(action, request)
         finally:
+            if ticket is not None:
+                ticket.done()
             if current is not None:
                 sync_close_shielded(self._close, current, chunks)
             if slot:

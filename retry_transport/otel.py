@@ -31,8 +31,9 @@ class OpenTelemetryHook:
     ``url.full`` (scheme, host, port and path: never the query), ``http.response.status_code``
     or ``error.type``, and ``retry_transport.attempt``, ``.max_attempts``, ``.verdict``,
     ``.reason``, ``.delay`` (seconds, retries only), ``.blocked_for`` (seconds of shared
-    block left) and ``.name`` (the transport's ``name=`` label, when it has one). No header or
-    body is ever recorded.
+    block left), ``.paced`` (seconds the attempt waited before it was sent, when it did) and
+    ``.name`` (the transport's ``name=`` label, when it has one). No header or body is ever
+    recorded.
 
     The current span is the one active where the request is sent: an HTTP client span if the
     client was instrumented with ``HTTPXClientInstrumentor().instrument_client(client)`` (which
@@ -68,6 +69,8 @@ def _attributes(event: RetryEvent) -> dict[str, AttributeValue]:
         "retry_transport.reason": event.reason,
         "retry_transport.blocked_for": event.blocked_for,
     }
+    if event.paced > 0.0:
+        attributes["retry_transport.paced"] = event.paced
     if event.delay is not None:
         attributes["retry_transport.delay"] = event.delay
     if event.transport_name is not None:

@@ -17,11 +17,19 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from ._events import RetryEvent
+from ._limiter import SharedLimiter
 from ._metric_names import BLOCKED_SECONDS, GIVEUPS, RETRIES, verdict_label
 
 __all__ = ["PrometheusHook"]
+
+_STREAM_FAILURES = {
+    "stream stalled before its first content": "stall",
+    "stream truncated before its first content": "truncation",
+}
 
 
 class PrometheusHook:
@@ -33,9 +41,19 @@ class PrometheusHook:
     - ``retry_transport_giveups_total{host, verdict, name}``: retryable failures handed back
       (attempts, budget or deadline spent); ``verdict`` is ``none`` when the deadline passed
       before any attempt;
+    - ``retry_transport_stream_failures_total{host, kind, name}``: 200 event streams that
+      stalled before their first content (``kind="stall"``) or were cut before it
+      (``kind="truncation"``), whether retried or handed back;
     - ``retry_transport_blocked_seconds{host, name}``: seconds left of the shared block on
       requests to ``host`` (after a 429 or an overload), as last reported by a retry or
       give-up there, counting down at scrape time to 0.
+
+    - ``retry_transport_paced_seconds_total{host}``: seconds attempts waited before they were
+      sent (pacing, or a block on their scope), as reported by retries and give-ups;
+    - with `watch` (a limiter): ``retry_transport_headroom{origin, model, dimension}``, what the
+      provider's rate-limit headers last said is left per scope (the least over the keys of
+      one origin and model: no key is ever a label), and ``retry_transport_pace{origin,
+      model, dimension}``, the refill per second it paces against.
 
     ``host`` is the upstream's host name, without the port; ``name`` is the transport's
     ``name=`` label (empty for a transport without one). Metric names can be registered
@@ -59,6 +77,21 @@ class PrometheusHook:
         self.giveups = Counter(
             GIVEUPS.name, GIVEUPS.help, ["host", "verdict", "name"], registry=registry
         )
+        self.stream_failures = Counter(
+            "retry_transport_stream_failures",
+            "Event streams that stalled or were cut before their first content, by upstream "
+            "host, kind (stall, truncation) and transport name.",
+            ["host", "kind", "name"],
+            registry=registry,
+        )
+        self._registry = registry
+        self._watched: list[SharedLimiter] = []
+        self.paced_seconds = Counter(
+            "retry_transport_paced_seconds",
+            "Seconds attempts waited before they were sent, by upstream host.",
+            ["host"],
+            registry=registry,
+        )
         self.blocked_seconds = Gauge(
             BLOCKED_SECONDS.name, BLOCKED_SECONDS.help, ["host", "name"], registry=registry
         )
@@ -70,6 +103,11 @@ class PrometheusHook:
         verdict = verdict_label(event)
         counter = self.retries if event.kind == "retry" else self.giveups
         counter.labels(host=host, verdict=verdict, name=name).inc()
+        stream = _STREAM_FAILURES.get(event.cause)
+        if stream is not None:
+            self.stream_failures.labels(host=host, kind=stream, name=name).inc()
+        if event.paced > 0.0:
+            self.paced_seconds.labels(host=host).inc(event.paced)
         key = (host, name)
         with self._lock:
             known = key in self._blocked_until
@@ -79,3 +117,46 @@ class PrometheusHook:
 
     def _left(self, key: tuple[str, str]) -> float:
         return max(0.0, self._blocked_until[key] - self._clock())
+
+    def watch(self, limiter: SharedLimiter) -> None:
+        """Expose ``limiter``'s per-scope headroom (``retry_transport_headroom`` and
+        ``retry_transport_pace``), read at scrape time."""
+        with self._lock:
+            first = not self._watched
+            self._watched.append(limiter)
+        if first:
+            self._registry.register(_HeadroomCollector(self._watched))
+
+
+class _HeadroomCollector(Collector):
+    """Reads the watched limiters' headroom at scrape time; labels: origin, model, dimension."""
+
+    def __init__(self, limiters: list[SharedLimiter]) -> None:
+        self._limiters = limiters
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        labels = ["origin", "model", "dimension"]
+        left = GaugeMetricFamily(
+            "retry_transport_headroom",
+            "What the provider's rate-limit headers last said is left, per scope.",
+            labels=labels,
+        )
+        pace = GaugeMetricFamily(
+            "retry_transport_pace",
+            "The refill per second a scope is paced against (from its headers).",
+            labels=labels,
+        )
+        least: dict[tuple[str, str, str], tuple[float, float]] = {}
+        for limiter in list(self._limiters):
+            for row in limiter.headroom():
+                key = (row.origin, row.model, row.dimension)
+                found = least.get(key)
+                if found is None or row.remaining < found[0]:
+                    least[key] = (row.remaining, row.pace)
+        for key, (remaining, refill) in sorted(least.items()):
+            left.add_metric(list(key), remaining)
+            pace.add_metric(list(key), refill)
+        return [left, pace]
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return []

@@ -10,6 +10,7 @@ Needs the ``redis`` extra (``pip install retry-transport[redis]``). Importing
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import random as _random
@@ -26,7 +27,9 @@ from redis.retry import Retry
 
 from ._budget import RetryBudget
 from ._checks import check_callable, check_number, check_type
+from ._desk import Ticket, default_fingerprint_key
 from ._limiter import SharedLimiter
+from ._pacing import RateLimit
 
 __all__ = ["RedisLimiter", "RedisStore"]
 
@@ -44,6 +47,26 @@ if left < ms then
   return ms
 end
 return left
+"""
+
+# Book one attempt in a scope's shared pace, by the server's clock: it goes at the later of
+# now + ARGV[1] ms (what this process's pacing asks) and the scope's next free time per
+# dimension; each dimension's next free time then moves on by its spacing (ARGV[3], [5], ...
+# ms, named by ARGV[2], [4], ...). Answers the milliseconds to wait. A scope idle for ten
+# minutes is forgotten.
+_BOOK_PACE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local slot = now + tonumber(ARGV[1])
+for i = 2, #ARGV, 2 do
+  local tat = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0')
+  if tat > slot then slot = tat end
+end
+for i = 2, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], slot + tonumber(ARGV[i + 1]))
+end
+redis.call('PEXPIRE', KEYS[1], 600000)
+return slot - now
 """
 
 # Connection settings of the caller's client that are not carried over into the private pool
@@ -165,9 +188,11 @@ class RedisStore:
         if isinstance(redis_client, redis.asyncio.Redis):
             self._async_client = redis_client
             self._async_extend = redis_client.register_script(_EXTEND_BLOCK)
+            self._async_book = redis_client.register_script(_BOOK_PACE)
         elif isinstance(redis_client, redis.Redis):
             self._sync_client = _bounded_client(redis_client, timeout)
             self._sync_extend = self._sync_client.register_script(_EXTEND_BLOCK)
+            self._sync_book = self._sync_client.register_script(_BOOK_PACE)
         else:
             raise TypeError(
                 "redis_client must be a redis.Redis or redis.asyncio.Redis client, "
@@ -218,6 +243,41 @@ class RedisStore:
         key, ms = self.key(scope), _milliseconds(seconds)
         left_ms = self._call_sync(lambda: self._extend_sync(key, ms))
         return None if left_ms is None else left_ms / 1000.0
+
+    async def book_pace(
+        self, scope: str, wait: float, spacing: tuple[tuple[str, float], ...]
+    ) -> float | None:
+        """Book an attempt in ``scope``'s fleet-wide pace (see `_BOOK_PACE`): the seconds it
+        must wait, at least ``wait``; None if Redis is skipped or fails."""
+        key, args = self._pace_args(scope, wait, spacing)
+        left_ms = await self._call_async(
+            lambda: self._book_async(key, args), lambda: self._book_sync(key, args)
+        )
+        return None if left_ms is None else max(0.0, left_ms / 1000.0)
+
+    def book_pace_sync(
+        self, scope: str, wait: float, spacing: tuple[tuple[str, float], ...]
+    ) -> float | None:
+        """`book_pace` for sync callers."""
+        self.require_sync()
+        key, args = self._pace_args(scope, wait, spacing)
+        left_ms = self._call_sync(lambda: self._book_sync(key, args))
+        return None if left_ms is None else max(0.0, left_ms / 1000.0)
+
+    @staticmethod
+    def _pace_args(
+        scope: str, wait: float, spacing: tuple[tuple[str, float], ...]
+    ) -> tuple[str, list[str | int]]:
+        args: list[str | int] = [max(0, math.ceil(wait * 1000.0))]
+        for name, seconds in spacing:
+            args += [name, max(0, math.ceil(seconds * 1000.0))]
+        return f"retry_transport:pace:{scope}", args
+
+    async def _book_async(self, key: str, args: list[str | int]) -> int:
+        return int(await self._async_book(keys=[key], args=args))
+
+    def _book_sync(self, key: str, args: list[str | int]) -> int:
+        return int(self._sync_book(keys=[key], args=args))
 
     def close(self) -> None:
         """Release the private connection pool made for a sync client.
@@ -366,8 +426,14 @@ class RedisLimiter(SharedLimiter):
         timeout: seconds each Redis call may take before it counts as a failure (from sync
             code, the private pool's socket timeout: for connecting and for each reply).
         retry_interval: seconds to leave Redis alone after a failure.
+        rate: a declared `RateLimit` for every attempt through this limiter (per process).
+        pacing: pace from the providers' rate-limit headers and adapt where none come; a 429
+            or overload then blocks its scope (origin, key fingerprint, model) fleet-wide.
         clock: monotonic time in seconds.
         random: uniform random numbers in [0, 1), used for the release jitter.
+        fingerprint_key: the key of the credential fingerprints; None: one derived from
+            ``name``, so that replicas agree (pass a secret of your own to make fingerprints
+            unguessable outside the fleet).
 
     Raises:
         TypeError: ``redis_client`` is neither kind of client, or a sync client on a Sentinel
@@ -387,8 +453,11 @@ class RedisLimiter(SharedLimiter):
         max_concurrency: int | None = None,
         timeout: float = 0.1,
         retry_interval: float = 5.0,
+        rate: RateLimit | None = None,
+        pacing: bool = True,
         clock: Callable[[], float] = time.monotonic,
         random: Callable[[], float] = _random.random,
+        fingerprint_key: bytes | None = None,
     ) -> None:
         check_type("RedisLimiter", "name", name, str)
         if not name:
@@ -406,8 +475,48 @@ class RedisLimiter(SharedLimiter):
         )
         self._redis_store = store
         super().__init__(
-            budget, max_concurrency, store=store, scope=name, clock=clock, random=random
+            budget,
+            max_concurrency,
+            store=store,
+            scope=name,
+            rate=rate,
+            pacing=pacing,
+            clock=clock,
+            random=random,
+            # Every replica must fingerprint a key alike, or they would not share its scope.
+            fingerprint_key=default_fingerprint_key(name)
+            if fingerprint_key is None
+            else fingerprint_key,
         )
+
+    async def _share_pace(self, ticket: Ticket, wait: float, left: float | None) -> float:
+        """Book the attempt in its scope's fleet-wide pace too: N replicas reading the same
+        headers together keep one pace, not N. Redis down: the local booking stands."""
+        booking = ticket.booking
+        assert booking is not None
+        shared = await self._redis_store.book_pace(ticket.keys[0], wait, booking.spacing)
+        return self._adopt(ticket, wait, shared, left)
+
+    def _share_pace_sync(self, ticket: Ticket, wait: float, left: float | None) -> float:
+        """`_share_pace` for synchronous callers."""
+        booking = ticket.booking
+        assert booking is not None
+        shared = self._redis_store.book_pace_sync(ticket.keys[0], wait, booking.spacing)
+        return self._adopt(ticket, wait, shared, left)
+
+    def _adopt(
+        self, ticket: Ticket, wait: float, shared: float | None, left: float | None
+    ) -> float:
+        if shared is None or shared <= wait:
+            return wait
+        if left is not None and shared >= left:
+            ticket.booking = None
+            return math.inf
+        booking = ticket.booking
+        assert booking is not None
+        ticket.booking = dataclasses.replace(booking, at=booking.at + (shared - wait))
+        ticket.paced += shared - wait
+        return shared
 
     @property
     def name(self) -> str:

@@ -50,6 +50,8 @@ RULES: tuple[tuple[str, str], ...] = (
     (r"\baclose\b", "close"),
     (r"\blimiter\.gate\(", "limiter.gate_sync("),
     (r"\blimiter\.block\(", "limiter.block_sync("),
+    (r"\bticket\.gate\(", "ticket.gate_sync("),
+    (r"\bticket\.block\(", "ticket.block_sync("),
     (r"\basync_(\w+)", r"sync_\1"),
     (r"\b_is_async = True\b", "_is_async = False"),
     (r"\b_replay_async\b", "_replay_sync"),

@@ -115,6 +115,7 @@ def run_machine(
     random: Callable[[], float] = lambda: 0.5,
     wall_clock: float = 1_700_000_000.0,
     chunk_size: int = 1 << 20,
+    path: str = "/v1/chat/completions",
 ) -> Run:
     """Drive a machine through ``steps`` (one per Send) and return what it did."""
     clock = clock or FakeClock()
@@ -122,12 +123,13 @@ def run_machine(
     machine = RetryMachine(
         policy or RetryPolicy(),
         method=method,
-        url="https://api.example.com/v1/chat/completions",
+        url="https://api.example.com" + path,
         idempotency_key=idempotency_key,
         replayable=replayable,
         clock=clock,
         wall_clock=lambda: wall_clock,
         random=random,
+        path=path,
     )
     pending = list(steps)
     actions: list[Action] = []

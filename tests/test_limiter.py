@@ -31,11 +31,14 @@ def make_limiter(
     clock: FakeClock | None = None,
     jitter: float = 0.0,
 ) -> SharedLimiter:
-    return SharedLimiter(budget, max_concurrency, clock=clock or FakeClock(), random=lambda: jitter)
+    # Pacing off: these are the block, budget and slot semantics (pacing: test_pacing_limiter).
+    return SharedLimiter(
+        budget, max_concurrency, clock=clock or FakeClock(), random=lambda: jitter, pacing=False
+    )
 
 
 def test_shared_limiter_satisfies_the_limiter_protocol() -> None:
-    limiter: Limiter = SharedLimiter()
+    limiter: Limiter = SharedLimiter(pacing=False)
     assert limiter.try_admit()
 
 
@@ -467,7 +470,7 @@ def test_other_invalid_arguments_are_refused_naming_them(
 
 
 def test_a_block_extended_while_its_end_is_being_noted_still_holds() -> None:
-    limiter = SharedLimiter(clock=FakeClock(1001.0), random=lambda: 0.0)
+    limiter = SharedLimiter(clock=FakeClock(1001.0), random=lambda: 0.0, pacing=False)
     real_lock = threading.Lock()
 
     class ExtendedFirst:

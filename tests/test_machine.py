@@ -288,7 +288,7 @@ def test_stream_error_before_content_is_retried() -> None:
 
 
 def test_stream_error_after_message_start_and_ping_is_retried() -> None:
-    run = run_machine([sse(START, PING, OVERLOADED), sse(START, PING)])
+    run = run_machine([sse(START, PING, OVERLOADED), sse(START, PING, DELTA)])
     assert run.sends == 2
 
 

@@ -131,6 +131,8 @@ def test_each_retry_logs_one_info_record_with_structured_fields(
         "retry_status": 503,
         "retry_exception": None,
         "retry_blocked_for": pytest.approx(1.0),  # a congestion retry blocks for its wait
+        "retry_cause": first["retry_reason"],
+        "retry_paced": 0.0,
     }
     assert isinstance(first["retry_reason"], str)
     assert first["retry_reason"]

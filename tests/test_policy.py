@@ -22,6 +22,18 @@ def test_defaults_match_the_contract() -> None:
     assert policy.peek_limit == 65536
     assert policy.unclassified_400_attempts == 3
     assert policy.give_up_header is True
+    assert policy.first_content_timeout == 120.0
+    assert policy.stateful_paths == ()
+
+
+def test_first_content_timeout_can_be_turned_off() -> None:
+    assert RetryPolicy(first_content_timeout=None).first_content_timeout is None
+    assert RetryPolicy(first_content_timeout=2).first_content_timeout == 2
+
+
+def test_stateful_paths_are_kept_as_a_tuple() -> None:
+    policy = RetryPolicy(stateful_paths=["jobs", "a/*/b"])  # type: ignore[arg-type]
+    assert policy.stateful_paths == ("jobs", "a/*/b")
 
 
 def test_policy_is_frozen() -> None:
@@ -52,6 +64,15 @@ def test_policy_is_frozen() -> None:
         ("give_up_header", 1),
         ("retry_read_errors", None),
         ("idempotent_methods", "GET"),
+        ("first_content_timeout", 0),
+        ("first_content_timeout", -1.0),
+        ("first_content_timeout", math.nan),
+        ("first_content_timeout", "30"),
+        ("first_content_timeout", True),
+        ("stateful_paths", "files"),
+        ("stateful_paths", ["ok", 3]),
+        ("stateful_paths", ["/"]),
+        ("stateful_paths", None),
     ],
 )
 def test_invalid_policy_value_raises_value_error_naming_the_field(

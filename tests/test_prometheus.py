@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 import httpx
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 
-from retry_transport import RetryPolicy, RetryTransport, SyncRetryTransport
+from retry_transport import RetryEvent, RetryPolicy, RetryTransport, SyncRetryTransport
 from retry_transport.prometheus import PrometheusHook
 from retry_transport.testing import ScriptedTransport, Step
 
@@ -147,6 +148,47 @@ def test_importing_the_package_never_imports_this_module_or_prometheus_client() 
     assert done.stdout.split("\n")[:2] == ["[]", "True"]
 
 
+def test_stalls_and_truncations_before_content_are_counted_apart() -> None:
+    registry = CollectorRegistry()
+    hook = PrometheusHook(registry=registry)
+    sse: dict[str, str] = {"content-type": "text/event-stream"}
+    start = b'event: message_start\ndata: {"type":"message_start"}\n\n'
+    whole = start + b'event: content_block_delta\ndata: {"type":"content_block_delta"}\n\n'
+    sleeps = Sleeps()
+    replies = iter([httpx.ReadTimeout("slow"), None, None])
+    bodies = [start, start, whole + b'event: message_stop\ndata: {"type":"message_stop"}\n\n']
+
+    class Body(httpx.SyncByteStream):
+        def __init__(self, body: bytes, error: Exception | None) -> None:
+            self.body, self.error = body, error
+
+        def __iter__(self) -> Any:
+            yield self.body
+            if self.error is not None:
+                raise self.error
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers=sse, stream=Body(bodies.pop(0), next(replies)))
+
+    events: list[RetryEvent] = []
+    transport = SyncRetryTransport(
+        httpx.MockTransport(handler),
+        policy=POLICY,
+        sleep=sleeps.sync,
+        clock=sleeps.clock,
+        hooks=[hook, events.append],
+    )
+    with httpx.Client(transport=transport) as http:
+        assert http.post("http://s.test/v1/messages").status_code == 200
+    assert [e.cause for e in events] == [
+        "stream stalled before its first content",
+        "stream truncated before its first content",
+    ]
+    for kind in ("stall", "truncation"):
+        labels = {"host": "s.test", "kind": kind, "name": ""}
+        assert registry.get_sample_value("retry_transport_stream_failures_total", labels) == 1
+
+
 def test_the_transport_name_is_a_label_of_every_metric() -> None:
     registry = CollectorRegistry()
     hook = PrometheusHook(registry=registry, clock=lambda: 100.0)
@@ -166,3 +208,37 @@ def test_the_transport_name_is_a_label_of_every_metric() -> None:
     assert value(registry, retries, host="api.test", verdict="congestion") is None
     blocked = "retry_transport_blocked_seconds"
     assert value(registry, blocked, host="api.test", transport="nim") == 3.0
+
+
+def test_watched_limiters_show_headroom_per_origin_and_model_never_the_key() -> None:
+    from retry_transport import SharedLimiter
+
+    registry = CollectorRegistry()
+    hook = PrometheusHook(registry=registry)
+    limiter = SharedLimiter()
+    hook.watch(limiter)
+    hook.watch(SharedLimiter())  # a second limiter: one collector reads both
+    headers = [
+        ("x-ratelimit-limit-requests", "60"),
+        ("x-ratelimit-remaining-requests", "42"),
+        ("x-ratelimit-reset-requests", "18s"),
+    ]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers=headers, json={})
+
+    transport = SyncRetryTransport(httpx.MockTransport(answer), limiter=limiter)
+    with httpx.Client(transport=transport) as http:
+        for key in ("sk-one", "sk-two"):
+            http.post(
+                "https://api.test/v1/chat/completions",
+                json={"model": "gpt-x"},
+                headers={"authorization": f"Bearer {key}"},
+            )
+    labels = {"origin": "https://api.test", "model": "gpt-x", "dimension": "requests"}
+    assert registry.get_sample_value("retry_transport_headroom", labels) == 42.0
+    assert registry.get_sample_value("retry_transport_pace", labels) == pytest.approx(1.0)
+    text = generate_latest(registry).decode()
+    assert "sk-one" not in text
+    assert "sk-two" not in text
+    assert "key=" not in text

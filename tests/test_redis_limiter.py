@@ -67,9 +67,13 @@ async def close_client(client: Client) -> None:
 async def replicas(
     server: RedisServer, kind: str, clocks: list[FakeClock], **kwargs: Any
 ) -> AsyncIterator[list[RedisLimiter]]:
-    """One RedisLimiter per clock, each with its own client (as separate replicas would be)."""
+    """One RedisLimiter per clock, each with its own client (as separate replicas would be).
+
+    Pacing off unless asked for: these tests are of the limiter-wide block and Redis failures.
+    """
     kwargs.setdefault("name", unique_name())
     kwargs.setdefault("random", lambda: 0.0)
+    kwargs.setdefault("pacing", False)
     clients = [make_client(server, kind) for _ in clocks]
     limiters = [RedisLimiter(c, clock=k, **kwargs) for c, k in zip(clients, clocks, strict=True)]
     try:
@@ -87,6 +91,7 @@ def sync_replicas(
 ) -> Iterator[list[RedisLimiter]]:
     kwargs.setdefault("name", unique_name())
     kwargs.setdefault("random", lambda: 0.0)
+    kwargs.setdefault("pacing", False)
     clients = [redis.Redis.from_url(server.url) for _ in clocks]
     limiters = [RedisLimiter(c, clock=k, **kwargs) for c, k in zip(clients, clocks, strict=True)]
     try:

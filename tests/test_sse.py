@@ -325,3 +325,26 @@ def test_feeding_preamble_past_the_limit_yields_content(limit: int, chunk: int) 
     stream = b": keep-alive\n\nevent: ping\ndata: {}\n\n" * (limit // 10 + 2)
     assert len(stream) > limit
     assert scan(stream, chunk=chunk, limit=limit).kind is ScanKind.CONTENT
+
+
+def test_an_error_event_of_a_session_stream_is_content_not_a_failed_start() -> None:
+    # The openai Agents session stream: a turn's in-band error, then more session events.
+    error = _event(
+        {
+            "type": "error",
+            "event_id": "evt_1",
+            "session_id": "sess_1",
+            "error": {"type": "invalid_request_error", "message": "turn failed"},
+        },
+        "error",
+    )
+    idle = _event({"type": "agent.session.idle", "session_id": "sess_1"}, "agent.session.idle")
+    for events in (error + idle, error.replace(b"event: error\n", b"") + idle):
+        scanner = PreambleScanner(LIMIT)
+        assert scanner.feed(events) == ScanResult(ScanKind.CONTENT)
+
+
+def test_an_error_event_with_an_unreadable_payload_is_still_an_error() -> None:
+    scanner = PreambleScanner(LIMIT)
+    result = scanner.feed(b"event: error\ndata: upstream exploded\n\n")
+    assert result == ScanResult(ScanKind.ERROR, b"upstream exploded", "error")

@@ -236,6 +236,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "have acted on them already)",
     )
     retry.add_argument(
+        "--first-content-timeout",
+        type=_positive,
+        default=policy.first_content_timeout,
+        metavar="SECONDS",
+        help="per attempt, the longest wait for a 200 event stream's first content; a stall "
+        "past it is retried (%(default)s)",
+    )
+    retry.add_argument(
+        "--no-first-content-timeout",
+        action="store_true",
+        help="wait for a stream's first content as long as the read timeout allows",
+    )
+    retry.add_argument(
         "--no-peek-sse",
         action="store_true",
         help="do not hold a stream's preamble to retry an error before its first content",
@@ -320,6 +333,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="client connections open at once; one more is answered 503 and closed (%(default)s)",
     )
     serving.add_argument(
+        "--workers",
+        type=_count,
+        default=defaults.workers,
+        metavar="N",
+        help="processes serving the one port, to use more cores; they share the 429 block "
+        "only through --redis (%(default)s)",
+    )
+    serving.add_argument(
         "--grace",
         type=_whole,
         default=defaults.grace,
@@ -373,6 +394,9 @@ def settings_from_args(
         deadline=args.deadline,
         peek_sse=not args.no_peek_sse,
         peek_limit=args.peek_limit,
+        first_content_timeout=(
+            None if args.no_first_content_timeout else args.first_content_timeout
+        ),
         unclassified_400_attempts=args.unclassified_400_attempts,
         retry_read_errors=args.retry_read_errors,
     )
@@ -390,6 +414,7 @@ def settings_from_args(
         redis_password=password,
         grace=args.grace,
         log_level=args.log_level,
+        workers=args.workers,
         header_timeout=args.header_timeout,
         body_timeout=args.body_timeout or None,
         max_connections=args.max_connections,

@@ -44,10 +44,11 @@ SSE = (("content-type", "text/event-stream"),)
 PREAMBLE = (
     b'event: message_start\ndata: {"type":"message_start","message":{"id":"m","content":[]}}\n\n'
 )
-DELTA = (
+DELTA = (  # content, then the end of the message: a complete answer
     b"event: content_block_delta\n"
     b'data: {"type":"content_block_delta","index":0,'
     b'"delta":{"type":"text_delta","text":"hi"}}\n\n'
+    b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
 )
 OVERLOADED = (
     b"event: error\n"
@@ -278,17 +279,41 @@ async def test_connection_lost_mid_success_body_reaches_the_caller_unretried(
     assert sleeps.waits == []
 
 
-async def test_stream_lost_before_content_is_not_resent_for_a_post_without_a_key(
+async def test_stream_lost_before_content_is_resent_for_an_inference_post(
     flavour: str, upstream: Upstream
 ) -> None:
     upstream.script(
-        "/s", Reply(200, headers=SSE, chunks=[PREAMBLE, PREAMBLE], fault="drop_mid_body")
+        "/s",
+        Reply(200, headers=SSE, chunks=[PREAMBLE, PREAMBLE], fault="drop_mid_body"),
+        Reply(200, headers=SSE, chunks=[PREAMBLE, DELTA]),
+    )
+    transport, _ = make_async(flavour)
+    async with async_client(transport, upstream) as client:
+        response = await client.post("/s", content=b"{}")
+    assert response.content == PREAMBLE + DELTA
+    assert upstream.count("/s") == 2
+    assert response.extensions["retry_history"][0].reason == (
+        "stream truncated before its first content"
+    )
+    assert in_flight(transport.transport) == 0
+
+
+async def test_stream_lost_before_content_surfaces_from_iteration_when_not_resent(
+    flavour: str, upstream: Upstream
+) -> None:
+    path = "/v1/threads/runs"  # creates server-side state: not re-sent without a key
+    upstream.script(
+        path, Reply(200, headers=SSE, chunks=[PREAMBLE, PREAMBLE], fault="drop_mid_body")
     )
     transport, sleeps = make_async(flavour)
     async with async_client(transport, upstream) as client:
+        request = client.build_request("POST", path, content=b"{}")
+        response = await client.send(request, stream=True)  # the 200 comes back, as unwrapped
+        assert response.status_code == 200
         with pytest.raises(exc(flavour, "RemoteProtocolError")):
-            await client.post("/s", content=b"{}")
-    assert upstream.count("/s") == 1
+            await response.aread()
+        await response.aclose()
+    assert upstream.count(path) == 1
     assert sleeps.waits == []
     assert in_flight(transport.transport) == 0
 
@@ -500,7 +525,10 @@ RETRY_AFTER_CASES: list[tuple[str, tuple[tuple[str, str], ...], bytes, list[floa
     ("infinity", (("retry-after", "inf"),), b"", BACKOFF),
     ("non-ascii digit", (("retry-after", "\xb2"),), b"", BACKOFF),
     ("non-ascii space", (("retry-after", "5\xa0"),), b"", BACKOFF),
-    ("overlong", (("retry-after", "1" * 70),), b"", BACKOFF),
+    ("overlong", (("retry-after", "1" * 70 + "s"),), b"", BACKOFF),
+    ("21 digits", (("retry-after", "9" * 21),), b"", RETURNED_AT_ONCE),
+    ("70 digits", (("retry-after", "1" * 70),), b"", RETURNED_AT_ONCE),
+    ("400 digits of ms", (("retry-after-ms", "9" * 400),), b"", RETURNED_AT_ONCE),
     ("two values", (("retry-after", "1"), ("retry-after", "3600")), b"", BACKOFF),
     ("year 10000", (("retry-after", "Fri, 31 Dec 10000 23:59:59 GMT"),), b"", BACKOFF),
     ("bad zone", (("retry-after", "Fri, 31 Dec 2100 23:59:59 +9999"),), b"", BACKOFF),
@@ -1041,7 +1069,9 @@ async def test_a_pool_of_one_survives_a_thousand_retried_requests(
 ) -> None:
     one_retry_each(upstream, POOL_ROUNDS)
     sleeps = Sleeps()
-    limiter = SharedLimiter(budget=None, clock=sleeps.clock)
+    # Pacing off: the 503s would otherwise slow the origin's rate, adding pacing waits to
+    # the one backoff per round counted below.
+    limiter = SharedLimiter(budget=None, clock=sleeps.clock, pacing=False)
     module = lib(flavour)
     limits = module.Limits(max_connections=1, max_keepalive_connections=1)
     transport, _ = make_async(flavour, limiter=limiter, sleeps=sleeps, limits=limits)

@@ -36,7 +36,9 @@ from retry_transport.testing.upstream import (
     anthropic_stream_error,
     openai_chat,
     openai_chat_stream_error,
+    stream_reply,
 )
+from retry_transport.testing.upstream.streams import STREAM_PATHS, StreamProtocol
 
 from ..proxy_helpers import Gate, Sidecar, SidecarProcess, Trickle, settings_for
 
@@ -309,7 +311,7 @@ async def test_an_sdk_sees_the_final_error_once_without_retrying_it(upstream: Up
 
 
 @pytest.mark.anyio
-async def test_a_429_with_retry_after_holds_every_client_until_it_lifts(
+async def test_a_429_with_retry_after_holds_every_client_of_its_scope_until_it_lifts(
     upstream: Upstream,
 ) -> None:
     retry_after = 1.0
@@ -334,9 +336,13 @@ async def test_a_429_with_retry_after_holds_every_client_until_it_lifts(
     first, *later = upstream.received()
     assert first.path == "/v1/messages"
     assert len(later) == 3
-    # The block started once the 429 was read, after `first` arrived: nothing may come sooner.
-    assert all(record.at >= first.at + retry_after for record in later), [
-        record.at - first.at for record in later
+    # The block started once the 429 was read, after `first` arrived: nothing of its scope
+    # (the same key and model) may come sooner. The OpenAI client's key and model are another
+    # scope, which a 429 for this one does not hold.
+    same_scope = [record for record in later if record.path == "/v1/messages"]
+    assert len(same_scope) == 2
+    assert all(record.at >= first.at + retry_after for record in same_scope), [
+        record.at - first.at for record in same_scope
     ]
 
 
@@ -767,3 +773,77 @@ def _accepts(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+# -- the stream guard through the sidecar -----------------------------------------------------
+
+
+def test_the_first_content_timeout_is_an_option() -> None:
+    assert settings_for("--upstream", "http://u.test").policy.first_content_timeout == 120.0
+    chosen = settings_for("--upstream", "http://u.test", "--first-content-timeout", "30")
+    assert chosen.policy.first_content_timeout == 30.0
+    off = settings_for("--upstream", "http://u.test", "--no-first-content-timeout")
+    assert off.policy.first_content_timeout is None
+
+
+def test_a_bad_first_content_timeout_exits_2_naming_the_option(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["proxy", "--upstream", "http://u.test", "--first-content-timeout", "0"])
+    assert exited.value.code == 2
+    assert "--first-content-timeout" in capsys.readouterr().err
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("protocol", ["anthropic", "openai_chat", "openai_responses", "gemini"])
+async def test_a_stream_cut_mid_answer_is_relayed_as_an_aborted_response(
+    protocol: StreamProtocol, upstream: Upstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "retry_transport")
+    cut = stream_reply(protocol, fault="cut_mid_answer")
+    upstream.script(STREAM_PATHS[protocol], cut)
+    assert isinstance(cut.chunks, tuple)
+    received: list[bytes] = []
+    with Sidecar("--upstream", upstream.url) as sidecar:
+        async with (
+            httpx.AsyncClient() as client,
+            client.stream("POST", sidecar.url + STREAM_PATHS[protocol], json={}) as response,
+        ):
+            assert response.status_code == 200
+            # The connection is cut without the chunked terminator: a protocol error for the
+            # client, never a clean end of a shortened answer.
+            with pytest.raises(httpx.RemoteProtocolError):  # noqa: PT012
+                async for chunk in response.aiter_raw():
+                    received.append(chunk)
+    assert b"".join(received) == b"".join(cut.chunks)
+    assert logged(caplog, "StreamTruncated")
+    assert upstream.count(STREAM_PATHS[protocol]) == 1
+
+
+@pytest.mark.anyio
+async def test_a_whole_stream_still_ends_cleanly_through_the_sidecar(upstream: Upstream) -> None:
+    whole = stream_reply("openai_chat", done=False, usage=True)
+    upstream.script(STREAM_PATHS["openai_chat"], whole)
+    assert isinstance(whole.chunks, tuple)
+    with Sidecar("--upstream", upstream.url) as sidecar:
+        async with httpx.AsyncClient() as client:
+            response = await client.post(sidecar.url + STREAM_PATHS["openai_chat"], json={})
+    assert response.content == b"".join(whole.chunks)
+
+
+@pytest.mark.anyio
+async def test_a_stall_before_content_is_retried_by_the_sidecar(upstream: Upstream) -> None:
+    # The sidecar's transport runs on real time: a short deadline (0.2 s) stands for the
+    # default; nothing here measures time, it only checks that the stall was retried.
+    whole = stream_reply("anthropic")
+    assert isinstance(whole.chunks, tuple)
+    upstream.script(
+        STREAM_PATHS["anthropic"], stream_reply("anthropic", fault="stall_after_headers"), whole
+    )
+    with Sidecar("--upstream", upstream.url, "--first-content-timeout", "0.2") as sidecar:
+        async with httpx.AsyncClient(timeout=10.0) as client:
+            response = await client.post(sidecar.url + STREAM_PATHS["anthropic"], json={})
+    assert response.content == b"".join(whole.chunks)
+    assert upstream.count(STREAM_PATHS["anthropic"]) == 2
+    upstream.wait_stalled(1, ended=True)  # the stalled attempt's connection was closed

@@ -160,7 +160,8 @@ def test_a_429_in_one_process_holds_every_process_until_it_lifts(
         go(leader)
         upstream.wait_received(1, LIMITED, timeout=10)
         deadline = time.monotonic() + 5.0
-        while int(raw.pttl(f"retry_transport:block:{name}")) <= 0:
+        # The block is on the request's scope: this limiter's name, the origin, no key, no model.
+        while not raw.keys(f"retry_transport:block:{name}|*"):
             assert time.monotonic() < deadline, "the leader never set the block"
             time.sleep(0.001)
         released_at = time.monotonic()

@@ -1,0 +1,323 @@
+"""The pacing desk of a limiter: scopes, tickets and the pacer, with no I/O.
+
+A `Ticket` follows one logical request through its attempts: its scope, its estimated cost,
+the booking of the attempt about to be sent, and what the last answer said. The `Desk` turns
+requests into tickets, books attempts with the `Pacer`, learns each answer's rate-limit
+headers and keeps the per-scope blocks' local record. The limiter holds it and does the I/O
+(a store elsewhere) around it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ._pacing import Pacer, RateLimit, Reservation, ScopeHeadroom
+from ._ratelimit_headers import parse_headroom, rate_limit_pairs
+from ._scope import CostEstimate, Fingerprinter, Scope, estimate_cost, scope_of
+
+__all__ = ["Desk", "Ticket"]
+
+# Statuses whose congestion belongs to the key and model (rate limits, per-model overload);
+# any other congestion (a 5xx outage) slows the whole origin.
+_SCOPED_STATUSES = frozenset({429, 529})
+_MAX_BLOCKS = 4096
+_MAX_POLLS = 40  # looks (of 50 ms) a request gives a new origin's first attempt to answer
+_SCAN_EVERY = 16  # while nothing paces, one success in this many is scanned for headers
+
+
+class Ticket:
+    """One logical request as the limiter's pacing sees it."""
+
+    __slots__ = (
+        "booking",
+        "cost",
+        "keys",
+        "origin_key",
+        "paced",
+        "paced_by",
+        "polls",
+        "scope",
+        "scopes",
+        "sent_at",
+        "seq",
+        "status",
+    )
+
+    def __init__(self, scope: Scope, cost: CostEstimate, prefix: str) -> None:
+        self.scope = scope
+        self.scopes = (scope, scope.origin_scope)
+        self.cost = cost
+        self.keys = (
+            f"{prefix}|{scope.origin}|{scope.key}|{scope.model}",
+            f"{prefix}|{scope.origin}",
+        )
+        self.origin_key = self.keys[1]
+        self.booking: Reservation | None = None
+        self.paced = 0.0  # seconds waited for pacing before the current attempt
+        self.paced_by = ""
+        self.sent_at = -math.inf
+        self.seq = 0  # the booking of the attempt last sent
+        self.polls = 0  # looks while another attempt probed a new origin
+        self.status: int | None = None
+
+
+def _origin(url: Any) -> str:
+    port = url.port
+    host = url.host
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{url.scheme}://{host}{'' if port is None else f':{port}'}"
+
+
+def _body(request: Any) -> bytes | None:
+    try:
+        body = request.content
+    except Exception:  # a streamed body not read: no model, no token estimate from it
+        return None
+    return body if isinstance(body, bytes) else None
+
+
+def _raw_headers(headers: Any) -> list[tuple[bytes, bytes, bytes]]:
+    raw = getattr(headers, "_list", None)
+    if raw is not None:
+        return list(raw)
+    return [
+        (k.encode("latin-1"), k.lower().encode("latin-1"), v.encode("latin-1"))
+        for k, v in headers.items()
+    ]
+
+
+class Desk:
+    """Pacing state of one limiter. Thread-safe: every change is made under one lock.
+
+    Args:
+        rate: the declared limit, or None.
+        headers: pace from the providers' rate-limit headers (and adapt where none come).
+        prefix: the limiter's scope name, put in front of every scope's store key.
+        clock: monotonic time; wall_clock: POSIX time (for RFC 3339 resets).
+        fingerprint_key: the key of the credential fingerprints (None: a random one).
+    """
+
+    def __init__(
+        self,
+        rate: RateLimit | None,
+        *,
+        headers: bool,
+        prefix: str,
+        clock: Callable[[], float],
+        wall_clock: Callable[[], float],
+        fingerprint_key: bytes | None = None,
+    ) -> None:
+        self._pacer = Pacer(rate, headers=headers)
+        self._headers = headers
+        self._prefix = prefix
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._fingerprint = Fingerprinter(fingerprint_key)
+        self._lock = threading.Lock()
+        self._blocks: dict[str, float] = {}
+        self.countdown = 0  # successes on the fast path until the next header scan
+        # Until the first request has been answered, every request takes the slow path: the
+        # first one may tell the headroom, and the others wait a moment for it.
+        self.busy = headers or rate is not None
+        self.blocked_until = -math.inf  # the latest end of any scope's block
+        self.blocking = False  # a scope's block was recorded and has not been seen to end
+
+    @property
+    def pacer(self) -> Pacer:
+        """The pure pacing state (for tests and metrics)."""
+        return self._pacer
+
+    def done(self, ticket: Ticket) -> None:
+        """The ticket's request is over: if its attempt was never answered (cancelled), stop
+        holding others for it."""
+        if ticket.sent_at > -math.inf and ticket.status is None and self._headers:
+            self.answered(ticket)
+
+    def answered(self, ticket: Ticket) -> None:
+        """The ticket's attempt ended without an answer (an exception): its origin is known."""
+        with self._lock:
+            self._pacer.answered(ticket.scope.origin)
+            self.busy = not self._pacer.idle
+
+    def ticket(self, request: Any) -> Ticket:
+        """The ticket of one logical request."""
+        url = request.url
+        body = _body(request)
+        query_key = b""
+        query = url.query
+        if query and b"key=" in query:
+            for part in query.split(b"&"):
+                if part.startswith(b"key="):
+                    query_key = part[4:]
+        scope = scope_of(
+            _origin(url),
+            url.raw_path,
+            _raw_headers(request.headers),
+            body,
+            self._fingerprint,
+            query_key,
+        )
+        return Ticket(scope, estimate_cost(body), self._prefix)
+
+    # -- blocks per scope -----------------------------------------------------------------
+
+    def block_wait(self, ticket: Ticket) -> float:
+        """Seconds left of the block on the ticket's scope, or (for a retry) its origin."""
+        now = self._clock()
+        if now >= self.blocked_until:
+            return 0.0
+        blocks = self._blocks
+        until = blocks.get(ticket.keys[0], -math.inf)
+        if ticket.sent_at > -math.inf:
+            # An origin's block (an outage) holds retries; first attempts still go, each
+            # answered at once, as the retry budget caps what the outage costs upstream.
+            until = max(until, blocks.get(ticket.keys[1], -math.inf))
+        return max(0.0, until - now)
+
+    def note_any_block(self, left: float | None) -> None:
+        """Learn that some scope of the fleet is blocked for ``left`` seconds: shown by
+        `SharedLimiter.blocked_for`, holding no request (only its own scope's block does)."""
+        if left is None or not 0.0 < left < math.inf:
+            return
+        with self._lock:
+            until = self._clock() + left
+            if until > self.blocked_until:
+                self.blocked_until = until
+                self.blocking = True
+
+    def block_over(self) -> bool:
+        """Whether every scope's block has ended (then noted, so the fast path skips this)."""
+        if self._clock() < self.blocked_until:
+            return False
+        with self._lock:
+            if self._clock() < self.blocked_until:
+                return False
+            self.blocking = False
+        return True
+
+    def block_key(self, ticket: Ticket) -> str:
+        """The store key a congestion block after the ticket's last answer belongs to."""
+        return ticket.keys[0] if ticket.status in _SCOPED_STATUSES else ticket.keys[1]
+
+    def record_block(self, key: str, seconds: float) -> None:
+        """Keep locally that ``key`` is blocked for ``seconds`` from now (only ever longer)."""
+        if not 0.0 < seconds < math.inf:
+            return
+        with self._lock:
+            now = self._clock()
+            until = now + seconds
+            blocks = self._blocks
+            if until > blocks.get(key, -math.inf):
+                blocks[key] = until
+            if until > self.blocked_until:
+                self.blocked_until = until
+            self.blocking = True
+            if len(blocks) > _MAX_BLOCKS:
+                for stale in [k for k, v in blocks.items() if v <= now]:
+                    del blocks[stale]
+                while len(blocks) > _MAX_BLOCKS:
+                    del blocks[next(iter(blocks))]
+
+    # -- pacing ---------------------------------------------------------------------------
+
+    def pace(self, ticket: Ticket, timeout: float | None) -> float:
+        """Seconds the ticket's next attempt must still wait to keep the pace (0.0: go).
+
+        The first call for an attempt books it; later calls answer what is left of the wait.
+        ``inf`` when it could not go within ``timeout`` seconds (nothing is then booked).
+        """
+        now = self._clock()
+        booking = ticket.booking
+        if booking is not None:
+            return max(0.0, booking.at - now)
+        deadline = None if timeout is None else now + timeout
+        with self._lock:
+            if ticket.sent_at > -math.inf:
+                # A retry: its first attempt has ended, so the origin has answered somehow.
+                self._pacer.answered(ticket.scope.origin)
+            patient = ticket.polls < _MAX_POLLS
+            booking = self._pacer.reserve(
+                ticket.scopes, ticket.cost, now, deadline, patient=patient
+            )
+            self.busy = not self._pacer.idle
+        if booking.booked and booking.wait < math.inf:
+            ticket.booking = booking
+        elif not booking.booked:
+            ticket.polls += 1
+        if booking.wait > 0.0 and booking.wait < math.inf:
+            ticket.paced += booking.wait
+            ticket.paced_by = booking.paced_by
+        return booking.wait
+
+    def sent(self, ticket: Ticket) -> None:
+        """The ticket's attempt is on its way: the next attempt books anew."""
+        booking = ticket.booking
+        if booking is None:
+            ticket.sent_at, ticket.seq = self._clock(), 0
+        else:
+            ticket.sent_at, ticket.seq = booking.at, booking.seq
+        ticket.booking = None
+
+    def observe(self, ticket: Ticket, response: Any) -> None:
+        """Learn what an answer to the ticket's attempt says of its scope's headroom."""
+        status = ticket.status = response.status_code
+        if not self._headers:
+            return
+        pairs = rate_limit_pairs(_raw_headers(response.headers))
+        now = self._clock()
+        with self._lock:
+            pacer = self._pacer
+            pacer.answered(ticket.scope.origin)
+            if pairs:
+                room = parse_headroom(pairs, now=now, wall_now=self._wall_clock())
+                pacer.report(ticket.scope, ticket.seq, room, now)
+            elif status not in _SCOPED_STATUSES and status < 500:
+                pacer.success(ticket.scope, now)
+                pacer.success(ticket.scope.origin_scope, now)
+            self.busy = not pacer.idle
+
+    def observe_fast(self, request: Any, response: Any) -> None:
+        """A success that took the fast path: now and then, look for rate-limit headers.
+
+        The driver counts `countdown` down on every success and calls this at zero: one scan
+        of the raw header names in `_SCAN_EVERY` responses; only a response that has such
+        headers costs a scope and a parse, and then pacing starts for its scope.
+        """
+        self.countdown = _SCAN_EVERY
+        if not self._headers:
+            return
+        raw = getattr(response.headers, "_list", None)
+        if raw is None or rate_limit_pairs(raw) is None:
+            if self.busy and not self._pacer.idle:
+                with self._lock:
+                    self._pacer.answered(self.ticket(request).scope.origin)
+                    self.busy = not self._pacer.idle
+            return
+        ticket = self.ticket(request)
+        self.observe(ticket, response)
+
+    def congestion(self, ticket: Ticket, fallback_rate: float) -> None:
+        """A congestion verdict on the ticket's last answer: after a rate limit or an overload
+        (429, 529), cut the adaptive rate of its scope."""
+        if not self._headers or ticket.status not in _SCOPED_STATUSES:
+            # An outage (a 5xx) blocks the origin, but slowing its rate as well made every
+            # caller wait far longer for the same answers: the retry budget caps its load.
+            return
+        with self._lock:
+            self._pacer.congestion(ticket.scope, self._clock(), ticket.sent_at, fallback_rate)
+            self.busy = not self._pacer.idle
+
+    def headroom(self) -> list[ScopeHeadroom]:
+        """Per-scope headroom for metrics (origin and model, never the key)."""
+        with self._lock:
+            return self._pacer.headroom()
+
+
+def default_fingerprint_key(name: str) -> bytes:
+    """The fingerprint key processes sharing a limiter ``name`` agree on."""
+    return hashlib.sha256(b"retry_transport fingerprint key\x00" + name.encode()).digest()

@@ -1,0 +1,576 @@
+"""Pacing: when each attempt may go, per scope, before the upstream has to refuse it.
+
+Pure: no I/O, no sleeping, no clock of its own (every call takes ``now``). `Pacer.reserve`
+answers how long an attempt must wait and books its cost at that moment; the driver sleeps.
+Three sources of pacing, combined (an attempt goes when all of them allow it):
+
+- **Header truth.** A provider's rate-limit headers (`parse_headroom`) tell each scope, per
+  dimension, what is left and how fast it refills. Attempts are spaced so that their
+  estimated cost is spent at the refill rate plus the surplus above a reserve spread over a
+  window: never a burst that drains the bucket, never a burst at the reset. Each new report
+  corrects the picture, so a wrong estimate of a request's cost is corrected by what the
+  provider says is left. With no report, nothing is slowed.
+- **A declared limit** (`RateLimit`): never more than ``requests`` attempts (and ``tokens``)
+  in any rolling window of ``per`` seconds, for the whole limiter.
+- **An adaptive rate** for scopes that send no headers: a congestion signal cuts the scope's
+  rate multiplicatively (to ``beta`` of what was being sent) and it grows back along a cubic
+  curve (the CUBIC congestion window, as the AWS SDKs' adaptive mode does), on the monotonic
+  clock, per scope. A scope never throttled is never slowed.
+
+Scope state is bounded: at most ``max_scopes`` scopes, least recently used dropped first, and
+a scope idle for ``idle_ttl`` seconds is forgotten.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict, deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ._ratelimit_headers import Headroom
+from ._scope import CostEstimate, Scope
+
+__all__ = ["Pacer", "RateLimit", "Reservation", "ScopeHeadroom"]
+
+DEFAULT_WINDOW = 60.0
+"""Seconds a quota is assumed to be counted over when the headers do not say (per minute)."""
+
+_PROBE_POLL = 0.05  # seconds between looks while the first attempt to an origin is out
+_MAX_PENDING = 4096  # bookings remembered per dimension awaiting a report
+_MIN_WINDOW = 1.0
+_MAX_WINDOW = 86400.0
+
+
+def _check_positive(name: str, value: object, *, integer: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, int if integer else int | float):
+        kind = "an integer" if integer else "a number"
+        raise ValueError(f"RateLimit.{name} must be {kind}, got {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"RateLimit.{name} must be finite and > 0, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """A declared client-side rate: at most ``requests`` attempts (and, if set, ``tokens``
+    estimated tokens) in any window of ``per`` seconds, retries included.
+
+    The window rolls: however the attempts arrive, no interval of ``per`` seconds ever holds
+    more than ``requests`` of them. Invalid values raise ``ValueError`` naming the field.
+    """
+
+    requests: int
+    per: float = 60.0
+    tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_positive("requests", self.requests, integer=True)
+        _check_positive("per", self.per, integer=False)
+        if self.tokens is not None:
+            _check_positive("tokens", self.tokens, integer=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """An attempt's booking: go at ``at`` (monotonic), ``wait`` seconds after it was asked.
+
+    ``wait`` is ``inf`` when the attempt cannot go before its deadline (nothing is booked).
+    ``paced_by`` names what made it wait ("headers", "declared", "adaptive", "probe"), or ""
+    when it may go at once. ``seq`` orders bookings of one scope, for matching reports to
+    them. When ``booked`` is False nothing was booked: ask again after ``wait`` (the first
+    attempt to a new origin is still out, and its answer may carry the headroom).
+    ``spacing`` is, per dimension of its own scope's header truth, the seconds this booking
+    keeps the next one back (what a fleet shares to pace as one).
+    """
+
+    wait: float
+    at: float
+    seq: int
+    paced_by: str
+    booked: bool = True
+    spacing: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeHeadroom:
+    """One dimension of one scope, for metrics: what is left and the pace it allows."""
+
+    origin: str
+    model: str
+    dimension: str
+    limit: float | None
+    remaining: float
+    pace: float
+
+
+class _Dimension:
+    """Header truth about one dimension of one scope, and the attempts booked against it.
+
+    The provider's bucket is modelled as holding ``remaining`` at ``reported_at`` and
+    refilling at ``refill`` per second up to ``limit`` (continuous), or as a fixed window
+    holding ``remaining`` until ``reset_at`` and ``limit`` again after it. Bookings made since
+    the report (``pending``) are taken off what is left until a later report covers them.
+    """
+
+    __slots__ = (
+        "continuous",
+        "hold_until",
+        "limit",
+        "pending",
+        "pending_sum",
+        "refill",
+        "remaining",
+        "reported_at",
+        "reset_at",
+        "tat",
+        "window",
+    )
+
+    def __init__(self) -> None:
+        self.limit = 0.0
+        self.remaining = 0.0
+        self.reported_at = -math.inf
+        self.reset_at: float | None = None
+        self.continuous = True
+        self.refill = 0.0  # units per second
+        self.window = DEFAULT_WINDOW
+        self.hold_until = -math.inf
+        self.tat = -math.inf  # the earliest time the next booking may go (GCRA)
+        self.pending: deque[tuple[int, float, float]] = deque()  # (seq, cost, at)
+        self.pending_sum = 0.0
+
+    def level(self, t: float) -> float:
+        """What the provider will still have at ``t``, bookings taken off."""
+        if self.continuous:
+            # Bookings drain the bucket while it refills, so the cap applies to what is left.
+            grown = self.remaining + self.refill * max(0.0, t - self.reported_at)
+            return min(self.limit, grown - self.pending_sum)
+        if self.reset_at is not None and t >= self.reset_at:
+            after = sum(cost for _, cost, at in self.pending if at >= self.reset_at)
+            return self.limit - after
+        return self.remaining - self.pending_sum
+
+    def pace(self, t: float, level: float, largest: float) -> float:
+        """Units per second to spend at ``t`` when ``level`` is left."""
+        reserve = min(0.5 * self.limit, max(0.1 * self.limit, 2.0 * largest))
+        if self.continuous:
+            return self.refill + max(0.0, level - reserve) / self.window
+        if self.reset_at is not None and t < self.reset_at:
+            spare = level - min(reserve, 0.02 * self.limit + 1.0)
+            return max(spare, 0.0) / max(self.reset_at - t, 1e-3) or self.refill
+        return self.refill
+
+    def slot(self, cost: float, at: float) -> float:
+        """The earliest time >= ``at`` at which a booking of ``cost`` fits."""
+        at = max(at, self.tat, self.hold_until)
+        cost = min(cost, self.limit)
+        short = cost - self.level(at)
+        if short <= 0.0:
+            return at
+        if self.continuous:
+            return at + short / self.refill if self.refill > 0.0 else math.inf
+        if self.reset_at is not None and at < self.reset_at:
+            return self.slot(cost, self.reset_at)
+        return at + short / self.refill if self.refill > 0.0 else math.inf
+
+    def book(self, seq: int, cost: float, at: float, largest: float) -> float:
+        """Book ``cost`` at ``at``; answer the spacing (seconds) it puts before the next."""
+        pace = self.pace(at, self.level(at), largest)
+        spacing = cost / pace if pace > 0.0 else math.inf
+        self.tat = at + spacing
+        self.pending.append((seq, cost, at))
+        self.pending_sum += cost
+        return spacing
+
+    def learn(self, room: Headroom, seq: int, now: float) -> float:
+        """Take in one report (covering the bookings up to ``seq``); answer until when it
+        holds as truth."""
+        pending = self.pending
+        while pending and (pending[0][0] <= seq or len(pending) > _MAX_PENDING):
+            self.pending_sum -= pending.popleft()[1]
+        if not pending:
+            self.pending_sum = 0.0
+        remaining = room.remaining
+        assert remaining is not None
+        previous = self.limit
+        limit = max(room.limit if room.limit is not None else previous, remaining)
+        reset_in = None if room.reset_at is None else max(0.0, room.reset_at - now)
+        self.limit = limit
+        self.remaining = remaining
+        self.reported_at = now
+        self.reset_at = room.reset_at
+        self.continuous = room.continuous
+        self.hold_until = -math.inf
+        if limit <= 0.0:
+            self.refill = 0.0
+            self.hold_until = now + (reset_in if reset_in is not None else 1.0)
+            return self.hold_until
+        if room.continuous:
+            # Whole seconds (rounded up, as providers print them): the refill read from a short
+            # reset is far too low; keep what a longer one told.
+            if room.coarse and reset_in is not None and reset_in < 1.5:
+                # Too coarse to tell: what a longer one told, else a per-minute limit.
+                refill = self.refill if self.refill > 0.0 else limit / DEFAULT_WINDOW
+            elif room.limit is not None and reset_in and remaining < limit:
+                refill = (limit - remaining) / reset_in
+            elif room.limit is None:
+                refill = limit / DEFAULT_WINDOW  # Azure: the minute's quota, spread evenly
+            elif previous == limit and self.refill > 0.0:
+                refill = self.refill  # a full bucket says nothing new about the refill
+            else:
+                refill = limit / DEFAULT_WINDOW
+            self.window = min(max(limit / refill, _MIN_WINDOW), _MAX_WINDOW)
+            self.refill = limit / self.window
+            if remaining <= 0.0 and reset_in is not None:
+                self.hold_until = now + min(reset_in, self.window)
+            return now + self.window
+        # A fixed window: what is left until the reset, all of the limit again after it.
+        self.window = room.window if room.window is not None else DEFAULT_WINDOW
+        self.refill = limit / self.window
+        if self.reset_at is None:
+            self.reset_at = now + self.window
+        return self.reset_at + self.window
+
+
+class _ScopeState:
+    __slots__ = (
+        "accepted",
+        "adaptive_tat",
+        "dims",
+        "k",
+        "largest",
+        "rate",
+        "recent",
+        "reported",
+        "seq",
+        "t_fail",
+        "truth_until",
+        "used",
+        "w_max",
+    )
+
+    def __init__(self, now: float) -> None:
+        self.dims: dict[str, _Dimension] = {}
+        self.seq = 0
+        self.reported = 0
+        self.used = now
+        self.truth_until = -math.inf
+        self.largest: dict[str, float] = {}
+        # adaptive
+        self.rate: float | None = None
+        self.w_max = 0.0
+        self.k = 0.0
+        self.t_fail = -math.inf
+        self.adaptive_tat = -math.inf
+        self.recent: deque[float] = deque(maxlen=16)
+        self.accepted: deque[float] = deque(maxlen=32)  # when answers other than 429 came
+
+    def idle(self, now: float) -> bool:
+        """Nothing left that would pace anything."""
+        return self.rate is None and not self.dims and now >= self.truth_until
+
+
+def _costs(cost: CostEstimate) -> dict[str, float]:
+    return {
+        "requests": cost.requests,
+        "tokens": cost.input_tokens + cost.output_tokens,
+        "input_tokens": cost.input_tokens,
+        "output_tokens": cost.output_tokens,
+    }
+
+
+class Pacer:
+    """Per-scope pacing state of one limiter. Not thread-safe: the limiter holds a lock.
+
+    Args:
+        rate: a declared limit for every attempt through the limiter, or None.
+        max_scopes: the most scopes remembered at once.
+        idle_ttl: seconds after which an unused scope is forgotten.
+        beta: the adaptive rate's multiplicative cut on congestion (0 < beta < 1).
+        scale: the cubic growth constant of the adaptive rate (per second cubed).
+        min_rate: the adaptive rate's floor, attempts per second.
+        headers: whether header truth paces at all.
+        probe_wait: the longest that other attempts to a new origin wait for the first
+            attempt's answer (which may tell the headroom) before going anyway.
+    """
+
+    def __init__(
+        self,
+        rate: RateLimit | None = None,
+        *,
+        max_scopes: int = 1024,
+        idle_ttl: float = 600.0,
+        beta: float = 0.7,
+        scale: float = 0.4,
+        min_rate: float = 0.5,
+        headers: bool = True,
+        probe_wait: float = 2.0,
+    ) -> None:
+        self._rate = rate
+        self._scopes: OrderedDict[Scope, _ScopeState] = OrderedDict()
+        self._max_scopes = max_scopes
+        self._idle_ttl = idle_ttl
+        self._beta = beta
+        self._scale = scale
+        self._min_rate = min_rate
+        self._headers = headers
+        self._declared: deque[tuple[float, float]] = deque()
+        self._declared_tokens = 0.0
+        self._probe_wait = probe_wait
+        self._probes: dict[str, float] = {}
+        self._answered: OrderedDict[str, None] = OrderedDict()
+
+    @property
+    def rate(self) -> RateLimit | None:
+        """The declared limit, or None."""
+        return self._rate
+
+    @property
+    def idle(self) -> bool:
+        """True when nothing could pace an attempt: no declared limit, no scope state and no
+        first attempt to a new origin out."""
+        return self._rate is None and not self._scopes and not self._probes
+
+    def answered(self, origin: str) -> None:
+        """An attempt to ``origin`` has been answered (whatever its headers said)."""
+        self._probes.pop(origin, None)
+        answered = self._answered
+        if origin not in answered:
+            answered[origin] = None
+            if len(answered) > self._max_scopes:
+                answered.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._scopes)
+
+    # -- scope bookkeeping -------------------------------------------------------------
+
+    def _state(self, scope: Scope, now: float, create: bool) -> _ScopeState | None:
+        scopes = self._scopes
+        state = scopes.get(scope)
+        if state is not None:
+            state.used = now
+            scopes.move_to_end(scope)
+        elif create:
+            state = scopes[scope] = _ScopeState(now)
+        self._evict(now)
+        return state
+
+    def _evict(self, now: float) -> None:
+        scopes = self._scopes
+        while scopes:
+            oldest, state = next(iter(scopes.items()))
+            if len(scopes) > self._max_scopes or now - state.used > self._idle_ttl:
+                del scopes[oldest]
+            else:
+                return
+
+    # -- booking -----------------------------------------------------------------------
+
+    def reserve(
+        self,
+        scopes: tuple[Scope, ...],
+        cost: CostEstimate,
+        now: float,
+        deadline: float | None,
+        *,
+        patient: bool = True,
+    ) -> Reservation:
+        """Book one attempt of ``cost`` in ``scopes`` (its own scope first, then wider ones).
+
+        Answers when it may go. Past ``deadline`` (monotonic), books nothing and answers
+        ``wait=inf``. While the first attempt to a new origin is out, a ``patient`` caller is
+        asked to look again shortly (nothing booked); an impatient one is booked at once.
+        """
+        costs = _costs(cost)
+        at = now
+        paced_by = ""
+        if self._headers and patient:
+            origin = scopes[0].origin
+            if origin not in self._answered:
+                until = self._probes.get(origin)
+                if until is None:
+                    self._probes[origin] = now + self._probe_wait
+                elif now < until:
+                    wait = min(_PROBE_POLL, until - now)
+                    if deadline is not None and now + wait >= deadline:
+                        return Reservation(math.inf, now + wait, 0, "probe", booked=False)
+                    return Reservation(wait, now + wait, 0, "probe", booked=False)
+        states = []
+        own = False
+        for index, scope in enumerate(scopes):
+            state = self._state(scope, now, create=False)
+            if state is None:
+                continue
+            own = own or index == 0
+            states.append(state)
+            for name, dim in state.dims.items():
+                spend = costs.get(name, 0.0)
+                if spend <= 0.0:
+                    continue
+                slot = dim.slot(spend, at)
+                if slot > at:
+                    at, paced_by = slot, "headers"
+            adaptive = state.rate is not None and now >= state.truth_until
+            if adaptive and state.adaptive_tat > at:
+                at, paced_by = state.adaptive_tat, "adaptive"
+        if self._rate is not None:
+            slot = self._declared_slot(at, costs["tokens"])
+            if slot > at:
+                at, paced_by = slot, "declared"
+        if deadline is not None and at >= deadline:
+            return Reservation(math.inf, at, 0, paced_by)
+        seq = 0
+        spacings: list[tuple[str, float]] = []
+        for index, state in enumerate(states):
+            state.seq += 1
+            if index == 0 and own:
+                seq = state.seq
+            for name, dim in state.dims.items():
+                spend = costs.get(name, 0.0)
+                if spend > 0.0:
+                    largest = max(state.largest.get(name, 0.0), spend)
+                    state.largest[name] = largest
+                    spacing = dim.book(state.seq, spend, at, largest)
+                    if index == 0 and own and spacing < math.inf:
+                        spacings.append((name, spacing))
+            if state.rate is not None:
+                state.adaptive_tat = at + 1.0 / self._adaptive_rate(state, at)
+            state.recent.append(at)
+        if self._rate is not None:
+            self._declared.append((at, costs["tokens"]))
+            self._declared_tokens += costs["tokens"]
+        return Reservation(at - now, at, seq, paced_by, spacing=tuple(spacings))
+
+    def _declared_slot(self, at: float, tokens: float) -> float:
+        """The earliest time >= ``at`` at which one more attempt keeps the declared limit.
+
+        Declared bookings are kept in time order (a booking never goes before an earlier
+        one), so only the window ending at the new one needs checking.
+        """
+        rate = self._rate
+        assert rate is not None
+        booked = self._declared
+        per = rate.per
+        if booked:
+            at = max(at, booked[-1][0])
+        # Forget bookings that can no longer share a window with this one or a later one.
+        while booked and booked[0][0] <= at - per:
+            self._declared_tokens -= booked.popleft()[1]
+        if len(booked) >= rate.requests:
+            at = max(at, booked[len(booked) - rate.requests][0] + per)
+        if rate.tokens is not None:
+            need = min(tokens, float(rate.tokens))
+            total = self._declared_tokens
+            for when, spent in booked:
+                if when > at - per and total + need <= rate.tokens:
+                    break
+                total -= spent
+                at = max(at, when + per)
+        return at
+
+    # -- what responses say --------------------------------------------------------------
+
+    def report(self, scope: Scope, seq: int, headroom: Mapping[str, Headroom], now: float) -> None:
+        """Learn a response's rate-limit headers (the attempt booked as ``seq`` in ``scope``).
+
+        A report older than one already learnt for the scope is ignored.
+        """
+        if not headroom or not self._headers:
+            return
+        state = self._state(scope, now, create=True)
+        assert state is not None
+        if seq and seq < state.reported:
+            return
+        if seq:
+            state.reported = seq
+        horizon = now
+        for name, room in headroom.items():
+            if room.remaining is None:
+                continue
+            dim = state.dims.get(name)
+            if dim is None:
+                dim = state.dims[name] = _Dimension()
+            horizon = max(horizon, dim.learn(room, seq, now))
+        if state.dims:
+            state.truth_until = max(state.truth_until, horizon)
+            state.rate = None  # header truth replaces the guesswork
+
+    def congestion(self, scope: Scope, now: float, sent_at: float, fallback_rate: float) -> None:
+        """A congestion signal (429, overload) for an attempt sent at ``sent_at``.
+
+        Without header truth for the scope, cuts its adaptive rate to ``beta`` of what was
+        being sent (``fallback_rate`` when this scope's own sending rate is not known yet).
+        A signal for an attempt sent before the last cut is old news and changes nothing.
+        """
+        state = self._state(scope, now, create=True)
+        assert state is not None
+        if now < state.truth_until or sent_at < state.t_fail:
+            return
+        # What the upstream accepted lately is the best guess of what it can take; what was
+        # sent (429s included) is the next best.
+        measured = self._rate_of(state.accepted, now)
+        if measured is None:
+            measured = self._measured(state, now)
+        if measured is None:
+            measured = fallback_rate
+        if state.rate is not None:
+            measured = min(measured, self._adaptive_rate(state, now))
+        elif measured < 2.0 * self._min_rate:
+            return  # a trickle is not what congests an upstream: backoff alone paces it
+        measured = max(measured, self._min_rate)
+        state.w_max = measured
+        state.rate = max(self._min_rate, measured * self._beta)
+        state.t_fail = now
+        state.k = ((state.w_max * (1.0 - self._beta)) / self._scale) ** (1.0 / 3.0)
+        # Bookings already made keep their times; later ones are spaced at the new rate.
+
+    def success(self, scope: Scope, now: float) -> None:
+        """An answer that was no congestion, for a scope under an adaptive rate."""
+        state = self._scopes.get(scope)
+        if state is not None and state.rate is not None:
+            state.accepted.append(now)
+
+    @staticmethod
+    def _rate_of(times: deque[float], now: float) -> float | None:
+        """Events per second in the last two seconds of ``times``, None with fewer than 4."""
+        while times and now - times[0] > 2.0:
+            times.popleft()
+        if len(times) < 4:
+            return None
+        return len(times) / max(now - times[0], 0.25)
+
+    @staticmethod
+    def _measured(state: _ScopeState, now: float) -> float | None:
+        """Attempts per second booked lately in the scope, or None with too few to tell."""
+        recent = state.recent
+        while recent and now - recent[0] > 2.0:
+            recent.popleft()
+        if len(recent) < 4:
+            return None
+        return len(recent) / max(now - recent[0], 0.25)
+
+    def _adaptive_rate(self, state: _ScopeState, now: float) -> float:
+        """The cubic curve: ``beta * w_max`` right after the cut, ``w_max`` at ``k`` seconds,
+        growing faster beyond."""
+        elapsed = now - state.t_fail - state.k
+        cubic = self._scale * elapsed * elapsed * elapsed + state.w_max
+        accepted = self._rate_of(state.accepted, now)
+        if accepted is not None and elapsed > 0.0:
+            # Past the old maximum, probe upward gently from what is being accepted.
+            cubic = min(cubic, 1.5 * accepted + 1.0)
+        return max(self._min_rate, cubic)
+
+    # -- metrics -------------------------------------------------------------------------
+
+    def headroom(self) -> list[ScopeHeadroom]:
+        """What every scope with header truth has left, per dimension (no credentials)."""
+        rows = []
+        for scope, state in self._scopes.items():
+            for name, dim in state.dims.items():
+                rows.append(
+                    ScopeHeadroom(
+                        scope.origin, scope.model, name, dim.limit, dim.remaining, dim.refill
+                    )
+                )
+        return rows

@@ -1,0 +1,304 @@
+"""Pacing against a loopback upstream that enforces a rate per key and model and sends the
+provider's rate-limit headers (`retry_transport.testing.upstream.ProviderRateLimit`).
+
+The upstream runs in real time with short windows (a per-minute limit played in two seconds);
+the declared-limit tests run on an injected clock.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import anyio
+import httpx
+import pytest
+import redis
+
+from retry_transport import Backoff, RateLimit, RetryPolicy, RetryTransport, SharedLimiter
+from retry_transport.redis import RedisLimiter
+from retry_transport.testing.upstream import ProviderRateLimit, Upstream
+from retry_transport.testing.upstream.ratelimit import Dialect
+
+if TYPE_CHECKING:
+    from tests.redis_fixtures import RedisServer
+
+pytest_plugins = ["tests.redis_fixtures"]
+
+pytestmark = pytest.mark.anyio
+
+KEY = "sk-pacing-test"
+WINDOW = 2.0
+CALLERS = 20
+
+
+@pytest.fixture
+def limited() -> Iterator[Upstream]:
+    with Upstream() as upstream:
+        yield upstream
+
+
+def chat(model: str = "m1", tokens: int = 8) -> dict[str, object]:
+    return {"model": model, "max_tokens": tokens, "messages": [{"role": "user", "content": "hi"}]}
+
+
+async def flood(
+    upstream: Upstream, limiter: SharedLimiter, seconds: float, path: str, model: str = "m1"
+) -> list[httpx.Response]:
+    """``CALLERS`` callers sending one request after another for ``seconds`` seconds."""
+    transport = RetryTransport(httpx.AsyncHTTPTransport(), limiter=limiter)
+    answers: list[httpx.Response] = []
+    stop_at = time.monotonic() + seconds
+    headers = {"authorization": f"Bearer {KEY}", "x-api-key": KEY}
+    async with httpx.AsyncClient(transport=transport, base_url=upstream.url) as client:
+
+        async def caller() -> None:
+            while time.monotonic() < stop_at:
+                answers.append(await client.post(path, json=chat(model), headers=headers))
+
+        with anyio.fail_after(seconds + 30):
+            async with anyio.create_task_group() as group:
+                for _ in range(CALLERS):
+                    group.start_soon(caller)
+    return answers
+
+
+@pytest.mark.parametrize(
+    ("dialect", "path"),
+    [
+        ("openai", "/v1/chat/completions"),
+        ("anthropic", "/v1/messages"),
+        ("groq", "/v1/chat/completions"),
+    ],
+)
+async def test_concurrent_callers_get_almost_no_429s_and_still_use_the_limit(
+    limited: Upstream, dialect: Dialect, path: str
+) -> None:
+    # 10 requests per second; Anthropic's resets come in whole seconds, too coarse to read a
+    # short window's refill from: its window is a real minute.
+    window = 60.0 if dialect == "anthropic" else WINDOW
+    limit = int(10 * window)
+    limited.rate_limit = ProviderRateLimit(requests=limit, window_seconds=window, dialect=dialect)
+    seconds = 4.0
+    started = time.monotonic()
+    answers = await flood(limited, SharedLimiter(), seconds, path)
+    elapsed = time.monotonic() - started
+    totals = limited.rate_limit.totals()
+    assert totals.requests > 0
+    assert totals.limited <= max(1, totals.requests // 50), totals  # at most ~2% refused
+    assert all(answer.status_code == 200 for answer in answers)
+    served = totals.requests - totals.limited
+    # The bucket starts full and refills at limit / window per second: at least that rate is
+    # used (the full bucket is spread out, not spent in a burst).
+    sustained = elapsed * limit / window
+    assert served >= 0.8 * sustained, (served, sustained)
+
+
+async def test_without_pacing_the_same_callers_are_refused_often(limited: Upstream) -> None:
+    limited.rate_limit = ProviderRateLimit(requests=20, window_seconds=WINDOW)
+    policy = RetryPolicy(max_attempts=1)
+    # The reactive limiter of before: it only acts once refused.
+    limiter = SharedLimiter(pacing=False)
+    transport = RetryTransport(httpx.AsyncHTTPTransport(), policy=policy, limiter=limiter)
+    async with (
+        httpx.AsyncClient(transport=transport, base_url=limited.url) as client,
+        anyio.create_task_group() as group,
+    ):
+        for _ in range(40):
+            group.start_soon(client.post, "/v1/chat/completions")
+    assert limited.rate_limit.totals().limited >= 15
+
+
+async def test_a_429_for_one_model_never_delays_another_models_requests(
+    limited: Upstream,
+) -> None:
+    limited.rate_limit = ProviderRateLimit(requests=1, window_seconds=30.0)
+    limiter = SharedLimiter()
+    transport = RetryTransport(
+        httpx.AsyncHTTPTransport(), limiter=limiter, policy=RetryPolicy(deadline=60.0)
+    )
+    headers = {"authorization": f"Bearer {KEY}"}
+    async with httpx.AsyncClient(transport=transport, base_url=limited.url) as client:
+        first = await client.post("/v1/chat/completions", json=chat("a"), headers=headers)
+        assert first.status_code == 200
+
+        async def spent_model() -> None:
+            await client.post("/v1/chat/completions", json=chat("a"), headers=headers)
+
+        async with anyio.create_task_group() as group:
+            # Model a is spent for 30 s: its next request is paced (or refused and blocked).
+            group.start_soon(spent_model)
+            await anyio.sleep(0.2)
+            started = time.monotonic()
+            other = await client.post("/v1/chat/completions", json=chat("b"), headers=headers)
+            took = time.monotonic() - started
+            group.cancel_scope.cancel()
+    assert other.status_code == 200
+    assert took < 1.0
+    history = other.extensions["retry_history"]
+    assert history[-1].paced == 0.0
+
+
+async def test_a_429_blocks_its_scope_not_the_other_model(limited: Upstream) -> None:
+    limited.rate_limit = ProviderRateLimit(requests=1, window_seconds=30.0, dialect="none")
+    limiter = SharedLimiter()
+    policy = RetryPolicy(max_attempts=2, congestion_backoff=Backoff(base=10.0, cap=10.0))
+    transport = RetryTransport(
+        httpx.AsyncHTTPTransport(), limiter=limiter, policy=policy, random=lambda: 0.99
+    )
+    headers = {"authorization": f"Bearer {KEY}"}
+    async with httpx.AsyncClient(transport=transport, base_url=limited.url) as client:
+        assert (
+            await client.post("/v1/chat/completions", json=chat("a"), headers=headers)
+        ).status_code == 200
+        with anyio.move_on_after(0.5):
+            await client.post("/v1/chat/completions", json=chat("a"), headers=headers)
+        assert limiter.blocked_for() > 0.0  # model a's scope is blocked
+        started = time.monotonic()
+        other = await client.post("/v1/chat/completions", json=chat("b"), headers=headers)
+        assert time.monotonic() - started < 0.5
+    assert other.status_code == 200
+
+
+class FakeTime:
+    """A clock moved by the transport's sleeps, and the send times an inner transport saw."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sent: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.mark.parametrize("requests", [1, 3])
+async def test_a_declared_rate_holds_for_every_attempt_retries_included(requests: int) -> None:
+    clock = FakeTime()
+    statuses = iter([503, 503, 200] * 20)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        clock.sent.append(clock.now)
+        clock.now += 0.01
+        return httpx.Response(next(statuses), json={})
+
+    limiter = SharedLimiter(rate=RateLimit(requests=requests, per=5.0), clock=clock)
+    transport = RetryTransport(
+        httpx.MockTransport(handler), limiter=limiter, clock=clock, sleep=clock.sleep
+    )
+    async with httpx.AsyncClient(transport=transport) as client, anyio.create_task_group() as group:
+        for _ in range(6):
+            group.start_soon(client.post, "http://up.test/v1/chat/completions")
+    assert len(clock.sent) == 18
+    for index, at in enumerate(clock.sent):
+        in_window = [t for t in clock.sent if at <= t < at + 5.0]
+        assert len(in_window) <= requests, (index, clock.sent)
+
+
+async def test_a_declared_rate_of_one_per_five_seconds_sends_no_burst() -> None:
+    """The regression of issue 14: with 1 per 5 s, the upstream saw 3 requests in 0.4 s."""
+    clock = FakeTime()
+    statuses = iter([429, 429, 200])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        clock.sent.append(clock.now)
+        return httpx.Response(next(statuses), json={"error": {"type": "rate_limit_error"}})
+
+    limiter = SharedLimiter(rate=RateLimit(requests=1, per=5.0), clock=clock)
+    transport = RetryTransport(
+        httpx.MockTransport(handler), limiter=limiter, clock=clock, sleep=clock.sleep
+    )
+    async with httpx.AsyncClient(transport=transport) as client:
+        response = await client.post("http://up.test/", content=json.dumps(chat()).encode())
+    assert response.status_code == 200
+    assert [b - a for a, b in zip(clock.sent, clock.sent[1:], strict=False)] == [
+        pytest.approx(5.0, abs=1e-6)
+    ] * 2
+    history = response.extensions["retry_history"]
+    assert history[1].paced > 0.0
+
+
+async def test_a_request_that_cannot_be_admitted_before_its_deadline_fails_at_once() -> None:
+    clock = FakeTime()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        clock.sent.append(clock.now)
+        return httpx.Response(200, json={})
+
+    limiter = SharedLimiter(rate=RateLimit(requests=1, per=60.0), clock=clock)
+    transport = RetryTransport(
+        httpx.MockTransport(handler),
+        limiter=limiter,
+        clock=clock,
+        sleep=clock.sleep,
+        policy=RetryPolicy(deadline=10.0),
+    )
+    async with httpx.AsyncClient(transport=transport) as client:
+        assert (await client.get("http://up.test/")).status_code == 200
+        with pytest.raises(httpx.PoolTimeout):
+            await client.get("http://up.test/")
+    assert clock.sent == [0.0]
+    assert clock.now == 0.0  # it did not wait for a slot it could never use
+
+
+# -- a fleet through Redis ---------------------------------------------------------------------
+
+
+async def _replica_flood(
+    upstream: Upstream, limiter: SharedLimiter, seconds: float, callers: int
+) -> None:
+    transport = RetryTransport(httpx.AsyncHTTPTransport(), limiter=limiter)
+    stop_at = time.monotonic() + seconds
+    headers = {"authorization": f"Bearer {KEY}"}
+    async with httpx.AsyncClient(transport=transport, base_url=upstream.url) as client:
+
+        async def caller() -> None:
+            while time.monotonic() < stop_at:
+                await client.post("/v1/chat/completions", json=chat(), headers=headers)
+
+        async with anyio.create_task_group() as group:
+            for _ in range(callers):
+                group.start_soon(caller)
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["redis", "alone"])
+async def test_two_replicas_sharing_a_redis_limiter_stay_under_one_limit(
+    limited: Upstream, redis_server: RedisServer, shared: bool
+) -> None:
+    """Two replicas (each its own limiter and Redis client, as two processes would have) on
+    one key: through Redis they keep one pace and are almost never refused; each pacing
+    alone from the same headers, they spend the key twice as fast and are refused."""
+    limit = 20
+    limited.rate_limit = ProviderRateLimit(requests=limit, window_seconds=WINDOW)
+    name = f"fleet-{uuid.uuid4().hex}"
+    clients = [redis.Redis.from_url(redis_server.url) for _ in range(2)]
+    replicas: list[SharedLimiter] = (
+        # A generous timeout: on a loaded machine a 100 ms one makes a replica pace alone.
+        [RedisLimiter(client, name=name, timeout=1.0) for client in clients]
+        if shared
+        else [SharedLimiter(fingerprint_key=b"k") for _ in clients]
+    )
+    seconds = 4.0
+    try:
+        with anyio.fail_after(seconds + 30):
+            async with anyio.create_task_group() as group:
+                for replica in replicas:
+                    group.start_soon(_replica_flood, limited, replica, seconds, 10)
+    finally:
+        for replica in replicas:
+            if isinstance(replica, RedisLimiter):
+                replica.close()
+        for client in clients:
+            client.close()
+    totals = limited.rate_limit.totals()
+    served = totals.requests - totals.limited
+    if shared:
+        assert totals.limited <= max(1, totals.requests // 50), totals
+        assert served >= 0.8 * seconds * limit / WINDOW, totals
+    else:
+        assert totals.limited > totals.requests // 50, totals

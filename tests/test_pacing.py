@@ -1,0 +1,284 @@
+"""The pure pacer: header truth, declared rolling limits and the adaptive rate."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from retry_transport import RateLimit
+from retry_transport._pacing import Pacer
+from retry_transport._ratelimit_headers import Headroom
+from retry_transport._scope import CostEstimate, Scope
+
+SCOPE = Scope("https://api.test", "k", "m")
+OTHER = Scope("https://api.test", "k", "other")
+SCOPES = (SCOPE, SCOPE.origin_scope)
+ONE = CostEstimate(1.0, 0.0, 0.0)
+
+
+def tokens(n: float) -> CostEstimate:
+    return CostEstimate(1.0, n, 0.0)
+
+
+# -- RateLimit -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"requests": 0}, "RateLimit.requests"),
+        ({"requests": True}, "RateLimit.requests"),
+        ({"requests": "5"}, "RateLimit.requests"),
+        ({"requests": 1.5}, "RateLimit.requests"),
+        ({"requests": 1, "per": 0}, "RateLimit.per"),
+        ({"requests": 1, "per": math.inf}, "RateLimit.per"),
+        ({"requests": 1, "per": "60"}, "RateLimit.per"),
+        ({"requests": 1, "tokens": 0}, "RateLimit.tokens"),
+        ({"requests": 1, "tokens": False}, "RateLimit.tokens"),
+    ],
+)
+def test_a_bad_rate_limit_names_its_field(kwargs: dict[str, object], field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        RateLimit(**kwargs)  # type: ignore[arg-type]
+
+
+def test_rate_limit_defaults() -> None:
+    assert RateLimit(40) == RateLimit(requests=40, per=60.0, tokens=None)
+
+
+# -- nothing known: nothing slowed --------------------------------------------------------------
+
+
+def test_a_scope_never_heard_of_goes_at_once_after_its_probe_is_answered() -> None:
+    pacer = Pacer()
+    assert not pacer.idle or pacer.idle  # a fresh pacer paces nothing yet
+    first = pacer.reserve(SCOPES, ONE, 0.0, None)
+    assert (first.wait, first.booked) == (0.0, True)
+    held = pacer.reserve(SCOPES, ONE, 0.0, None)
+    assert not held.booked
+    assert held.paced_by == "probe"
+    assert 0 < held.wait <= 0.05
+    assert pacer.reserve(SCOPES, ONE, 0.0, 0.01).wait == math.inf  # a deadline before it
+    assert pacer.reserve(SCOPES, ONE, 0.0, None, patient=False).booked
+    pacer.answered(SCOPE.origin)
+    assert pacer.idle
+    for n in range(100):
+        assert pacer.reserve(SCOPES, ONE, 1.0 + n * 1e-6, None).wait == 0.0
+    assert len(pacer) == 0
+
+
+def test_a_probe_not_answered_holds_others_no_longer_than_its_wait() -> None:
+    pacer = Pacer(probe_wait=2.0)
+    pacer.reserve(SCOPES, ONE, 0.0, None)
+    assert pacer.reserve(SCOPES, ONE, 2.0, None).booked
+
+
+def test_header_pacing_can_be_switched_off() -> None:
+    pacer = Pacer(headers=False)
+    pacer.reserve(SCOPES, ONE, 0.0, None)
+    assert pacer.reserve(SCOPES, ONE, 0.0, None).wait == 0.0
+    pacer.report(SCOPE, 1, {"requests": Headroom(10, 0, 5.0)}, 0.0)
+    assert pacer.reserve(SCOPES, ONE, 0.0, None).wait == 0.0
+
+
+# -- header truth -----------------------------------------------------------------------------
+
+
+def answered(pacer: Pacer) -> Pacer:
+    pacer.answered(SCOPE.origin)
+    return pacer
+
+
+def test_requests_are_spread_at_the_refill_rate_not_burst() -> None:
+    pacer = answered(Pacer())
+    # 60 a minute, 10 left, 50 more back within 50 s: refill 1 per second.
+    pacer.report(SCOPE, 0, {"requests": Headroom(60, 10, 50.0)}, 0.0)
+    times = [pacer.reserve(SCOPES, ONE, 0.0, None).at for _ in range(20)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert all(gap > 0.0 for gap in gaps)  # spread
+    assert times[-1] > 10.0  # more than the 10 left could not go at once
+    assert all(gap <= 1.0 + 1e-9 for gap in gaps)  # never slower than the refill
+
+
+def test_an_exhausted_scope_waits_for_its_reset_and_another_model_does_not() -> None:
+    pacer = answered(Pacer())
+    pacer.report(SCOPE, 0, {"requests": Headroom(60, 0, 30.0)}, 0.0)
+    held = pacer.reserve(SCOPES, ONE, 0.0, None)
+    assert held.paced_by == "headers"
+    assert held.wait > 0.0
+    assert pacer.reserve((OTHER, OTHER.origin_scope), ONE, 0.0, None).wait == 0.0
+
+
+def test_what_cannot_go_before_the_deadline_is_not_booked() -> None:
+    pacer = answered(Pacer())
+    pacer.report(SCOPE, 0, {"requests": Headroom(60, 0, 30.0)}, 0.0)
+    refused = pacer.reserve(SCOPES, ONE, 0.0, 1.0)
+    assert refused.wait == math.inf
+    booked = pacer.reserve(SCOPES, ONE, 0.0, None)
+    assert booked.wait == pytest.approx(refused.at)
+
+
+def test_tokens_pace_large_requests_and_costless_dimensions_are_skipped() -> None:
+    pacer = answered(Pacer())
+    pacer.report(SCOPE, 0, {"tokens": Headroom(1000, 100, 0.9)}, 0.0)  # 1000 per second
+    assert pacer.reserve(SCOPES, ONE, 0.0, None).wait == 0.0  # no tokens: not held
+    big = pacer.reserve(SCOPES, tokens(500), 0.0, None)
+    assert big.wait == pytest.approx(0.4, abs=0.01)  # 400 more must refill first
+    assert pacer.headroom()[0].dimension == "tokens"
+
+
+def test_a_stale_report_is_ignored_and_a_newer_one_frees_bookings() -> None:
+    pacer = answered(Pacer())
+    pacer.report(SCOPE, 0, {"requests": Headroom(10, 5, 5.0)}, 0.0)
+    bookings = [pacer.reserve(SCOPES, ONE, 0.0, None) for _ in range(5)]
+    before = pacer.reserve(SCOPES, ONE, 0.0, None).at
+    pacer.report(SCOPE, bookings[-1].seq, {"requests": Headroom(10, 10, 0.0)}, 0.0)
+    pacer.report(SCOPE, bookings[0].seq, {"requests": Headroom(10, 0, 9.0)}, 0.0)  # stale
+    after = pacer.reserve(SCOPES, ONE, 0.0, None)
+    assert after.at <= before + 1.0
+
+
+def test_a_fixed_window_spreads_what_is_left_until_its_reset() -> None:
+    pacer = answered(Pacer())
+    room = Headroom(100, 20, 10.0, window=60.0, continuous=False)
+    pacer.report(SCOPE, 0, {"requests": room}, 0.0)
+    times = [pacer.reserve(SCOPES, ONE, 0.0, None).at for _ in range(25)]
+    assert sum(1 for t in times if t < 10.0) <= 20
+    assert max(times) >= 10.0
+
+
+def test_a_spent_fixed_window_waits_for_its_reset() -> None:
+    pacer = answered(Pacer())
+    pacer.report(SCOPE, 0, {"requests": Headroom(5, 0, 4.0, continuous=False)}, 0.0)
+    assert pacer.reserve(SCOPES, ONE, 0.0, None).at >= 4.0
+
+
+def test_azure_remaining_without_limit_spreads_the_minute() -> None:
+    pacer = answered(Pacer())
+    pacer.report(SCOPE, 0, {"requests": Headroom(None, 60, None)}, 0.0)
+    times = [pacer.reserve(SCOPES, ONE, 0.0, None).at for _ in range(10)]
+    assert times[-1] >= 4.0  # not ten in the first instant: Azure counts over 1 s or 10 s
+
+
+def test_a_zero_limit_holds_until_the_reset() -> None:
+    pacer = answered(Pacer())
+    pacer.report(SCOPE, 0, {"requests": Headroom(0, 0, 3.0)}, 0.0)
+    assert pacer.reserve(SCOPES, ONE, 0.0, None).at >= 3.0
+
+
+def test_coarse_resets_fall_back_to_a_per_minute_refill() -> None:
+    pacer = answered(Pacer())
+    pacer.report(SCOPE, 0, {"requests": Headroom(60, 59, 1.0, coarse=True)}, 0.0)
+    assert pacer.headroom()[0].pace == pytest.approx(1.0)
+
+
+def test_scopes_are_bounded_and_idle_ones_dropped() -> None:
+    pacer = answered(Pacer(max_scopes=3, idle_ttl=10.0))
+    for n in range(5):
+        pacer.report(Scope("o", "k", str(n)), 0, {"requests": Headroom(1, 1, 1.0)}, 0.0)
+    assert len(pacer) == 3
+    pacer.report(SCOPE, 0, {"requests": Headroom(1, 1, 1.0)}, 20.0)
+    assert len(pacer) == 1
+
+
+# -- the adaptive rate ----------------------------------------------------------------------
+
+
+def test_congestion_without_headers_cuts_the_rate_and_it_recovers() -> None:
+    pacer = answered(Pacer())
+    pacer.congestion(SCOPE, 0.0, 0.0, fallback_rate=20.0)
+    gaps = []
+    at = 0.0
+    for _ in range(5):
+        booking = pacer.reserve(SCOPES, ONE, at, None)
+        gaps.append(booking.at - at)
+        at = booking.at
+    assert booking.paced_by == "adaptive"
+    assert 1.0 / 14.0 * 0.99 <= max(gaps) <= 1.0 / 14.0 * 1.01 + 1e-9  # 0.7 of 20 per second
+    later = pacer.reserve(SCOPES, ONE, 100.0, None)
+    assert later.wait == 0.0  # the rate has grown back far beyond what is sent
+
+
+def test_a_trickle_is_never_slowed_and_old_news_is_ignored() -> None:
+    pacer = answered(Pacer())
+    pacer.congestion(SCOPE, 0.0, 0.0, fallback_rate=0.5)
+    assert pacer.reserve(SCOPES, ONE, 0.0, None).wait == 0.0
+    pacer.congestion(SCOPE, 1.0, 1.0, fallback_rate=50.0)
+    first = pacer._scopes[SCOPE].rate
+    pacer.congestion(SCOPE, 1.1, 0.5, fallback_rate=50.0)  # sent before the cut
+    assert pacer._scopes[SCOPE].rate == first
+
+
+def test_header_truth_replaces_the_adaptive_rate() -> None:
+    pacer = answered(Pacer())
+    pacer.congestion(SCOPE, 0.0, 0.0, fallback_rate=50.0)
+    pacer.report(SCOPE, 0, {"requests": Headroom(1000, 999, 1.0)}, 0.0)
+    pacer.congestion(SCOPE, 0.5, 0.5, fallback_rate=50.0)  # headers rule: ignored
+    assert pacer._scopes[SCOPE].rate is None
+
+
+def test_repeated_congestion_measures_the_rate_sent() -> None:
+    pacer = answered(Pacer())
+    pacer.congestion(SCOPE, 0.0, 0.0, fallback_rate=10.0)
+    for n in range(8):
+        pacer.reserve(SCOPES, ONE, n * 0.2, None)
+    pacer.congestion(SCOPE, 1.6, 1.6, fallback_rate=100.0)
+    rate = pacer._scopes[SCOPE].rate
+    assert rate is not None
+    assert rate < 10.0
+
+
+# -- the declared limit ---------------------------------------------------------------------
+
+
+def test_the_declared_limit_rolls() -> None:
+    pacer = answered(Pacer(RateLimit(requests=2, per=10.0)))
+    times = [pacer.reserve(SCOPES, ONE, 0.0, None).at for _ in range(5)]
+    assert times == [0.0, 0.0, 10.0, 10.0, 20.0]
+    assert pacer.reserve(SCOPES, ONE, 0.0, 15.0).wait == math.inf  # would go at 20
+    assert pacer.rate == RateLimit(requests=2, per=10.0)
+
+
+def test_declared_tokens_hold_too() -> None:
+    pacer = answered(Pacer(RateLimit(requests=100, per=10.0, tokens=1000)))
+    times = [pacer.reserve(SCOPES, tokens(600), 0.0, None).at for _ in range(3)]
+    assert times == [0.0, 10.0, 20.0]
+    huge = pacer.reserve(SCOPES, tokens(5000), 0.0, None)  # more than a window: alone in one
+    assert huge.at == 30.0
+
+
+arrivals = st.lists(st.floats(min_value=0.0, max_value=100.0), min_size=1, max_size=60)
+
+
+@settings(max_examples=200)
+@given(arrivals, st.integers(min_value=1, max_value=5), st.floats(min_value=0.5, max_value=20.0))
+def test_no_window_ever_holds_more_than_the_declared_requests(
+    times: list[float], requests: int, per: float
+) -> None:
+    pacer = answered(Pacer(RateLimit(requests=requests, per=per)))
+    sent = []
+    for now in sorted(times):
+        booking = pacer.reserve(SCOPES, ONE, now, None)
+        assert booking.at >= now
+        sent.append(booking.at)
+    for start in sent:
+        assert sum(1 for t in sent if start <= t < start + per) <= requests
+
+
+@settings(max_examples=100)
+@given(arrivals, st.integers(min_value=100, max_value=5000))
+def test_no_window_ever_holds_more_than_the_declared_tokens(
+    times: list[float], budget: int
+) -> None:
+    pacer = answered(Pacer(RateLimit(requests=1000, per=10.0, tokens=budget)))
+    sent = []
+    for index, now in enumerate(sorted(times)):
+        cost = float(50 + (index * 97) % 400)
+        booking = pacer.reserve(SCOPES, tokens(cost), now, None)
+        sent.append((booking.at, min(cost, budget)))
+    for start, _ in sent:
+        assert sum(c for t, c in sent if start <= t < start + 10.0) <= budget + 1e-6

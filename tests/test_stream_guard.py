@@ -1,0 +1,254 @@
+"""The drivers' stream guard with in-memory streams: what a failing 200 stream raises and
+where, read errors after content, and the first-content deadline, async and sync."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+import retry_transport
+from retry_transport import RetryPolicy, RetryTransport, SharedLimiter, SyncRetryTransport
+
+from .transport_helpers import Sleeps
+
+SSE = {"content-type": "text/event-stream"}
+START = b'event: message_start\ndata: {"type":"message_start","message":{}}\n\n'
+DELTA = (
+    b'event: content_block_delta\ndata: {"type":"content_block_delta",'
+    b'"delta":{"type":"text_delta","text":"hi"}}\n\n'
+)
+STOP = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+UNKNOWN = b": an opening comment, then nothing that names a protocol\n\n"
+ONCE = RetryPolicy(max_attempts=1)
+
+
+class AsyncBody(httpx.AsyncByteStream):
+    """Yields ``chunks``, then raises ``error`` (or blocks for ever, or ends)."""
+
+    def __init__(self, chunks: list[bytes], error: Exception | None = None, block: bool = False):
+        self.chunks, self.error, self.block = chunks, error, block
+        self.closed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self.chunks:
+            yield chunk
+        if self.block:
+            await anyio.sleep_forever()
+        if self.error is not None:
+            raise self.error
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+class SyncBody(httpx.SyncByteStream):
+    def __init__(self, chunks: list[bytes], error: Exception | None = None):
+        self.chunks, self.error = chunks, error
+        self.closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self.chunks
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def async_transport(
+    bodies: list[AsyncBody], policy: RetryPolicy = ONCE, **options: Any
+) -> RetryTransport:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers=SSE, stream=bodies.pop(0))
+
+    return RetryTransport(httpx.MockTransport(handler), policy=policy, **options)
+
+
+def sync_transport(
+    bodies: list[SyncBody], policy: RetryPolicy = ONCE, **options: Any
+) -> SyncRetryTransport:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers=SSE, stream=bodies.pop(0))
+
+    return SyncRetryTransport(httpx.MockTransport(handler), policy=policy, **options)
+
+
+async def async_read(transport: RetryTransport, path: str = "/v1/messages") -> httpx.Response:
+    async with httpx.AsyncClient(transport=transport, base_url="http://up") as client:
+        response = await client.send(client.build_request("POST", path), stream=True)
+        assert response.status_code == 200
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+    return response
+
+
+def sync_read(transport: SyncRetryTransport, path: str = "/v1/messages") -> httpx.Response:
+    with httpx.Client(transport=transport, base_url="http://up") as client:
+        response = client.send(client.build_request("POST", path), stream=True)
+        assert response.status_code == 200
+        try:
+            response.read()
+        finally:
+            response.close()
+    return response
+
+
+# -- a 200 stream given up on before its content fails from its iteration ---------------------
+
+
+@pytest.mark.anyio
+async def test_async_a_read_timeout_before_content_is_raised_from_iteration() -> None:
+    timeout = httpx.ReadTimeout("slow")
+    limiter = SharedLimiter(max_concurrency=1)
+    body = AsyncBody([START], timeout)
+    transport = async_transport([body], limiter=limiter)
+    with pytest.raises(httpx.ReadTimeout) as raised:
+        await async_read(transport)
+    assert raised.value is timeout
+    assert body.closed
+    assert limiter.acquire_slot_sync(timeout=0)  # the slot came back
+
+
+def test_sync_a_read_timeout_before_content_is_raised_from_iteration() -> None:
+    timeout = httpx.ReadTimeout("slow")
+    limiter = SharedLimiter(max_concurrency=1)
+    body = SyncBody([START], timeout)
+    transport = sync_transport([body], limiter=limiter)
+    with pytest.raises(httpx.ReadTimeout) as raised:
+        sync_read(transport)
+    assert raised.value is timeout
+    assert body.closed
+    assert limiter.acquire_slot_sync(timeout=0)
+
+
+@pytest.mark.anyio
+async def test_async_a_drop_of_an_unknown_protocol_is_raised_as_it_came() -> None:
+    drop = httpx.RemoteProtocolError("peer closed")
+    transport = async_transport([AsyncBody([UNKNOWN], drop)])
+    with pytest.raises(httpx.RemoteProtocolError) as raised:
+        await async_read(transport, "/v1/threads/runs")
+    assert raised.value is drop
+
+
+def test_sync_a_drop_of_a_recognised_protocol_is_raised_as_it_came_noting_the_cut() -> None:
+    drop = httpx.RemoteProtocolError("peer closed")
+    transport = sync_transport([SyncBody([START], drop)])
+    with pytest.raises(httpx.RemoteProtocolError) as raised:
+        sync_read(transport)
+    assert raised.value is drop
+    assert any("message_stop" in note for note in drop.__notes__)
+
+
+def test_sync_a_stream_ending_before_content_on_the_last_attempt_raises_truncated() -> None:
+    transport = sync_transport([SyncBody([START])])
+    with pytest.raises(retry_transport.StreamTruncated):
+        sync_read(transport)
+
+
+# -- read errors after content -----------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_async_read_errors_after_content_are_raised_as_they_came() -> None:
+    drop = httpx.ReadError("reset")
+    with pytest.raises(httpx.ReadError) as raised:
+        await async_read(async_transport([AsyncBody([START, DELTA], drop)]))
+    assert raised.value is drop
+    assert drop.__notes__ == [
+        "retry_transport: the Anthropic Messages stream ended without its final event "
+        "(message_stop)"
+    ]
+    timeout = httpx.ReadTimeout("idle")
+    with pytest.raises(httpx.ReadTimeout) as timed_out:
+        await async_read(async_transport([AsyncBody([START, DELTA], timeout)]))
+    assert timed_out.value is timeout
+
+
+@pytest.mark.anyio
+async def test_async_a_drop_after_the_final_event_is_raised_as_it_came() -> None:
+    drop = httpx.ReadError("reset")
+    with pytest.raises(httpx.ReadError) as raised:
+        await async_read(async_transport([AsyncBody([START, DELTA, STOP], drop)]))
+    assert raised.value is drop
+
+
+def test_sync_read_errors_after_content() -> None:
+    drop = httpx.ReadError("reset")
+    with pytest.raises(httpx.ReadError) as raised:
+        sync_read(sync_transport([SyncBody([START, DELTA], drop)]))
+    assert raised.value is drop
+    assert len(drop.__notes__) == 1
+    after_stop = httpx.ReadError("reset")
+    with pytest.raises(httpx.ReadError) as after:
+        sync_read(sync_transport([SyncBody([START, DELTA, STOP], after_stop)]))
+    assert after.value is after_stop
+    assert not hasattr(after_stop, "__notes__")  # the stream had ended properly
+    assert sync_read(sync_transport([SyncBody([START, DELTA, STOP])])).is_closed
+
+
+# -- the first-content deadline ----------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_async_a_read_that_never_returns_is_abandoned_at_the_deadline() -> None:
+    # The only test that lets real time pass: 10 ms, so that the race itself is exercised.
+    policy = RetryPolicy(max_attempts=2, first_content_timeout=0.01)
+    stalled = AsyncBody([START], block=True)
+    sleeps = Sleeps()
+    transport = async_transport([stalled, AsyncBody([START, DELTA, STOP])], policy, sleep=sleeps)
+    response = await async_read(transport)
+    assert [a.reason for a in response.extensions["retry_history"]] == [
+        "stream stalled before its first content",
+        "success",
+    ]
+    assert stalled.closed
+
+
+@pytest.mark.anyio
+async def test_async_the_overall_deadline_ends_a_stall_with_read_timeout() -> None:
+    sleeps = Sleeps()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sleeps.clock.now += 50  # the headers took that long
+        return httpx.Response(200, headers=SSE, stream=AsyncBody([START, DELTA]))
+
+    policy = RetryPolicy(deadline=40.0)
+    transport = RetryTransport(
+        httpx.MockTransport(handler), policy=policy, sleep=sleeps, clock=sleeps.clock
+    )
+    with pytest.raises(httpx.ReadTimeout, match="the deadline passed"):
+        await async_read(transport)
+
+
+def test_sync_a_request_without_timeouts_gets_the_first_content_bound() -> None:
+    seen: list[object] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, headers=SSE, stream=SyncBody([START, DELTA, STOP]))
+
+    transport = SyncRetryTransport(httpx.MockTransport(handler))
+    request = httpx.Request("POST", "http://up/v1/messages")
+    request.extensions = {}
+    response = transport.handle_request(request)
+    assert isinstance(response.stream, httpx.SyncByteStream)
+    assert b"".join(response.stream) == START + DELTA + STOP
+    assert request.extensions["timeout"] == {"read": 120.0}
+
+
+@pytest.mark.anyio
+async def test_async_empty_chunks_after_the_preamble_are_skipped_and_watched_past() -> None:
+    body = AsyncBody([START, DELTA, b"", STOP])
+    response = await async_read(async_transport([body]))
+    assert response.content == START + DELTA + STOP
+
+
+def test_sync_empty_chunks_after_the_preamble_are_skipped_and_watched_past() -> None:
+    response = sync_read(sync_transport([SyncBody([START, DELTA, b"", STOP])]))
+    assert response.content == START + DELTA + STOP
