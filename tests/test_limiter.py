@@ -470,7 +470,7 @@ def test_other_invalid_arguments_are_refused_naming_them(
 
 
 def test_a_block_extended_while_its_end_is_being_noted_still_holds() -> None:
-    limiter = SharedLimiter(clock=FakeClock(1001.0), random=lambda: 0.0)
+    limiter = SharedLimiter(clock=FakeClock(1001.0), random=lambda: 0.0, pacing=False)
     real_lock = threading.Lock()
 
     class ExtendedFirst:

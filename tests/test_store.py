@@ -123,7 +123,7 @@ def test_a_limiter_learns_a_longer_block_from_the_answer_to_its_extension() -> N
 async def test_while_the_store_cannot_tell_the_limiter_keeps_its_own_record() -> None:
     clock = FakeClock()
     store = RemoteStore(clock)
-    limiter = SharedLimiter(store=store, clock=clock, random=lambda: 0.0)
+    limiter = SharedLimiter(store=store, clock=clock, random=lambda: 0.0, pacing=False)
     store.up = False
     assert limiter.try_admit()  # the store answers locally: the fast path may admit
     await limiter.block(2.0)
