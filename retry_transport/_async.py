@@ -79,8 +79,13 @@ class RetryTransport(DriverBase, AsyncTransportBase):
             if status < 400 and (
                 status != 200 or not self._peek_sse or not is_event_stream(response.headers)
             ):
-                if self._paced is not None:
-                    self._paced.desk_observe_fast(request, response)
+                desk = self._scan_desk
+                if desk is not None:
+                    # Counted down here, so that 15 in 16 successes cost no call.
+                    if desk.scan_in > 1:
+                        desk.scan_in -= 1
+                    else:
+                        desk.observe_fast(request, response)
                 return response
             return await self._drive(request, response, start)
         self._limiter.note_first_attempt()

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Self
 
+from ._desk import Desk
 from ._events import Hook, RetryEvent
 from ._flavour import Flavour, flavour_named, flavour_of, replay_plan
 from ._limiter import Limiter, SharedLimiter
@@ -74,6 +75,7 @@ class DriverBase:
     _deadline: float | None
     _hooks: tuple[Hook, ...]
     _paced: SharedLimiter | None
+    _scan_desk: Desk | None
     _name: str | None
 
     _is_async: bool = True
@@ -123,6 +125,9 @@ class DriverBase:
             if isinstance(self._limiter, SharedLimiter) and self._limiter.desk is not None
             else None
         )
+        # The desk whose fast-path successes are now and then scanned for rate-limit headers.
+        desk = None if self._paced is None else self._paced.desk
+        self._scan_desk = desk if desk is not None and desk.reads_headers else None
         for hook in self._hooks:
             if not callable(hook):
                 raise TypeError(f"hooks must be callables, got {hook!r}")

@@ -120,12 +120,18 @@ class Desk:
         self._fingerprint = Fingerprinter(fingerprint_key)
         self._lock = threading.Lock()
         self._blocks: dict[str, float] = {}
-        self._scan = 0
+        # Fast-path successes until the next header scan; the driver counts it down to 1.
+        self.scan_in = 0
         # Until the first request has been answered, every request takes the slow path: the
         # first one may tell the headroom, and the others wait a moment for it.
         self.busy = headers or rate is not None
         self.blocked_until = -math.inf  # the latest end of any scope's block
         self.blocking = False  # a scope's block was recorded and has not been seen to end
+
+    @property
+    def reads_headers(self) -> bool:
+        """Whether it paces from the rate-limit headers of the answers."""
+        return self._headers
 
     @property
     def pacer(self) -> Pacer:
@@ -272,10 +278,10 @@ class Desk:
         One scan of the raw header names in `_SCAN_EVERY` responses; only a response that has
         such headers costs a scope and a parse, and then pacing starts for its scope.
         """
-        self._scan -= 1
-        if self._scan > 0 or not self._headers:
+        self.scan_in -= 1
+        if self.scan_in > 0 or not self._headers:
             return
-        self._scan = _SCAN_EVERY
+        self.scan_in = _SCAN_EVERY
         raw = getattr(response.headers, "_list", None)
         if raw is None or rate_limit_pairs(raw) is None:
             if self.busy and not self._pacer.idle:

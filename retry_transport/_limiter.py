@@ -289,12 +289,6 @@ class SharedLimiter:
                 desk.observe(paced.ticket, first)
         return paced
 
-    def desk_observe_fast(self, request: Any, response: Any) -> None:
-        """A success on the fast path: now and then, look at it for rate-limit headers."""
-        desk = self._desk
-        if desk is not None:
-            desk.observe_fast(request, response)
-
     @property
     def desk(self) -> Desk | None:
         """The pacing desk (None with pacing off and no declared rate)."""
