@@ -7,10 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from ._cli_classify import add_arguments as add_classify_arguments
-from ._proxy_cli import add_arguments as add_proxy_arguments
-from ._proxy_cli import run as run_proxy
 from ._vendor import add_arguments as add_vendor_arguments
 from ._vendor import run as run_vendor
+from .proxy.cli import add_arguments as add_proxy_arguments
+from .proxy.cli import run as run_proxy
 
 __all__ = ["main"]
 

@@ -11,7 +11,7 @@ from typing import Any, Self
 
 from ._desk import Desk
 from ._events import Hook, RetryEvent
-from ._flavour import Flavour, flavour_named, flavour_of, replay_plan
+from ._flavour import Flavour, flavour_named, flavour_of, replay_plan, request_flavour
 from ._limiter import Limiter, SharedLimiter
 from ._machine import Fail, Finish, Report, RetryMachine
 from ._policy import RetryPolicy
@@ -59,6 +59,20 @@ def _timeout_capped(request: Any, cap: float) -> None:
     request.extensions = {**request.extensions, "timeout": capped}
 
 
+_LIMITER_METHODS = tuple(name for name in vars(Limiter) if not name.startswith("_"))
+
+
+def _check_limiter(limiter: object) -> None:
+    if limiter is None:
+        return
+    missing = [name for name in _LIMITER_METHODS if not callable(getattr(limiter, name, None))]
+    if missing:
+        raise TypeError(
+            f"limiter must be a Limiter (a SharedLimiter, a RedisLimiter or an object with "
+            f"the Limiter protocol's methods), got {limiter!r}, which lacks {', '.join(missing)}"
+        )
+
+
 class DriverBase:
     """Construction and the parts of request handling that do no I/O."""
 
@@ -75,13 +89,17 @@ class DriverBase:
     _deadline: float | None
     _hooks: tuple[Hook, ...]
     _paced: SharedLimiter | None
-    _scan_desk: Desk | None
+    _desk: Desk | None
     _name: str | None
 
     _is_async: bool = True
 
     def __new__(cls, transport: object = None, *args: object, **kwargs: object) -> Self:
-        flavour = flavour_named("httpx") if transport is None else flavour_of(transport)
+        flavour = (
+            flavour_named("httpx")
+            if transport is None
+            else flavour_of(transport, is_async=cls._is_async)
+        )
         return object.__new__(flavour.transport_class(cls, is_async=cls._is_async))
 
     def _setup(
@@ -97,7 +115,15 @@ class DriverBase:
     ) -> None:
         if policy is not None and not isinstance(policy, RetryPolicy):
             raise TypeError(f"policy must be a RetryPolicy, got {policy!r}")
-        self._flavour = flavour_named("httpx") if transport is None else flavour_of(transport)
+        _check_limiter(limiter)
+        for param, value in (("clock", clock), ("wall_clock", wall_clock), ("random", random)):
+            if value is not None and not callable(value):
+                raise TypeError(f"{param} must be a callable returning a float, got {value!r}")
+        self._flavour = (
+            flavour_named("httpx")
+            if transport is None
+            else flavour_of(transport, is_async=self._is_async)
+        )
         self._transport = (
             self._flavour.default_transport(is_async=self._is_async)
             if transport is None
@@ -125,9 +151,7 @@ class DriverBase:
             if isinstance(self._limiter, SharedLimiter) and self._limiter.desk is not None
             else None
         )
-        # The desk whose fast-path successes are now and then scanned for rate-limit headers.
-        desk = None if self._paced is None else self._paced.desk
-        self._scan_desk = desk if desk is not None and desk.reads_headers else None
+        self._desk = None if self._paced is None else self._paced.desk
         for hook in self._hooks:
             if not callable(hook):
                 raise TypeError(f"hooks must be callables, got {hook!r}")
@@ -164,7 +188,26 @@ class DriverBase:
         )
 
     def _replay_plan(self, request: Any) -> Callable[[], None] | None:
+        # The first thing done on the slow path, which a request from a client of the other
+        # library always takes (its body's stream class is never this flavour's ByteStream).
+        if not isinstance(request, self._flavour.module.Request):
+            self._check_client(request)
         return replay_plan(request.stream, self._flavour)
+
+    def _check_client(self, request: Any) -> None:
+        """Refuse a request from a client of the other library, naming what to wrap instead."""
+        client = request_flavour(request)
+        if client is None:
+            return
+        ours = self._flavour.name
+        cls = "AsyncHTTPTransport" if self._is_async else "HTTPTransport"
+        wrapper = type(self).__name__
+        raise TypeError(
+            f"retry_transport: this {wrapper} wraps an {ours} transport "
+            f"({type(self._transport).__name__}) but was given a request from an {client} "
+            f"client, whose responses must be {client}'s own: wrap an {client} transport, "
+            f"{wrapper}({client}.{cls}())"
+        )
 
     def _fast_start(self, request: Any) -> float:
         """When a deadline is set, the fast path's start time; its attempt's timeouts are capped

@@ -120,18 +120,12 @@ class Desk:
         self._fingerprint = Fingerprinter(fingerprint_key)
         self._lock = threading.Lock()
         self._blocks: dict[str, float] = {}
-        # Fast-path successes until the next header scan; the driver counts it down to 1.
-        self.scan_in = 0
+        self.countdown = 0  # successes on the fast path until the next header scan
         # Until the first request has been answered, every request takes the slow path: the
         # first one may tell the headroom, and the others wait a moment for it.
         self.busy = headers or rate is not None
         self.blocked_until = -math.inf  # the latest end of any scope's block
         self.blocking = False  # a scope's block was recorded and has not been seen to end
-
-    @property
-    def reads_headers(self) -> bool:
-        """Whether it paces from the rate-limit headers of the answers."""
-        return self._headers
 
     @property
     def pacer(self) -> Pacer:
@@ -173,13 +167,28 @@ class Desk:
     # -- blocks per scope -----------------------------------------------------------------
 
     def block_wait(self, ticket: Ticket) -> float:
-        """Seconds left of the block on the ticket's scope or its origin (0.0 when none)."""
+        """Seconds left of the block on the ticket's scope, or (for a retry) its origin."""
         now = self._clock()
         if now >= self.blocked_until:
             return 0.0
         blocks = self._blocks
-        until = max(blocks.get(ticket.keys[0], -math.inf), blocks.get(ticket.keys[1], -math.inf))
+        until = blocks.get(ticket.keys[0], -math.inf)
+        if ticket.sent_at > -math.inf:
+            # An origin's block (an outage) holds retries; first attempts still go, each
+            # answered at once, as the retry budget caps what the outage costs upstream.
+            until = max(until, blocks.get(ticket.keys[1], -math.inf))
         return max(0.0, until - now)
+
+    def note_any_block(self, left: float | None) -> None:
+        """Learn that some scope of the fleet is blocked for ``left`` seconds: shown by
+        `SharedLimiter.blocked_for`, holding no request (only its own scope's block does)."""
+        if left is None or not 0.0 < left < math.inf:
+            return
+        with self._lock:
+            until = self._clock() + left
+            if until > self.blocked_until:
+                self.blocked_until = until
+                self.blocking = True
 
     def block_over(self) -> bool:
         """Whether every scope's block has ended (then noted, so the fast path skips this)."""
@@ -275,13 +284,13 @@ class Desk:
     def observe_fast(self, request: Any, response: Any) -> None:
         """A success that took the fast path: now and then, look for rate-limit headers.
 
-        One scan of the raw header names in `_SCAN_EVERY` responses; only a response that has
-        such headers costs a scope and a parse, and then pacing starts for its scope.
+        The driver counts `countdown` down on every success and calls this at zero: one scan
+        of the raw header names in `_SCAN_EVERY` responses; only a response that has such
+        headers costs a scope and a parse, and then pacing starts for its scope.
         """
-        self.scan_in -= 1
-        if self.scan_in > 0 or not self._headers:
+        self.countdown = _SCAN_EVERY
+        if not self._headers:
             return
-        self.scan_in = _SCAN_EVERY
         raw = getattr(response.headers, "_list", None)
         if raw is None or rate_limit_pairs(raw) is None:
             if self.busy and not self._pacer.idle:
@@ -293,13 +302,14 @@ class Desk:
         self.observe(ticket, response)
 
     def congestion(self, ticket: Ticket, fallback_rate: float) -> None:
-        """A congestion verdict on the ticket's last answer: cut the adaptive rate of its
-        scope (a rate limit, an overload) or of its origin (an outage)."""
-        if not self._headers:
+        """A congestion verdict on the ticket's last answer: after a rate limit or an overload
+        (429, 529), cut the adaptive rate of its scope."""
+        if not self._headers or ticket.status not in _SCOPED_STATUSES:
+            # An outage (a 5xx) blocks the origin, but slowing its rate as well made every
+            # caller wait far longer for the same answers: the retry budget caps its load.
             return
-        scope = ticket.scope if ticket.status in _SCOPED_STATUSES else ticket.scope.origin_scope
         with self._lock:
-            self._pacer.congestion(scope, self._clock(), ticket.sent_at, fallback_rate)
+            self._pacer.congestion(ticket.scope, self._clock(), ticket.sent_at, fallback_rate)
             self.busy = not self._pacer.idle
 
     def headroom(self) -> list[ScopeHeadroom]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import io
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, TypeVar
@@ -20,7 +20,7 @@ from ._errors import DeadlineExceeded
 from ._replay_async import AsyncReplay
 from ._replay_sync import SyncReplay
 
-__all__ = ["Flavour", "flavour_named", "flavour_of", "replay_plan"]
+__all__ = ["Flavour", "flavour_named", "flavour_of", "replay_plan", "request_flavour"]
 
 Rewind = Callable[[], None]
 T = TypeVar("T")
@@ -101,19 +101,57 @@ def flavour_named(name: str) -> Flavour:
     return flavour
 
 
-def flavour_of(transport: object) -> Flavour:
-    """The flavour a transport belongs to: httpx2 for an httpx2 transport, httpx otherwise.
+def _libraries() -> Iterator[tuple[str, ModuleType]]:
+    """httpx2 and httpx, those of them already imported (an instance of a class of either
+    means its library is loaded, so nothing is imported here). httpx2 comes first: a test
+    suite may alias ``httpx`` to it (``httpx2.alias_httpx()``)."""
+    for name in ("httpx2", "httpx"):
+        module = sys.modules.get(name)
+        if module is not None:
+            yield name, module
 
-    Judged by the base classes themselves, not by their ``__module__``: SDKs that re-export a
-    base class rename its ``__module__`` on import (groq and together rename
-    ``httpx.BaseTransport`` to theirs, openai 3 renames ``httpx2.BaseTransport``).
+
+def flavour_of(transport: object, *, is_async: bool = True) -> Flavour:
+    """The flavour a transport belongs to, judged by the base classes it subclasses.
+
+    Not by the classes' ``__module__`` strings: SDKs rebind those (``import openai`` sets
+    ``httpx2.BaseTransport.__module__`` to ``"openai"``). An object that subclasses neither
+    library's base transport but has the method (a duck-typed transport) is taken for httpx.
+    Raises `TypeError` for anything else, and for a transport of the other style (a sync
+    transport where an async one is wanted, and the reverse).
     """
-    httpx2 = sys.modules.get("httpx2")  # an httpx2 transport means httpx2 is imported
-    if httpx2 is not None and isinstance(
-        transport, (httpx2.BaseTransport, httpx2.AsyncBaseTransport)
-    ):
-        return flavour_named("httpx2")
-    return flavour_named("httpx")
+    method = "handle_async_request" if is_async else "handle_request"
+    wanted, other = ("AsyncBaseTransport", "BaseTransport")
+    if not is_async:
+        wanted, other = other, wanted
+    mismatched = None
+    for name, module in _libraries():
+        if isinstance(transport, getattr(module, wanted)):
+            return flavour_named(name)
+        if isinstance(transport, getattr(module, other)):
+            mismatched = f"{name}.{other}"
+    ours, theirs = ("RetryTransport", "SyncRetryTransport")
+    if not is_async:
+        ours, theirs = theirs, ours
+    if mismatched is not None:
+        raise TypeError(
+            f"transport must be an httpx.{wanted} or httpx2.{wanted} for {ours}, got "
+            f"{transport!r}, an {mismatched}: wrap it in {theirs} instead"
+        )
+    if callable(getattr(transport, method, None)):
+        return flavour_named("httpx")
+    raise TypeError(
+        f"transport must be an httpx.{wanted} or httpx2.{wanted} (or None for a default "
+        f"httpx one), got {transport!r}"
+    )
+
+
+def request_flavour(request: object) -> str | None:
+    """The library (``"httpx"`` or ``"httpx2"``) whose `Request` class ``request`` is of."""
+    for name, module in _libraries():
+        if isinstance(request, module.Request):
+            return name
+    return None
 
 
 def _file_rewind(file: Any) -> Rewind | None:
@@ -135,8 +173,9 @@ def replay_plan(stream: object, flavour: Flavour) -> Rewind | None:
     """How to make a request body ready to be sent again, or ``None`` if it cannot be.
 
     Call before the first send: for a seekable file body it remembers the start position.
-    Bytes bodies need nothing; multipart bodies rewind their own files (if all are seekable);
-    generators and unseekable files cannot be replayed.
+    Bytes bodies and list or tuple bodies (of bytes chunks) need nothing; multipart bodies
+    rewind their own files (if all are seekable); generators, other iterables and unseekable
+    files cannot be replayed.
     """
     if isinstance(stream, flavour.byte_stream):
         return _noop
@@ -149,6 +188,9 @@ def replay_plan(stream: object, flavour: Flavour) -> Rewind | None:
         return _noop
     if isinstance(stream, flavour.iterator_byte_stream):
         source = getattr(stream, "_stream", None)
+        if isinstance(source, list | tuple):
+            # httpx iterates a list or tuple body afresh on every send.
+            return _noop
         if source is not None and hasattr(source, "read"):
             rewind = _file_rewind(source)
             if rewind is not None:

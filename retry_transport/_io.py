@@ -98,10 +98,16 @@ async def async_finish_iterator(chunks: AsyncIterator[bytes]) -> None:
 
 
 def sync_finish_iterator(chunks: Iterator[bytes]) -> None:
-    """End a half-read response iterator: close it if it can be closed."""
+    """End a half-read response iterator: close it if it can be closed.
+
+    A generator being read in another thread cannot be closed ("generator already
+    executing"): closing the response's own stream after this ends that read, as it would
+    without us.
+    """
     close = getattr(chunks, "close", None)
     if close is not None:
-        close()
+        with contextlib.suppress(ValueError):
+            close()
 
 
 async def async_close_shielded(

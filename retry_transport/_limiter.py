@@ -289,6 +289,18 @@ class SharedLimiter:
                 desk.observe(paced.ticket, first)
         return paced
 
+    def desk_observe_fast(self, request: Any, response: Any) -> None:
+        """A success on the fast path: now and then, look at it for rate-limit headers."""
+        desk = self._desk
+        if desk is not None:
+            desk.countdown -= 1
+            if desk.countdown <= 0:
+                desk.observe_fast(request, response)
+
+    @property
+    def _any_key(self) -> str:
+        return f"{self._scope}|any"
+
     @property
     def desk(self) -> Desk | None:
         """The pacing desk (None with pacing off and no declared rate)."""
@@ -362,6 +374,8 @@ class SharedLimiter:
         wait = self._gate()
         if wait > 0.0:
             return wait
+        if self._desk is not None and not self._store.answers_locally():
+            self._desk.note_any_block(await self._store.read(self._any_key))
         return self._learn(await self._store.read(self._scope))
 
     def gate_sync(self) -> float:
@@ -369,6 +383,8 @@ class SharedLimiter:
         wait = self._gate()
         if wait > 0.0:
             return wait
+        if self._desk is not None and not self._store.answers_locally():
+            self._desk.note_any_block(self._store.read_sync(self._any_key))
         return self._learn(self._store.read_sync(self._scope))
 
     def _gate(self) -> float:
@@ -510,6 +526,9 @@ class SharedLimiter:
             left = await self._store.extend(key, seconds)
             if left is not None and left > 0.0:
                 desk.record_block(key, left)
+            if not self._store.answers_locally():
+                # The fleet's longest block of any scope, for health checks (`gate`, `blocked_for`).
+                await self._store.extend(self._any_key, seconds)
 
     def block_ticket_sync(self, ticket: Ticket, seconds: float) -> None:
         """`block_ticket` for synchronous callers."""
@@ -522,6 +541,9 @@ class SharedLimiter:
             left = self._store.extend_sync(key, seconds)
             if left is not None and left > 0.0:
                 desk.record_block(key, left)
+            if not self._store.answers_locally():
+                # The fleet's longest block of any scope, for health checks (`gate`, `blocked_for`).
+                self._store.extend_sync(self._any_key, seconds)
 
     def _recent_rate(self) -> float:
         """First attempts per second lately, as the budget counted them (0.0 without one)."""

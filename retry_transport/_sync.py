@@ -81,12 +81,10 @@ class SyncRetryTransport(DriverBase, SyncTransportBase):
             if status < 400 and (
                 status != 200 or not self._peek_sse or not is_event_stream(response.headers)
             ):
-                desk = self._scan_desk
+                desk = self._desk
                 if desk is not None:
-                    # Counted down here, so that 15 in 16 successes cost no call.
-                    if desk.scan_in > 1:
-                        desk.scan_in -= 1
-                    else:
+                    desk.countdown -= 1  # now and then, look for rate-limit headers
+                    if desk.countdown <= 0:
                         desk.observe_fast(request, response)
                 return response
             return self._drive(request, response, start)

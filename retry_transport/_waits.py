@@ -16,12 +16,15 @@ from email.utils import parsedate_to_datetime
 __all__ = ["body_wait", "server_wait"]
 
 _MAX_HEADER = 64
-"""Header values longer than this are ignored unparsed."""
+"""Header values longer than this are ignored unparsed, but for all-digit ones (too long)."""
 _MAX_BODY = 131072
 """Only the start of a body is searched for a wait."""
 
 _MS_HEADERS = ("retry-after-ms", "x-ms-retry-after-ms")
 _NUMBER = re.compile(r"[0-9]{1,20}(?:\.[0-9]{1,20})?")
+_LONG_NUMBER = re.compile(r"[0-9]{21,}(?:\.[0-9]{1,20})?")
+_TOO_LONG = 1e20
+"""The wait read from a number with more than 20 integer digits: longer than any cap."""
 
 _UNITS: dict[str, float] = {
     "h": 3600.0,
@@ -56,9 +59,11 @@ def _finite(value: float) -> float | None:
 def _number(value: str) -> float | None:
     """A plain non-negative decimal ("12", "1.5"), else ``None``."""
     value = value.strip()
-    if _NUMBER.fullmatch(value) is None:
-        return None
-    return _finite(float(value))
+    if _NUMBER.fullmatch(value) is not None:
+        return _finite(float(value))
+    if _LONG_NUMBER.fullmatch(value) is not None:
+        return _TOO_LONG
+    return None
 
 
 def _date(value: str, now: float) -> float | None:
@@ -82,8 +87,9 @@ def server_wait(headers: Mapping[str, str], *, now: float) -> float | None:
 
     ``retry-after-ms`` and ``x-ms-retry-after-ms`` (milliseconds) are preferred when valid;
     then ``retry-after`` as delta-seconds (integer or decimal) or as an HTTP-date, relative to
-    ``now`` (epoch seconds; a date in the past gives ``0.0``). Garbage, negative, non-finite,
-    non-ASCII and overlong values are ignored.
+    ``now`` (epoch seconds; a date in the past gives ``0.0``). A number of more than 20
+    integer digits, however long, is read as a wait longer than any cap (1e20 seconds).
+    Garbage, negative, non-finite, non-ASCII and other overlong values are ignored.
     """
     for name in _MS_HEADERS:
         raw = _header(headers, name)
@@ -105,7 +111,9 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
         value = headers.get(name)
     except Exception:  # a hostile Mapping; headers are never worth a crash
         return None
-    if not isinstance(value, str) or len(value) > _MAX_HEADER or not value.isascii():
+    if not isinstance(value, str) or not value.isascii():
+        return None
+    if len(value) > _MAX_HEADER and not value.strip().isdigit():
         return None
     return value
 

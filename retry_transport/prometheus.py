@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 
 from ._events import RetryEvent
 from ._limiter import SharedLimiter
+from ._metric_names import BLOCKED_SECONDS, GIVEUPS, RETRIES, verdict_label
 
 __all__ = ["PrometheusHook"]
 
@@ -63,16 +64,10 @@ class PrometheusHook:
         self._lock = threading.Lock()
         self._blocked_until: dict[tuple[str, str], float] = {}
         self.retries = Counter(
-            "retry_transport_retries",
-            "Retries scheduled by retry_transport, by upstream host and verdict.",
-            ["host", "verdict", "name"],
-            registry=registry,
+            RETRIES.name, RETRIES.help, ["host", "verdict", "name"], registry=registry
         )
         self.giveups = Counter(
-            "retry_transport_giveups",
-            "Retryable failures retry_transport handed back, by upstream host and verdict.",
-            ["host", "verdict", "name"],
-            registry=registry,
+            GIVEUPS.name, GIVEUPS.help, ["host", "verdict", "name"], registry=registry
         )
         self._registry = registry
         self._watched: list[SharedLimiter] = []
@@ -83,17 +78,14 @@ class PrometheusHook:
             registry=registry,
         )
         self.blocked_seconds = Gauge(
-            "retry_transport_blocked_seconds",
-            "Seconds left of the shared block on requests to an upstream host.",
-            ["host", "name"],
-            registry=registry,
+            BLOCKED_SECONDS.name, BLOCKED_SECONDS.help, ["host", "name"], registry=registry
         )
 
     def __call__(self, event: RetryEvent) -> None:
         """Count ``event`` and note the block it reports."""
         host = urlsplit(event.url).hostname or ""
         name = event.transport_name or ""
-        verdict = "none" if event.verdict is None else event.verdict.value
+        verdict = verdict_label(event)
         counter = self.retries if event.kind == "retry" else self.giveups
         counter.labels(host=host, verdict=verdict, name=name).inc()
         if event.paced > 0.0:

@@ -24,8 +24,10 @@ from types import TracebackType
 import httpx
 import uvicorn
 
-from retry_transport._proxy import build_app, server_config
-from retry_transport._proxy_cli import ProxySettings, add_arguments, settings_from_args
+from retry_transport.proxy.app import build_app
+from retry_transport.proxy.cli import add_arguments, settings_from_args
+from retry_transport.proxy.serving import server_config
+from retry_transport.proxy.settings import ProxySettings
 
 __all__ = ["FAST", "Gate", "Sidecar", "SidecarProcess", "Trickle", "settings_for"]
 
@@ -55,14 +57,17 @@ class _Server(uvicorn.Server):
 class Sidecar:
     """``retry-transport proxy ARGV`` served by uvicorn in a background thread.
 
-    Listens on a free loopback port (``--host`` and ``--port`` are ignored). Use it as a
-    context manager; leaving it shuts the server down gracefully and joins the thread.
+    Listens on a free loopback port, or on ``sock`` when given (bound, so that its address
+    can be named before the sidecar starts; ``--host`` and ``--port`` are ignored). Use it as
+    a context manager; leaving it shuts the server down gracefully and joins the thread.
     """
 
-    def __init__(self, *argv: str) -> None:
+    def __init__(self, *argv: str, sock: socket.socket | None = None) -> None:
         self.settings = settings_for(*FAST, *argv)
-        self._sock = socket.socket()
-        self._sock.bind(("127.0.0.1", 0))
+        if sock is None:
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+        self._sock = sock
         self.port: int = self._sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self._server = _Server(server_config(build_app(self.settings), self.settings))
@@ -83,6 +88,10 @@ class Sidecar:
                 raise RuntimeError(f"the sidecar did not start: {self._error!r}")
             time.sleep(0.005)
         return self
+
+    def connections(self) -> list[object]:
+        """The client connections the server holds open."""
+        return list(self._server.server_state.connections)
 
     def __exit__(
         self,
@@ -105,9 +114,10 @@ class SidecarProcess:
     answers its health check. Leaving the context kills it if it is still running.
     """
 
-    def __init__(self, log: Path, *argv: str) -> None:
+    def __init__(self, log: Path, *argv: str, env: dict[str, str] | None = None) -> None:
         self._argv = [sys.executable, "-m", "retry_transport", "proxy", *argv, "--port", "0"]
         self._log = log
+        self._env = env or {}
         self.process: subprocess.Popen[bytes] | None = None
         self.url = ""
 
@@ -121,7 +131,7 @@ class SidecarProcess:
         return self._log.read_text(errors="replace")
 
     def __enter__(self) -> SidecarProcess:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self._env}
         with self._log.open("wb") as log:
             self.process = subprocess.Popen(
                 self._argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
@@ -168,8 +178,12 @@ class SidecarProcess:
         tb: TracebackType | None,
     ) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+            self.process.terminate()  # a clean exit, so its coverage data is written
+            try:
+                self.process.wait(10.0)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
 
 class Gate:

@@ -257,3 +257,17 @@ async def test_context_manager_closes_the_wrapped_transport(flavour: str) -> Non
     async with RetryTransport(Inner()):
         pass
     assert closed == [True]
+
+
+@pytest.mark.parametrize("name", ["retry-after", "retry-after-ms"])
+async def test_a_503_asking_for_a_30_digit_wait_is_handed_back_at_once(
+    flavour: str, name: str
+) -> None:
+    script = Script(flavour, [R(503, "later", ((name, "9" * 30),)), R(200)])
+    transport, sleeps = make(flavour, script)
+    async with lib(flavour).AsyncClient(transport=transport) as client:
+        response = await client.get("http://up.test/")
+    assert response.status_code == 503
+    assert response.headers["x-should-retry"] == "false"
+    assert script.count == 1
+    assert sleeps.waits == []

@@ -194,8 +194,8 @@ def test_watched_limiters_show_headroom_per_origin_and_model_never_the_key() -> 
                 headers={"authorization": f"Bearer {key}"},
             )
     labels = {"origin": "https://api.test", "model": "gpt-x", "dimension": "requests"}
-    assert value(registry, "retry_transport_headroom", **labels) == 42.0
-    assert value(registry, "retry_transport_pace", **labels) == pytest.approx(1.0)
+    assert registry.get_sample_value("retry_transport_headroom", labels) == 42.0
+    assert registry.get_sample_value("retry_transport_pace", labels) == pytest.approx(1.0)
     text = generate_latest(registry).decode()
     assert "sk-one" not in text
     assert "sk-two" not in text

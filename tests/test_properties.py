@@ -128,8 +128,26 @@ def test_non_ascii_waits_are_ignored(value: str, name: str) -> None:
     st.text(alphabet="0123456789. ", min_size=65, max_size=400),
     st.sampled_from(["retry-after", "retry-after-ms"]),
 )
-def test_overlong_waits_are_ignored_unparsed(value: str, name: str) -> None:
-    assert server_wait({name: value}, now=NOW) is None
+def test_overlong_waits_are_ignored_unparsed_or_too_long(value: str, name: str) -> None:
+    wait = server_wait({name: value}, now=NOW)
+    digits = value.strip()
+    if digits.isdigit() and len(digits) > 20:
+        assert wait is not None
+        assert wait >= 1e17
+    elif digits.isdigit():  # mostly blanks around a short number: read as it is
+        assert wait == float(digits) / (1000.0 if name.endswith("ms") else 1.0)
+    else:
+        assert wait is None
+
+
+@given(
+    st.integers(min_value=21, max_value=2000),
+    st.sampled_from(["retry-after", "retry-after-ms", "x-ms-retry-after-ms"]),
+)
+def test_every_all_digit_wait_of_more_than_20_digits_is_too_long(digits: int, name: str) -> None:
+    wait = server_wait({name: "7" * digits}, now=NOW)
+    assert wait is not None
+    assert wait >= 1e17
 
 
 # -- the retry machine ---------------------------------------------------------------------------

@@ -5,6 +5,10 @@ The mirror of `test_async_transport.py`.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 
 from retry_transport import (
@@ -254,4 +258,79 @@ def test_context_manager_closes_the_wrapped_transport(flavour: str) -> None:
 
     with SyncRetryTransport(Inner()):
         pass
+    assert closed == [True]
+
+
+@pytest.mark.parametrize("body", [[b"a", b"bc"], (b"a", b"bc")])
+def test_a_list_or_tuple_body_is_replayed(flavour: str, body: list[bytes] | tuple[bytes]) -> None:
+    script = Script(flavour, [R(500), R(200, "ok")])
+    transport, _ = make(flavour, script)
+    with lib(flavour).Client(transport=transport) as client:
+        response = client.post("http://up.test/v1/x", content=body)
+    assert response.text == "ok"
+    assert [r.read() for r in script.seen] == [b"abc", b"abc"]
+
+
+def test_a_generator_body_is_still_not_replayed(flavour: str) -> None:
+    script = Script(flavour, [R(500), R(200, "ok")])
+    transport, _ = make(flavour, script)
+    with lib(flavour).Client(transport=transport) as client:
+        response = client.post("http://up.test/v1/x", content=iter([b"a", b"bc"]))
+    assert response.status_code == 500
+    assert response.headers["x-should-retry"] == "false"
+    assert script.count == 1
+
+
+@pytest.mark.parametrize("name", ["retry-after", "retry-after-ms"])
+def test_a_503_asking_for_a_30_digit_wait_is_handed_back_at_once(flavour: str, name: str) -> None:
+    script = Script(flavour, [R(503, "later", ((name, "9" * 30),)), R(200)])
+    transport, sleeps = make(flavour, script)
+    with lib(flavour).Client(transport=transport) as client:
+        response = client.get("http://up.test/")
+    assert response.status_code == 503
+    assert response.headers["x-should-retry"] == "false"
+    assert script.count == 1
+    assert sleeps.waits == []
+
+
+def test_a_held_stream_closed_from_another_thread_while_read_closes_its_body(
+    flavour: str,
+) -> None:
+    module = lib(flavour)
+    reading, released = threading.Event(), threading.Event()
+    closed: list[bool] = []
+
+    class Body(module.SyncByteStream):  # type: ignore[name-defined,misc]
+        def __iter__(self) -> Iterator[bytes]:
+            yield b'data: {"choices": [{"delta": {"content": "hi"}}]}\n\n'
+            reading.set()
+            released.wait(10)  # the close below lets it go at once; 10 s only if it never comes
+
+        def close(self) -> None:
+            closed.append(True)
+            released.set()
+
+    def handler(request: Any) -> Any:
+        headers = {"content-type": "text/event-stream"}
+        return module.Response(200, headers=headers, stream=Body())
+
+    transport = SyncRetryTransport(module.MockTransport(handler))
+    errors: list[BaseException] = []
+    with module.Client(transport=transport) as client:
+        request = client.build_request("POST", "http://up.test/v1/x", content=b"{}")
+        response = client.send(request, stream=True)
+
+        def read() -> None:
+            try:
+                for _ in response.iter_raw():
+                    pass
+            except Exception as exc:
+                errors.append(exc)
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        assert reading.wait(10)
+        response.close()  # from this thread, while the reader is inside the body
+        reader.join(10)
+    assert not reader.is_alive()
     assert closed == [True]

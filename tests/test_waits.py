@@ -55,7 +55,23 @@ def test_unreadable_retry_after_is_ignored(value: str) -> None:
 
 
 def test_overlong_retry_after_is_ignored() -> None:
-    assert server_wait({"retry-after": "1" * 65}, now=NOW) is None
+    assert server_wait({"retry-after": "1" * 64 + "x"}, now=NOW) is None
+
+
+@pytest.mark.parametrize("digits", [21, 64, 65, 400])
+@pytest.mark.parametrize("name", ["retry-after", "retry-after-ms", "x-ms-retry-after-ms"])
+def test_a_number_of_more_than_20_digits_is_a_very_long_wait(digits: int, name: str) -> None:
+    wait = server_wait({name: "9" * digits}, now=NOW)
+    assert wait is not None
+    assert wait >= 1e17  # seconds: far beyond any cap, even read as milliseconds
+
+
+def test_a_long_number_with_a_fraction_is_a_very_long_wait() -> None:
+    assert server_wait({"retry-after": "1" * 25 + ".5"}, now=NOW) == 1e20
+
+
+def test_a_long_number_with_a_long_fraction_is_ignored() -> None:
+    assert server_wait({"retry-after": "1" * 21 + "." + "5" * 21}, now=NOW) is None
 
 
 def test_very_large_retry_after_is_returned_uncapped() -> None:
@@ -132,3 +148,20 @@ def test_body_wait_handles_pathological_repetition() -> None:
 def test_body_wait_is_none_or_finite_non_negative(text: str) -> None:
     wait = body_wait(text)
     assert wait is None or (math.isfinite(wait) and wait >= 0.0)
+
+
+def test_a_date_in_minus_zero_zone_is_read_as_utc() -> None:
+    assert server_wait({"retry-after": "Tue, 14 Nov 2023 22:13:50 -0000"}, now=NOW) == 30.0
+
+
+def test_headers_that_raise_on_lookup_give_no_wait() -> None:
+    class Hostile(dict[str, str]):
+        def get(self, key: object, default: object = None) -> str:
+            raise RuntimeError("no")
+
+    assert server_wait(Hostile(), now=NOW) is None
+
+
+@pytest.mark.parametrize(("text", "wait"), [("try again in 5us", 5e-6), ("retry in 7ns", 7e-9)])
+def test_micro_and_nanosecond_waits_in_a_body_are_read(text: str, wait: float) -> None:
+    assert body_wait(text) == pytest.approx(wait)

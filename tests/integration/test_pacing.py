@@ -278,7 +278,8 @@ async def test_two_replicas_sharing_a_redis_limiter_stay_under_one_limit(
     name = f"fleet-{uuid.uuid4().hex}"
     clients = [redis.Redis.from_url(redis_server.url) for _ in range(2)]
     replicas: list[SharedLimiter] = (
-        [RedisLimiter(client, name=name) for client in clients]
+        # A generous timeout: on a loaded machine a 100 ms one makes a replica pace alone.
+        [RedisLimiter(client, name=name, timeout=1.0) for client in clients]
         if shared
         else [SharedLimiter(fingerprint_key=b"k") for _ in clients]
     )

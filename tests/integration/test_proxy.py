@@ -55,16 +55,6 @@ PROXY = [sys.executable, "-m", "retry_transport", "proxy"]
 NIM_DEGRADED = {"status": 400, "detail": "Function 'f': DEGRADED function cannot be invoked"}
 
 
-@pytest.fixture(autouse=True)
-def _library_logger() -> Iterator[None]:
-    """The sidecar lowers the library logger's level so its metrics see retries; undo that."""
-    logger = logging.getLogger("retry_transport")
-    level, handlers = logger.level, list(logger.handlers)
-    yield
-    logger.setLevel(level)
-    logger.handlers[:] = handlers
-
-
 @pytest.fixture(params=KINDS)
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -191,6 +181,9 @@ def test_the_library_never_imports_the_proxy_stack() -> None:
         (["--upstream", "https://a.example", "--upstream", "https://b.example"], "only one"),
         (["--upstream", "x=https://a.example", "--upstream", "x=https://b.example"], "twice"),
         (["--upstream", "https://a.example", "--max-attempts", "0"], "--max-attempts: must be"),
+        (["--upstream", "https://a.example", "--max-attempts", "x"], "an integer >= 1, got 'x'"),
+        (["--upstream", "https://a.example", "--grace", "-1"], "an integer >= 0, got '-1'"),
+        (["--upstream", "https://a.example:99999"], "invalid port"),
         (["--upstream", "https://a.example", "--deadline", "-1"], "> 0, got '-1'"),
         (["--upstream", "https://a.example", "--max-retry-after", "nan"], ">= 0, got 'nan'"),
         (["--upstream", "https://a.example", "--peek-limit", "lots"], "size in bytes"),
@@ -239,7 +232,7 @@ def test_options_become_settings() -> None:
 def test_without_the_proxy_extra_the_command_says_what_to_install(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setitem(sys.modules, "retry_transport._proxy", None)
+    monkeypatch.setitem(sys.modules, "retry_transport.proxy.serving", None)
     with pytest.raises(SystemExit) as exited:
         main(["proxy", "--upstream", "https://api.anthropic.com"])
     assert exited.value.code == 2
@@ -439,7 +432,10 @@ def test_the_deadline_is_a_504(upstream: Upstream) -> None:
     ):
         response = client.post(f"{sidecar.url}/v1/messages", json={})
     assert response.status_code == 504
-    assert response.json()["error"]["type"] == "upstream_timeout"
+    error = response.json()["error"]
+    assert error["type"] == "upstream_timeout"
+    assert "the deadline of 0.2 s (--deadline) passed after 1 attempt" in error["message"]
+    assert "ReadTimeout: -" not in error["message"]
 
 
 def _chunks(data: bytes, size: int) -> Iterator[bytes]:
@@ -580,12 +576,30 @@ def test_metrics_count_retries_and_give_ups_by_upstream_and_verdict(
         for line in text.splitlines()
         if line and not line.startswith("#")
     }
-    prefix = "retry_transport_proxy"
-    assert samples[f'{prefix}_retries_total{{upstream="a",verdict="congestion"}}'] == 1
-    assert samples[f'{prefix}_retries_total{{upstream="a",verdict="transient"}}'] == 1
-    assert samples[f'{prefix}_give_ups_total{{upstream="a",verdict="congestion"}}'] == 1
-    assert samples[f'{prefix}_requests_total{{code="529",upstream="a"}}'] == 1
-    assert samples[f'{prefix}_requests_total{{code="200",upstream="a"}}'] == 1
+    assert samples['retry_transport_retries_total{upstream="a",verdict="congestion"}'] == 1
+    assert samples['retry_transport_retries_total{upstream="a",verdict="transient"}'] == 1
+    assert samples['retry_transport_giveups_total{upstream="a",verdict="congestion"}'] == 1
+    assert samples['retry_transport_proxy_requests_total{code="529",upstream="a"}'] == 1
+    assert samples['retry_transport_proxy_requests_total{code="200",upstream="a"}'] == 1
+
+
+def test_metrics_count_from_hooks_and_leave_every_logger_level_alone(
+    upstream: Upstream,
+) -> None:
+    pytest.importorskip("prometheus_client")
+    library = logging.getLogger("retry_transport")
+    before = library.level, list(library.handlers)
+    library.setLevel(logging.ERROR)  # no retry record is even made
+    upstream.script("/v1/models", Reply(503), Reply.json(200, {}))
+    try:
+        with Sidecar("--upstream", upstream.url) as sidecar, httpx.Client() as client:
+            assert client.get(f"{sidecar.url}/v1/models").status_code == 200
+            text = client.get(f"{sidecar.url}/_retry_transport/metrics").text
+            assert library.level == logging.ERROR
+            assert library.handlers == before[1]
+    finally:
+        library.setLevel(before[0])
+    assert 'retry_transport_retries_total{upstream="/",verdict="congestion"} 1.0' in text
 
 
 def test_metrics_without_prometheus_client_are_a_404(
@@ -743,8 +757,12 @@ def test_sigterm_cuts_a_stream_off_after_the_grace_period_and_exits_0(
             with pytest.raises(httpx.RemoteProtocolError):
                 for _ in chunks:
                     pass
+            log = proc.log()
     finally:
         gate.open()
+    assert "grace period of 1s over: closing 1 connection still open" in log
+    assert "Traceback" not in log
+    assert "CancelledError" not in log
 
 
 def _accepts(port: int) -> bool:

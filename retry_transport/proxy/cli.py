@@ -8,66 +8,27 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import ipaddress
 import math
+import os
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from urllib.parse import urlsplit
 
-from ._budget import RetryBudget
-from ._policy import Backoff, RetryPolicy
+from .._budget import RetryBudget
+from .._policy import Backoff, RetryPolicy
+from .settings import MIB, OWN_PREFIX, ProxySettings, UpstreamSpec, address_kind
 
-__all__ = [
-    "DEFAULT_PORT",
-    "OWN_PREFIX",
-    "ProxySettings",
-    "UpstreamSpec",
-    "add_arguments",
-    "run",
-    "settings_from_args",
-]
-
-DEFAULT_PORT = 8787
-OWN_PREFIX = "/_retry_transport"
-"""Path prefix of the sidecar's own endpoints; no upstream name can take it."""
+__all__ = ["add_arguments", "run", "settings_from_args"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]*$")
-_MIB = 1024 * 1024
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_-]{1,63})*\.?$"
+)
+REDIS_PASSWORD_ENV = "RETRY_TRANSPORT_REDIS_PASSWORD"
+"""The environment variable the Redis password may come from (kept out of ``ps``)."""
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-
-
-@dataclass(frozen=True, slots=True)
-class UpstreamSpec:
-    """One upstream: served under ``/<name>/`` (or at the root when ``name`` is None)."""
-
-    name: str | None
-    url: str
-    """``scheme://host[:port][/base-path]``, without a trailing slash, query or user info."""
-
-    @property
-    def limiter_name(self) -> str:
-        """The name sidecars share a Redis block under: the upstream's URL, not the route."""
-        return f"proxy:{self.url}"
-
-
-@dataclass(frozen=True, slots=True)
-class ProxySettings:
-    """Everything the sidecar needs, validated."""
-
-    upstreams: tuple[UpstreamSpec, ...]
-    host: str = "127.0.0.1"
-    port: int = DEFAULT_PORT
-    policy: RetryPolicy = field(default_factory=RetryPolicy)
-    budget: RetryBudget | None = field(default_factory=RetryBudget)
-    max_concurrency: int | None = None
-    replay_limit: int = 8 * _MIB
-    """Request bodies up to this many bytes are kept, so the request can be retried."""
-    connect_timeout: float = 10.0
-    read_timeout: float | None = 600.0
-    redis_url: str | None = field(default=None, repr=False)  # may hold a password
-    grace: int = 25
-    """Seconds in-flight responses get to finish after SIGTERM."""
-    log_level: str = "info"
 
 
 # -- argparse value types: each error names the rule broken and the value given ----------------
@@ -112,7 +73,7 @@ def _bytes(text: str) -> int:
         raise argparse.ArgumentTypeError(
             f"must be a size in bytes such as 8m or 65536, got {text!r}"
         )
-    scale = {"": 1, "k": 1024, "m": _MIB, "g": 1024 * _MIB}[match.group(2)]
+    scale = {"": 1, "k": 1024, "m": MIB, "g": 1024 * MIB}[match.group(2)]
     return int(match.group(1)) * scale
 
 
@@ -136,6 +97,8 @@ def _upstream(text: str) -> UpstreamSpec:
             "the URL must not carry credentials: clients send their own auth headers, "
             "which the sidecar passes through"
         )
+    if any(char.isspace() or not char.isprintable() for char in parts.path):
+        raise argparse.ArgumentTypeError(f"the URL's path must not hold spaces: {url!r}")
     if parts.query or parts.fragment:
         raise argparse.ArgumentTypeError(f"the URL must have no query or fragment, got {url!r}")
     try:
@@ -143,11 +106,34 @@ def _upstream(text: str) -> UpstreamSpec:
     except ValueError:
         raise argparse.ArgumentTypeError(f"the URL has an invalid port: {url!r}") from None
     host = parts.hostname
+    if not _valid_host(host):
+        raise argparse.ArgumentTypeError(
+            f"the URL's host {host!r} is neither a host name nor an IP address: {url!r}"
+        )
     if ":" in host:
         host = f"[{host}]"
     default_port = {"http": 80, "https": 443}[parts.scheme]
     netloc = host if port in (None, default_port) else f"{host}:{port}"
     return UpstreamSpec(name, f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}")
+
+
+def _valid_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return _HOSTNAME.match(host) is not None
+    return True
+
+
+def _same_place(upstream: UpstreamSpec, host: str, port: int) -> bool:
+    """Whether ``upstream`` is the address the sidecar listens on (a loop, known at start)."""
+    parts = urlsplit(upstream.url)
+    upstream_port = parts.port or {"http": 80, "https": 443}[parts.scheme]
+    if port == 0 or upstream_port != port or parts.hostname is None:
+        return False
+    return address_kind(parts.hostname) is not None and (
+        address_kind(host) == "any" or address_kind(parts.hostname) == address_kind(host)
+    )
 
 
 def _redis(text: str) -> str:
@@ -279,6 +265,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="share the 429/overload block through Redis or Valkey with every sidecar using "
         "the same server and upstream URL (needs the redis extra)",
     )
+    retry.add_argument(
+        "--redis-password-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="read the Redis password from FILE (or set $"
+        + REDIS_PASSWORD_ENV
+        + "); keeps it out of the URL and the process list",
+    )
     serving = parser.add_argument_group("serving")
     serving.add_argument(
         "--replay-limit",
@@ -303,6 +298,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="longest silence from the upstream, per read; 0: none (%(default)s)",
     )
     serving.add_argument(
+        "--header-timeout",
+        type=_positive,
+        default=defaults.header_timeout,
+        metavar="SECONDS",
+        help="a client must send a request's headers within this, from connecting or from "
+        "the end of its previous response; else the connection is closed (%(default)s)",
+    )
+    serving.add_argument(
+        "--body-timeout",
+        type=_seconds,
+        default=defaults.body_timeout,
+        metavar="SECONDS",
+        help="longest silence while a request body arrives, answered 408; 0: none (%(default)s)",
+    )
+    serving.add_argument(
+        "--max-connections",
+        type=_count,
+        default=defaults.max_connections,
+        metavar="N",
+        help="client connections open at once; one more is answered 503 and closed (%(default)s)",
+    )
+    serving.add_argument(
         "--grace",
         type=_whole,
         default=defaults.grace,
@@ -318,13 +335,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def settings_from_args(args: argparse.Namespace) -> ProxySettings:
-    """The settings the parsed options describe.
+def settings_from_args(
+    args: argparse.Namespace, environ: Mapping[str, str] | None = None
+) -> ProxySettings:
+    """The settings the parsed options (and ``environ``, default ``os.environ``) describe.
 
     Raises:
         ValueError: the options contradict each other; the message names the option.
     """
+    environ = os.environ if environ is None else environ
     upstreams: tuple[UpstreamSpec, ...] = tuple(args.upstream)
+    for spec in upstreams:
+        if _same_place(spec, args.host, args.port):
+            raise ValueError(
+                f"argument --upstream: {spec.url} is this sidecar's own address "
+                f"(--host {args.host} --port {args.port}): every request would loop"
+            )
     names = [spec.name for spec in upstreams]
     if names.count(None) > 1:
         raise ValueError(
@@ -338,20 +364,18 @@ def settings_from_args(args: argparse.Namespace) -> ProxySettings:
         raise ValueError(
             "argument --redis: needs the redis package: pip install 'retry-transport[redis]'"
         )
-    try:
-        policy = RetryPolicy(
-            max_attempts=args.max_attempts,
-            congestion_backoff=Backoff(args.congestion_base, args.congestion_cap),
-            transient_backoff=Backoff(args.transient_base, args.transient_cap),
-            max_retry_after=args.max_retry_after,
-            deadline=args.deadline,
-            peek_sse=not args.no_peek_sse,
-            peek_limit=args.peek_limit,
-            unclassified_400_attempts=args.unclassified_400_attempts,
-            retry_read_errors=args.retry_read_errors,
-        )
-    except ValueError as exc:  # every value was checked above; kept as a safety net
-        raise ValueError(f"invalid retry policy: {exc}") from None
+    password = _redis_password(args, environ)
+    policy = RetryPolicy(  # every value was checked by its option's type
+        max_attempts=args.max_attempts,
+        congestion_backoff=Backoff(args.congestion_base, args.congestion_cap),
+        transient_backoff=Backoff(args.transient_base, args.transient_cap),
+        max_retry_after=args.max_retry_after,
+        deadline=args.deadline,
+        peek_sse=not args.no_peek_sse,
+        peek_limit=args.peek_limit,
+        unclassified_400_attempts=args.unclassified_400_attempts,
+        retry_read_errors=args.retry_read_errors,
+    )
     return ProxySettings(
         upstreams=upstreams,
         host=args.host,
@@ -363,9 +387,32 @@ def settings_from_args(args: argparse.Namespace) -> ProxySettings:
         connect_timeout=args.connect_timeout,
         read_timeout=args.read_timeout or None,
         redis_url=args.redis,
+        redis_password=password,
         grace=args.grace,
         log_level=args.log_level,
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout or None,
+        max_connections=args.max_connections,
     )
+
+
+def _redis_password(args: argparse.Namespace, environ: Mapping[str, str]) -> str | None:
+    """The Redis password from ``--redis-password-file`` or the environment, or None."""
+    path: Path | None = args.redis_password_file
+    if path is None:
+        return environ.get(REDIS_PASSWORD_ENV) or None
+    if args.redis is None:
+        raise ValueError("argument --redis-password-file: needs --redis")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(
+            f"argument --redis-password-file: cannot read {str(path)!r}: {exc}"
+        ) from None
+    password = text.strip("\r\n")
+    if not password:
+        raise ValueError(f"argument --redis-password-file: {str(path)!r} is empty")
+    return password
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -375,7 +422,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     try:
-        from ._proxy import serve
+        from .serving import serve
     except ImportError as exc:
         parser.exit(
             2,

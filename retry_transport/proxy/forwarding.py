@@ -1,0 +1,504 @@
+"""Forwarding: one `Forwarder` per upstream sends each request on through its `RetryTransport`.
+
+Each upstream has one `RetryTransport` and one limiter, shared by every client of the
+sidecar, so a 429 seen by one client holds back the others.
+
+Paths stay within the upstream's mount: ``/<name>/v1/../x`` is sent as ``<base>/x``, and a
+path whose dot segments would climb out of the mount, or that hides one behind
+percent-encoding, is refused with a 400. Every forwarded request and response gains a ``Via``
+entry naming this sidecar (RFC 9110 7.6.3), by which `screening.Screen` recognises a loop.
+
+Streaming, both ways: a request body is read up to ``replay_limit`` bytes and, if it ended
+within that, sent as bytes the transport can replay on a retry; a larger (or larger announced)
+body is streamed to the upstream as it arrives and sent once. A response is streamed back as
+its bytes arrive (the transport holds only an event stream's preamble). A task watches the
+client throughout: when it goes away, the upstream request is cancelled and its connection
+closed at once, whether it was waiting for headers, sleeping before a retry or streaming.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+from typing import cast
+from urllib.parse import quote, unquote_to_bytes
+
+import anyio
+import httpx
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from starlette.types import Receive, Scope, Send
+
+from .._async import RetryTransport
+from .._errors import DeadlineExceeded
+from .._limiter import Limiter
+from .metrics import UpstreamMetrics
+from .replies import path_for_log, printable, send_error
+from .screening import confine
+from .settings import ProxySettings, UpstreamSpec
+
+__all__ = ["Forwarder"]
+
+logger = logging.getLogger("retry_transport.proxy")
+
+# Hop-by-hop headers (RFC 9110 7.6.1), never forwarded; so are those named in Connection and
+# every Proxy-* header. Host is rewritten (the upstream's own); Expect was answered by us.
+_HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+_REQUEST_ONLY = frozenset({b"host", b"expect"})
+
+
+def _forwardable(
+    headers: Iterable[tuple[bytes, bytes]], also: frozenset[bytes] = frozenset()
+) -> list[tuple[bytes, bytes]]:
+    """``headers`` without the hop-by-hop ones (and ``also``), order and case kept."""
+    headers = list(headers)
+    named = {
+        token.strip().lower()
+        for name, value in headers
+        if name.lower() == b"connection"
+        for token in value.split(b",")
+    }
+    kept = []
+    for name, value in headers:
+        lower = name.lower()
+        if lower in _HOP_BY_HOP or lower in also or lower in named or lower.startswith(b"proxy-"):
+            continue
+        kept.append((name, value))
+    return kept
+
+
+_TALLY = "retry_transport.proxy.tally"
+"""The request extension the counting transport notes each send in."""
+
+_TERMINAL_LINES = frozenset(
+    {
+        b"data: [DONE]",  # OpenAI chat completions and the OpenAI-compatible servers
+        b"event: message_stop",  # Anthropic Messages
+        b"event: response.completed",  # OpenAI Responses
+        b"event: response.incomplete",
+        b"event: response.failed",
+    }
+)
+_MAX_LINE = 256
+"""Longest partial line kept while looking for a terminal event (they are all short)."""
+
+
+class _Refused(Exception):
+    """A request the forwarder will not send: its status, error type and message."""
+
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+        self.message = message
+
+
+@dataclass(slots=True)
+class _Exchange:
+    """What one forwarded request's two tasks (and its transport) tell each other."""
+
+    status: int | None = None
+    """The status sent to the client, once its response has started."""
+    attempts: int = 1
+    sent: int = 0
+    """Body bytes sent to the client."""
+    finished: bool = False
+    """The response's last byte is being sent: a disconnect now changes nothing."""
+    terminal: bool = False
+    """The stream's terminal event was sent: a disconnect now is the client being done."""
+    client_gone: bool = False
+    body_stalled: bool = False
+    broke: bool = False
+    """The upstream's response broke after its headers were sent."""
+    sends: int = 0
+    """Attempts sent upstream so far (counted by `_CountingTransport`)."""
+
+
+class _CountingTransport(httpx.AsyncBaseTransport):
+    """The upstream's connection pool, counting each attempt in the request's `_Exchange`."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        exchange: _Exchange = request.extensions[_TALLY]
+        exchange.sends += 1
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _TerminalWatch:
+    """Notices an event stream's terminal event (``data: [DONE]``, ``event: message_stop``,
+    ...) among the chunks passed on, whatever their boundaries."""
+
+    __slots__ = ("_partial",)
+
+    def __init__(self) -> None:
+        self._partial = b""
+
+    def seen_in(self, chunk: bytes) -> bool:
+        """Whether ``chunk`` completes a terminal event's line."""
+        lines = (self._partial + chunk).splitlines(keepends=True)
+        last = lines[-1] if lines else b""
+        complete = lines if last.endswith((b"\n", b"\r")) else lines[:-1]
+        self._partial = b"" if complete is lines else last[-_MAX_LINE:]
+        return any(line.rstrip(b"\r\n") in _TERMINAL_LINES for line in complete)
+
+
+class Forwarder:
+    """Forwards requests to one upstream through its `RetryTransport`."""
+
+    def __init__(
+        self,
+        spec: UpstreamSpec,
+        settings: ProxySettings,
+        metrics: UpstreamMetrics,
+        via_token: bytes,
+    ) -> None:
+        self.spec = spec
+        self.label = spec.label
+        self.transport: RetryTransport | None = None  # made at startup, in the server's loop
+        self.limiter: Limiter | None = None
+        self._settings = settings
+        self._metrics = metrics
+        self._via = b"1.1 " + via_token
+        self._base = httpx.URL(spec.url)
+        self._base_path = self._base.raw_path.split(b"?", 1)[0].rstrip(b"/")
+        self._name = None if spec.name is None else spec.name.encode()
+        self._timeouts = {
+            "connect": settings.connect_timeout,
+            "read": settings.read_timeout,
+            "write": settings.read_timeout,
+            "pool": settings.read_timeout,
+        }
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self, limiter: Limiter) -> RetryTransport:
+        """Make the transport (in the server's event loop)."""
+        inner = httpx.AsyncHTTPTransport(
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=100)
+        )
+        self.limiter = limiter
+        self.transport = RetryTransport(
+            _CountingTransport(inner),
+            policy=self._settings.policy,
+            limiter=limiter,
+            hooks=[self._metrics],
+        )
+        return self.transport
+
+    # -- one request -------------------------------------------------------------------------
+
+    def _target(self, scope: Scope) -> httpx.URL:
+        """The upstream URL for the request: its path below the mount, the query as sent.
+
+        Raises:
+            _Refused: the path leaves the mount, or cannot be told not to.
+        """
+        raw: bytes = scope.get("raw_path") or quote(scope["path"]).encode()
+        if self._name is None:
+            rest = raw
+        else:
+            first, slash, after = raw[1:].partition(b"/")
+            if unquote_to_bytes(first) != self._name:
+                # The route matched the decoded path: the name came percent-encoded, with an
+                # encoded slash in it, or both. Only the plain name is taken as the mount.
+                raise _Refused(
+                    400,
+                    "invalid_path",
+                    f"the path must start with /{self.spec.name}/ as plain text",
+                )
+            rest = slash + after
+        confined = confine(rest)
+        if confined is None:
+            raise _Refused(
+                400,
+                "invalid_path",
+                "the path leaves the upstream's base path, or hides a dot segment behind "
+                "percent-encoding or a backslash",
+            )
+        target = (self._base_path + confined) or b"/"
+        query: bytes = scope.get("query_string", b"")
+        if query:
+            target += b"?" + query
+        try:
+            return self._base.copy_with(raw_path=target)
+        except httpx.InvalidURL as exc:
+            raise _Refused(
+                400, "invalid_path", f"the path is not a valid URL path: {exc}"
+            ) from None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.monotonic()
+        exchange = _Exchange()
+        body_in, body_out = anyio.create_memory_object_stream[bytes](0)
+        with body_out:
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._watch_client, receive, body_in, exchange, group.cancel_scope)
+                try:
+                    await self._exchange(scope, send, body_out, exchange, started)
+                except _Refused as refused:
+                    await self._refuse(scope, send, exchange, refused)
+                finally:
+                    group.cancel_scope.cancel()
+            if exchange.body_stalled and exchange.status is None:
+                await self._refuse(
+                    scope,
+                    send,
+                    exchange,
+                    _Refused(
+                        408,
+                        "request_timeout",
+                        f"the request body stalled for {self._settings.body_timeout:g} s",
+                    ),
+                )
+        self._summarise(scope, exchange, time.monotonic() - started)
+
+    def _summarise(self, scope: Scope, exchange: _Exchange, elapsed: float) -> None:
+        """The request's one summary log line, and its count."""
+        method, path = printable(scope["method"]), path_for_log(scope)
+        if exchange.client_gone and not exchange.terminal:
+            self._metrics.client_disconnect()
+            logger.info(
+                "%s %s %s: client went away after %.3fs; upstream request cancelled",
+                self.label,
+                method,
+                path,
+                elapsed,
+            )
+            return
+        if exchange.status is None:
+            return  # refused: counted, and its own line said so
+        self._metrics.request(exchange.status)
+        if exchange.broke:
+            return  # its own line said so
+        logger.info(
+            "%s %s %s -> %d, %d attempt%s, %d bytes in %.3fs",
+            self.label,
+            method,
+            path,
+            exchange.status,
+            exchange.attempts,
+            "" if exchange.attempts == 1 else "s",
+            exchange.sent,
+            elapsed,
+        )
+
+    async def _watch_client(
+        self,
+        receive: Receive,
+        body_in: MemoryObjectSendStream[bytes],
+        exchange: _Exchange,
+        scope: anyio.CancelScope,
+    ) -> None:
+        """Pass the request body on, then wait for the client to go; cancel if it does early.
+
+        The only reader of ``receive``: uvicorn answers it with ``http.disconnect`` as soon as
+        the client's connection closes (or once the response is complete). A body that goes
+        silent for ``body_timeout`` seconds ends the exchange (a 408 if no answer started).
+        """
+        gone = False
+        with body_in:
+            while True:
+                with anyio.move_on_after(self._settings.body_timeout) as waiting:
+                    message = await receive()
+                if waiting.cancelled_caught:
+                    exchange.body_stalled = True
+                    scope.cancel()
+                    return
+                if message["type"] != "http.request":
+                    gone = True
+                    break
+                chunk: bytes = message.get("body", b"")
+                if chunk:
+                    with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                        await body_in.send(chunk)  # fails once the body is no longer wanted
+                if not message.get("more_body", False):
+                    break
+        if not gone:
+            message = await receive()
+            gone = message["type"] == "http.disconnect"
+        if gone and not exchange.finished:
+            exchange.client_gone = True
+            scope.cancel()
+
+    async def _read_body(
+        self, headers: Sequence[tuple[bytes, bytes]], body_out: MemoryObjectReceiveStream[bytes]
+    ) -> bytes | AsyncIterator[bytes]:
+        """The whole body as bytes if it fits the replay limit, else a stream of it."""
+        limit = self._settings.replay_limit
+        declared = next((value for name, value in headers if name == b"content-length"), None)
+        parts: list[bytes] = []
+        if declared is None or not declared.isdigit() or int(declared) <= limit:
+            size = 0
+            async for chunk in body_out:
+                parts.append(chunk)
+                size += len(chunk)
+                if size > limit:
+                    break
+            else:
+                return b"".join(parts)
+        return _stream_body(parts, body_out)
+
+    async def _exchange(
+        self,
+        scope: Scope,
+        send: Send,
+        body_out: MemoryObjectReceiveStream[bytes],
+        exchange: _Exchange,
+        started: float,
+    ) -> None:
+        """Forward one request and stream the answer back, noting how it went in
+        ``exchange``."""
+        transport = self.transport
+        assert transport is not None, "the sidecar's lifespan has not started"
+        target = self._target(scope)
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        content = await self._read_body(headers, body_out)
+        request = httpx.Request(
+            scope["method"],
+            target,
+            headers=[*_forwardable(headers, _REQUEST_ONLY), (b"via", self._via)],
+            content=content,
+            extensions={"timeout": self._timeouts, _TALLY: exchange},
+        )
+        try:
+            response = await transport.handle_async_request(request)
+        except httpx.TransportError as exc:
+            await self._send_error(scope, send, exchange, exc, time.monotonic() - started)
+            return
+        body_out.close()  # a body still arriving is not wanted any more
+        history = response.extensions.get("retry_history", ())
+        exchange.attempts = len(history) or 1
+        watch = _TerminalWatch() if _is_event_stream(response.headers.raw) else None
+        try:
+            exchange.status = response.status_code
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status_code,
+                    "headers": [*_forwardable(response.headers.raw), (b"via", self._via)],
+                }
+            )
+            try:
+                async for chunk in cast("httpx.AsyncByteStream", response.stream):
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    exchange.sent += len(chunk)
+                    if watch is not None and not exchange.terminal:
+                        exchange.terminal = watch.seen_in(chunk)
+            except httpx.TransportError as exc:
+                # Headers are out: the only way to tell the client is to cut its connection.
+                exchange.broke = True
+                logger.warning(
+                    "%s %s %s: upstream response broke after %d bytes (%s); closing the "
+                    "client's connection",
+                    self.label,
+                    printable(scope["method"]),
+                    path_for_log(scope),
+                    exchange.sent,
+                    type(exc).__name__,
+                )
+                return
+            exchange.finished = True
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+
+    async def _refuse(
+        self, scope: Scope, send: Send, exchange: _Exchange, refused: _Refused
+    ) -> None:
+        """Answer a request the forwarder will not (or can no longer) send."""
+        logger.warning(
+            "%s %s %s: refused with %d: %s",
+            self.label,
+            printable(scope["method"]),
+            path_for_log(scope),
+            refused.status,
+            refused.message,
+        )
+        exchange.finished = True  # counted here, with no summary line (its status stays None)
+        self._metrics.request(refused.status)
+        await send_error(send, refused.status, refused.kind, refused.message, close=True)
+
+    async def _send_error(
+        self,
+        scope: Scope,
+        send: Send,
+        exchange: _Exchange,
+        exc: httpx.TransportError,
+        elapsed: float,
+    ) -> None:
+        """Answer 504 for a timeout (the deadline's included), 502 for any other failure."""
+        timeout = isinstance(exc, httpx.TimeoutException)
+        attempts = exchange.attempts = max(exchange.sends, 1)
+        deadline = self._settings.policy.deadline
+        tries = f"{attempts} attempt{'' if attempts == 1 else 's'}"
+        if (
+            timeout
+            and deadline is not None
+            and (isinstance(exc, DeadlineExceeded) or elapsed >= deadline - _DEADLINE_SLACK)
+        ):
+            detail = (
+                f"upstream {self.spec.url} timed out: the deadline of {deadline:g} s "
+                f"(--deadline) passed after {tries} ({type(exc).__name__})"
+            )
+        else:
+            detail = (
+                f"upstream {self.spec.url} {'timed out' if timeout else 'unreachable'}: "
+                f"{type(exc).__name__}: {str(exc) or 'no detail'}"
+            )
+            if attempts > 1:
+                detail += f" (gave up after {tries})"
+        logger.warning(
+            "%s %s %s: %s",
+            self.label,
+            printable(scope["method"]),
+            path_for_log(scope),
+            printable(detail),
+        )
+        exchange.finished = True
+        exchange.status = 504 if timeout else 502
+        exchange.sent = await send_error(
+            send,
+            exchange.status,
+            "upstream_timeout" if timeout else "upstream_unreachable",
+            detail,
+        )
+
+
+_DEADLINE_SLACK = 0.01
+"""Seconds a timeout may come before the deadline and still be the deadline's (the transport
+starts its clock a little after the forwarder)."""
+
+
+def _is_event_stream(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    return any(
+        name.lower() == b"content-type"
+        and value.split(b";", 1)[0].strip().lower() == b"text/event-stream"
+        for name, value in headers
+    )
+
+
+async def _stream_body(
+    parts: list[bytes], rest: MemoryObjectReceiveStream[bytes]
+) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+    async for chunk in rest:
+        yield chunk

@@ -1,0 +1,108 @@
+"""The sidecar's counters, shown by ``GET /metrics`` in Prometheus text format.
+
+Each upstream's `RetryTransport` is given that upstream's `UpstreamMetrics` as a hook: retries
+and give-ups are counted from the `RetryEvent`s it is told, requests and client disconnects by
+the forwarder. The names are the ones `retry_transport.prometheus.PrometheusHook` registers
+(defined once, in ``_metric_names``), labelled by ``upstream`` (the route name, ``/`` at the
+root) where the hook labels by host. Everything works without prometheus-client; there is then
+nothing to show.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .._events import RetryEvent
+from .._metric_names import (
+    BLOCKED_SECONDS,
+    CLIENT_DISCONNECTS,
+    GIVEUPS,
+    REQUESTS,
+    RETRIES,
+    MetricName,
+    verdict_label,
+)
+
+__all__ = ["Metrics", "UpstreamMetrics"]
+
+
+def _prometheus() -> Any:
+    """The prometheus_client module, or None when it is not installed (an optional extra:
+    imported by name so that type checking does not need it either)."""
+    try:
+        return importlib.import_module("prometheus_client")
+    except ImportError:
+        return None
+
+
+class UpstreamMetrics:
+    """The counters of one upstream (no-ops without prometheus-client); a hook for its
+    transport."""
+
+    __slots__ = ("_metrics", "_name")
+
+    def __init__(self, metrics: Metrics, name: str) -> None:
+        self._metrics = metrics
+        self._name = name
+
+    def request(self, code: int) -> None:
+        """One request answered with status ``code`` (the sidecar's own 4xx/502/504 included)."""
+        if self._metrics.requests is not None:
+            self._metrics.requests.labels(self._name, str(code)).inc()
+
+    def client_disconnect(self) -> None:
+        """One request abandoned because its client went away."""
+        if self._metrics.disconnects is not None:
+            self._metrics.disconnects.labels(self._name).inc()
+
+    def __call__(self, event: RetryEvent) -> None:
+        """Count a retry scheduled or a request given up on, by the verdict it reports."""
+        family = self._metrics.retries if event.kind == "retry" else self._metrics.giveups
+        if family is not None:
+            family.labels(self._name, verdict_label(event)).inc()
+
+
+class Metrics:
+    """Every upstream's counters, in a registry of their own (one per sidecar app)."""
+
+    def __init__(self, upstreams: Iterable[str]) -> None:
+        prometheus_client = _prometheus()
+        self.requests: Any = None
+        self.disconnects: Any = None
+        self.retries: Any = None
+        self.giveups: Any = None
+        self.blocked: Any = None
+        self._registry: Any = None
+        if prometheus_client is not None:
+            registry = prometheus_client.CollectorRegistry()
+            self._registry = registry
+
+            def make(kind: Any, metric: MetricName, *labels: str) -> Any:
+                return kind(metric.name, metric.help, labels, registry=registry)
+
+            counter, gauge = prometheus_client.Counter, prometheus_client.Gauge
+            self.requests = make(counter, REQUESTS, "upstream", "code")
+            self.disconnects = make(counter, CLIENT_DISCONNECTS, "upstream")
+            self.retries = make(counter, RETRIES, "upstream", "verdict")
+            self.giveups = make(counter, GIVEUPS, "upstream", "verdict")
+            self.blocked = make(gauge, BLOCKED_SECONDS, "upstream")
+        self._upstreams = {name: UpstreamMetrics(self, name) for name in upstreams}
+
+    def upstream(self, name: str) -> UpstreamMetrics:
+        """The counters of upstream ``name``."""
+        return self._upstreams[name]
+
+    def watch_block(self, name: str, blocked_for: Callable[[], float]) -> None:
+        """Report ``blocked_for()`` as upstream ``name``'s block gauge."""
+        if self.blocked is not None:
+            self.blocked.labels(name).set_function(blocked_for)
+
+    def render(self) -> tuple[bytes, str] | None:
+        """The text exposition and its content type; None without prometheus-client."""
+        prometheus_client = _prometheus()
+        if self._registry is None or prometheus_client is None:
+            return None
+        body: bytes = prometheus_client.generate_latest(self._registry)
+        return body, str(prometheus_client.CONTENT_TYPE_LATEST)

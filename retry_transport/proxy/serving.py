@@ -1,0 +1,301 @@
+"""Serving: the sidecar's logging, its listening socket and uvicorn, until SIGTERM or SIGINT.
+
+uvicorn's HTTP/1.1 protocol (h11) is used with two additions of the sidecar's own: every
+request's headers must arrive within ``header_timeout`` seconds of connecting (or of the
+previous response's end), or the connection is closed, so half-open and trickling connections
+do not pile up; and past ``max_connections`` open connections one more is answered 503 and
+closed. Past the ``--grace`` period after SIGTERM, the connections still open are closed (each
+request then ends as its client going away) rather than their tasks cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+import h11
+import uvicorn
+from starlette.applications import Starlette
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from .app import build_app
+from .replies import error_body
+from .settings import ProxySettings, address_kind
+
+__all__ = ["serve", "server_config"]
+
+logger = logging.getLogger("retry_transport.proxy")
+
+_WIRE_LOGGERS = ("httpcore", "httpx")
+"""Loggers whose DEBUG records carry headers (httpcore logs every response's)."""
+_LAST_RESORT = 5
+"""Seconds past the grace period (and the connections' closing) before uvicorn cancels what
+is still running."""
+_REDIS_CHECK_TIMEOUT = 5.0
+
+
+class _NoWireDebug(logging.Filter):
+    """Drops the DEBUG records of the HTTP libraries, which print header values."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.DEBUG or not record.name.startswith(_WIRE_LOGGERS)
+
+
+def _configure_logging(level: str) -> None:
+    handler = logging.StreamHandler()
+    handler.setLevel(level.upper())
+    handler.addFilter(_NoWireDebug())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+
+
+def _busy_reply() -> bytes:
+    body = error_body("overloaded", "too many connections open (--max-connections)")
+    head = (
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nretry-after: 1\r\nconnection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+_BUSY = _busy_reply()
+
+
+class _Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline on each request's headers and a cap on open
+    connections; subclassed per app by `_protocol` with the settings' values."""
+
+    header_timeout = 10.0
+    max_connections = 1000
+    _header_timer: asyncio.TimerHandle | None = None
+    _warned_at = -float("inf")
+    """When the cap was last logged (at most one line in ten seconds per sidecar)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        super().connection_made(transport)
+        if len(self.server_state.connections) > self.max_connections:
+            now = time.monotonic()
+            if now - self._warned_at >= 10.0:
+                type(self)._warned_at = now  # the app's own subclass: one line per sidecar
+                logger.warning(
+                    "%d client connections open (--max-connections): answering more with 503",
+                    self.max_connections,
+                )
+            transport.write(_BUSY)
+            transport.close()
+            return
+        self._watch_headers()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._watch_headers()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._watch_headers()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_header_timer()
+        super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        """Answer a request h11 cannot parse with the sidecar's JSON error (uvicorn's own is
+        plain text, without ``x-should-retry: false``), then close; if an answer has already
+        begun, just close. A request whose body broke the framing has its app task still
+        running: it is told its client went away, so its own answer is not sent after this."""
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            cycle.disconnected = True
+            cycle.message_event.set()
+        body = error_body("invalid_request", "the request is not valid HTTP/1.1")
+        head = h11.Response(
+            status_code=400,
+            reason=b"Bad Request",
+            headers=[
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-should-retry", b"false"),
+                (b"connection", b"close"),
+            ],
+        )
+        try:
+            data = b"".join(self.conn.send(event) or b"" for event in (head, h11.Data(data=body)))
+            data += self.conn.send(h11.EndOfMessage()) or b""
+        except h11.LocalProtocolError:  # the answer to the request had started already
+            data = b""
+        self.transport.write(data)
+        self.transport.close()
+
+    def _watch_headers(self) -> None:
+        """Time the headers while a request's are awaited; stop once they are in."""
+        waiting = self.conn.their_state is h11.IDLE and not self.transport.is_closing()
+        if not waiting:
+            self._stop_header_timer()
+        elif self._header_timer is None:
+            self._header_timer = self.loop.call_later(self.header_timeout, self._headers_late)
+
+    def _stop_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self.transport.close()
+
+
+def _protocol(settings: ProxySettings) -> type[_Protocol]:
+    class SidecarProtocol(_Protocol):
+        header_timeout = settings.header_timeout
+        max_connections = settings.max_connections
+
+    return SidecarProtocol
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server; past the grace period after SIGTERM it closes the connections still
+    open instead of cancelling their tasks (which logs a traceback per request)."""
+
+    def __init__(self, config: uvicorn.Config, grace: float) -> None:
+        super().__init__(config)
+        self._grace = grace
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        cut = asyncio.get_running_loop().call_later(self._grace, self._cut_off)
+        try:
+            await super().shutdown(sockets)
+        finally:
+            cut.cancel()
+
+    def _cut_off(self) -> None:
+        connections = list(self.server_state.connections)
+        if connections:
+            logger.warning(
+                "grace period of %gs over: closing %d connection%s still open",
+                self._grace,
+                len(connections),
+                "" if len(connections) == 1 else "s",
+            )
+        for connection in connections:
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.close()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def server_config(app: Starlette, settings: ProxySettings) -> uvicorn.Config:
+    """The uvicorn configuration the sidecar runs with (its own logging, no access log)."""
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        http=_protocol(settings),
+        lifespan="on",
+        log_config=None,
+        log_level=settings.log_level,
+        access_log=False,  # it would log query strings, where some providers put keys
+        server_header=False,
+        date_header=False,
+        proxy_headers=False,
+        ws="none",
+        timeout_graceful_shutdown=settings.grace + _LAST_RESORT,
+    )
+
+
+def _redact(url: str) -> str:
+    """``url`` without its password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")[2]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=user + netloc))
+
+
+def check_redis(settings: ProxySettings) -> str | None:
+    """Why the sidecar cannot use its ``--redis`` server (one PING), or None if it can."""
+    if settings.redis_url is None:
+        return None
+    import redis
+
+    extra = {} if settings.redis_password is None else {"password": settings.redis_password}
+    client = redis.Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=_REDIS_CHECK_TIMEOUT,
+        socket_timeout=_REDIS_CHECK_TIMEOUT,
+        **extra,
+    )
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        client.close()
+    return None
+
+
+def serve(settings: ProxySettings) -> int:
+    """Serve until SIGTERM or SIGINT, then let in-flight responses finish (up to
+    ``settings.grace`` seconds); the exit status: 0 after a shutdown, 1 if it never started."""
+    _configure_logging(settings.log_level)
+    if address_kind(settings.host) != "loopback":
+        logger.warning(
+            "listening on %s, not a loopback address: the sidecar speaks plain HTTP, without "
+            "authentication, and sends what it is given on with the clients' own keys; keep "
+            "it on 127.0.0.1 (or inside the pod) unless a firewall closes that address",
+            settings.host,
+        )
+    problem = check_redis(settings)
+    if problem is not None:
+        assert settings.redis_url is not None
+        logger.error(
+            "cannot use Redis at %s (--redis): %s; not starting",
+            _redact(settings.redis_url),
+            problem,
+        )
+        return 1
+    try:
+        sock = _bind(settings.host, settings.port)
+    except OSError as exc:
+        logger.error("cannot listen on %s port %d: %s", settings.host, settings.port, exc)  # noqa: TRY400
+        return 1
+    app = build_app(settings)
+    server = _Server(server_config(app, settings), settings.grace)
+    url = _url(sock)
+    for spec in settings.upstreams:
+        logger.info(
+            "listening on %s%s/ -> %s", url, "" if spec.name is None else f"/{spec.name}", spec.url
+        )
+    # uvicorn re-raises the signal that stopped it once it is done; with these handlers in
+    # place, that re-raise does nothing and the process exits 0 after a graceful shutdown.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)
+    with sock:
+        server.run(sockets=[sock])
+    return 0 if server.started else 1

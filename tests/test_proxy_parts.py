@@ -1,0 +1,87 @@
+"""The sidecar's parts on their own: log escaping, its routes' edges, the status it counts."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import httpx
+import pytest
+from starlette.routing import Match, NoMatchFound
+
+from retry_transport._events import RetryEvent
+from retry_transport.proxy.app import build_app
+from retry_transport.proxy.metrics import Metrics
+from retry_transport.proxy.replies import path_for_log, printable
+from retry_transport.proxy.serving import _NoWireDebug, _redact
+
+from .proxy_helpers import settings_for
+
+
+def test_printable_escapes_every_control_character() -> None:
+    assert printable("/v1/ok") == "/v1/ok"
+    assert printable("a\r\nb\x1b[31m\x00\u2028\u0085é") == "a\\r\\nb\\x1b[31m\\x00\\u2028\\x85é"
+
+
+def test_a_path_is_logged_as_it_came_without_its_query() -> None:
+    scope = {"path": "/v1/a\r\nb", "raw_path": b"/v1/a%0d%0ab", "query_string": b"key=sk"}
+    assert path_for_log(scope) == "/v1/a%0d%0ab"
+    assert path_for_log({"path": "/v1/a\nb"}) == "/v1/a\\nb"
+
+
+@pytest.mark.parametrize("root", [False, True])
+def test_the_sidecars_routes_answer_http_only_and_build_no_urls(root: bool) -> None:
+    other = "https://b.example" if root else "b=https://b.example"
+    app = build_app(settings_for("--upstream", "a=https://a.example", "--upstream", other))
+    websocket = {"type": "websocket", "path": "/a/x"}
+    kinds = {type(route).__name__ for route in app.routes}
+    assert ("_Unrouted" in kinds) is not root
+    for route in app.routes:
+        if type(route).__name__ in {"_UpstreamRoute", "_Unrouted"}:
+            assert route.matches(websocket) == (Match.NONE, {})
+            with pytest.raises(NoMatchFound):
+                route.url_path_for("anything")
+
+
+@pytest.mark.anyio
+async def test_health_before_startup_shows_no_block() -> None:
+    app = build_app(settings_for("--upstream", "a=https://a.example"))
+    transport = httpx.ASGITransport(app=app)  # no lifespan: no limiter yet
+    async with httpx.AsyncClient(transport=transport, base_url="http://sidecar") as client:
+        health = (await client.get("/_retry_transport/healthz")).json()
+        unknown = await client.get("/elsewhere")
+    assert health["upstreams"]["a"]["blocked_for"] == 0.0
+    assert unknown.status_code == 404
+
+
+def test_the_log_handler_drops_only_the_http_libraries_debug_records() -> None:
+    wire = _NoWireDebug()
+
+    def record(name: str, level: int) -> logging.LogRecord:
+        return logging.LogRecord(name, level, __file__, 1, "m", (), None)
+
+    assert not wire.filter(record("httpcore.http11", logging.DEBUG))
+    assert not wire.filter(record("httpx", logging.DEBUG))
+    assert wire.filter(record("httpx", logging.INFO))
+    assert wire.filter(record("retry_transport.proxy", logging.DEBUG))
+
+
+def test_a_redis_url_is_logged_without_its_password() -> None:
+    assert _redact("redis://h:6379/0") == "redis://h:6379/0"
+    assert _redact("redis://user:pw@h:6379/0") == "redis://user:***@h:6379/0"
+    assert _redact("redis://:pw@h/0") == "redis://:***@h/0"
+
+
+def test_without_prometheus_client_the_counters_are_no_ops(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)
+    metrics = Metrics(["a"])
+    counters = metrics.upstream("a")
+    counters.request(200)
+    counters.client_disconnect()
+    counters(
+        RetryEvent("retry", "GET", "https://a.example/v1", 1, 5, None, "r", 0.1, 503, None, 0.0)
+    )
+    metrics.watch_block("a", lambda: 0.0)
+    assert metrics.render() is None
