@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 
 from ._exceptions import meaning_of
-from ._shape import judge_400
+from ._shape import judge_400, wraps_a_4xx
 from ._signatures import RULES, Rule, status_default
 from ._structured import Finding, Tier, named_wait, read
 from ._verdict import Classification, Outcome, Verdict
@@ -48,6 +48,12 @@ _KEYS = frozenset(
         "error_type",
         "error_message",
         "errormessage",
+        "error_msg",
+        "errmsg",
+        "err_msg",
+        "error_description",
+        "status_msg",
+        "status_message",
         "reason",
         "raw",
         "description",
@@ -179,7 +185,16 @@ def _from_finding(finding: Finding, wait: float | None) -> Classification:
     return Classification(finding.verdict, reason, wait, finding.attempts)
 
 
+_ROLLING = frozenset({"quota-period"})
+"""Deny rules whose limit is a rolling window when the body names a wait: the wait decides."""
+
+
 def _from_rule(rule: Rule, wait: float | None) -> Classification:
+    if wait is not None and rule.name in _ROLLING:
+        # "requests per day (RPD) … Please try again in 8.64s": a rolling window that frees a
+        # slot after the named wait. The policy retries a short wait and returns a long one at
+        # once (wait > max_retry_after), as it does for any quota's wait.
+        return Classification(Verdict.CONGESTION, f"rule {rule.name} (waits)", wait)
     return Classification(rule.verdict, f"rule {rule.name}", wait, rule.attempts)
 
 
@@ -202,6 +217,11 @@ def _classify_response(outcome: Outcome, rules: Sequence[Rule]) -> Classificatio
     for finding in findings:
         if finding.tier is Tier.PERMANENT:
             return _from_finding(finding, wait)
+    if status is not None and status >= 500 and wraps_a_4xx(lowered):
+        # A relay's 5xx around the upstream's 4xx: the inner refusal is judged as a 400 is.
+        shape = judge_400(text, lowered)
+        if shape.verdict is Verdict.FATAL:
+            return Classification(Verdict.FATAL, f"{shape.reason} inside a {status}", wait)
     for rule in rules:
         if rule.verdict is not Verdict.FATAL and rule.applies(status, headers, text, lowered):
             return _from_rule(rule, wait)
@@ -213,7 +233,7 @@ def _classify_response(outcome: Outcome, rules: Sequence[Rule]) -> Classificatio
     if outcome.stream_error:
         return Classification(Verdict.UNRECOGNISED, "stream error event", wait)
     if status == 400:
-        shape = judge_400(text)
+        shape = judge_400(text, lowered)
         return Classification(shape.verdict, shape.reason, wait)
     return Classification(status_default(status), f"status {status}", wait)
 

@@ -147,15 +147,37 @@ RULES: tuple[Rule, ...] = (
         Verdict.FATAL,
         "OpenAI insufficient_quota (Pythagora-io/gpt-pilot#340), Gemini daily quota "
         "(gke-labs/gemini-for-kubernetes-development#1215, langgenius/dify#19838), "
-        "one-api billing_not_active (songquanpeng/one-api#330), Anthropic spend limit (docs)",
+        "one-api billing_not_active (songquanpeng/one-api#330), Anthropic spend limit (docs), Qwen "
+        "'Free allocated quota exceeded' (QwenLM/qwen-code#1742), a quota or credits 'exhausted' "
+        "or 'used up' in any provider's words",
         match=_re(
             r"insufficient[_ ](?:user[_ ])?quota|exceeded your current quota|"
             r"billing[_ ]not[_ ]active|billing[_ ]hard[_ ]limit|"
             r"check your plan and billing details|"
             r"(?m:^quotaid: \S*PerDay)|"
-            r"enforced_spend_limit|spend[_ ]limit[_ ]reached|usage threshold|regain access on"
+            r"enforced_spend_limit|spend[_ ]limit[_ ]reached|usage threshold|regain access on|"
+            r"\bfree (?:tier |trial |allocated |usage )?(?:quota|allowance|allocation|credits?)\b"
+            r"[^\n.]{0,30}?\b(?:exceeded|exhausted|used up|reached|depleted|run out|ran out)|"
+            r"\b(?:quota|allowance|credits?)\b[^\n.]{0,20}?\b(?:has been |is |was |are )?"
+            r"(?:exhausted|used up|depleted|run out)\b|\bout of (?:quota|allowance)\b|"
+            r"\bno (?:remaining |more |available )?quota\b|"
+            r"\b(?:spending|spend|budget) limit\b|budget_exceeded|"
+            r"\bbudget (?:has been |was |is )?(?:exceeded|exhausted|reached|used up)|"
+            r"\b(?:allowed|included) (?:for|in|on|with) (?:the |your )?free (?:plan|tier)\b|"
+            r"\bfree (?:plan|tier)(?:'s)? (?:limit|quota|allowance)\b"
         ),
-        needles=("quota", "billing", "spend", "usage threshold", "regain access"),
+        needles=(
+            "quota",
+            "billing",
+            "spend",
+            "usage threshold",
+            "regain access",
+            "allowance",
+            "credit",
+            "budget",
+            "free plan",
+            "free tier",
+        ),
     ),
     Rule(
         "credit-exhausted",
@@ -174,21 +196,34 @@ RULES: tuple[Rule, ...] = (
         "Bedrock 'Too many tokens per day' (minorun365/agent-book#29), Gemini 'Requests per day "
         "per user per tier' (issue 12), 'Daily request 200 limit exceeded. Please try again "
         "tomorrow' (cooderl/wewe-rss#390), Cloudflare 'daily free allocation' "
-        "(diegosouzapw/OmniRoute#6983), 超过每日使用限额 "
+        "(diegosouzapw/OmniRoute#6983), 'You've hit today's AI usage limit' "
+        "(screenpipe/screenpipe#5046), Ollama Cloud 'reached your session usage limit, upgrade for "
+        "higher limits' (continuedev/continue#11444), 超过每日使用限额 "
         "(ZuodaoTech/everyone-can-use-english#643); a per-minute or per-second limit is not "
         "matched",
         match=_re(
-            r"\b(?:quota|limit|usage|allowance|tokens|requests)\b[^\n]{0,80}?"
+            r"\b(?:quota|limit|usage|allowance|tokens|requests|credits?|calls|queries|neurons)\b"
+            r"[^\n]{0,80}?"
             r"\bper[ _-](?:user[ _-]per[ _-])?(?:day|week|month|tier)\b|"
             r"\b(?:daily|weekly|monthly)\b[^\n]{0,40}?"
             r"\b(?:quota|limit|cap|allowance|usage|allocation|credits?|budget)|"
             r"\b(?:quota|limit)s?\b[^\n]{0,40}?\b(?:daily|weekly|monthly)\b|"
-            r"\b(?:try|come back|retry) (?:again )?tomorrow\b|"
+            r"\b(?:try|come back|retry) (?:again )?tomorrow\b|\buntil tomorrow\b|"
+            r"\btoday'?s (?:[\w-]+ ){0,3}(?:limit|quota|allowance|budget|cap)\b|"
+            r"\b(?:limit|quota|allowance)\b[^\n]{0,30}?\bfor today\b|\b(?:rpd|tpd)\b|"
+            r"\bbilling (?:period|cycle)\b|"
+            r"\b(?:session|weekly|monthly|daily|plan|account) usage limits?\b|"
+            r"\breached your (?:[\w-]+ )?usage limits?\b|"
+            r"\bupgrade for (?:higher|more) (?:limits|usage|quota)\b|"
             r"\b\d{1,3}[\s-]?(?:hours?|小时)[^\n]{0,12}?(?:usage limit|limit|使用上限|上限)|"
             r"(?:limit|quota|限额|额度|上限)[^\n]{0,24}?(?:resets? (?:at|on)|将在|将于)\s{0,2}"
             r"\d{4}-\d{2}-\d{2}|"
             r"(?:每日|今日|当日|每天|本日|本月|每月|当月|本周|每周)[^\n]{0,20}?"
-            r"(?:额度|限额|上限|次数|配额|用量|限制)"
+            r"(?:额度|限额|上限|次数|配额|用量|限制)|"
+            r"(?:1日|一日|日次|月間|月次)の?(?:上限|制限|クォータ|利用枠)|"
+            r"(?:일일|월간|월별) ?(?:한도|할당량|사용량|제한)|"
+            r"\b(?:l[íi]mite|cuota) (?:diari[ao]|mensual)\b|"
+            r"\blimite (?:quotidienne|journali[eè]re|mensuelle)\b|\b(?:tages|monats)limit\b"
         ),
         needles=(
             "per day",
@@ -204,6 +239,13 @@ RULES: tuple[Rule, ...] = (
             "weekly",
             "monthly",
             "tomorrow",
+            "today",
+            "rpd",
+            "tpd",
+            "billing period",
+            "billing cycle",
+            "usage limit",
+            "upgrade for",
             "每日",
             "今日",
             "当日",
@@ -219,6 +261,21 @@ RULES: tuple[Rule, ...] = (
             "reset",
             "将在",
             "将于",
+            "1日",
+            "一日",
+            "日次",
+            "月間",
+            "月次",
+            "일일",
+            "월간",
+            "월별",
+            "diari",
+            "mensual",
+            "quotidienne",
+            "journali",
+            "mensuelle",
+            "tageslimit",
+            "monatslimit",
         ),
     ),
     Rule(
@@ -229,14 +286,18 @@ RULES: tuple[Rule, ...] = (
         "'paid balance is insufficient' "
         "(FoundationAgents/OpenManus#438), DashScope Arrearage (tencentmusic/supersonic#1572), "
         "new-api 'token quota is not enough' (millylee/anyrouter-check-in#2), Moonshot "
-        "'exceeded current quota' (MoonshotAI/Kimi-K2#5)",
+        "'exceeded current quota' (MoonshotAI/Kimi-K2#5), 'account balance is $0.0' "
+        "(DaWe35/image-router#33)",
         match=_re(
             r"\bbalance\b[^\n.]{0,30}?\b(?:insufficient|too low|not enough|exhausted|"
             r"depleted|negative|used up)|\binsufficient\b[^\n.]{0,20}?\bbalance\b|"
+            r"\bbalance (?:is |of |: ?)\$?0(?:\.0+)?(?![.\d])|\bzero balance\b|"
             r"\bno resource package\b|\bplease (?:top up|recharge)\b|\btop up\b|"
             r"\bquota is not enough\b|\bexceeded current quota\b|\barrearage\b|"
             r"overdue[ -]payment|account is in good standing|account (?:is )?not active|"
-            r"余额|充值|欠费|资源包|"
+            r"余额|充值|欠费|资源包|残高|チャージ|잔액|충전|"
+            r"\bsaldo insuficiente\b|\bcr[ée]ditos? insuficientes?\b|\bsolde insuffisant\b|"
+            r"недостаточно средств|"
             r"(?:额度|配额|限额|套餐|点数|积分)[^\n]{0,10}?(?:不足|已用完|用完|用尽|耗尽|已达上限|已到期|过期)"
         ),
         needles=(
@@ -252,6 +313,14 @@ RULES: tuple[Rule, ...] = (
             "not active",
             "余额",
             "充值",
+            "残高",
+            "チャージ",
+            "잔액",
+            "충전",
+            "saldo insuficiente",
+            "insuficiente",
+            "insuffisant",
+            "недостаточно средств",
             "欠费",
             "资源包",
             "额度",
@@ -272,10 +341,21 @@ RULES: tuple[Rule, ...] = (
             r"context (?:length|size|window)[^\n.]{0,40}exceed|"
             r"exceed[a-z]{0,2}[^\n.]{0,40}context (?:length|size|window)|"
             r"prompt is too long|input is too long|string_above_max_length|"
+            r"\bmaximum model length\b|\blonger than the max(?:imum)? (?:model|context|sequence)\b|"
+            r"上下文[^\n。]{0,10}?(?:超过|超出|超限|过长)|(?:超过|超出)[^\n。]{0,10}?(?:上下文|最大长度)|"
             r"too many (?:input |prompt )?tokens (?:in|for) (?:the |this |your )?"
             r"(?:request|prompt|input|messages?)\b"
         ),
-        needles=("context", "too long", "string_above", "too many"),
+        needles=(
+            "context",
+            "too long",
+            "string_above",
+            "too many",
+            "model length",
+            "longer than",
+            "上下文",
+            "最大长度",
+        ),
     ),
     Rule(
         "too-many-tokens",
@@ -317,19 +397,23 @@ RULES: tuple[Rule, ...] = (
         "model-not-found",
         Verdict.FATAL,
         "OpenAI model_not_found (docs), GitHub Copilot model_not_supported "
-        "(RooCodeInc/Roo-Code#1885), Gemini 'models/x is not found' (docs)",
+        "(RooCodeInc/Roo-Code#1885), Gemini 'models/x is not found' (docs), Azure "
+        "DeploymentNotFound, also inside a relay's 500 (rashadphz/farfalle#79)",
         match=_re(
             r"model_not_found|model_not_supported|\bunknown model\b|\bno such model\b|"
             r"\binvalid model\b|not a valid model|"
-            r"\bmodel\b[^\n.]{0,80}?\b(?:does not exist|not found|is not supported)\b"
+            r"\bmodel\b[^\n.]{0,80}?\b(?:does not exist|not found|is not supported)\b|"
+            r"模型[^\n。]{0,20}?(?:不存在|未找到|已下线)|(?:不支持|无效)的?模型|"
+            r"DeploymentNotFound|\bdeployment for this resource does not exist\b"
         ),
-        needles=("model",),
+        needles=("model", "模型", "deployment"),
     ),
     Rule(
         "auth",
         Verdict.FATAL,
         "OpenAI invalid_api_key, Anthropic authentication_error/permission_error (docs), "
-        "sub2api 'Upstream access forbidden' on a 502 (Wei-Shaw/sub2api#1510)",
+        "sub2api 'Upstream access forbidden' on a 502 (Wei-Shaw/sub2api#1510), an account "
+        "suspended, banned or disabled (in English or Chinese) on any status",
         match=_re(
             r"\b(?:invalid|incorrect|expired|revoked)[ _-]?(?:x-)?(?:api[ _-]?)?key\b|"
             r"\bapi[ _-]?key (?:not valid|is invalid|expired)|API_KEY_INVALID|"
@@ -337,20 +421,46 @@ RULES: tuple[Rule, ...] = (
             r"\bunauthori[sz]ed\b|no auth credentials|"
             r"\bpermission[_ ](?:error|denied)\b|\b(?:do|does) not have permission\b|"
             r"access (?:is )?(?:forbidden|denied)|AccessDeniedException|"
-            r"UnrecognizedClientException"
+            r"UnrecognizedClientException|"
+            r"\baccount (?:has been |is |was )?(?:suspended|banned|disabled|deactivated|"
+            r"terminated|blocked|locked)\b|account_(?:suspended|disabled|banned)|"
+            r"(?:账户|账号|帐号|帐户)[^\n]{0,6}?(?:封禁|冻结|停用|禁用)"
         ),
-        needles=("key", "auth", "permission", "access", "unrecognizedclient"),
+        needles=(
+            "key",
+            "auth",
+            "permission",
+            "access",
+            "unrecognizedclient",
+            "account",
+            "账户",
+            "账号",
+            "帐号",
+            "帐户",
+        ),
     ),
     Rule(
         "content-policy",
         Verdict.FATAL,
-        "Azure OpenAI content_filter (openai/openai-python#331), OpenAI safety system (docs)",
+        "Azure OpenAI content_filter (openai/openai-python#331), OpenAI safety system (docs), "
+        "DashScope DataInspectionFailed 'inappropriate content' and the Chinese 敏感/违规 wording "
+        "(DashScope error-code docs)",
         match=_re(
             r"content[_ ]filter|content[_ ]policy|content management policy|"
-            r"\bsafety system\b|responsible ?AI|PROHIBITED_CONTENT|"
+            r"\bsafety system\b|responsible ?AI|PROHIBITED_CONTENT|DataInspectionFailed|"
+            r"data_inspection_failed|\b(?:inappropriate|sensitive|unsafe) content\b|敏感|违规|"
             r"violat[a-z]{0,5} (?:our |the )?(?:usage |content )?polic"
         ),
-        needles=("content", "safety", "responsible", "polic"),
+        needles=(
+            "content",
+            "safety",
+            "responsible",
+            "polic",
+            "datainspection",
+            "data_inspection",
+            "敏感",
+            "违规",
+        ),
     ),
     Rule(
         "deserialization",
@@ -370,8 +480,12 @@ RULES: tuple[Rule, ...] = (
         "Gemini INVALID_ARGUMENT (googleapis/python-genai#1300), Xiaomi via OpenRouter "
         "'Param Incorrect' (farion1231/cc-switch#464), Anthropic 'Extra inputs are not "
         "permitted' (ding113/claude-code-hub#662), vLLM 'max_tokens must be at least 1, got "
-        "-160' (vllm-project/vllm#5700), DeepSeek 'Invalid max_tokens value, the valid range' "
-        "inside a relay's 500 (pollinations/pollinations#1290)",
+        "-160' (vllm-project/vllm#5700), DashScope 'InternalError.Algo.InvalidParameter: "
+        "Range of input length should be' inside Dify's 'Server Unavailable Error' "
+        "(langgenius/dify#14986), DeepSeek 'Invalid max_tokens value, the valid range' inside a "
+        "relay's 500 (pollinations/pollinations#1290), Zhipu 1210/1214 'API 调用参数有误' and "
+        "'prompt 参数非法' inside a relay's api_error 400 or a 500 "
+        "(musistudio/claude-code-router#429, chatchat-space/Langchain-Chatchat#2815)",
         match=_re(
             r"invalid[ _]?argument|\binvalid[ _]param(?:eter)?s?\b|"
             r"\bparam(?:eter)? incorrect\b|unsupported[ _]param(?:eter)?|"
@@ -379,7 +493,11 @@ RULES: tuple[Rule, ...] = (
             r"\bvalidation[ _]?(?:error|failed|exception)\b|"
             r"missing required (?:parameter|field|argument)|"
             r"\binvalid [\w.-]{1,40} value\b|\bthe valid range\b|"
-            r"\bmust be (?:at (?:least|most)|between|less than|greater than|one of)\b"
+            r"\bmust be (?:at (?:least|most)|between|less than|greater than|one of)\b|"
+            r"(?<![A-Za-z])InvalidParameter(?:Value)?\b|"
+            r"\billegal[ _]?(?:param(?:eter)?|argument)s?\b|"
+            r"\brange of [\w ]{1,40} should be\b|"
+            r"参数(?:非法|错误|有误|无效|不合法|不正确)"
         ),
         needles=(
             "invalid",
@@ -391,15 +509,24 @@ RULES: tuple[Rule, ...] = (
             "missing required",
             "valid range",
             "must be",
+            "illegal",
+            "range of",
+            "参数",
         ),
     ),
     Rule(
         "invalid-request",
         Verdict.FATAL,
         "invalid_request_error from OpenAI/Anthropic, also inside OpenRouter metadata.raw "
-        "(reVrost/go-openrouter#21, diegosouzapw/OmniRoute#3044); yields to a transient cause "
+        "(reVrost/go-openrouter#21, diegosouzapw/OmniRoute#3044), also in Python-repr or "
+        "terminal-wrapped renderings (gptme/gptme#185, anthropics/claude-code#39534); yields "
+        "to a transient cause "
         "named in the same body (FoundationAgents/OpenManus#746, continuedev/continue#6185)",
-        match=_re(r"^(?:type|code): invalid_request_error$", _M),
+        match=_re(
+            r"^(?:type|code): invalid_request_error$|"
+            r"[\"']type[\"']\s{0,3}:\s{0,3}[\"']invalid_request_error[\"']",
+            _M,
+        ),
         unless=_re(_TRANSIENT_HINTS),
         needles=("invalid_request_error",),
     ),
@@ -417,9 +544,14 @@ RULES: tuple[Rule, ...] = (
         Verdict.FATAL,
         "Ollama 500 'llama runner process has terminated' at load time: the model cannot run on "
         "this machine or version (ollama/ollama#11710, #8770, #4794); a runner that stopped "
-        "mid-way ('model runner has unexpectedly stopped', ollama/ollama#14093) is not matched",
-        match=_re(r"llama runner process has terminated"),
-        needles=("llama runner process has terminated",),
+        "mid-way ('model runner has unexpectedly stopped', ollama/ollama#14093) is not matched; LM "
+        "Studio 'Failed to load model' and 'No models loaded' (continuedev/continue#10150, "
+        "tinyhumansai/openhuman#4181)",
+        match=_re(
+            r"llama runner process has terminated|\bfailed to load (?:the )?model\b|"
+            r"\berror loading model\b|\bno models? (?:are |is )?(?:currently )?loaded\b"
+        ),
+        needles=("llama runner process has terminated", "load", "loaded"),
     ),
     Rule(
         "insufficient-memory",
@@ -427,6 +559,60 @@ RULES: tuple[Rule, ...] = (
         "Ollama 500 'model requires more system memory' (continuedev/continue#9649)",
         match=_re(r"model requires more (?:system )?memory"),
         needles=("memory",),
+    ),
+    Rule(
+        "plan-required",
+        Verdict.FATAL,
+        "Anthropic's 429 rate_limit_error 'Extra usage is required for long context requests' "
+        "(anthropics/claude-code#39948): the plan lacks a feature, which no wait brings back; "
+        "'requires a paid plan', 'not available on your plan'",
+        match=_re(
+            r"\b(?:extra usage|a paid plan|a paid account|a subscription|an upgrade|"
+            r"a (?:pro|plus|premium) (?:plan|subscription)) (?:is )?required\b|"
+            r"\brequires? (?:a |an )?(?:paid|pro|plus|premium|higher|enterprise) "
+            r"(?:plan|tier|subscription|account)\b|"
+            r"\bnot (?:available|supported|included) (?:on|in|for|with) (?:your|the) "
+            r"(?:current |free )?(?:plan|tier|subscription)\b"
+        ),
+        needles=("required", "require", "plan", "tier", "subscription"),
+    ),
+    Rule(
+        "sdk-client-error",
+        Verdict.FATAL,
+        "a relay's 5xx carrying the upstream's refusal as an SDK rendered it: 'AzureException "
+        "NotFoundError - Error code: 404' inside a 500 (rashadphz/farfalle#79); the OpenAI, "
+        "Anthropic and LiteLLM exception names for a 401, 403 and 404",
+        match=re.compile(
+            r"\b(?:NotFoundError|AuthenticationError|PermissionDeniedError)\b|"
+            r"\bError code: 40[134]\b"
+        ),
+        needles=("notfounderror", "authenticationerror", "permissiondeniederror", "error code: 40"),
+    ),
+    Rule(
+        "unsupported-feature",
+        Verdict.FATAL,
+        "Ollama 'registry.ollama.ai/library/gemma3:4b does not support tools' typed api_error "
+        "(louisho5/picobot#6), Groq 'Tool and function calls do not currently support "
+        "streaming' (groq/groq-python#27), deepseek-reasoner 'does not support successive user "
+        "or assistant messages' (Aider-AI/aider#2933): a feature the model or API lacks, on any "
+        "status",
+        match=_re(
+            r"\b(?:does|do) not (?:currently |yet )?support\b|"
+            r"\bunsupported (?:feature|content type|media type|modality)\b"
+        ),
+        needles=("not support", "not currently support", "not yet support", "unsupported"),
+    ),
+    Rule(
+        "relay-no-channel",
+        Verdict.FATAL,
+        "new-api/one-api 'model X 无可用渠道 (distributor)' for the key's groups, inside a 503 "
+        "(langgenius/dify#34280): the relay has no channel configured for the model, which no "
+        "resend fixes",
+        match=_re(
+            r"无可用渠道|没有可用的?渠道|\bno available channels?\b|"
+            r"\bno (?:channel|distributor) (?:available|found) for model\b"
+        ),
+        needles=("渠道", "channel", "distributor"),
     ),
     Rule(
         "gateway-config",
@@ -467,25 +653,55 @@ RULES: tuple[Rule, ...] = (
         "capacity",
         Verdict.CONGESTION,
         "Mistral 'Service tier capacity exceeded' (continuedev/continue#6185), Codex "
-        "'at capacity' (Wei-Shaw/sub2api#5827), Bedrock serviceUnavailableException in a stream",
+        "'at capacity' (Wei-Shaw/sub2api#5827), Bedrock serviceUnavailableException in a stream "
+        "and its text 'Bedrock is unable to process your request' (darko-mesaros/bedrust#47)",
         match=_re(
             r"capacity exceeded|\bat capacity\b|out of capacity|high demand|"
-            r"serviceUnavailableException|no_available_workers"
+            r"serviceUnavailableException|no_available_workers|"
+            r"\b(?:is|are) (?:currently |temporarily )?unable to (?:process|handle|serve) "
+            r"(?:your|the|this) request\b"
         ),
-        needles=("capacity", "high demand", "serviceunavailableexception", "no_available_workers"),
+        needles=(
+            "capacity",
+            "high demand",
+            "serviceunavailableexception",
+            "no_available_workers",
+            "unable to",
+        ),
     ),
     Rule(
         "throttling",
         Verdict.CONGESTION,
         "Bedrock throttlingException stream events (aws-samples/aws-genai-llm-chatbot#220), "
-        "Anthropic rate_limit_error, one-api '上游负载已饱和' (QuantumNous/new-api#991)",
+        "Anthropic rate_limit_error, one-api '上游负载已饱和' (QuantumNous/new-api#991), Zhipu "
+        "'并发数过高' (anomalyco/opencode#9789), Together 'reached the rate limit specific to this "
+        "model' (xtekky/gpt4free#3032)",
         match=_re(
             r"\bthrottl(?:ing|ed)|too many (?:requests|connections)|"
             r"request rate (?:is too high|increased too quickly)|"
-            r"rate[ _-]?limit(?:ed|_error|_exceeded| exceeded| reached| is exceeded)|"
-            r"RESOURCE_EXHAUSTED|负载已饱和"
+            r"rate[ _-]?limit(?:ed|_error|_exceeded| exceeded| reached| is exceeded| error| hit)|"
+            r"\btoo frequent|"
+            r"\b(?:reached|hit|exceeded) (?:the |your |its |a )?(?:[\w-]{1,20} )?rate[ _-]?limit|"
+            r"RESOURCE_EXHAUSTED|负载已饱和|并发数?(?:过高|过大|超限|已满)|(?:过于|太|过度)频繁|(?:请求|访问|调用)(?:速度)?过快|"
+            r"(?:频率|速率)(?:过高|限制|超限)|限流|レート制限|요청이 너무 많|속도 제한"
         ),
-        needles=("throttl", "too many", "rate", "resource_exhausted", "负载已饱和"),
+        needles=(
+            "throttl",
+            "too many",
+            "too frequent",
+            "rate",
+            "resource_exhausted",
+            "负载已饱和",
+            "并发",
+            "频繁",
+            "过快",
+            "频率",
+            "速率",
+            "限流",
+            "レート制限",
+            "요청이 너무 많",
+            "속도 제한",
+        ),
     ),
     Rule(
         "failed-function-call",
@@ -563,14 +779,17 @@ RULES: tuple[Rule, ...] = (
         Verdict.TRANSIENT,
         "Anthropic 500 api_error (anthropics/claude-code#28654), OpenAI server_error "
         "(LlmKira/Openaibot#177, openai/openai-node#1730), Gemini INTERNAL "
-        "(google-gemini/gemini-cli#3665): a per-request fault, not load",
+        "(google-gemini/gemini-cli#3665), OpenAI's 'An error occurred while processing your "
+        "request' in a Codex stream (openai/codex#41895): a per-request fault, not load",
         statuses=frozenset({200, 400, 500}),
         match=_re(
             r"\b(?:api_error|server_error|internal_error|internal_server_error)\b|"
-            r"\binternal (?:server )?error\b|^status: INTERNAL$",
+            r"\binternal (?:server )?error\b|^status: INTERNAL$|"
+            r"\ban error occurred while processing your request\b|"
+            r"\bthe server had an error (?:while )?processing your request\b",
             _I | _M,
         ),
-        needles=("api_error", "server_error", "internal"),
+        needles=("api_error", "server_error", "internal", "processing your request"),
     ),
     Rule(
         "bodyless-400",
@@ -666,7 +885,9 @@ def rules_markdown(rules: Sequence[Rule] = RULES) -> str:
         "",
         "A 400 that nothing above decides is judged by its shape: HTML, or a body naming a "
         "transient cause, or one naming nothing, stays `unrecognised` (the capped retry); one "
-        f"that names a cause ({_code(SPECIFIC.pattern)}) is `fatal`.",
+        f"that names a cause ({_code(SPECIFIC.pattern)}) is `fatal`. A 5xx that carries an "
+        "upstream 400, 401, 403, 404, 413 or 422 (a relay's wrapper) is judged the same way, "
+        "after the deny rules and before the allow rules.",
         "",
         "When no rule matches, the status decides:",
         "",

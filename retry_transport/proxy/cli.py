@@ -320,6 +320,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="client connections open at once; one more is answered 503 and closed (%(default)s)",
     )
     serving.add_argument(
+        "--workers",
+        type=_count,
+        default=defaults.workers,
+        metavar="N",
+        help="processes serving the one port, to use more cores; they share the 429 block "
+        "only through --redis (%(default)s)",
+    )
+    serving.add_argument(
         "--grace",
         type=_whole,
         default=defaults.grace,
@@ -390,6 +398,7 @@ def settings_from_args(
         redis_password=password,
         grace=args.grace,
         log_level=args.log_level,
+        workers=args.workers,
         header_timeout=args.header_timeout,
         body_timeout=args.body_timeout or None,
         max_connections=args.max_connections,

@@ -35,6 +35,7 @@ from .._async import RetryTransport
 from .._errors import DeadlineExceeded
 from .._limiter import Limiter
 from .metrics import UpstreamMetrics
+from .pool import make_pool
 from .replies import path_for_log, printable, send_error
 from .screening import confine
 from .settings import ProxySettings, UpstreamSpec
@@ -78,6 +79,9 @@ def _forwardable(
         kept.append((name, value))
     return kept
 
+
+_URLS_KEPT = 256
+"""Upstream URLs (of paths without a query) each forwarder keeps, parsed."""
 
 _TALLY = "retry_transport.proxy.tally"
 """The request extension the counting transport notes each send in."""
@@ -185,14 +189,13 @@ class Forwarder:
             "write": settings.read_timeout,
             "pool": settings.read_timeout,
         }
+        self._urls: dict[bytes, httpx.URL] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self, limiter: Limiter) -> RetryTransport:
         """Make the transport (in the server's event loop)."""
-        inner = httpx.AsyncHTTPTransport(
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=100)
-        )
+        inner = make_pool()
         self.limiter = limiter
         self.transport = RetryTransport(
             _CountingTransport(inner),
@@ -236,12 +239,23 @@ class Forwarder:
         query: bytes = scope.get("query_string", b"")
         if query:
             target += b"?" + query
+        else:
+            # Parsing a URL is a quarter of the sidecar's own work per request; the paths a
+            # client asks for are few (those with a query, which may hold a key, are not kept).
+            url = self._urls.get(target)
+            if url is not None:
+                return url
         try:
-            return self._base.copy_with(raw_path=target)
+            url = self._base.copy_with(raw_path=target)
         except httpx.InvalidURL as exc:
             raise _Refused(
                 400, "invalid_path", f"the path is not a valid URL path: {exc}"
             ) from None
+        if not query:
+            if len(self._urls) >= _URLS_KEPT:
+                self._urls.clear()
+            self._urls[target] = url
+        return url
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.monotonic()
@@ -255,7 +269,10 @@ class Forwarder:
                 except _Refused as refused:
                     await self._refuse(scope, send, exchange, refused)
                 finally:
-                    group.cancel_scope.cancel()
+                    # Once the answer is complete, uvicorn answers the watcher's receive()
+                    # with http.disconnect at once: letting it end costs less than cancelling.
+                    if not exchange.finished:
+                        group.cancel_scope.cancel()
             if exchange.body_stalled and exchange.status is None:
                 await self._refuse(
                     scope,
@@ -271,14 +288,13 @@ class Forwarder:
 
     def _summarise(self, scope: Scope, exchange: _Exchange, elapsed: float) -> None:
         """The request's one summary log line, and its count."""
-        method, path = printable(scope["method"]), path_for_log(scope)
         if exchange.client_gone and not exchange.terminal:
             self._metrics.client_disconnect()
             logger.info(
                 "%s %s %s: client went away after %.3fs; upstream request cancelled",
                 self.label,
-                method,
-                path,
+                printable(scope["method"]),
+                path_for_log(scope),
                 elapsed,
             )
             return
@@ -287,11 +303,17 @@ class Forwarder:
         self._metrics.request(exchange.status)
         if exchange.broke:
             return  # its own line said so
-        logger.info(
+        # One line per request costs every request its formatting and a write: at INFO only
+        # for a request that needed retries, every request at DEBUG.
+        level = logging.INFO if exchange.attempts > 1 else logging.DEBUG
+        if not logger.isEnabledFor(level):
+            return
+        logger.log(
+            level,
             "%s %s %s -> %d, %d attempt%s, %d bytes in %.3fs",
             self.label,
-            method,
-            path,
+            printable(scope["method"]),
+            path_for_log(scope),
             exchange.status,
             exchange.attempts,
             "" if exchange.attempts == 1 else "s",

@@ -43,6 +43,8 @@ def has_via(headers: list[tuple[bytes, bytes]], token: bytes) -> bool:
 def _hides_a_dot_segment(segment: bytes) -> bool:
     """Whether ``segment``, percent-decoded and split at ``/`` or ``\\`` as a server behind
     us might, holds a ``.`` or ``..``."""
+    if b"%" not in segment and b"\\" not in segment:  # the common case, answered at once
+        return segment in (b".", b"..")
     for _ in range(_DECODINGS + 1):
         if any(part in (b".", b"..") for part in re.split(rb"[/\\]", segment)):
             return True

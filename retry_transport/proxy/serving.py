@@ -5,16 +5,22 @@ request's headers must arrive within ``header_timeout`` seconds of connecting (o
 previous response's end), or the connection is closed, so half-open and trickling connections
 do not pile up; and past ``max_connections`` open connections one more is answered 503 and
 closed. Past the ``--grace`` period after SIGTERM, the connections still open are closed (each
-request then ends as its client going away) rather than their tasks cancelled.
+request then ends as its client going away) rather than their tasks cancelled. A response's
+writes made in one turn of the event loop (its head and its first body chunk, typically) go
+out as one (`_Coalescing`): one packet and one wake-up of the client instead of two.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib.util
 import logging
+import os
 import signal
 import socket
 import time
+from typing import cast
 from urllib.parse import urlsplit, urlunsplit
 
 import h11
@@ -26,7 +32,7 @@ from .app import build_app
 from .replies import error_body
 from .settings import ProxySettings, address_kind
 
-__all__ = ["serve", "server_config"]
+__all__ = ["fast_loop", "serve", "server_config"]
 
 logger = logging.getLogger("retry_transport.proxy")
 
@@ -55,6 +61,12 @@ def _configure_logging(level: str) -> None:
     root.setLevel(level.upper())
 
 
+def fast_loop() -> str:
+    """uvicorn's event loop for the sidecar: uvloop where it is installed (the ``proxy`` extra
+    brings it), else asyncio's own."""
+    return "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
+
+
 def _busy_reply() -> bytes:
     body = error_body("overloaded", "too many connections open (--max-connections)")
     head = (
@@ -65,6 +77,41 @@ def _busy_reply() -> bytes:
 
 
 _BUSY = _busy_reply()
+
+
+class _Coalescing(asyncio.Transport):
+    """A response's side of a client transport: the writes made in one turn of the event
+    loop are handed on together at its end (or at once, past 64 KiB or on `close`)."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+        self._size = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not data:
+            return
+        if not self._pending:
+            self._loop.call_soon(self.flush)
+        self._pending.append(bytes(data))
+        self._size += len(data)
+        if self._size >= 65536:
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand on what is pending."""
+        if self._pending:
+            pending, self._pending, self._size = self._pending, [], 0
+            self._transport.writelines(pending)
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
 
 
 class _Protocol(H11Protocol):
@@ -78,8 +125,10 @@ class _Protocol(H11Protocol):
     """When the cap was last logged (at most one line in ten seconds per sidecar)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        super().connection_made(transport)
+        # A cast, not an isinstance check: uvloop's transports are no asyncio.Transport
+        # subclasses, yet have all its methods.
+        super().connection_made(cast(asyncio.Transport, transport))
+        transport = self.transport
         if len(self.server_state.connections) > self.max_connections:
             now = time.monotonic()
             if now - self._warned_at >= 10.0:
@@ -96,6 +145,12 @@ class _Protocol(H11Protocol):
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
         self._watch_headers()
+
+    def handle_events(self) -> None:
+        cycle = self.cycle
+        super().handle_events()
+        if self.cycle is not None and self.cycle is not cycle:  # a request begins
+            self.cycle.transport = _Coalescing(self.transport, self.loop)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -216,6 +271,7 @@ def server_config(app: Starlette, settings: ProxySettings) -> uvicorn.Config:
         host=settings.host,
         port=settings.port,
         http=_protocol(settings),
+        loop=fast_loop(),
         lifespan="on",
         log_config=None,
         log_level=settings.log_level,
@@ -285,17 +341,66 @@ def serve(settings: ProxySettings) -> int:
     except OSError as exc:
         logger.error("cannot listen on %s port %d: %s", settings.host, settings.port, exc)  # noqa: TRY400
         return 1
-    app = build_app(settings)
-    server = _Server(server_config(app, settings), settings.grace)
     url = _url(sock)
     for spec in settings.upstreams:
         logger.info(
             "listening on %s%s/ -> %s", url, "" if spec.name is None else f"/{spec.name}", spec.url
         )
+    with sock:
+        if settings.workers > 1:
+            return _serve_workers(settings, sock)
+        return _serve_one(settings, sock)
+
+
+def _serve_one(settings: ProxySettings, sock: socket.socket) -> int:
+    app = build_app(settings)
+    server = _Server(server_config(app, settings), settings.grace)
     # uvicorn re-raises the signal that stopped it once it is done; with these handlers in
     # place, that re-raise does nothing and the process exits 0 after a graceful shutdown.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: None)
-    with sock:
-        server.run(sockets=[sock])
+    server.run(sockets=[sock])
     return 0 if server.started else 1
+
+
+def _serve_workers(settings: ProxySettings, sock: socket.socket) -> int:
+    """Fork ``settings.workers`` processes that accept on ``sock``, each serving as
+    `_serve_one` does; pass SIGTERM and SIGINT on to them and wait for them all. A worker that
+    exits on its own stops the others (so a supervisor sees the sidecar fail, not shrink).
+    The exit status: 0 if every worker exited 0."""
+    workers: set[int] = set()
+    stopping = False
+
+    def stop(signum: int, _frame: object = None) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop)
+    for _ in range(settings.workers):
+        pid = os.fork()
+        if pid == 0:  # the worker
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, signal.SIG_DFL)  # until uvicorn installs its own
+            status = 1
+            try:
+                status = _serve_one(settings, sock)
+            finally:
+                logging.shutdown()
+                os._exit(status)
+        workers.add(pid)
+    logger.info("%d workers serving (pids %s)", len(workers), ", ".join(map(str, sorted(workers))))
+    failed = False
+    while workers:
+        pid, status = os.wait()
+        workers.discard(pid)
+        code = os.waitstatus_to_exitcode(status)
+        failed = failed or code != 0
+        if not stopping:
+            logger.error("worker %d exited with status %d; stopping the others", pid, code)
+            failed = True
+            stop(signal.SIGTERM)
+    return 1 if failed else 0

@@ -76,6 +76,9 @@ class ProxySettings:
     grace: int = 25
     """Seconds in-flight responses get to finish after SIGTERM."""
     log_level: str = "info"
+    workers: int = 1
+    """Processes accepting on the one listening socket, each with its own event loop, pool
+    and limiter (shared only through ``redis_url``)."""
     header_timeout: float = 10.0
     """Seconds a client has to send a request's headers, from connecting (or from the end
     of the previous response on a kept-alive connection)."""

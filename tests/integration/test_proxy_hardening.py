@@ -333,7 +333,7 @@ FORGED = "/v1/x%0d%0a2026-01-01%20INFO%20retry_transport.proxy:%20forged%1b[31m%
 def test_logged_paths_are_escaped_in_every_line(
     upstream: Upstream, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.DEBUG)  # a plain success's summary line is logged at DEBUG
     path = FORGED
     gate = Gate([b"part;"], [b"rest"], timeout=10.0)
     upstream.script(path, Reply(200, body=b"ok"))  # the summary line
@@ -390,7 +390,7 @@ def test_a_sync_openai_stream_closed_after_done_counts_as_a_200(
     upstream: Upstream, caplog: pytest.LogCaptureFixture
 ) -> None:
     pytest.importorskip("prometheus_client")
-    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.DEBUG)  # a plain success's summary line is logged at DEBUG
     chunks = openai_chat("all of it", stream=True).chunks
     assert isinstance(chunks, tuple)
     gate = Gate(list(chunks), [b": the upstream's last bytes\n\n"], timeout=10.0)
