@@ -24,13 +24,19 @@ __all__ = ["DriverBase", "is_event_stream", "safe_url"]
 logger = logging.getLogger("retry_transport")
 
 
+# Control characters in a logged path are percent-encoded again, so a decoded ``%0d%0a`` in a
+# request's path can never start a forged line in a log.
+_CONTROL_ESCAPES = {code: f"%{code:02X}" for code in (*range(32), 127)}
+
+
 def safe_url(url: URLLike) -> str:
-    """Scheme, host, port and path of a URL: no user info, no query string (they may hold keys)."""
+    """Scheme, host, port and path of a URL: no user info, no query string (they may hold keys),
+    and no raw control character."""
     port = url.port
     host = url.host
     if ":" in host:
         host = f"[{host}]"
-    return f"{url.scheme}://{host}{'' if port is None else f':{port}'}{url.path}"
+    return f"{url.scheme}://{host}{'' if port is None else f':{port}'}{url.path.translate(_CONTROL_ESCAPES)}"
 
 
 def is_event_stream(headers: HeadersLike) -> bool:

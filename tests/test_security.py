@@ -418,3 +418,12 @@ async def test_an_upstream_that_always_says_retry_now_gets_max_attempts() -> Non
         assert response.status_code == 503
         assert up.count("/v1/x") == 4
         assert sleeps.waits == [0.0, 0.0, 0.0]
+
+
+def test_a_logged_url_carries_no_raw_control_character() -> None:
+    from retry_transport._common import safe_url
+
+    url = httpx.URL("http://up.example/v1/a%0d%0aFORGED%09line%7f?key=secret")
+    logged = safe_url(url)
+    assert logged == "http://up.example/v1/a%0D%0AFORGED%09line%7F"
+    assert not any(ord(ch) < 32 or ord(ch) == 127 for ch in logged)
