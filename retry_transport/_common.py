@@ -36,7 +36,8 @@ def safe_url(url: URLLike) -> str:
     host = url.host
     if ":" in host:
         host = f"[{host}]"
-    return f"{url.scheme}://{host}{'' if port is None else f':{port}'}{url.path.translate(_CONTROL_ESCAPES)}"
+    path = url.path.translate(_CONTROL_ESCAPES)
+    return f"{url.scheme}://{host}{'' if port is None else f':{port}'}{path}"
 
 
 def is_event_stream(headers: HeadersLike) -> bool:
