@@ -73,13 +73,9 @@ def _date(value: str, now: float) -> float | None:
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    try:
-        delta = when.timestamp() - now
-    except (OverflowError, OSError, ValueError):
-        return None
-    if math.isnan(delta):
-        return None
-    return _finite(max(delta, 0.0))
+    # an aware datetime's timestamp() is plain timedelta arithmetic (it cannot raise), and the
+    # caller passes a finite ``now``: the difference is always a finite number
+    return _finite(max(when.timestamp() - now, 0.0))
 
 
 def server_wait(headers: Mapping[str, str], *, now: float) -> float | None:
