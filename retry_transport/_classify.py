@@ -185,8 +185,45 @@ def _from_finding(finding: Finding, wait: float | None) -> Classification:
     return Classification(finding.verdict, reason, wait, finding.attempts)
 
 
-_ROLLING = frozenset({"quota-period"})
-"""Deny rules whose limit is a rolling window when the body names a wait: the wait decides."""
+_ROLLING = frozenset({"quota-period", "upgrade-required"})
+"""Deny rules whose limit is a window when the body names a wait: the wait decides.
+
+A period or plan limit that says when it frees is a window: OpenAI's rolling per-day limit
+names its 8.64 s; a relay's cool-down ("Please wait 84152s") is longer than
+``max_retry_after`` and so is returned at once."""
+
+_INNER_STATUS = re.compile(
+    r"""(?<![\w-])["']?(?:code|status|status_code|statuscode|upstream_status|error_code)["']?"""
+    r"""\s{0,3}[:=]\s{0,3}["']?(?P<status>[45]\d\d)(?![\w.])"""
+)
+"""A status code carried inside a stream error event (``{"error": {"code": 429, …}}``)."""
+
+
+def _stamp(finding: Finding, status: int | None, stream: bool) -> bool:
+    """A relay's generic server-error type (``api_error``) on a refused 4xx: no rescue.
+
+    claude-code-router stamps ``type: api_error`` on whatever the provider answered, a 404
+    for a wrong base URL included (musistudio/claude-code-router#398); Ollama stamps it on
+    every refusal. The status says more than the stamp there; on a 400 or a stream event,
+    where the status says nothing, the stamp still counts."""
+    return (
+        finding.reader == "provider-error-type"
+        and finding.verdict is Verdict.TRANSIENT
+        and not stream
+        and status != 400
+    )
+
+
+def _inner(text: str, lowered: str, wait: float | None) -> Classification | None:
+    """A stream error event judged by the status it names, like a response of that status."""
+    found = _INNER_STATUS.search(text)
+    if found is None:
+        return None
+    inner = int(found.group("status"))
+    if inner == 400:
+        shape = judge_400(text, lowered)
+        return Classification(shape.verdict, f"{shape.reason} (inner 400)", wait)
+    return Classification(status_default(inner), f"inner status {inner}", wait)
 
 
 def _from_rule(rule: Rule, wait: float | None) -> Classification:
@@ -229,8 +266,12 @@ def _classify_response(outcome: Outcome, rules: Sequence[Rule]) -> Classificatio
         # A retryable field rescues a 400, a stream event or another refused status; a 429 or
         # 5xx keeps its status default (a 503's "server_error" still blocks, as a 503 should).
         for finding in findings:
-            return _from_finding(finding, wait)
+            if not _stamp(finding, status, outcome.stream_error):
+                return _from_finding(finding, wait)
     if outcome.stream_error:
+        inner = _inner(text, lowered, wait)
+        if inner is not None:
+            return inner
         return Classification(Verdict.UNRECOGNISED, "stream error event", wait)
     if status == 400:
         shape = judge_400(text, lowered)

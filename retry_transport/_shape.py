@@ -20,7 +20,15 @@ cause" means without a phrase per provider: any "must …" or "should …" const
 ("64000 > 32000"), "longer than", and the Chinese parameter errors 参数非法 / 参数有误 / 不支持.
 "should not happen" is no constraint; "Please ensure that function call turn comes
 immediately after a user turn" (google-gemini/gemini-cli#26486) and 请检查文档 are instructions
-to fix the request. The patterns are searched in the lower-cased text.
+to fix the request. Four parallel batches (``held-out-11`` to ``-14``) showed the
+structural markers of a specific refusal that no verb list catches: a location inside the
+request (``messages[3]``, ``messages.1.content``, Workers AI's JSON pointer
+``'/messages/*/content'``, opencodeschool/opencode.school#174), a server flag the request
+needs (vLLM '"auto" tool choice requires --enable-auto-tool-choice', vllm-project/vllm#9986),
+"requires", "mismatch", "bad input", "not met", something "missing" or "empty", "not enough",
+and the Chinese for a format or parse error (Zhipu 图片输入格式/解析错误,
+fruitbars/simple-one-api#30), too long (超长), empty (为空) and out of range. The patterns are
+searched in the lower-cased text.
 """
 
 from __future__ import annotations
@@ -53,7 +61,17 @@ SPECIFIC = re.compile(
     r"\b(?:longer|shorter|greater|larger|smaller|less) than\b|"
     r"参数(?:非法|错误|有误|无效|不合法|不正确)|不支持|格式(?:错误|不正确)|"
     r"(?:超过|超出)(?:了)?(?:最大|上限|限制)|不能为空|缺少[^\n]{0,6}参数|"
-    r"^param: \S",
+    r"^param: \S|"
+    # a location in the request: messages[3], messages.1.content, '/messages/*/content'
+    r"(?<=[a-z_])(?:\[\d{1,6}\]|\.\d{1,6}\b)|'/[a-z_]{2,40}/|"
+    # a server flag, a requirement, a mismatch, something missing or empty
+    r"(?<![\w-])--[a-z][a-z0-9-]{2,40}\b|\brequires?\b|\bmismatch|\bbad input\b|\bnot met\b|"
+    r"\b(?:is|are) missing\b|\b(?:is|are|was|were|has|have) (?:an? )?empty\b|"
+    r"\bempty (?:content|message|text|string|array|list|input|prompt|body)\b|\bnot enough\b|"
+    r"\bduplicate\b|\bcould not be (?:parsed|decoded|verified|processed|validated)\b|"
+    # the Chinese for a format, parse or type error, too long, empty, out of range
+    r"(?:格式|解析|类型|输入)[^\n]{0,6}?(?:错误|有误|失败|不正确|非法|无效)|超长|过长|太长|"
+    r"为空|超出范围|弃用",
     re.MULTILINE,
 )
 """A 400 that names a parameter, a value, a constraint or a feature (searched lower-cased)."""
@@ -62,7 +80,7 @@ TRANSIENT = re.compile(
     r"temporar|try again|retry|busy|overload|unavailable|time ?out|timed out|capacity|"
     r"rate[ _-]?limit|throttl|upstream (?:error|failure)|bad gateway|暂时|稍后|繁忙|"
     r"connection (?:reset|refused|closed|error)|reset before headers|socket hang up|"
-    r"econnreset|etimedout|\beof\b",
+    r"econnreset|etimedout|\beof\b|please wait|wait before|no slots",
 )
 """A transient cause named anywhere (searched lower-cased): never judged fatal by shape."""
 
@@ -71,6 +89,7 @@ GENERIC = re.compile(r"<(?:!doctype|html|head|body)\b")
 
 UPSTREAM_4XX = re.compile(
     r"(?:error code|status code|status|code|http)[\"': =]{1,4}4(?:00|01|03|04|13|22)\b|"
+    r"\[4(?:00|01|03|04|13|22)\]|\b(?:badrequest|unprocessableentity)error\b|"
     r"\b4(?:00|01|03|04|13|22) (?:bad request|unauthorized|forbidden|not found|unprocessable)"
 )
 """An upstream client error carried inside a relay's 5xx (searched lower-cased)."""
@@ -98,7 +117,13 @@ def judge_400(text: str, lowered: str | None = None) -> Classification:
     message = _LABELS.sub("", low[:_MAX_MESSAGE])
     found = SPECIFIC.search(message)
     if found is not None:
-        cause = found.group(0).strip()
+        start = found.start()
+        if message[start] in ".[":
+            # a location in the request: name the field it indexes ("messages.4", not ".4")
+            stop = max(0, start - 40)
+            while start > stop and (message[start - 1].isalnum() or message[start - 1] in "_."):
+                start -= 1
+        cause = message[start : found.end()].strip()
         return Classification(Verdict.FATAL, f"shape: names a cause ({cause!r})")
     return Classification(Verdict.UNRECOGNISED, "shape: generic")
 

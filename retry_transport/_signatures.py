@@ -335,7 +335,11 @@ RULES: tuple[Rule, ...] = (
         "context-length",
         Verdict.FATAL,
         "OpenAI/vLLM maximum context length (HKUSTDial/Alpha-SQL#5), Anthropic 'prompt is too "
-        "long' (anthropics/claude-code#59696), llama.cpp (ggml-org/llama.cpp#19774)",
+        "long' (anthropics/claude-code#59696), llama.cpp (ggml-org/llama.cpp#19774), OpenAI's "
+        "'Please reduce the length of the messages or completion' as Cerebras words it "
+        "(cline/cline#5140), LM Studio 'loaded with context length of only 32768 tokens, which "
+        "is not enough' (lmstudio-ai/lmstudio-bug-tracker#546), LiteLLM's "
+        "ContextWindowExceededError",
         match=_re(
             r"context[_ ]length[_ ]exceeded|maximum context length|exceed_context_size|"
             r"context (?:length|size|window)[^\n.]{0,40}exceed|"
@@ -344,11 +348,15 @@ RULES: tuple[Rule, ...] = (
             r"\bmaximum model length\b|\blonger than the max(?:imum)? (?:model|context|sequence)\b|"
             r"上下文[^\n。]{0,10}?(?:超过|超出|超限|过长)|(?:超过|超出)[^\n。]{0,10}?(?:上下文|最大长度)|"
             r"too many (?:input |prompt )?tokens (?:in|for) (?:the |this |your )?"
-            r"(?:request|prompt|input|messages?)\b"
+            r"(?:request|prompt|input|messages?)\b|"
+            r"\breduce the length of the (?:messages|prompt|input)\b|ContextWindowExceeded|"
+            r"\bcontext (?:length|size|window)\b[^\n.]{0,60}?"
+            r"\b(?:not enough|too small|insufficient)\b"
         ),
         needles=(
             "context",
             "too long",
+            "reduce the length",
             "string_above",
             "too many",
             "model length",
@@ -413,7 +421,9 @@ RULES: tuple[Rule, ...] = (
         Verdict.FATAL,
         "OpenAI invalid_api_key, Anthropic authentication_error/permission_error (docs), "
         "sub2api 'Upstream access forbidden' on a 502 (Wei-Shaw/sub2api#1510), an account "
-        "suspended, banned or disabled (in English or Chinese) on any status",
+        "suspended, banned or disabled (in English or Chinese) on any status; SDK exception "
+        "names for a refused credential (ERNIE SDK InvalidTokenError '暂无权限使用', "
+        "PaddlePaddle/ERNIE-SDK#348) and the Chinese no-permission / invalid-token wordings",
         match=_re(
             r"\b(?:invalid|incorrect|expired|revoked)[ _-]?(?:x-)?(?:api[ _-]?)?key\b|"
             r"\bapi[ _-]?key (?:not valid|is invalid|expired)|API_KEY_INVALID|"
@@ -424,7 +434,11 @@ RULES: tuple[Rule, ...] = (
             r"UnrecognizedClientException|"
             r"\baccount (?:has been |is |was )?(?:suspended|banned|disabled|deactivated|"
             r"terminated|blocked|locked)\b|account_(?:suspended|disabled|banned)|"
-            r"(?:账户|账号|帐号|帐户)[^\n]{0,6}?(?:封禁|冻结|停用|禁用)"
+            r"(?:账户|账号|帐号|帐户)[^\n]{0,6}?(?:封禁|冻结|停用|禁用)|"
+            r"\b(?:Invalid(?:Api)?(?:Token|Key|Credentials?)|Unauthori[sz]ed|Forbidden)"
+            r"(?:Error|Exception)\b|"
+            r"(?:暂无|没有|无)(?:访问|使用|调用)?权限|权限不足|未授权|"
+            r"(?:令牌|密钥|token)[^\n]{0,4}?(?:无效|已过期|过期|错误)|无效的?(?:令牌|密钥)"
         ),
         needles=(
             "key",
@@ -437,6 +451,13 @@ RULES: tuple[Rule, ...] = (
             "账号",
             "帐号",
             "帐户",
+            "forbidden",
+            "token",
+            "credential",
+            "权限",
+            "授权",
+            "令牌",
+            "密钥",
         ),
     ),
     Rule(
@@ -546,12 +567,16 @@ RULES: tuple[Rule, ...] = (
         "this machine or version (ollama/ollama#11710, #8770, #4794); a runner that stopped "
         "mid-way ('model runner has unexpectedly stopped', ollama/ollama#14093) is not matched; LM "
         "Studio 'Failed to load model' and 'No models loaded' (continuedev/continue#10150, "
-        "tinyhumansai/openhuman#4181)",
+        "tinyhumansai/openhuman#4181), LocalAI 'could not load model' (mudler/LocalAI#2692), "
+        "Ollama 'timed out waiting for llama runner to start' (ollama/ollama#8470): a model that "
+        "does not load now does not load on a resend",
         match=_re(
-            r"llama runner process has terminated|\bfailed to load (?:the )?model\b|"
-            r"\berror loading model\b|\bno models? (?:are |is )?(?:currently )?loaded\b"
+            r"llama runner process has terminated|"
+            r"\b(?:failed to|could not|couldn't|cannot|can't|unable to) load (?:the )?model\b|"
+            r"\berror loading model\b|\bno models? (?:are |is )?(?:currently )?loaded\b|"
+            r"\btimed out waiting for (?:the )?(?:llama |model )?runner to start\b"
         ),
-        needles=("llama runner process has terminated", "load", "loaded"),
+        needles=("llama runner process has terminated", "load", "loaded", "runner to start"),
     ),
     Rule(
         "insufficient-memory",
@@ -621,6 +646,130 @@ RULES: tuple[Rule, ...] = (
         match=_re(r"\binvalid provider\b|no allowed providers"),
         needles=("provider",),
     ),
+    Rule(
+        "setup-required",
+        Verdict.FATAL,
+        "a credential or setting the server lacks, on any status (a 503 included): "
+        "free-claude-code '503: NVIDIA_NIM_API_KEY is not set. Add it to your .env file' "
+        "(Alishahryar1/free-claude-code#91), Vertex via LiteLLM '503 … Reauthentication is "
+        "needed. Please run gcloud auth application-default login' (BerriAI/litellm#3130): "
+        "nothing changes until someone sets it",
+        match=_re(
+            r"\b(?:[A-Z][A-Z0-9]*_[A-Z0-9_]*(?:KEY|TOKEN|SECRET|CREDENTIALS?)|api[ _-]?key|"
+            r"access token|credentials?|environment variable) (?:is |are )?(?:not set|not "
+            r"configured|not provided|missing|required)\b|"
+            r"\breauthenticat(?:e|ion)\b|\bgcloud auth\b|\bnot (?:logged|signed) in\b|"
+            r"\bplease (?:log|sign) ?in\b|\blogin required\b|\badd it to your \.env\b"
+        ),
+        needles=(
+            "key ",
+            "token ",
+            "secret ",
+            "credential",
+            "environment variable",
+            "reauthenticat",
+            "gcloud auth",
+            "logged in",
+            "signed in",
+            "log in",
+            "login",
+            "sign in",
+            ".env",
+        ),
+    ),
+    Rule(
+        "restricted-access",
+        Verdict.FATAL,
+        "a gate on who or what may call, on any status: sub2api 503 'No available accounts: "
+        "this group only allows Claude Code clients' (Wei-Shaw/sub2api#3742), 'only available "
+        "to' a tier or region; a rate ('only allows 10 requests per minute') is not matched",
+        match=_re(
+            r"\bonly (?:allows|accepts|permits)\b|\b(?:is |are )?only available (?:to|for|on|in)\b"
+        ),
+        unless=_re(r"per (?:minute|second|hour)|\b(?:rpm|tpm|rps)\b|/ ?(?:min|s)\b|concurren"),
+        needles=("only allows", "only accepts", "only permits", "only available"),
+    ),
+    Rule(
+        "withdrawn",
+        Verdict.FATAL,
+        "a model, group or API withdrawn: Groq model_decommissioned 'has been decommissioned and "
+        "is no longer supported' (Groq deprecations docs), new-api '分组 default 已被弃用' "
+        "(QuantumNous/new-api#4875), 'no longer available', 已下线 / 已废弃 / 不再支持",
+        match=_re(
+            r"\b(?:has been |was |is |been )(?:deprecated|decommissioned|retired|discontinued|"
+            r"sunset)\b|\bdecommissioned\b|\bno longer (?:supported|available|served|exists?)\b|"
+            r"(?:已被?|被)(?:弃用|废弃|下线|停用)|已下线|不再(?:支持|提供|可用)"
+        ),
+        needles=(
+            "deprecated",
+            "decommissioned",
+            "retired",
+            "discontinued",
+            "sunset",
+            "no longer",
+            "弃用",
+            "废弃",
+            "下线",
+            "停用",
+            "不再",
+        ),
+    ),
+    Rule(
+        "input-over-maximum",
+        Verdict.FATAL,
+        "the request's own size above a maximum the body names, on any status (a 500 included): "
+        "DeepInfra 500 'Requested input length 99009 exceeds maximum input length 8192' "
+        "(langchain-ai/langchain#25671), Cerebras 'Current length is 42328 while limit is 40000' "
+        "(cline/cline#5140): the same bytes are as long on a resend",
+        match=_re(
+            r"\b(?:length|size|tokens?|count)\b\D{0,24}?(?P<big>\d{1,12})\b[^\n\d]{0,24}?"
+            r"\b(?:limit|max(?:imum)?|maximal|allowed)\b(?: [a-z_]{1,20}){0,3}?(?: is| of|:)? "
+            r"\(?(?P<small>\d{1,12})\b"
+        ),
+        when=Above("big", "small"),
+        needles=("limit", "max", "allowed"),
+    ),
+    Rule(
+        "upgrade-required",
+        Verdict.FATAL,
+        "a limit whose only remedy the body names is money or a plan: Cloudflare 'please "
+        "upgrade to Cloudflare's Workers Paid plan' (diegosouzapw/OmniRoute#6983), Ollama Cloud "
+        "'please wait or upgrade to continue' (continuedev/continue#10579), 'Subscribe to "
+        "continue', 'purchase more credits', 'Add 10 credits to unlock'; a body that also names "
+        "a per-minute window, a wait or a retry is congestion (Groq's TPM 429 'Upgrade to Dev "
+        "Tier', OpenAI's 'add a payment method', Azure's 'retry after 6 seconds'), so is one that "
+        "names load (MiniMax 529 'High traffic detected … upgrade to our Plus plan', "
+        "openclaw via held-out-11), and a named wait decides when one is given",
+        match=_re(
+            r"\b(?:please |or |to )?upgrade (?:to|your|for|now|the|plan|account|tier)\b|"
+            r"\bplease upgrade\b|\bor upgrade\b|\bsubscribe (?:to|for|now)\b|"
+            r"\b(?:purchase|buy) (?:more |additional |a )?(?:credits?|tokens|quota|plan|"
+            r"subscription)\b|\badd (?:\d+ |more )?credits\b|\bpay with\b|\badd funds\b|"
+            r"\b(?:run|ran) out of (?:free |your )?(?:messages|requests|credits?|tokens|quota|"
+            r"usage)\b|\busage limit (?:reached|exceeded|hit)\b|"
+            r"\b(?:exceeded|reached|hit|used) (?:the |your |its |all )?(?:[\w-]+ ){0,2}"
+            r"(?:usage limit|allowance)\b|\b(?:for|this|the current) (?:month|week)\b"
+        ),
+        unless=_re(
+            r"per (?:minute|min|second|sec)\b|\b(?:rpm|tpm|rps|tps)\b|try again in|"
+            r"retry (?:after|in|shortly)|try again later|/min\b|"
+            r"traffic|overload|busy|capacity|high demand|temporar"
+        ),
+        needles=(
+            "upgrade",
+            "subscribe",
+            "purchase",
+            "buy ",
+            "credits",
+            "pay with",
+            "add funds",
+            "out of",
+            "usage limit",
+            "allowance",
+            "month",
+            "week",
+        ),
+    ),
     # ---- allow: signatures of a retryable condition -------------------------------------
     Rule(
         "bedrock-throttling",
@@ -642,6 +791,27 @@ RULES: tuple[Rule, ...] = (
         header=("x-amzn-errortype", _re(r"^ModelNotReadyException\b")),
     ),
     Rule(
+        "connection-fault",
+        Verdict.TRANSIENT,
+        "a 5xx, 400 or stream event that names a broken connection rather than load: Envoy's "
+        "'upstream connect error or disconnect/reset before headers' in an OpenAI 503 "
+        "(openai/openai-python#1626) and relayed by Zed (zed-industries/zed#34624), LiteLLM's "
+        "APIConnectionError (Aider-AI/aider#3550): this request's path failed, so it is retried "
+        "without blocking the scope; Envoy's 'reset reason: overflow' or 'connection timeout' "
+        "is load and keeps the status default",
+        statuses=frozenset({200, 400, 500, 502, 503, 504, 520, 521, 522, 523, 524}),
+        match=_re(
+            r"\bdisconnect/reset before headers\b|\bupstream connect error\b|"
+            r"\bconnection (?:reset|refused|termination|closed|aborted)\b|"
+            r"\bsocket hang up\b|\bECONNRESET\b|\bECONNREFUSED\b|APIConnectionError"
+        ),
+        # Envoy's reset reasons 'overflow' (its circuit breaker) and 'connection timeout' are
+        # load: the status default (congestion) decides them (anthropics/claude-code via
+        # held-out-2 and held-out-12).
+        unless=_re(r"reset reason: (?:overflow|connection timeout)"),
+        needles=("reset before headers", "connect", "socket hang up"),
+    ),
+    Rule(
         "overloaded",
         Verdict.CONGESTION,
         "Anthropic overloaded_error (anthropics/claude-code#35792), Gemini 'The model is "
@@ -654,10 +824,17 @@ RULES: tuple[Rule, ...] = (
         Verdict.CONGESTION,
         "Mistral 'Service tier capacity exceeded' (continuedev/continue#6185), Codex "
         "'at capacity' (Wei-Shaw/sub2api#5827), Bedrock serviceUnavailableException in a stream "
-        "and its text 'Bedrock is unable to process your request' (darko-mesaros/bedrust#47)",
+        "and its text 'Bedrock is unable to process your request' (darko-mesaros/bedrust#47), "
+        "Workers AI '3040: Capacity temporarily exceeded' (JoviDeCroock/drydock#303), a busy "
+        "server or model (Ollama 'llm busy - no slots available', ollama/ollama#4159; Hugging "
+        "Face 'Model too busy', huggingface/smolagents#61), a relay whose account pool is "
+        "drained (sub2api 424 'No available accounts', Wei-Shaw/sub2api#4636)",
         match=_re(
-            r"capacity exceeded|\bat capacity\b|out of capacity|high demand|"
+            r"\bcapacity (?:[\w-]+ ){0,2}exceeded|\bat capacity\b|out of capacity|high demand|"
             r"serviceUnavailableException|no_available_workers|"
+            r"\b(?:too |is |are |currently |server |llm |model |system )busy\b|"
+            r"\bno (?:free |available )?slots? (?:available|left|free)\b|"
+            r"\bno available (?:accounts?|workers?|instances?|replicas?|upstreams?|keys?)\b|"
             r"\b(?:is|are) (?:currently |temporarily )?unable to (?:process|handle|serve) "
             r"(?:your|the|this) request\b"
         ),
@@ -667,6 +844,9 @@ RULES: tuple[Rule, ...] = (
             "serviceunavailableexception",
             "no_available_workers",
             "unable to",
+            "busy",
+            "slot",
+            "no available",
         ),
     ),
     Rule(
@@ -683,7 +863,8 @@ RULES: tuple[Rule, ...] = (
             r"\btoo frequent|"
             r"\b(?:reached|hit|exceeded) (?:the |your |its |a )?(?:[\w-]{1,20} )?rate[ _-]?limit|"
             r"RESOURCE_EXHAUSTED|负载已饱和|并发数?(?:过高|过大|超限|已满)|(?:过于|太|过度)频繁|(?:请求|访问|调用)(?:速度)?过快|"
-            r"(?:频率|速率)(?:过高|限制|超限)|限流|レート制限|요청이 너무 많|속도 제한"
+            r"(?:频率|速率)(?:过高|限制|超限)|限流|(?:请求|访问|调用)(?:次数|数)?(?:过多|太多)|"
+            r"レート制限|요청이 너무 많|속도 제한"
         ),
         needles=(
             "throttl",
@@ -698,6 +879,8 @@ RULES: tuple[Rule, ...] = (
             "频率",
             "速率",
             "限流",
+            "过多",
+            "太多",
             "レート制限",
             "요청이 너무 많",
             "속도 제한",
@@ -745,6 +928,21 @@ RULES: tuple[Rule, ...] = (
         needles=("50", "error code: 5", "bad gateway", "unavailable", "gateway time"),
     ),
     Rule(
+        "stream-inner-5xx",
+        Verdict.TRANSIENT,
+        "a stream event or 200 body whose error text is an upstream 5xx as a relay words it: "
+        "OpenRouter's raw 'error code: 504' (UKGovernmentBEIS/inspect_ai#3188), an SDK's bare "
+        "'Service Unavailable' (jakobdylanc/llmcord#62): the upstream behind the relay failed "
+        "this request; a numeric code field is read as the event's own status instead",
+        statuses=frozenset({200}),
+        match=_re(
+            r"\berror code: 5(?:0[0234]|2[0-4])\b|"
+            r"^(?:[\w.]{1,40}: )?(?:Bad Gateway|Service Unavailable|Gateway Time-?out)\.?$",
+            _I | _M,
+        ),
+        needles=("error code: 5", "bad gateway", "unavailable", "gateway time"),
+    ),
+    Rule(
         "openrouter-opaque",
         Verdict.TRANSIENT,
         "OpenRouter 'Provider returned error' with an empty or 'ERROR' metadata.raw, 400 or 404 "
@@ -780,16 +978,25 @@ RULES: tuple[Rule, ...] = (
         "Anthropic 500 api_error (anthropics/claude-code#28654), OpenAI server_error "
         "(LlmKira/Openaibot#177, openai/openai-node#1730), Gemini INTERNAL "
         "(google-gemini/gemini-cli#3665), OpenAI's 'An error occurred while processing your "
-        "request' in a Codex stream (openai/codex#41895): a per-request fault, not load",
+        "request' in a Codex stream (openai/codex#41895), Bedrock InternalServerException's "
+        "'The system encountered an unexpected error during processing' "
+        "(hydro-project/infinity#124): a per-request fault, not load",
         statuses=frozenset({200, 400, 500}),
         match=_re(
             r"\b(?:api_error|server_error|internal_error|internal_server_error)\b|"
             r"\binternal (?:server )?error\b|^status: INTERNAL$|"
             r"\ban error occurred while processing your request\b|"
-            r"\bthe server had an error (?:while )?processing your request\b",
+            r"\bthe server had an error (?:while )?processing your request\b|"
+            r"\bencountered an unexpected error during processing\b",
             _I | _M,
         ),
-        needles=("api_error", "server_error", "internal", "processing your request"),
+        needles=(
+            "api_error",
+            "server_error",
+            "internal",
+            "processing your request",
+            "unexpected error during processing",
+        ),
     ),
     Rule(
         "bodyless-400",
@@ -812,8 +1019,18 @@ STATUS_DEFAULTS: Mapping[int, Verdict] = MappingProxyType(
     {
         400: Verdict.UNRECOGNISED,
         408: Verdict.TRANSIENT,
+        # 409: a conflict with a concurrent request; the openai and anthropic SDKs retry it.
+        409: Verdict.TRANSIENT,
+        # 424: a dependency of the server failed (Bedrock ModelErrorException, a relay's
+        # drained account pool); a permanent cause is named in the body when there is one.
+        424: Verdict.TRANSIENT,
         425: Verdict.TRANSIENT,
         429: Verdict.CONGESTION,
+        # 498: Groq's flex tier over capacity.
+        498: Verdict.CONGESTION,
+        # 499: "cancelled" sent to a client that cancelled nothing: a server-side abort
+        # (Gemini CANCELLED with reason backendError under load, google-gemini/gemini-cli#20309).
+        499: Verdict.TRANSIENT,
         500: Verdict.CONGESTION,
         502: Verdict.CONGESTION,
         503: Verdict.CONGESTION,

@@ -89,22 +89,30 @@ READERS: tuple[Reader, ...] = (
     Reader(
         "google-quota",
         "`QuotaFailure` quota ids / metrics, `quota_limit` metadata",
-        "per day, week or month: fatal; per minute, second or hour: congestion",
-        "Gemini QuotaFailure (googleapis/python-genai#2044, RooCodeInc/Roo-Code#3883)",
+        "per day, week or month, or a limit of 0 (`quota_limit_value`, 'limit: 0'): fatal; "
+        "per minute, second or hour: congestion; Google's 'You exceeded your current quota' "
+        "or 'Quota exceeded for' with a retry delay and no long period or money: congestion",
+        "Gemini QuotaFailure (googleapis/python-genai#2044, RooCodeInc/Roo-Code#3883); a "
+        "per-minute quota of 0 in a region (tech-shrimp/gemini-playground#10); Gemini's "
+        "per-minute 429s in OpenAI's exhausted-quota words (googleapis/python-genai#1875, "
+        "dyad-sh/dyad#1469)",
     ),
     Reader(
         "google-error-info",
         "`ErrorInfo.reason`, legacy `errors[].reason`",
-        "RATE_LIMIT_EXCEEDED, rateLimitExceeded: congestion; API_KEY_INVALID, "
-        "BILLING_DISABLED, SERVICE_DISABLED, CONSUMER_SUSPENDED, dailyLimitExceeded: fatal",
-        "google.rpc.ErrorInfo; Vertex 429 (google-gemini/gemini-cli#14831)",
+        "RATE_LIMIT_EXCEEDED, rateLimitExceeded: congestion; backendError: transient; "
+        "API_KEY_INVALID, BILLING_DISABLED, SERVICE_DISABLED, CONSUMER_SUSPENDED, "
+        "dailyLimitExceeded: fatal",
+        "google.rpc.ErrorInfo; Vertex 429 (google-gemini/gemini-cli#14831); backendError on a "
+        "499 CANCELLED and a 503 (google-gemini/gemini-cli#20309, #11196)",
     ),
     Reader(
         "google-status",
         "`status` (canonical gRPC code), `StatusCode.X`",
         "INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE, NOT_FOUND, PERMISSION_DENIED, "
-        "UNAUTHENTICATED: fatal; UNAVAILABLE: congestion; DEADLINE_EXCEEDED, INTERNAL, "
-        "ABORTED: transient; RESOURCE_EXHAUSTED: congestion unless a quota decides",
+        "UNAUTHENTICATED, ALREADY_EXISTS, UNIMPLEMENTED: fatal; UNAVAILABLE: congestion; "
+        "DEADLINE_EXCEEDED, INTERNAL, ABORTED, CANCELLED, UNKNOWN, DATA_LOSS: transient; "
+        "RESOURCE_EXHAUSTED: congestion unless a quota decides",
         "google.rpc.Code; Gemini FAILED_PRECONDITION (Xeift/Telegram-Discord-Bot#4, "
         "OpenRouterTeam/ai-sdk-provider#187)",
     ),
@@ -113,7 +121,7 @@ READERS: tuple[Reader, ...] = (
         "header `x-amzn-errortype`, `__type` / `code` / `name`, `(XException)` in SDK text",
         "ThrottlingException, TooManyRequestsException, ServiceUnavailableException: "
         "congestion; ModelNotReadyException, InternalServerException, ModelStreamError"
-        "Exception, ModelTimeoutException: transient; ValidationException, "
+        "Exception, ModelTimeoutException, ModelErrorException: transient; ValidationException, "
         "AccessDeniedException, ResourceNotFoundException, UnrecognizedClientException, "
         "ExpiredTokenException: fatal",
         "Bedrock runtime errors (anthropics/claude-code#1466, posit-dev/positron#7844)",
@@ -163,11 +171,17 @@ _GOOGLE_STATUS: Mapping[str, Verdict] = MappingProxyType(
         "NOT_FOUND": Verdict.FATAL,
         "PERMISSION_DENIED": Verdict.FATAL,
         "UNAUTHENTICATED": Verdict.FATAL,
+        "ALREADY_EXISTS": Verdict.FATAL,
+        "UNIMPLEMENTED": Verdict.FATAL,
         "UNAVAILABLE": Verdict.CONGESTION,
         "RESOURCE_EXHAUSTED": Verdict.CONGESTION,
         "DEADLINE_EXCEEDED": Verdict.TRANSIENT,
         "INTERNAL": Verdict.TRANSIENT,
         "ABORTED": Verdict.TRANSIENT,
+        # Sent by the server to a client that cancelled nothing: a server-side abort.
+        "CANCELLED": Verdict.TRANSIENT,
+        "UNKNOWN": Verdict.TRANSIENT,
+        "DATA_LOSS": Verdict.TRANSIENT,
     }
 )
 _ERROR_INFO: Mapping[str, Verdict] = MappingProxyType(
@@ -175,6 +189,7 @@ _ERROR_INFO: Mapping[str, Verdict] = MappingProxyType(
         "RATE_LIMIT_EXCEEDED": Verdict.CONGESTION,
         "ratelimitexceeded": Verdict.CONGESTION,
         "userratelimitexceeded": Verdict.CONGESTION,
+        "backenderror": Verdict.TRANSIENT,
         "API_KEY_INVALID": Verdict.FATAL,
         "BILLING_DISABLED": Verdict.FATAL,
         "SERVICE_DISABLED": Verdict.FATAL,
@@ -191,6 +206,7 @@ _AWS: Mapping[str, Verdict] = MappingProxyType(
         "InternalServerException": Verdict.TRANSIENT,
         "ModelStreamErrorException": Verdict.TRANSIENT,
         "ModelTimeoutException": Verdict.TRANSIENT,
+        "ModelErrorException": Verdict.TRANSIENT,
         "ValidationException": Verdict.FATAL,
         "AccessDeniedException": Verdict.FATAL,
         "ResourceNotFoundException": Verdict.FATAL,
@@ -266,6 +282,50 @@ def _dashscope(text: str) -> Finding | None:
     return Finding(Verdict.CONGESTION, Tier.FIRM, "dashscope-error-code", f"code {code}")
 
 
+_ZERO_LIMIT = re.compile(
+    r"""\bquota_limit_value["']?\s{0,3}[:=]\s{0,3}["']?0(?![.\d])|\blimit: 0(?![.\d])"""
+)
+_QUOTA_WORDS = re.compile(r"\bquota|Resource has been exhausted|RESOURCE_EXHAUSTED", re.IGNORECASE)
+_GOOGLE = re.compile(
+    r"RESOURCE_EXHAUSTED|ResourceExhausted|(?:generativelanguage|aiplatform)\.googleapis\.com|"
+    r"ai\.google\.dev/gemini-api/docs/rate-limits"
+)
+_RETRY_DELAY = re.compile(r"retryDelay|retry_delay|\bPlease retry in \d", re.IGNORECASE)
+_LONG_OR_MONEY = re.compile(
+    r"per[ _-]?(?:day|week|month)|PerDay|PerWeek|PerMonth|daily|weekly|monthly|prepa(?:y|id)|"
+    r"credits?\b|balance|BILLING_DISABLED|billing (?:is )?(?:disabled|not enabled)",
+    re.IGNORECASE,
+)
+
+
+def _zero_limit(text: str) -> Finding | None:
+    """A quota whose limit is 0 (``quota_limit_value: "0"``, "limit: 0"): no slot ever frees,
+    whatever the period (tech-shrimp/gemini-playground#10)."""
+    low = text.lower()
+    if "quota" not in low and "exhausted" not in low:
+        return None  # a cheap test first: both readers below need one of these words
+    if _ZERO_LIMIT.search(text) is not None and _QUOTA_WORDS.search(text) is not None:
+        return Finding(Verdict.FATAL, Tier.FIRM, "google-quota", "quota limit 0")
+    return _google_window(text, low)
+
+
+def _google_window(text: str, low: str) -> Finding | None:
+    """Google's quota sentence with a retry delay and no long period or money: a window.
+
+    Gemini words its per-minute 429 as "You exceeded your current quota, please check your
+    plan and billing details", OpenAI's sentence for an exhausted account, and adds the wait
+    (``RetryInfo.retryDelay``, "Please retry in 30.6s"): googleapis/python-genai#1875,
+    dyad-sh/dyad#1469. Without the delay the same sentence stays a deny rule's (an exhausted
+    free tier names no wait)."""
+    if "exceeded your current quota" not in low and "quota exceeded for" not in low:
+        return None
+    if _GOOGLE.search(text) is None:
+        return None
+    if _RETRY_DELAY.search(text) is None or _LONG_OR_MONEY.search(text) is not None:
+        return None
+    return Finding(Verdict.CONGESTION, Tier.FIRM, "google-quota", "Google quota with a retry delay")
+
+
 def _quota(text: str) -> Finding | None:
     periods = []
     for found in _QUOTA_ID.finditer(text):
@@ -273,13 +333,16 @@ def _quota(text: str) -> Finding | None:
         if len(periods) >= 16:
             break
     if not periods:
-        return None
+        return _zero_limit(text)
     low = text.lower()
     if "quota" not in low and "limit" not in low and "resource_exhausted" not in low:
         return None
     for period, token in periods:
         if period in _LONG:
             return Finding(Verdict.FATAL, Tier.FIRM, "google-quota", f"quota {token}")
+    if _ZERO_LIMIT.search(text) is not None:
+        # a per-minute quota whose limit is 0 never frees a slot
+        return Finding(Verdict.FATAL, Tier.FIRM, "google-quota", "quota limit 0")
     return Finding(Verdict.CONGESTION, Tier.FIRM, "google-quota", f"quota {periods[0][1]}")
 
 
