@@ -826,7 +826,9 @@ RULES: tuple[Rule, ...] = (
         "'at capacity' (Wei-Shaw/sub2api#5827), Bedrock serviceUnavailableException in a stream "
         "and its text 'Bedrock is unable to process your request' (darko-mesaros/bedrust#47), "
         "Workers AI '3040: Capacity temporarily exceeded' (JoviDeCroock/drydock#303), a busy "
-        "server or model (Ollama 'llm busy - no slots available', ollama/ollama#4159; Hugging "
+        "server or model (Ollama 'llm busy - no slots available', ollama/ollama#4159, Ollama "
+        "Cloud 'timed out waiting for a concurrent request slot', "
+        "devops-thiago/ThrillhouseBot#838; Hugging "
         "Face 'Model too busy', huggingface/smolagents#61), a relay whose account pool is "
         "drained (sub2api 424 'No available accounts', Wei-Shaw/sub2api#4636)",
         match=_re(
@@ -834,6 +836,7 @@ RULES: tuple[Rule, ...] = (
             r"serviceUnavailableException|no_available_workers|"
             r"\b(?:too |is |are |currently |server |llm |model |system )busy\b|"
             r"\bno (?:free |available )?slots? (?:available|left|free)\b|"
+            r"\bwaiting for an? (?:free |available |concurrent )?(?:request )?slot\b|"
             r"\bno available (?:accounts?|workers?|instances?|replicas?|upstreams?|keys?)\b|"
             r"\b(?:is|are) (?:currently |temporarily )?unable to (?:process|handle|serve) "
             r"(?:your|the|this) request\b"

@@ -1622,6 +1622,7 @@ def test_envoys_overflow_reset_keeps_the_503_default() -> None:
         ("huggingface/smolagents/issues/61", 500),  # 'Model too busy'
         ("JoviDeCroock/drydock/pull/303", 400),  # '3040: Capacity temporarily exceeded'
         ("Wei-Shaw/sub2api/issues/4636", 424),  # 'No available accounts'
+        ("devops-thiago/ThrillhouseBot/issues/838", 400),  # 'waiting for a … request slot'
     ],
 )
 def test_busy_servers_and_drained_pools_are_capacity(source: str, status: int) -> None:
