@@ -39,45 +39,55 @@ from ._verdict import Classification, Verdict
 
 __all__ = ["GENERIC", "SPECIFIC", "TRANSIENT", "UPSTREAM_4XX", "judge_400", "wraps_a_4xx"]
 
-SPECIFIC = re.compile(
-    r"\bmust (?:not )?[a-z]{2,}\b|"
-    r"\bshould (?!not happen|try|retry|wait)(?:not )?[a-z]{2,}\b|"
-    r"\bgot\s{0,3}[-+\d'\"`]|\bexpected\b|"
-    r"\b(?:is |are )?not (?:currently |yet |yet been )?(?:supported|available|allowed|permitted|"
+_WORD_CAUSES = (
+    # each starts at a word boundary; the boundary is tested once for all of them (below)
+    r"must (?:not )?[a-z]{2,}\b|"
+    r"should (?!not happen|try|retry|wait)(?:not )?[a-z]{2,}\b|"
+    r"got\s{0,3}[-+\d'\"`]|expected\b|"
+    r"(?:is |are )?not (?:currently |yet |yet been )?(?:supported|available|allowed|permitted|"
     r"enabled|valid|recognized|accessible)\b|"
-    r"\b(?:does|do|did|is|are|can) not (?:currently |yet )?(?:support|accept|allow|exist|match|"
-    r"contain)|\bcannot be (?:used|combined|empty|null)\b|"
-    r"\bunsupported\b|\bis required\b|\brequired (?:field|parameter|property|argument)\b|"
-    r"\bunknown (?:field|parameter|name|argument|property|tool|variant|value)\b|"
-    r"\bexceeds?\b|\bat (?:most|least)\b|"
-    r"\btoo (?:long|large|many|short|big|small)\b|\breserved\b|"
-    r"\bno such\b|\bnot found\b|"
-    r"\bonly supports?\b|\bout of range\b|\bmalformed\b|\binvalid (?!request\b)\w|"
-    r"\bnot an? valid\b|\bplease ensure\b|"
-    r"\bmissing [`'\"]?[\w.-]{1,40}[`'\"]? (?:field|parameter|property|argument|key)\b|"
-    r"\bplease check (?:the |your )?(?:documentation|docs|parameters|input)\b|"
+    r"(?:does|do|did|is|are|can) not (?:currently |yet )?(?:support|accept|allow|exist|match|"
+    r"contain)|cannot be (?:used|combined|empty|null)\b|"
+    r"unsupported\b|is required\b|required (?:field|parameter|property|argument)\b|"
+    r"unknown (?:field|parameter|name|argument|property|tool|variant|value)\b|"
+    r"exceed(?:s|ed)?\b|at (?:most|least)\b|not (?:provided|specified)\b|"
+    r"field required\b|"
+    r"too (?:long|large|many|short|big|small)\b|reserved\b|"
+    r"no such\b|not found\b|"
+    r"only supports?\b|out of range\b|malformed\b|invalid (?!request\b)\w|"
+    r"not an? valid\b|please ensure\b|"
+    r"missing [`'\"]?[\w.-]{1,40}[`'\"]? (?:field|parameter|property|argument|key)\b|"
+    r"please check (?:the |your )?(?:documentation|docs|parameters|input)\b|"
+    r"(?:max(?:imum)?|min(?:imum)?) (?:allowed|length|value|number|of|size|tokens)\b|"
+    r"(?:longer|shorter|greater|larger|smaller|less) than\b|"
+    # a requirement, a mismatch, something missing or empty
+    r"requires?\b|mismatch|bad input\b|not met\b|"
+    r"(?:is|are) missing\b|(?:is|are|was|were|has|have) (?:an? )?empty\b|"
+    r"empty (?:content|message|text|string|array|list|input|prompt|body)\b|not enough\b|"
+    r"duplicate\b|could not be (?:parsed|decoded|verified|processed|validated)\b"
+)
+_OTHER_CAUSES = (
     r"请检查(?:文档|参数)|"
-    r"\d\s{0,2}[<>]=?\s{0,2}\d|\b(?:maximum|minimum) (?:allowed|length|value|number|of)\b|"
-    r"\b(?:longer|shorter|greater|larger|smaller|less) than\b|"
+    r"\d\s{0,2}[<>]=?\s{0,2}\d|"
     r"参数(?:非法|错误|有误|无效|不合法|不正确)|不支持|格式(?:错误|不正确)|"
     r"(?:超过|超出)(?:了)?(?:最大|上限|限制)|不能为空|缺少[^\n]{0,6}参数|"
     r"^param: \S|"
     # a location in the request: messages[3], messages.1.content, '/messages/*/content'
     r"(?<=[a-z_])(?:\[\d{1,6}\]|\.\d{1,6}\b)|'/[a-z_]{2,40}/|"
-    # a server flag, a requirement, a mismatch, something missing or empty
-    r"(?<![\w-])--[a-z][a-z0-9-]{2,40}\b|\brequires?\b|\bmismatch|\bbad input\b|\bnot met\b|"
-    r"\b(?:is|are) missing\b|\b(?:is|are|was|were|has|have) (?:an? )?empty\b|"
-    r"\bempty (?:content|message|text|string|array|list|input|prompt|body)\b|\bnot enough\b|"
-    r"\bduplicate\b|\bcould not be (?:parsed|decoded|verified|processed|validated)\b|"
+    # a server flag the request needs
+    r"(?<![\w-])--[a-z][a-z0-9-]{2,40}\b|"
     # the Chinese for a format, parse or type error, too long, empty, out of range
     r"(?:格式|解析|类型|输入)[^\n]{0,6}?(?:错误|有误|失败|不正确|非法|无效)|超长|过长|太长|"
-    r"为空|超出范围|弃用",
-    re.MULTILINE,
+    r"为空|超出范围|弃用"
 )
+# One word-boundary test in front of all the word causes: the regex engine then skips a
+# position inside a word at once, instead of failing each alternative's own \b there (about
+# five times cheaper on a hostile 2 KiB message).
+SPECIFIC = re.compile(rf"\b(?:{_WORD_CAUSES})|{_OTHER_CAUSES}", re.MULTILINE)
 """A 400 that names a parameter, a value, a constraint or a feature (searched lower-cased)."""
 
 TRANSIENT = re.compile(
-    r"temporar|try again|retry|busy|overload|unavailable|time ?out|timed out|capacity|"
+    r"temporar|(?<!and )try again|retry|busy|overload|unavailable|time ?out|timed out|capacity|"
     r"rate[ _-]?limit|throttl|upstream (?:error|failure)|bad gateway|暂时|稍后|繁忙|"
     r"connection (?:reset|refused|closed|error)|reset before headers|socket hang up|"
     r"econnreset|etimedout|\beof\b|please wait|wait before|no slots",

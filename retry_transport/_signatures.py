@@ -410,7 +410,7 @@ RULES: tuple[Rule, ...] = (
         match=_re(
             r"model_not_found|model_not_supported|\bunknown model\b|\bno such model\b|"
             r"\binvalid model\b|not a valid model|"
-            r"\bmodel\b[^\n.]{0,80}?\b(?:does not exist|not found|is not supported)\b|"
+            r"\bmodel\b[^\n.]{0,80}?\b(?:does not exist|not exists?|not found|is not supported)\b|"
             r"模型[^\n。]{0,20}?(?:不存在|未找到|已下线)|(?:不支持|无效)的?模型|"
             r"DeploymentNotFound|\bdeployment for this resource does not exist\b"
         ),
@@ -465,11 +465,13 @@ RULES: tuple[Rule, ...] = (
         Verdict.FATAL,
         "Azure OpenAI content_filter (openai/openai-python#331), OpenAI safety system (docs), "
         "DashScope DataInspectionFailed 'inappropriate content' and the Chinese 敏感/违规 wording "
-        "(DashScope error-code docs)",
+        "(DashScope error-code docs), iFlytek Spark 10013 '输入内容审核不通过' (moderation "
+        "failed; Spark error-code docs)",
         match=_re(
             r"content[_ ]filter|content[_ ]policy|content management policy|"
             r"\bsafety system\b|responsible ?AI|PROHIBITED_CONTENT|DataInspectionFailed|"
             r"data_inspection_failed|\b(?:inappropriate|sensitive|unsafe) content\b|敏感|违规|"
+            r"审核(?:不|未)通过|"
             r"violat[a-z]{0,5} (?:our |the )?(?:usage |content )?polic"
         ),
         needles=(
@@ -481,6 +483,7 @@ RULES: tuple[Rule, ...] = (
             "data_inspection",
             "敏感",
             "违规",
+            "审核",
         ),
     ),
     Rule(
@@ -737,7 +740,8 @@ RULES: tuple[Rule, ...] = (
         "'please wait or upgrade to continue' (continuedev/continue#10579), 'Subscribe to "
         "continue', 'purchase more credits', 'Add 10 credits to unlock'; a body that also names "
         "a per-minute window, a wait or a retry is congestion (Groq's TPM 429 'Upgrade to Dev "
-        "Tier', OpenAI's 'add a payment method', Azure's 'retry after 6 seconds'), so is one that "
+        "Tier', OpenAI's 'add a payment method', Azure's 'retry after 6 seconds', Cohere's trial "
+        "key 'limited to 10 API calls / minute … or upgrade'), so is one that "
         "names load (MiniMax 529 'High traffic detected … upgrade to our Plus plan', "
         "openclaw via held-out-11), and a named wait decides when one is given",
         match=_re(
@@ -751,8 +755,8 @@ RULES: tuple[Rule, ...] = (
             r"(?:usage limit|allowance)\b|\b(?:for|this|the current) (?:month|week)\b"
         ),
         unless=_re(
-            r"per (?:minute|min|second|sec)\b|\b(?:rpm|tpm|rps|tps)\b|try again in|"
-            r"retry (?:after|in|shortly)|try again later|/min\b|"
+            r"(?:\bper|/|\ban?|\beach|\bevery)[ _-]?(?:minute|min|second|sec|hour)\b|"
+            r"\b(?:rpm|tpm|rps|tps)\b|try again in|retry (?:after|in|shortly)|try again later|"
             r"traffic|overload|busy|capacity|high demand|temporar"
         ),
         needles=(

@@ -1889,3 +1889,68 @@ def test_bodies_sampled_after_the_late_batches(
 ) -> None:
     got = run(body, 400 if status is None else status)
     assert got.verdict.retryable is retryable, (source, got.reason)
+
+
+# ---- wordings of the same general rules from provider docs and SDKs (no corpus row yet) -----
+
+
+def test_an_upgrade_offer_beside_a_per_minute_allowance_stays_congestion() -> None:
+    # Cohere's trial-key 429 (Cohere rate-limit docs): per minute, with an upgrade offer
+    body = json.dumps(
+        {
+            "message": "You are using a Trial key, which is limited to 10 API calls / minute. "
+            "You can continue to use the Trial key for free or upgrade to a Production key with "
+            "higher rate limits at 'https://dashboard.cohere.com/api-keys'."
+        }
+    )
+    assert run(body, 429).verdict is Verdict.CONGESTION
+    monthly = body.replace("10 API calls / minute", "1000 API calls / month")
+    assert run(monthly, 429).verdict is Verdict.FATAL
+
+
+def test_try_again_after_fixing_the_request_is_no_transient_cause() -> None:
+    # Vertex AI's empty-text 400 (Vertex error docs): 'Add a value … and try again'
+    body = openai_error(
+        "Unable to submit request because it has an empty text parameter. Add a value to the "
+        "parameter and try again."
+    )
+    assert run(body) == Classification(Verdict.FATAL, "shape: names a cause ('has an empty')")
+
+
+@pytest.mark.parametrize(
+    ("body", "cause"),
+    [
+        # LiteLLM's missing-provider refusal
+        (
+            "litellm.BadRequestError: LLM Provider NOT provided. Pass in the LLM provider you "
+            "are trying to call. You passed model=gpt4",
+            "not provided",
+        ),
+        # Moonshot's token-limit 400 without its type
+        (openai_error("Your request exceeded model token limit: 8192"), "exceeded"),
+        # Baidu Qianfan 336103
+        (
+            '{"error_code":336103,"error_msg":"the max length of current prompt is 11200"}',
+            "max length",
+        ),
+        # FastAPI/pydantic request validation on a 400
+        (
+            '{"detail":[{"type":"missing","loc":["body","messages"],"msg":"Field required"}]}',
+            "field required",
+        ),
+    ],
+)
+def test_more_wordings_that_name_a_cause(body: str, cause: str) -> None:
+    assert run(body) == Classification(Verdict.FATAL, f"shape: names a cause ({cause!r})")
+
+
+def test_chinese_moderation_failure_is_content_policy() -> None:
+    # iFlytek Spark 10013 (Spark error-code docs): 'input failed moderation'
+    body = '{"header":{"code":10013,"message":"输入内容审核不通过, 涉嫌违规"}}'
+    assert run(body) == Classification(Verdict.FATAL, "rule content-policy")
+
+
+def test_model_not_exist_is_a_missing_model() -> None:
+    # DashScope's 'Model not exist.' (DashScope error-code docs)
+    body = '{"code":"InvalidParameter","message":"Model not exist."}'
+    assert run(body, 404) == Classification(Verdict.FATAL, "rule model-not-found")
