@@ -703,6 +703,8 @@ RULES: tuple[Rule, ...] = (
             r"sunset)\b|\bdecommissioned\b|\bno longer (?:supported|available|served|exists?)\b|"
             r"(?:已被?|被)(?:弃用|废弃|下线|停用)|已下线|不再(?:支持|提供|可用)"
         ),
+        # a deprecation notice beside a retryable cause is a notice, not the cause
+        unless=_re(r"rate[ _-]?limit|overload|try again|\bretry\b|temporar|capacity|\bbusy\b"),
         needles=(
             "deprecated",
             "decommissioned",
@@ -752,12 +754,14 @@ RULES: tuple[Rule, ...] = (
             r"\b(?:run|ran) out of (?:free |your )?(?:messages|requests|credits?|tokens|quota|"
             r"usage)\b|\busage limit (?:reached|exceeded|hit)\b|"
             r"\b(?:exceeded|reached|hit|used) (?:the |your |its |all )?(?:[\w-]+ ){0,2}"
-            r"(?:usage limit|allowance)\b|\b(?:for|this|the current) (?:month|week)\b"
+            r"(?:usage limit|allowance)\b|"
+            r"\b(?:limit|quota|allowance|usage|credits?|requests|tokens)\b[^\n]{0,40}?"
+            r"\b(?:for|this|the current) (?:month|week)\b"
         ),
         unless=_re(
             r"(?:\bper|/|\ban?|\beach|\bevery)[ _-]?(?:minute|min|second|sec|hour)\b|"
             r"\b(?:rpm|tpm|rps|tps)\b|try again in|retry (?:after|in|shortly)|try again later|"
-            r"traffic|overload|busy|capacity|high demand|temporar"
+            r"traffic|overload|busy|capacity|high demand|temporar|\bretry\b|outage|maintenance"
         ),
         needles=(
             "upgrade",

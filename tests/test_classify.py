@@ -1954,3 +1954,15 @@ def test_model_not_exist_is_a_missing_model() -> None:
     # DashScope's 'Model not exist.' (DashScope error-code docs)
     body = '{"code":"InvalidParameter","message":"Model not exist."}'
     assert run(body, 404) == Classification(Verdict.FATAL, "rule model-not-found")
+
+
+def test_a_deprecation_notice_beside_a_rate_limit_is_no_withdrawal() -> None:
+    body = openai_error("Rate limit exceeded, retry later. Note: this API version is deprecated.")
+    assert run(body, 429).verdict is Verdict.CONGESTION
+
+
+def test_this_month_needs_a_limit_word_to_be_a_plan_limit() -> None:
+    outage = openai_error("Our second outage this month: the service is down, retry later")
+    assert run(outage, 503).verdict is Verdict.CONGESTION
+    limit = openai_error("You have used all your requests for this month.")
+    assert run(limit, 429) == Classification(Verdict.FATAL, "rule upgrade-required")
