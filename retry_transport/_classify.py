@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ._exceptions import meaning_of
 from ._shape import judge_400, wraps_a_4xx
@@ -199,6 +199,42 @@ _INNER_STATUS = re.compile(
 """A status code carried inside a stream error event (``{"error": {"code": 429, …}}``)."""
 
 
+_SERVER_STATE = re.compile(
+    r"out of memory|oomkill|oom-kill|cuda|resource|open files|loading|warming|starting|restart|"
+    r"maintenance|deploy|traceback|panic|segfault|killed"
+)
+"""A 5xx that names the server's own state (memory, loading, a crash): its cause is the server."""
+_INNER_RETRYABLE = re.compile(
+    r"""(?:status(?: code)?|code|http|param)["': =]{1,4}(?:5\d\d|429)\b""",
+)
+"""A relay's 5xx that names the upstream's own 5xx or 429 ("bad response status code 503")."""
+
+
+def _as_a_400(
+    text: str, lowered: str, headers: Mapping[str, str], wait: float | None
+) -> Classification | None:
+    """The shape rule's fatal verdict for a 5xx body, or ``None`` when the 5xx keeps its way.
+
+    A relay's 5xx that carries an upstream 4xx is judged as a 400 is. Any other 5xx is too
+    when it names no wait (no ``Retry-After``, none in the body), no upstream 5xx or 429 and
+    nothing of the server's own state: the corpus's 5xx bodies that name a cause as a
+    specific 400 does ("Requested input length 99009 exceeds maximum input length 8192",
+    langchain-ai/langchain#25671; "Invalid llm model list", BerriAI/litellm#4143) fail again,
+    and none of its 67 retryable 5xx bodies names one (tests/data, held-out-11 to -14)."""
+    wrapped = wraps_a_4xx(lowered)
+    if not wrapped and (wait is not None or "retry-after" in headers):
+        return None
+    shape = judge_400(text, lowered)
+    if shape.verdict is not Verdict.FATAL:
+        return None
+    if wrapped:
+        return shape
+    head = lowered[:4096]
+    if _SERVER_STATE.search(head) is not None or _INNER_RETRYABLE.search(head) is not None:
+        return None
+    return shape
+
+
 def _stamp(finding: Finding, status: int | None, stream: bool) -> bool:
     """A relay's generic server-error type (``api_error``) on a refused 4xx: no rescue.
 
@@ -254,10 +290,11 @@ def _classify_response(outcome: Outcome, rules: Sequence[Rule]) -> Classificatio
     for finding in findings:
         if finding.tier is Tier.PERMANENT:
             return _from_finding(finding, wait)
-    if status is not None and status >= 500 and wraps_a_4xx(lowered):
-        # A relay's 5xx around the upstream's 4xx: the inner refusal is judged as a 400 is.
-        shape = judge_400(text, lowered)
-        if shape.verdict is Verdict.FATAL:
+    if status is not None and status >= 500:
+        # A relay's 5xx around the upstream's 4xx, or a server that wraps its refusal in a
+        # 5xx: a cause named as a 400 names it is judged as a 400 is.
+        shape = _as_a_400(text, lowered, headers, wait)
+        if shape is not None:
             return Classification(Verdict.FATAL, f"{shape.reason} inside a {status}", wait)
     for rule in rules:
         if rule.verdict is not Verdict.FATAL and rule.applies(status, headers, text, lowered):

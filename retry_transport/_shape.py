@@ -99,7 +99,7 @@ GENERIC = re.compile(r"<(?:!doctype|html|head|body)\b")
 
 UPSTREAM_4XX = re.compile(
     r"(?:error code|status code|status|code|http)[\"': =]{1,4}4(?:00|01|03|04|13|22)\b|"
-    r"\[4(?:00|01|03|04|13|22)\]|\b(?:badrequest|unprocessableentity)error\b|"
+    r"\[4(?:00|01|03|04|13|22)\]|(?:badrequest|unprocessableentity)error\b|"
     r"\b4(?:00|01|03|04|13|22) (?:bad request|unauthorized|forbidden|not found|unprocessable)"
 )
 """An upstream client error carried inside a relay's 5xx (searched lower-cased)."""

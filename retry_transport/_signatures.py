@@ -1113,9 +1113,10 @@ def rules_markdown(rules: Sequence[Rule] = RULES) -> str:
         "",
         "A 400 that nothing above decides is judged by its shape: HTML, or a body naming a "
         "transient cause, or one naming nothing, stays `unrecognised` (the capped retry); one "
-        f"that names a cause ({_code(SPECIFIC.pattern)}) is `fatal`. A 5xx that carries an "
-        "upstream 400, 401, 403, 404, 413 or 422 (a relay's wrapper) is judged the same way, "
-        "after the deny rules and before the allow rules.",
+        f"that names a cause ({_code(SPECIFIC.pattern)}) is `fatal`. A 5xx is judged the same "
+        "way, after the deny rules and before the allow rules, when it carries an upstream 400, "
+        "401, 403, 404, 413 or 422 (a relay's wrapper), or when it names no wait, no upstream "
+        "5xx or 429, and nothing of the server's own state (memory, loading, a crash).",
         "",
         "When no rule matches, the status decides:",
         "",
