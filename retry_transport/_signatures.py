@@ -609,12 +609,25 @@ RULES: tuple[Rule, ...] = (
         Verdict.FATAL,
         "a relay's 5xx carrying the upstream's refusal as an SDK rendered it: 'AzureException "
         "NotFoundError - Error code: 404' inside a 500 (rashadphz/farfalle#79); the OpenAI, "
-        "Anthropic and LiteLLM exception names for a 401, 403 and 404",
+        "Anthropic and LiteLLM exception names for a 401, 403, 404 and 422; any client status "
+        "but 400 as an SDK or relay renders it ('Error code: 402', 'status code 413', 'HTTP "
+        "404', '[403]'): a refusal whose own status the outer one hides",
         match=re.compile(
-            r"\b(?:NotFoundError|AuthenticationError|PermissionDeniedError)\b|"
-            r"\bError code: 40[134]\b"
+            r"\b(?:NotFoundError|AuthenticationError|PermissionDeniedError|"
+            r"UnprocessableEntityError)\b|"
+            r"\b(?:Error code|[Ss]tatus code|HTTP)[: ]{1,3}(?:40[1-4]|41[03]|422)\b|"
+            r"\[(?:40[1-4]|41[03]|422)\]"
         ),
-        needles=("notfounderror", "authenticationerror", "permissiondeniederror", "error code: 40"),
+        needles=(
+            "notfounderror",
+            "authenticationerror",
+            "permissiondeniederror",
+            "unprocessableentityerror",
+            "error code",
+            "status code",
+            "http",
+            "[4",
+        ),
     ),
     Rule(
         "unsupported-feature",
@@ -823,9 +836,11 @@ RULES: tuple[Rule, ...] = (
         "overloaded",
         Verdict.CONGESTION,
         "Anthropic overloaded_error (anthropics/claude-code#35792), Gemini 'The model is "
-        "overloaded' (google-gemini/gemini-cli#4360), Ollama Cloud (ollama/ollama#15934)",
-        match=_re(r"overloaded_error|\boverloaded\b"),
-        needles=("overloaded",),
+        "overloaded' (google-gemini/gemini-cli#4360), Ollama Cloud (ollama/ollama#15934), "
+        "Codex server_is_overloaded (openai/codex via held-out-14), the Chinese relays' "
+        "负载过高 (load too high) and 服务器繁忙 (server busy)",
+        match=_re(r"overloaded_error|\boverloaded\b|_overloaded\b|负载(?:过高|过大|已满)|繁忙"),
+        needles=("overloaded", "负载", "繁忙"),
     ),
     Rule(
         "capacity",

@@ -1984,3 +1984,31 @@ def test_this_month_needs_a_limit_word_to_be_a_plan_limit() -> None:
     assert run(outage, 503).verdict is Verdict.CONGESTION
     limit = openai_error("You have used all your requests for this month.")
     assert run(limit, 429) == Classification(Verdict.FATAL, "rule upgrade-required")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "openai.APIStatusError: Error code: 413 - {'error': {'message': 'Payload Too Large'}}",
+        "upstream answered: status code 422",
+        "[deepseek/deepseek-chat] [403]: Forbidden",
+        "litellm.UnprocessableEntityError: UnprocessableEntityError: OpenAIException",
+    ],
+)
+def test_a_rendered_client_status_is_fatal_inside_a_5xx(body: str) -> None:
+    assert run(body, 502) == Classification(Verdict.FATAL, "rule sdk-client-error")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # Codex's Responses stream error code (held-out-14, an unknown-labelled row)
+        '{"type":"response.failed","response":{"error":{"code":"server_is_overloaded",'
+        '"message":"x"}}}',
+        # the Chinese relays' 'model load too high' and 'server busy'
+        '{"error":{"message":"当前模型负载过高, 请稍后重试"}}',
+        '{"error":{"message":"服务器繁忙"}}',
+    ],
+)
+def test_overload_in_codes_and_chinese(body: str) -> None:
+    assert run(body, 200, stream=True) == Classification(Verdict.CONGESTION, "rule overloaded")
