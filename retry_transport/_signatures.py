@@ -916,10 +916,21 @@ RULES: tuple[Rule, ...] = (
         "failed-function-call",
         Verdict.TRANSIENT,
         "Groq 'Failed to call a function. Please adjust your prompt.' with or without its "
-        "tool_use_failed code (anomalyco/opencode#1018, pipecat-ai/pipecat#1168): a bad draw, "
-        "retried once",
-        match=_re(r"failed to call a function|tool_use_failed|json_validate_failed"),
-        needles=("failed to call a function", "tool_use_failed", "json_validate_failed"),
+        "tool_use_failed code (anomalyco/opencode#1018, pipecat-ai/pipecat#1168), Bedrock "
+        "'Model produced invalid sequence as part of ToolUse' (aws-solutions-library-samples/"
+        "accelerated-intelligent-document-processing-on-aws#911), Gemini "
+        "MALFORMED_FUNCTION_CALL: a bad draw, retried once",
+        match=_re(
+            r"failed to call a function|tool_use_failed|json_validate_failed|"
+            r"model produced (?:an )?invalid sequence|malformed_function_call"
+        ),
+        needles=(
+            "failed to call a function",
+            "tool_use_failed",
+            "json_validate_failed",
+            "invalid sequence",
+            "malformed_function_call",
+        ),
         attempts=2,
     ),
     Rule(

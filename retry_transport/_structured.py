@@ -156,7 +156,8 @@ _DASHSCOPE = re.compile(
     r"(?P<code>\bThrottling(?:\.[A-Za-z]{2,40})?)(?=\W|\Z)"
 )
 _GRPC_CODE = re.compile(r"\bStatusCode\.(?P<code>[A-Z_]{4,30})\b")
-_AWS_NAME = re.compile(r"\b(?P<name>[A-Z][A-Za-z]{2,60}Exception)\b")
+# Stream event types are lowerCamel (``modelStreamErrorException``), API errors UpperCamel.
+_AWS_NAME = re.compile(r"\b(?P<name>[A-Za-z][A-Za-z]{2,60}Exception)\b")
 _QUOTA_ID = re.compile(
     r"(?<![A-Za-z])(?:[A-Z][A-Za-z]*?)?Per(?P<camel>Day|Week|Month|Minute|Second|Hour)"
     r"(?=[A-Z]|[^A-Za-z]|\Z)|"

@@ -2012,3 +2012,22 @@ def test_a_rendered_client_status_is_fatal_inside_a_5xx(body: str) -> None:
 )
 def test_overload_in_codes_and_chinese(body: str) -> None:
     assert run(body, 200, stream=True) == Classification(Verdict.CONGESTION, "rule overloaded")
+
+
+def test_a_bedrock_tool_use_draw_is_a_sampling_failure() -> None:
+    # aws-solutions-library-samples/accelerated-intelligent-document-processing-on-aws#911
+    body = (
+        "EventStreamError: An error occurred (modelStreamErrorException) when calling the "
+        "ConverseStream operation: Model produced invalid sequence as part of ToolUse. Please "
+        "refer to the model tool use troubleshooting guide."
+    )
+    assert run(body) == Classification(Verdict.TRANSIENT, "rule failed-function-call", attempts=2)
+
+
+def test_lower_camel_stream_exception_names_are_read() -> None:
+    # NousResearch/hermes-agent#43915: a Bedrock stream frame as the anthropic SDK renders it
+    body = "Bad response code, expected 200: {':exception-type': 'throttlingException'}"
+    assert read(body, {})[0] == Finding(
+        Verdict.CONGESTION, Tier.RETRYABLE, "aws-error-type", ":exception-type=ThrottlingException"
+    )
+    assert read("(modelTimeoutException) later", {})[0].field == "exception=ModelTimeoutException"
