@@ -668,14 +668,18 @@ RULES: tuple[Rule, ...] = (
         "a credential or setting the server lacks, on any status (a 503 included): "
         "free-claude-code '503: NVIDIA_NIM_API_KEY is not set. Add it to your .env file' "
         "(Alishahryar1/free-claude-code#91), Vertex via LiteLLM '503 … Reauthentication is "
-        "needed. Please run gcloud auth application-default login' (BerriAI/litellm#3130): "
-        "nothing changes until someone sets it",
+        "needed. Please run gcloud auth application-default login' (BerriAI/litellm#3130), "
+        "'Could not discover a valid Google Cloud Project ID' under a 500 INTERNAL "
+        "(justlovemaki/AIClient2API#667): nothing changes until someone sets it",
         match=_re(
             r"\b(?:[A-Z][A-Z0-9]*_[A-Z0-9_]*(?:KEY|TOKEN|SECRET|CREDENTIALS?)|api[ _-]?key|"
             r"access token|credentials?|environment variable) (?:is |are )?(?:not set|not "
             r"configured|not provided|missing|required)\b|"
             r"\breauthenticat(?:e|ion)\b|\bgcloud auth\b|\bnot (?:logged|signed) in\b|"
-            r"\bplease (?:log|sign) ?in\b|\blogin required\b|\badd it to your \.env\b"
+            r"\bplease (?:log|sign) ?in\b|\blogin required\b|\badd it to your \.env\b|"
+            r"\b(?:could not|cannot|can't|unable to|failed to) (?:discover|find|determine|locate) "
+            r"(?:a |the |any |your )?(?:valid )?(?:google cloud |gcp |cloud )?(?:project(?: id)?|"
+            r"credentials?|api[ _-]?key|access token|configuration)\b"
         ),
         needles=(
             "key ",
@@ -691,6 +695,10 @@ RULES: tuple[Rule, ...] = (
             "login",
             "sign in",
             ".env",
+            "discover",
+            "find",
+            "determine",
+            "locate",
         ),
     ),
     Rule(
@@ -817,20 +825,29 @@ RULES: tuple[Rule, ...] = (
         "a 5xx, 400 or stream event that names a broken connection rather than load: Envoy's "
         "'upstream connect error or disconnect/reset before headers' in an OpenAI 503 "
         "(openai/openai-python#1626) and relayed by Zed (zed-industries/zed#34624), LiteLLM's "
-        "APIConnectionError (Aider-AI/aider#3550): this request's path failed, so it is retried "
+        "APIConnectionError (Aider-AI/aider#3550), a relay's temporary DNS failure 'getaddrinfo "
+        "EAI_AGAIN' (LLM-Red-Team/kimi-free-api#165): this request's path failed, so it is retried "
         "without blocking the scope; Envoy's 'reset reason: overflow' or 'connection timeout' "
         "is load and keeps the status default",
         statuses=frozenset({200, 400, 500, 502, 503, 504, 520, 521, 522, 523, 524}),
         match=_re(
             r"\bdisconnect/reset before headers\b|\bupstream connect error\b|"
             r"\bconnection (?:reset|refused|termination|closed|aborted)\b|"
-            r"\bsocket hang up\b|\bECONNRESET\b|\bECONNREFUSED\b|APIConnectionError"
+            r"\bsocket hang up\b|\bECONNRESET\b|\bECONNREFUSED\b|APIConnectionError|"
+            r"\bEAI_AGAIN\b|\bETIMEDOUT\b|\bEPIPE\b"
         ),
         # Envoy's reset reasons 'overflow' (its circuit breaker) and 'connection timeout' are
         # load: the status default (congestion) decides them (anthropics/claude-code via
         # held-out-2 and held-out-12).
         unless=_re(r"reset reason: (?:overflow|connection timeout)"),
-        needles=("reset before headers", "connect", "socket hang up"),
+        needles=(
+            "reset before headers",
+            "connect",
+            "socket hang up",
+            "eai_again",
+            "etimedout",
+            "epipe",
+        ),
     ),
     Rule(
         "overloaded",
@@ -881,13 +898,15 @@ RULES: tuple[Rule, ...] = (
         "Bedrock throttlingException stream events (aws-samples/aws-genai-llm-chatbot#220), "
         "Anthropic rate_limit_error, one-api '上游负载已饱和' (QuantumNous/new-api#991), Zhipu "
         "'并发数过高' (anomalyco/opencode#9789), Together 'reached the rate limit specific to this "
-        "model' (xtekky/gpt4free#3032)",
+        "model' (xtekky/gpt4free#3032), Copilot 'you have exhausted this model's rate limit' "
+        "(microsoft/vscode-copilot-release#6453)",
         match=_re(
             r"\bthrottl(?:ing|ed)|too many (?:requests|connections)|"
             r"request rate (?:is too high|increased too quickly)|"
             r"rate[ _-]?limit(?:ed|_error|_exceeded| exceeded| reached| is exceeded| error| hit)|"
             r"\btoo frequent|"
-            r"\b(?:reached|hit|exceeded) (?:the |your |its |a )?(?:[\w-]{1,20} )?rate[ _-]?limit|"
+            r"\b(?:reached|hit|exceeded|exhausted) (?:the |your |its |a |this )?"
+            r"(?:[\w'-]{1,20} )?rate[ _-]?limit|"
             r"RESOURCE_EXHAUSTED|负载已饱和|并发数?(?:过高|过大|超限|已满)|(?:过于|太|过度)频繁|(?:请求|访问|调用)(?:速度)?过快|"
             r"(?:频率|速率)(?:过高|限制|超限)|限流|(?:请求|访问|调用)(?:次数|数)?(?:过多|太多)|"
             r"レート制限|요청이 너무 많|속도 제한"

@@ -100,11 +100,14 @@ READERS: tuple[Reader, ...] = (
     Reader(
         "google-error-info",
         "`ErrorInfo.reason`, legacy `errors[].reason`",
+        "MODEL_CAPACITY_EXHAUSTED: congestion (firm: it outranks a relay's wrapper prose); "
         "RATE_LIMIT_EXCEEDED, rateLimitExceeded: congestion; backendError: transient; "
         "API_KEY_INVALID, BILLING_DISABLED, SERVICE_DISABLED, CONSUMER_SUSPENDED, "
         "dailyLimitExceeded: fatal",
         "google.rpc.ErrorInfo; Vertex 429 (google-gemini/gemini-cli#14831); backendError on a "
-        "499 CANCELLED and a 503 (google-gemini/gemini-cli#20309, #11196)",
+        "499 CANCELLED and a 503 (google-gemini/gemini-cli#20309, #11196); "
+        "MODEL_CAPACITY_EXHAUSTED under a relay's 'quota exhausted or request failed' "
+        "(lbjlaq/Antigravity-Manager#186)",
     ),
     Reader(
         "google-status",
@@ -131,12 +134,15 @@ READERS: tuple[Reader, ...] = (
         "`type` / `code` / `error_type` values documented by OpenAI, Anthropic and others",
         "insufficient_quota, context_length_exceeded, authentication_error, permission_error, "
         "not_found_error, billing_error, model_not_available, Arrearage, "
-        "exceeded_current_quota_error: fatal; rate_limit_exceeded, rate_limit_error, "
+        "exceeded_current_quota_error, and any name of a plan's limit (FreeUsageLimitError, "
+        "quota_exceeded, UsageLimitExceeded) unless the text names a per-minute or per-second "
+        "window: fatal; rate_limit_exceeded, rate_limit_error, "
         "rate_limited, overloaded_error, engine_overloaded_error: congestion; api_error, "
         "server_error, internal_server_error: transient",
         "OpenAI and Anthropic error docs; Mistral rate_limited (cline/cline#9085), Together "
         "model_not_available (HeyPuter/puter#3168), DashScope Arrearage "
-        "(QuantumNous/new-api#1401)",
+        "(QuantumNous/new-api#1401), OpenCode Zen FreeUsageLimitError under 'Rate limit "
+        "exceeded' (anomalyco/opencode#42029)",
     ),
     Reader(
         "problem-details",
@@ -215,6 +221,7 @@ _AWS: Mapping[str, Verdict] = MappingProxyType(
         "ExpiredTokenException": Verdict.FATAL,
     }
 )
+_CAPACITY_REASONS = frozenset({"MODEL_CAPACITY_EXHAUSTED", "CAPACITY_EXHAUSTED"})
 _AWS_LOWER = {name.lower(): (name, verdict) for name, verdict in _AWS.items()}
 _TYPES: Mapping[str, Verdict] = MappingProxyType(
     {
@@ -366,6 +373,10 @@ def _error_info(pairs: list[tuple[str, str]]) -> Finding | None:
     for key, value in pairs:
         if key != "reason":
             continue
+        if value in _CAPACITY_REASONS:
+            # the server's own capacity, named by the upstream: more precise than any prose
+            # a relay wraps it in ("所有账号配额已耗尽或请求失败", lbjlaq/Antigravity-Manager#186)
+            return Finding(Verdict.CONGESTION, Tier.FIRM, "google-error-info", f"reason={value}")
         verdict = _ERROR_INFO.get(value) or _ERROR_INFO.get(value.lower())
         if verdict is not None:
             tier = Tier.PERMANENT if verdict is Verdict.FATAL else Tier.RETRYABLE
@@ -391,12 +402,38 @@ def _aws(text: str, pairs: list[tuple[str, str]], headers: Mapping[str, str]) ->
     return None
 
 
-def _types(pairs: list[tuple[str, str]]) -> Finding | None:
+_PLAN_WORD = re.compile(r"free|usage|quota|credit|budget|billing|spend|balance|plan|subscription")
+_LIMIT_WORD = re.compile(r"limit|exceed|exhaust|insufficient|reached|depleted|runout|notenough")
+
+
+_SHORT_WINDOW = re.compile(
+    r"(?:\bper|/|\ban?|\beach|\bevery)[ _-]?(?:minute|min|second|sec|hour)\b|"
+    r"\b(?:rpm|tpm|rps|tps|qps|qpm)\b",
+    re.IGNORECASE,
+)
+
+
+def _named_plan_limit(value: str) -> bool:
+    """An error type or code whose name is a plan's or an account's limit, in any casing:
+    ``FreeUsageLimitError`` (OpenCode Zen, anomalyco/opencode#42029), ``quota_exceeded``
+    (GitHub Copilot's 402), ``UsageLimitExceeded``, ``CreditsExhausted``; a rate limit's
+    name (``rate_limit_exceeded``, ``RateLimitError``) is not one. The caller drops it when
+    the text names a short window: Cerebras' ``request_quota_exceeded`` and Together's
+    ``credit_limit`` come with "Requests per minute limit exceeded" and "600 RPM"."""
+    name = value.lower().replace("_", "").replace("-", "").replace(".", "")
+    if "rate" in name or "throttl" in name or len(name) > 60:
+        return False
+    return _PLAN_WORD.search(name) is not None and _LIMIT_WORD.search(name) is not None
+
+
+def _types(pairs: list[tuple[str, str]], text: str) -> Finding | None:
     retryable = None
     for key, value in pairs:
         if key not in _TYPE_KEYS:
             continue
         verdict = _TYPES.get(value.lower())
+        if verdict is None and _named_plan_limit(value) and _SHORT_WINDOW.search(text) is None:
+            verdict = Verdict.FATAL
         if verdict is Verdict.FATAL:
             return Finding(verdict, Tier.PERMANENT, "provider-error-type", f"{key}={value}")
         if verdict is not None and retryable is None:
@@ -448,7 +485,7 @@ def read(text: str, headers: Mapping[str, str]) -> list[Finding]:
         _error_info(pairs),
         _google_status(scan, pairs),
         _aws(scan, pairs, headers),
-        _types(pairs),
+        _types(pairs, scan),
     ]
     stripped = text.lstrip()
     if stripped.startswith("{") and len(stripped) <= _MAX_SCAN:

