@@ -273,6 +273,51 @@ async def test_a_declared_rate_of_one_per_five_seconds_sends_no_burst() -> None:
     assert history[1].paced > 0.0
 
 
+async def test_the_history_and_the_events_say_when_and_how_long_each_attempt_was_paced() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from retry_transport import RetryEvent
+    from retry_transport.prometheus import PrometheusHook
+
+    clock = FakeTime()
+    statuses = iter([429, 429, 200, 200])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        clock.sent.append(clock.now)
+        return httpx.Response(next(statuses), json={"error": {"type": "rate_limit_error"}})
+
+    events: list[RetryEvent] = []
+    registry = CollectorRegistry()
+    limiter = SharedLimiter(rate=RateLimit(requests=1, per=5.0), clock=clock)
+    transport = RetryTransport(
+        httpx.MockTransport(handler),
+        limiter=limiter,
+        clock=clock,
+        sleep=clock.sleep,
+        random=lambda: 0.5,
+        hooks=[events.append, PrometheusHook(registry=registry)],
+    )
+    async with httpx.AsyncClient(transport=transport) as client:
+        retried = await client.post("http://up.test/", content=b"{}")
+        queued = await client.post("http://up.test/", content=b"{}")
+    assert clock.sent == [0.0, 5.0, 10.0, 15.0]
+    history = retried.extensions["retry_history"]
+    # Each retry waited its backoff (the delay after the attempt before), then was paced (the
+    # wait before it was sent) for the rest of the declared 5 s.
+    assert [attempt.elapsed for attempt in history] == [0.0, 5.0, 10.0]
+    assert [history[n].delay + history[n + 1].paced for n in (0, 1)] == [5.0, 5.0]
+    assert history[0].paced == 0.0
+    assert all(attempt.paced > 0.0 for attempt in history[1:])
+    assert [(event.attempt, event.paced) for event in events] == [
+        (attempt.number, attempt.paced) for attempt in history[:2]
+    ]
+    # A first attempt paced behind the other request: it went 5 s after it arrived.
+    (first,) = queued.extensions["retry_history"]
+    assert (first.elapsed, first.paced) == (5.0, 5.0)
+    paced = registry.get_sample_value("retry_transport_paced_seconds_total", {"host": "up.test"})
+    assert paced == pytest.approx(history[1].paced)
+
+
 async def test_a_request_that_cannot_be_admitted_before_its_deadline_fails_at_once() -> None:
     clock = FakeTime()
 
