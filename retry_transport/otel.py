@@ -52,7 +52,8 @@ class OpenTelemetryHook:
     `watch` (a limiter) adds two observable gauges, read whenever the application's metric
     reader collects: ``retry_transport_headroom`` and ``retry_transport_pace``, the names and
     attributes (``origin``, ``model``, ``dimension``) of `retry_transport.prometheus`'s. They
-    come from ``meter_provider`` (default: the global one, as set by the application).
+    come from ``meter_provider`` (default: the global one, as set by the application). An
+    instrument name is created once per meter provider: watch every limiter through one hook.
     """
 
     __slots__ = ("_lock", "_meter_provider", "_watched")
