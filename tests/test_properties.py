@@ -12,6 +12,7 @@ the exact values the parsers must return.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -125,17 +126,19 @@ def test_non_ascii_waits_are_ignored(value: str, name: str) -> None:
 
 
 @given(
-    st.text(alphabet="0123456789. ", min_size=65, max_size=400),
+    st.text(alphabet="0123456789. eE+-", min_size=65, max_size=400),
     st.sampled_from(["retry-after", "retry-after-ms"]),
 )
-def test_overlong_waits_are_ignored_unparsed_or_too_long(value: str, name: str) -> None:
+def test_overlong_waits_are_ignored_unparsed_or_read_up_to_too_long(value: str, name: str) -> None:
     wait = server_wait({name: value}, now=NOW)
-    digits = value.strip()
-    if digits.isdigit() and len(digits) > 20:
-        assert wait is not None
-        assert wait >= 1e17
-    elif digits.isdigit():  # mostly blanks around a short number: read as it is
-        assert wait == float(digits) / (1000.0 if name.endswith("ms") else 1.0)
+    number = value.strip()
+    if re.fullmatch(r"[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?", number):
+        # However long, a number is read as its value, at most 1e20 s (a float's overflow too).
+        seconds = min(float(number), 1e20)
+        assert wait == seconds / (1000.0 if name.endswith("ms") else 1.0)
+        if re.fullmatch(r"0*[1-9][0-9]{20,}(?:\.[0-9]+)?", number):
+            assert wait is not None
+            assert wait >= 1e17  # more than 20 integer digits: longer than any cap
     else:
         assert wait is None
 
