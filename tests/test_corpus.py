@@ -360,7 +360,10 @@ def test_corpus_ideal_score_is_at_least_97_percent_without_a_hard_failure(
     # held-out-15 (38) and held-out-16 (36), collected by a third helper and scored blind on
     # the classifier after those fixes: 37/38 with 1 hard failure and 32/36 with 4 (the same
     # scores as before the held-out-11..14 fixes), 38/38 and 34/36 after their own (both
-    # misses disputed); see the README.
+    # misses disputed). held-out-17 (34) and held-out-18 (35), from a fourth helper, scored
+    # blind on the classifier after the held-out-15/16 fixes: 28/34 with 5 hard failures (one
+    # of them, a 504 naming "exceeded", made fatal by the new 5xx shape rule) and 32/35 with 2
+    # (before the held-out-11..16 rules: 28/34 with 4, 32/35 with 2); see the README.
     assert result.hard == []
     assert result.ratio_as_disputed >= 0.97
 
