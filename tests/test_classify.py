@@ -1529,7 +1529,7 @@ def test_a_missing_field_names_a_cause(source: str) -> None:
 
 LATE_BATCHES = [
     json.loads(line)
-    for number in (11, 12, 13, 14, 15, 16)
+    for number in (11, 12, 13, 14, 15, 16, 17, 18)
     for line in (Path(__file__).parent / "data" / f"held-out-{number}-error-bodies.jsonl")
     .read_text(encoding="utf-8")
     .splitlines()
@@ -1993,6 +1993,8 @@ def test_this_month_needs_a_limit_word_to_be_a_plan_limit() -> None:
         "upstream answered: status code 422",
         "[deepseek/deepseek-chat] [403]: Forbidden",
         "litellm.UnprocessableEntityError: UnprocessableEntityError: OpenAIException",
+        # the Azure SDK's exception for a 404
+        "azure.core.exceptions.ResourceNotFoundError: Operation returned an invalid status",
     ],
 )
 def test_a_rendered_client_status_is_fatal_inside_a_5xx(body: str) -> None:
@@ -2072,3 +2074,67 @@ def test_an_exhausted_model_rate_limit_is_throttling() -> None:
 def test_a_temporary_dns_failure_is_a_connection_fault() -> None:
     got = late("LLM-Red-Team/kimi-free-api/issues/165")
     assert got == Classification(Verdict.TRANSIENT, "rule connection-fault")
+
+
+# ---- general rules shown by held-out-17 and held-out-18 ---------------------------------------
+
+
+def test_a_deadline_exceeded_5xx_is_a_timeout_not_a_cause() -> None:
+    got = late("google-gemini/deprecated-generative-ai-python/issues/294")
+    assert got == Classification(Verdict.CONGESTION, "status 504")
+
+
+def test_rejected_credentials_are_auth_inside_a_502() -> None:
+    assert late("mozilla-ai/otari/issues/1407", 1) == Classification(Verdict.FATAL, "rule auth")
+
+
+def test_a_quota_reset_time_is_a_named_wait() -> None:
+    got = late("google-gemini/gemini-cli/issues/13004")
+    assert (got.verdict, got.wait) == (Verdict.CONGESTION, 8 * 3600 + 44 * 60 + 7.0)
+    assert named_wait("Your limit resets in 5 minutes") == 300.0
+    assert named_wait("resets in a while") is None
+
+
+def test_a_stream_event_naming_a_cause_is_fatal() -> None:
+    got = late("Portkey-AI/gateway/issues/1142")
+    assert got == Classification(
+        Verdict.FATAL, "shape: names a cause ('messages.1') (stream event)"
+    )
+    # the anthropic SDK's Bedrock decoder says "expected 200", which names no cause
+    body = "Bad response code, expected 200: {'message': 'x'}"
+    assert run(body, 200, stream=True) == Classification(Verdict.UNRECOGNISED, "stream error event")
+
+
+def test_an_allocation_quota_is_fatal() -> None:
+    got = late("GoogleCloudPlatform/stable-diffusion-on-gcp/issues/12")
+    assert got == Classification(
+        Verdict.FATAL,
+        "field allocation quota custom_model_training_nvidia_l4_gpus (google-quota)",
+    )
+
+
+def test_an_invalid_model_identifier_is_a_missing_model() -> None:
+    got = late("MattJColes/lgtmaybe/pull/70")
+    assert got == Classification(Verdict.FATAL, "rule model-not-found")
+
+
+def test_cloudflares_generic_retry_after_on_an_origin_failure_is_no_server_wait() -> None:
+    got = late("anthropics/claude-code/issues/90947")
+    assert (got.verdict, got.wait) == (Verdict.CONGESTION, None)
+    # the same field from the origin itself is honoured
+    assert run('{"retry_after": 120}', 522).wait == 120.0
+
+
+def test_a_lost_connection_in_a_stream_is_a_connection_fault() -> None:
+    got = late("Portkey-AI/gateway/issues/267")
+    assert got == Classification(Verdict.TRANSIENT, "rule connection-fault")
+
+
+def test_a_reached_max_rpm_is_throttling() -> None:
+    got = late("MoonshotAI/Kimi-K2/issues/34")
+    assert (got.verdict, got.reason, got.wait) == (Verdict.CONGESTION, "rule throttling", 1.0)
+
+
+def test_a_timeout_named_in_a_stream_event_is_transient() -> None:
+    got = late("archestra-ai/archestra/pull/5511")
+    assert got == Classification(Verdict.TRANSIENT, "rule stream-timeout")

