@@ -76,6 +76,7 @@ _WORD_CAUSES = (
     r"(?:is|are) missing\b|(?:is|are|was|were|has|have) (?:an? )?empty\b|"
     r"empty (?:content|message|text|string|array|list|input|prompt|body)\b|not enough\b|"
     r"duplicate\b|could not be (?:parsed|decoded|verified|processed|validated)\b|"
+    r"not the same (?:number|count|length|type)\b|"
     # a negative said of a thing the request or its setup names (a project, a credential, a
     # model, a field, a schema): "Could not discover a valid Google Cloud Project ID", "the
     # provider rejected the gateway's credentials", "model identifier is invalid"
@@ -89,7 +90,8 @@ _OTHER_CAUSES = (
     r"\d\s{0,2}[<>]=?\s{0,2}\d|"
     r"参数(?:非法|错误|有误|无效|不合法|不正确)|不支持|格式(?:错误|不正确)|"
     r"(?:超过|超出)(?:了)?(?:最大|上限|限制)|不能为空|缺少[^\n]{0,6}参数|"
-    r"^param: \S|"
+    # a param field names the parameter; new-api puts the upstream's status there instead
+    r"^param: (?!(?:5\d\d|429)$)\S|"
     # a location in the request: messages[3], messages.1.content, '/messages/*/content'
     r"(?<=[a-z_])(?:\[\d{1,6}\]|\.\d{1,6}\b)|'/[a-z_]{2,40}/|"
     # a server flag the request needs

@@ -2155,3 +2155,19 @@ def test_a_negative_said_of_a_setup_thing_names_a_cause(body: str, cause: str) -
         Verdict.FATAL, f"shape: names a cause ({cause!r})"
     )
     assert run(openai_error(body), 502).verdict is Verdict.FATAL
+
+
+def test_a_count_mismatch_names_a_cause() -> None:
+    # mistralai/client-ts#106
+    body = openai_error("Not the same number of function calls and responses")
+    assert run(body) == Classification(
+        Verdict.FATAL, "shape: names a cause ('not the same number')"
+    )
+
+
+def test_new_apis_upstream_status_in_param_is_no_parameter() -> None:
+    # new-api puts the upstream's status in param (songquanpeng/one-api#1290 shows a 422)
+    body = '{"error":{"message":"bad response status code 503","type":"upstream_error",'
+    body += '"param":"503","code":"bad_response_status_code"}}'
+    assert run(body).verdict is Verdict.UNRECOGNISED
+    assert run(body.replace("503", "422")).verdict is Verdict.FATAL
