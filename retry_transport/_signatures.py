@@ -863,9 +863,25 @@ RULES: tuple[Rule, ...] = (
         "Anthropic overloaded_error (anthropics/claude-code#35792), Gemini 'The model is "
         "overloaded' (google-gemini/gemini-cli#4360), Ollama Cloud (ollama/ollama#15934), "
         "Codex server_is_overloaded (openai/codex via held-out-14), the Chinese relays' "
-        "负载过高 (load too high) and 服务器繁忙 (server busy)",
-        match=_re(r"overloaded_error|\boverloaded\b|_overloaded\b|负载(?:过高|过大|已满)|繁忙"),
-        needles=("overloaded", "负载", "繁忙"),
+        "负载过高 (load too high) and 服务器繁忙 (server busy), and overload in Japanese, "
+        "Korean, Spanish, Portuguese, French, German and Russian",
+        match=_re(
+            r"overloaded_error|\boverloaded\b|_overloaded\b|负载(?:过高|过大|已满)|繁忙|"
+            r"過負荷|混雑|과부하|혼잡|sobrecargad[oa]|surcharg[ée]|[üu]berlastet|перегружен"
+        ),
+        needles=(
+            "overloaded",
+            "负载",
+            "繁忙",
+            "過負荷",
+            "混雑",
+            "과부하",
+            "혼잡",
+            "sobrecargad",
+            "surcharg",
+            "berlastet",
+            "перегружен",
+        ),
     ),
     Rule(
         "capacity",
@@ -907,7 +923,8 @@ RULES: tuple[Rule, ...] = (
         "Anthropic rate_limit_error, one-api '上游负载已饱和' (QuantumNous/new-api#991), Zhipu "
         "'并发数过高' (anomalyco/opencode#9789), Together 'reached the rate limit specific to this "
         "model' (xtekky/gpt4free#3032), Copilot 'you have exhausted this model's rate limit' "
-        "(microsoft/vscode-copilot-release#6453)",
+        "(microsoft/vscode-copilot-release#6453); 'too many requests' in Japanese, Spanish, "
+        "Portuguese, French, German and Russian as localised front ends word it",
         match=_re(
             r"\bthrottl(?:ing|ed)|too many (?:requests|connections)|"
             r"request rate (?:is too high|increased too quickly)|"
@@ -921,7 +938,9 @@ RULES: tuple[Rule, ...] = (
             r"(?:max(?:imum)? )?(?:rpm|tpm|qps|rps|tps)\b|"
             r"RESOURCE_EXHAUSTED|负载已饱和|并发数?(?:过高|过大|超限|已满)|(?:过于|太|过度)频繁|(?:请求|访问|调用)(?:速度)?过快|"
             r"(?:频率|速率)(?:过高|限制|超限)|限流|(?:请求|访问|调用)(?:次数|数)?(?:过多|太多)|"
-            r"レート制限|요청이 너무 많|속도 제한"
+            r"レート制限|リクエスト(?:が|数が)多すぎ|요청이 너무 많|속도 제한|"
+            r"demasiadas solicitudes|muitas (?:requisi[çc][õo]es|solicita[çc][õo]es)|"
+            r"trop de requ[êe]tes|zu viele anfragen|слишком много запросов"
         ),
         needles=(
             "throttl",
@@ -944,8 +963,14 @@ RULES: tuple[Rule, ...] = (
             "过多",
             "太多",
             "レート制限",
+            "リクエスト",
             "요청이 너무 많",
             "속도 제한",
+            "demasiadas",
+            "muitas",
+            "trop de",
+            "zu viele",
+            "слишком много",
         ),
     ),
     Rule(

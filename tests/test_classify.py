@@ -2191,3 +2191,25 @@ def test_bodies_sampled_while_the_batches_came_in(row: dict[str, object]) -> Non
     status = row["status"]
     got = run(str(row["body"]), 400 if status is None else int(str(status)))
     assert got.verdict.retryable is row["retryable"], (row["source"], got.reason)
+
+
+@pytest.mark.parametrize(
+    ("message", "rule"),
+    [
+        ("リクエストが多すぎます。しばらくしてから再試行してください。", "throttling"),
+        ("Demasiadas solicitudes, inténtelo más tarde", "throttling"),
+        ("Muitas requisições. Tente novamente mais tarde.", "throttling"),
+        ("Trop de requêtes, réessayez plus tard", "throttling"),
+        ("Zu viele Anfragen, bitte später erneut versuchen", "throttling"),
+        ("Слишком много запросов, попробуйте позже", "throttling"),
+        ("サーバーが混雑しています", "overloaded"),
+        ("서버 과부하", "overloaded"),
+        ("El modelo está sobrecargado", "overloaded"),
+        ("Der Server ist überlastet", "overloaded"),
+    ],
+)
+def test_congestion_in_other_languages(message: str, rule: str) -> None:
+    # localised front ends (LobeChat, Cherry Studio, Open WebUI) render the upstream's error
+    assert run(openai_error(message), 200, stream=True) == Classification(
+        Verdict.CONGESTION, f"rule {rule}"
+    )
