@@ -205,13 +205,18 @@ _SERVER_STATE = re.compile(
 )
 """A 5xx that names the server's own state (memory, loading, a crash): its cause is the server."""
 _INNER_RETRYABLE = re.compile(
-    r"""(?:status(?: code)?|code|http|param)["': =]{1,4}(?:5\d\d|429)\b""",
+    r"""(?:status(?: code)?|code|http|param)["': =]{1,4}(?P<status>5\d\d|429)\b""",
 )
-"""A relay's 5xx that names the upstream's own 5xx or 429 ("bad response status code 503")."""
+"""A relay's 5xx that names the upstream's own 5xx or 429 ("bad response status code 503");
+the response's own status repeated in its body (llama.cpp's ``"code": 500``) is not one."""
+
+
+def _names_another_retryable(head: str, status: int) -> bool:
+    return any(int(found.group("status")) != status for found in _INNER_RETRYABLE.finditer(head))
 
 
 def _as_a_400(
-    text: str, lowered: str, headers: Mapping[str, str], wait: float | None
+    text: str, lowered: str, headers: Mapping[str, str], wait: float | None, status: int
 ) -> Classification | None:
     """The shape rule's fatal verdict for a 5xx body, or ``None`` when the 5xx keeps its way.
 
@@ -230,7 +235,7 @@ def _as_a_400(
     if wrapped:
         return shape
     head = lowered[:4096]
-    if _SERVER_STATE.search(head) is not None or _INNER_RETRYABLE.search(head) is not None:
+    if _SERVER_STATE.search(head) is not None or _names_another_retryable(head, status):
         return None
     return shape
 
@@ -298,7 +303,7 @@ def _classify_response(outcome: Outcome, rules: Sequence[Rule]) -> Classificatio
     if status is not None and status >= 500:
         # A relay's 5xx around the upstream's 4xx, or a server that wraps its refusal in a
         # 5xx: a cause named as a 400 names it is judged as a 400 is.
-        shape = _as_a_400(text, lowered, headers, wait)
+        shape = _as_a_400(text, lowered, headers, wait, status)
         if shape is not None:
             return Classification(Verdict.FATAL, f"{shape.reason} inside a {status}", wait)
     for rule in rules:

@@ -2175,9 +2175,9 @@ def test_new_apis_upstream_status_in_param_is_no_parameter() -> None:
 
 # ---- more real bodies sampled from trackers while the batches came in (after the held-out-11..14
 # fixes), each labelled from its thread before it was run (tests/data/sampled-while-batches.json,
-# not a corpus file): three sets scored 6/7, 6/7 and 10/11 (one hard failure in each of the first
-# two); the rules each miss showed are above (a 5xx that names a cause, lowerCamel AWS exception
-# names, a count mismatch).
+# not a corpus file): four sets scored 6/7, 6/7, 10/11 and 11/12 (one hard failure in each but
+# the third); the rules each miss showed are above (a 5xx that names a cause, lowerCamel AWS
+# exception names, a count mismatch, a 5xx repeating its own status in its body).
 
 SAMPLED_LATER = json.loads(
     (Path(__file__).parent / "data" / "sampled-while-batches.json").read_text(encoding="utf-8")
@@ -2212,4 +2212,12 @@ def test_congestion_in_other_languages(message: str, rule: str) -> None:
     # localised front ends (LobeChat, Cherry Studio, Open WebUI) render the upstream's error
     assert run(openai_error(message), 200, stream=True) == Classification(
         Verdict.CONGESTION, f"rule {rule}"
+    )
+
+
+def test_a_5xx_repeating_its_own_status_is_still_judged_by_its_shape() -> None:
+    # llama.cpp's 500 for a request it always fails (ggml-org/llama.cpp#17316)
+    body = '{"error":{"code":500,"message":"Invalid input batch.","type":"server_error"}}'
+    assert run(body, 500) == Classification(
+        Verdict.FATAL, "shape: names a cause ('invalid i') inside a 500"
     )
