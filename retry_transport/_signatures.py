@@ -474,12 +474,16 @@ RULES: tuple[Rule, ...] = (
         "Azure OpenAI content_filter (openai/openai-python#331), OpenAI safety system (docs), "
         "DashScope DataInspectionFailed 'inappropriate content' and the Chinese 敏感/违规 wording "
         "(DashScope error-code docs), iFlytek Spark 10013 '输入内容审核不通过' (moderation "
-        "failed; Spark error-code docs)",
+        "failed; Spark error-code docs), Cohere's 498 'Unsafe Request … violations of the "
+        "Usage Guidelines' (Cohere error-code docs, cohere-ai/cohere-developer-experience#189; "
+        "Groq uses 498 for its flex tier's capacity, so the words decide)",
         match=_re(
             r"content[_ ]filter|content[_ ]policy|content management policy|"
             r"\bsafety system\b|responsible ?AI|PROHIBITED_CONTENT|DataInspectionFailed|"
             r"data_inspection_failed|\b(?:inappropriate|sensitive|unsafe) content\b|敏感|违规|"
-            r"审核(?:不|未)通过|"
+            r"审核(?:不|未)通过|\bunsafe request\b|"
+            r"violat[a-z]{0,5} of (?:our |the )?(?:usage |content |safety )?"
+            r"(?:polic|guideline|terms)|"
             r"violat[a-z]{0,5} (?:our |the )?(?:usage |content )?polic"
         ),
         needles=(
@@ -492,6 +496,8 @@ RULES: tuple[Rule, ...] = (
             "敏感",
             "违规",
             "审核",
+            "unsafe request",
+            "violat",
         ),
     ),
     Rule(
