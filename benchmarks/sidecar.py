@@ -90,6 +90,8 @@ class _Child:
     health: str | None = None
     """A path answering 200 once the server is ready (else: its "listening on" line)."""
     url: str | None = None
+    cwd: Path | None = None
+    """Where it runs (``python -m``/``-c`` import from there first, before ``PYTHONPATH``)."""
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -100,6 +102,7 @@ class _Child:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.PIPE,
                 env={**os.environ, **self.env},
+                cwd=self.cwd,
             )
 
     def ready(self, timeout: float) -> str:
@@ -321,6 +324,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         scratch / "baseline.log",
                         env={"PYTHONPATH": str(tree)},
                         health="/_retry_transport/healthz",
+                        cwd=tree,  # else the current tree, in the working directory, wins
                     )
                 )
             if args.workers:
