@@ -128,7 +128,7 @@ class SidecarApp:
 
     def __init__(self, router: Starlette, upstreams: Sequence[_UpstreamRoute], via_token: bytes):
         self.router = router
-        self._upstreams = tuple((route.prefix, route.forwarder) for route in upstreams)
+        self._upstreams = tuple(upstreams)
         self._screened = Screen(self._dispatch, via_token=via_token)
 
     @property
@@ -137,17 +137,15 @@ class SidecarApp:
         return self.router.routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            await self._screened(scope, receive, send)
-        else:
-            await self.router(scope, receive, send)
+        await self._screened(scope, receive, send)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope["path"]
-        for prefix, forwarder in self._upstreams:
-            if _serves(prefix, path):
-                await forwarder(scope, receive, send)
-                return
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            for route in self._upstreams:
+                if _serves(route.prefix, path):
+                    await route.handle(scope, receive, send)
+                    return
         await self.router(scope, receive, send)
 
 
