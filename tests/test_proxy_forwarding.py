@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Coroutine, MutableMapping
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -114,27 +114,40 @@ def test_a_cancellation_from_elsewhere_is_passed_on() -> None:
     asyncio.run(main())
 
 
+class _Swallowing(httpx.AsyncBaseTransport):
+    """A transport that answers 200 when it is cancelled: a library below that swallows the
+    cancellation (the retry transport itself lets it through)."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            return httpx.Response(200, content=b"late")
+        raise AssertionError("never answered")  # pragma: no cover - waits until cancelled
+
+
 def test_a_cancellation_swallowed_upstream_is_not_left_counted() -> None:
     async def main() -> None:
-        started = asyncio.Event()
-
-        async def handler(request: httpx.Request) -> httpx.Response:
-            started.set()
-            try:
-                await asyncio.Event().wait()
-            except asyncio.CancelledError:
-                return httpx.Response(200, content=b"late")  # a library that swallows it
-            raise AssertionError("never answered")  # pragma: no cover - waits until cancelled
-
+        forwarder = _forwarder(_never)
+        swallowing = _Swallowing()
+        forwarder.transport = cast(RetryTransport, swallowing)
         client = _Client()
-        task = asyncio.create_task(_forwarder(handler)(_scope(), client.receive, client.send))
-        await started.wait()
+        task = asyncio.create_task(forwarder(_scope(), client.receive, client.send))
+        await swallowing.started.wait()
         client.leave()
-        await task  # no error, nothing pending
+        await task
         assert task.cancelling() == 0
         assert client.sent[0]["status"] == 200
 
     asyncio.run(main())
+
+
+async def _never(request: httpx.Request) -> httpx.Response:
+    raise AssertionError("not called")  # pragma: no cover - replaced before any request
 
 
 def test_an_exchange_cancels_its_task_once_and_only_while_it_forwards() -> None:
