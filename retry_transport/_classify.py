@@ -338,10 +338,13 @@ def classify(outcome: Outcome, rules: Sequence[Rule] = RULES) -> Classification:
 
     An exception is classified by its class names (httpx and httpx2 alike): connect errors,
     timeouts and dropped connections are ``TRANSIENT``, anything else ``FATAL``. A response (or
-    the error event of a 200 stream, ``stream_error=True``) is checked against ``rules``, deny
-    rules first; a response no rule matches gets its status's default, an unmatched stream error
-    event ``UNRECOGNISED``. The reason names the rule or status; ``wait`` is a wait the body
-    names. ``x-should-retry`` is not read here.
+    the error event of a 200 stream, ``stream_error=True``) is read in this order: the firm
+    structured fields, the deny rules, the permanent structured fields, for a 5xx the
+    unknown-400 shape rule (see :func:`_as_a_400`), the allow rules, the retryable structured
+    fields (for a 400, a stream event or a refused status), then for a stream event the status
+    it carries and its shape, for a 400 its shape, for anything else its status's default. The
+    reason names the rule, field, shape or status; ``wait`` is a wait the body names.
+    ``x-should-retry`` is not read here.
     """
     try:
         if outcome.exception is not None and outcome.status is None:
