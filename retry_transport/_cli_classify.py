@@ -73,6 +73,10 @@ def _decided_by(classification: Classification) -> str:
                 field = reason.removeprefix("field ").rsplit(" (", 1)[0]
                 return f"structured field {field}, reader {reader} (seen: {known.seen})"
     if reason.startswith("shape: "):
+        if reason.endswith("(stream event)"):
+            return "the shape of a stream error event that no rule or field decides"
+        if " inside a " in reason:
+            return "the shape of a 5xx that names a cause, judged as a 400 is"
         return "the shape of a 400 that no rule or field decides"
     return reason
 

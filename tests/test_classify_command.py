@@ -156,3 +156,25 @@ def test_in_process_run_names_the_shape() -> None:
     out = io.StringIO()
     assert run(parser.parse_args([]), stdin=io.StringIO("Bad Request"), stdout=out) == 0
     assert "decided by: the shape of a 400" in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "said"),
+    [
+        (
+            [],
+            b'event: error\ndata: {"message":"messages.1.content: bad"}\n\n',
+            "stream error event",
+        ),
+        (["--status", "502"], b'{"error":{"message":"messages.1.content: bad"}}', "5xx that names"),
+    ],
+)
+def test_in_process_run_names_the_shape_of_a_stream_event_and_a_5xx(
+    status: list[str], body: bytes, said: str
+) -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    out = io.StringIO()
+    stdin = io.TextIOWrapper(io.BytesIO(body))
+    assert run(parser.parse_args(status), stdin=stdin, stdout=out) == 0
+    assert f"decided by: the shape of a {said}" in out.getvalue()
