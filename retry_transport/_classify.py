@@ -201,9 +201,11 @@ _INNER_STATUS = re.compile(
 
 _SERVER_STATE = re.compile(
     r"out of memory|oomkill|oom-kill|cuda|resource|open files|loading|warming|starting|restart|"
-    r"maintenance|deploy|traceback|panic|segfault|killed"
+    r"maintenance|deploy|traceback|panic|segfault|killed|"
+    r"upstream|backend|gateway|origin|response from|no response|invalid response"
 )
-"""A 5xx that names the server's own state (memory, loading, a crash): its cause is the server."""
+"""A 5xx that names the server's own state (memory, loading, a crash) or the path behind it
+(an upstream, a backend, a gateway, a response that never came): its cause is not the request."""
 _INNER_RETRYABLE = re.compile(
     r"""(?:status(?: code)?|code|http|param)["': =]{1,4}(?P<status>5\d\d|429)\b""",
 )

@@ -65,7 +65,7 @@ _WORD_CAUSES = (
     r"field required\b|"
     r"too (?:long|large|many|short|big|small)\b|reserved\b|"
     r"no such\b|not found\b|"
-    r"only supports?\b|out of range\b|malformed\b|invalid (?!request\b)\w|"
+    r"only supports?\b|out of range\b|malformed\b|invalid (?!request\b|response\b)\w|"
     r"not an? valid\b|please ensure\b|"
     r"missing [`'\"]?[\w.-]{1,40}[`'\"]? (?:field|parameter|property|argument|key)\b|"
     r"please check (?:the |your )?(?:documentation|docs|parameters|input)\b|"

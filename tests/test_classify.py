@@ -2147,7 +2147,7 @@ def test_a_timeout_named_in_a_stream_event_is_transient() -> None:
         # the shapes of justlovemaki/AIClient2API#667, mozilla-ai/otari#1407 and Bedrock's
         # 'model identifier is invalid', as a server with other words would send them
         ("Could not resolve the project for this key", "could not resolve the project"),
-        ("the upstream refused our schema", "refused our schema"),
+        ("the server refused our schema", "refused our schema"),
         ("the configured region is unknown", "region is unknown"),
     ],
 )
@@ -2239,3 +2239,14 @@ def test_coheres_unsafe_request_498_is_content_policy() -> None:
     assert run(body, 498) == Classification(Verdict.FATAL, "rule content-policy")
     groq = openai_error("Flex tier capacity exceeded. Please try again later.")
     assert run(groq, 498).verdict is Verdict.CONGESTION
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"error":{"message":"Unexpected error: expected a response from upstream but got none"}}',
+        '{"error":{"message":"Invalid response from upstream server"}}',
+    ],
+)
+def test_a_5xx_naming_the_path_behind_it_keeps_its_default(body: str) -> None:
+    assert run(body, 502) == Classification(Verdict.CONGESTION, "status 502")
