@@ -2250,3 +2250,15 @@ def test_coheres_unsafe_request_498_is_content_policy() -> None:
 )
 def test_a_5xx_naming_the_path_behind_it_keeps_its_default(body: str) -> None:
     assert run(body, 502) == Classification(Verdict.CONGESTION, "status 502")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"error":{"message":"The model is not available at the moment"}}',
+        '{"error":{"message":"Not enough GPUs available right now"}}',
+        '{"error":{"message":"Request requires a warm worker; none is free"}}',
+    ],
+)
+def test_a_refusal_qualified_by_time_is_no_cause(body: str) -> None:
+    assert run(body) == Classification(Verdict.UNRECOGNISED, "shape: names a transient cause")
