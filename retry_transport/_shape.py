@@ -110,7 +110,7 @@ TRANSIENT = re.compile(
     r"temporar|(?<!and )try again|retry|busy|overload|unavailable|time ?out|timed out|capacity|"
     r"rate[ _-]?limit|throttl|upstream (?:error|failure)|bad gateway|暂时|稍后|繁忙|"
     r"connection (?:reset|refused|closed|error)|reset before headers|socket hang up|"
-    r"econnreset|etimedout|eof\b|please wait|wait before|no slots|deadline|"
+    r"econnreset|etimedout|(?<![a-z])eof\b|please wait|wait before|no slots|deadline|"
     r"しばらく|混雑|過負荷|잠시 후|혼잡|과부하|más tarde|mais tarde|plus tard|später|позже|"
     # a refusal qualified by time ("not available right now") is a state, not the request's
     r"right now|at the moment|at this time|for now|momentarily|workers?\b",
