@@ -2176,8 +2176,8 @@ def test_new_apis_upstream_status_in_param_is_no_parameter() -> None:
 
 # ---- more real bodies sampled from trackers while the batches came in (after the held-out-11..14
 # fixes), each labelled from its thread before it was run (tests/data/sampled-while-batches.json,
-# not a corpus file): five sets scored 6/7, 6/7, 10/11, 11/12 and 10/10 (one hard failure in each
-# of the first, second and fourth); the rules each miss showed are above (a 5xx that names a
+# not a corpus file): six sets scored 6/7, 6/7, 10/11, 11/12, 10/10 and 4/4 (one hard failure in
+# each of the first, second and fourth); the rules each miss showed are above (a 5xx that names a
 # cause, lowerCamel AWS exception names, a count mismatch, a 5xx repeating its own status).
 
 SAMPLED_LATER = json.loads(
