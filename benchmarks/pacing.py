@@ -307,16 +307,20 @@ def _headers_scenario(minute: float, minutes: float) -> list[dict[str, Any]]:
 
 
 def _settle(times: list[float], drop_at: float, end: float, rate: float) -> float | None:
-    """Seconds after ``drop_at`` until the 1 s success rate stays within 10% of ``rate``."""
-    bins = int(end - drop_at)
-    counts = [0] * bins
-    for at in times:
-        index = int(at - drop_at)
-        if 0 <= index < bins:
-            counts[index] += 1
-    for start in range(bins):
-        if all(abs(c - rate) <= 0.1 * rate + 0.5 for c in counts[start : bins - 1]):
-            return float(start)
+    """Seconds after ``drop_at`` (to 0.1 s) from which the success rate, counted in 1 s bins,
+    stays within 10% of ``rate`` (half a request of slack for the binning) until ``end``."""
+    for tenth in range(int(10 * (end - drop_at))):
+        start = drop_at + tenth / 10.0
+        bins = int(end - start)
+        if bins < 2:
+            break
+        counts = [0] * bins
+        for at in times:
+            index = math.floor(at - start)
+            if 0 <= index < bins:
+                counts[index] += 1
+        if all(abs(c - rate) <= 0.1 * rate + 0.5 for c in counts[: bins - 1]):
+            return tenth / 10.0
     return None
 
 
@@ -368,7 +372,7 @@ def _markdown(results: dict[str, Any]) -> str:
         lines.append("|---|---:|---:|---:|")
         for row in results["no_headers"]:
             settle = row["settle_seconds"]
-            shown = "never" if settle is None else f"{settle:.0f} s"
+            shown = "never" if settle is None else f"{settle:.1f} s"
             lines.append(f"| {row['row']} | {row['attempts']} | {row['share_429']:.1%} | {shown} |")
     return "\n".join(lines) + "\n"
 

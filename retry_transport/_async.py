@@ -157,7 +157,7 @@ class RetryTransport(DriverBase, AsyncTransportBase):
                     if SWITCH.no_wait:
                         pass
                     elif ticket is not None:
-                        await ticket.block(action.seconds)
+                        await ticket.block(action.seconds, action.named)
                     else:
                         await limiter.block(action.seconds)
                     action = steps.send(None)

@@ -40,6 +40,7 @@ class Ticket:
         "paced",
         "paced_by",
         "polls",
+        "queue",
         "scope",
         "scopes",
         "sent_at",
@@ -62,6 +63,7 @@ class Ticket:
         self.sent_at = -math.inf
         self.seq = 0  # the booking of the attempt last sent
         self.polls = 0  # looks while another attempt probed a new origin
+        self.queue = 0  # the place held in its scope's adaptive queue (0: none)
         self.status: int | None = None
 
 
@@ -134,9 +136,14 @@ class Desk:
 
     def done(self, ticket: Ticket) -> None:
         """The ticket's request is over: if its attempt was never answered (cancelled), stop
-        holding others for it."""
+        holding others for it; if it still held a place in its scope's adaptive queue, give
+        that back."""
         if ticket.sent_at > -math.inf and ticket.status is None and self._headers:
             self.answered(ticket)
+        if ticket.queue:
+            with self._lock:
+                self._pacer.leave(ticket.scope, ticket.queue)
+            ticket.queue = 0
 
     def answered(self, ticket: Ticket) -> None:
         """The ticket's attempt ended without an answer (an exception): its origin is known."""
@@ -242,11 +249,14 @@ class Desk:
                 self._pacer.answered(ticket.scope.origin)
             patient = ticket.polls < _MAX_POLLS
             booking = self._pacer.reserve(
-                ticket.scopes, ticket.cost, now, deadline, patient=patient
+                ticket.scopes, ticket.cost, now, deadline, patient=patient, queue=ticket.queue
             )
             self.busy = not self._pacer.idle
         if booking.booked and booking.wait < math.inf:
             ticket.booking = booking
+            ticket.queue = 0
+        elif booking.queue:
+            ticket.queue = booking.queue  # held back by the adaptive rate: look again later
         elif not booking.booked:
             ticket.polls += 1
         if booking.wait > 0.0 and booking.wait < math.inf:
@@ -301,16 +311,20 @@ class Desk:
         ticket = self.ticket(request)
         self.observe(ticket, response)
 
-    def congestion(self, ticket: Ticket, fallback_rate: float) -> None:
+    def congestion(self, ticket: Ticket, fallback_rate: float) -> bool:
         """A congestion verdict on the ticket's last answer: after a rate limit or an overload
-        (429, 529), cut the adaptive rate of its scope."""
+        (429, 529), cut the adaptive rate of its scope. Answers whether that rate now paces
+        the scope."""
         if not self._headers or ticket.status not in _SCOPED_STATUSES:
             # An outage (a 5xx) blocks the origin, but slowing its rate as well made every
             # caller wait far longer for the same answers: the retry budget caps its load.
-            return
+            return False
         with self._lock:
-            self._pacer.congestion(ticket.scope, self._clock(), ticket.sent_at, fallback_rate)
+            adaptive = self._pacer.congestion(
+                ticket.scope, self._clock(), ticket.sent_at, fallback_rate
+            )
             self.busy = not self._pacer.idle
+        return adaptive
 
     def headroom(self) -> list[ScopeHeadroom]:
         """Per-scope headroom for metrics (origin and model, never the key)."""

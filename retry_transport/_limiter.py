@@ -163,13 +163,14 @@ class PacedRequest:
         """Learn what an answer says of the scope's headroom."""
         self._desk.observe(self.ticket, response)
 
-    async def block(self, seconds: float) -> None:
-        """Block the request's scope (or origin, after an outage) for ``seconds``."""
-        await self._limiter.block_ticket(self.ticket, seconds)
+    async def block(self, seconds: float, named: bool = False) -> None:
+        """Block the request's scope (or origin, after an outage) for ``seconds``; ``named``:
+        the server named that wait."""
+        await self._limiter.block_ticket(self.ticket, seconds, named)
 
-    def block_sync(self, seconds: float) -> None:
+    def block_sync(self, seconds: float, named: bool = False) -> None:
         """`block` for synchronous callers."""
-        self._limiter.block_ticket_sync(self.ticket, seconds)
+        self._limiter.block_ticket_sync(self.ticket, seconds, named)
 
 
 class SharedLimiter:
@@ -514,14 +515,19 @@ class SharedLimiter:
         """`_share_pace` for synchronous callers."""
         return wait
 
-    async def block_ticket(self, ticket: Ticket, seconds: float) -> None:
+    async def block_ticket(self, ticket: Ticket, seconds: float, named: bool = False) -> None:
         """Block the ticket's scope (after a rate limit or an overload) or its origin (after
-        an outage) for ``seconds``, and slow its adaptive rate; never shortens a block."""
+        an outage) for ``seconds``, and slow its adaptive rate; never shortens a block.
+
+        A scope whose sending the adaptive rate paces is not blocked for a wait the server did
+        not name (``named``): the cut rate spreads its attempts out, where a pause would hold
+        them all and release them together.
+        """
         desk = self._desk
         assert desk is not None
-        desk.congestion(ticket, self._recent_rate())
+        adaptive = desk.congestion(ticket, self._recent_rate())
         key = desk.block_key(ticket)
-        if 0.0 < seconds < math.inf:
+        if 0.0 < seconds < math.inf and (named or not adaptive):
             desk.record_block(key, seconds)
             left = await self._store.extend(key, seconds)
             if left is not None and left > 0.0:
@@ -530,13 +536,13 @@ class SharedLimiter:
                 # The fleet's longest block of any scope, for health checks (`gate`, `blocked_for`).
                 await self._store.extend(self._any_key, seconds)
 
-    def block_ticket_sync(self, ticket: Ticket, seconds: float) -> None:
+    def block_ticket_sync(self, ticket: Ticket, seconds: float, named: bool = False) -> None:
         """`block_ticket` for synchronous callers."""
         desk = self._desk
         assert desk is not None
-        desk.congestion(ticket, self._recent_rate())
+        adaptive = desk.congestion(ticket, self._recent_rate())
         key = desk.block_key(ticket)
-        if 0.0 < seconds < math.inf:
+        if 0.0 < seconds < math.inf and (named or not adaptive):
             desk.record_block(key, seconds)
             left = self._store.extend_sync(key, seconds)
             if left is not None and left > 0.0:

@@ -159,7 +159,7 @@ class SyncRetryTransport(DriverBase, SyncTransportBase):
                     if SWITCH.no_wait:
                         pass
                     elif ticket is not None:
-                        ticket.block_sync(action.seconds)
+                        ticket.block_sync(action.seconds, action.named)
                     else:
                         limiter.block_sync(action.seconds)
                     action = steps.send(None)
