@@ -471,7 +471,7 @@ class SharedLimiter:
         fresh = ticket.booking is None
         wait = self._pace(ticket, desk, timeout)
         booking = ticket.booking
-        if fresh and booking is not None and booking.spacing:
+        if fresh and booking is not None and (booking.spacing or desk.pacer.rate is not None):
             wait = await self._share_pace(ticket, wait, timeout)
         return wait
 
@@ -493,7 +493,7 @@ class SharedLimiter:
         fresh = ticket.booking is None
         wait = self._pace(ticket, desk, timeout)
         booking = ticket.booking
-        if fresh and booking is not None and booking.spacing:
+        if fresh and booking is not None and (booking.spacing or desk.pacer.rate is not None):
             wait = self._share_pace_sync(ticket, wait, timeout)
         return wait
 
@@ -507,8 +507,8 @@ class SharedLimiter:
         return desk.pace(ticket, timeout)
 
     async def _share_pace(self, ticket: Ticket, wait: float, left: float | None) -> float:
-        """Make a fresh booking's pace hold across a fleet (a store elsewhere); in process,
-        the booking stands as it is."""
+        """Make a fresh booking's pace (its header spacing, the declared rate) hold across a
+        fleet (a store elsewhere); in process, the booking stands as it is."""
         return wait
 
     def _share_pace_sync(self, ticket: Ticket, wait: float, left: float | None) -> float:

@@ -353,3 +353,11 @@ def test_no_window_ever_holds_more_than_the_declared_tokens(
         sent.append((booking.at, min(cost, budget)))
     for start, _ in sent:
         assert sum(c for t, c in sent if start <= t < start + 10.0) <= budget + 1e-6
+
+
+def test_an_origin_under_an_adaptive_rate_spaces_every_scope_of_it() -> None:
+    pacer = answered(Pacer())
+    pacer.congestion(SCOPE.origin_scope, 0.0, 0.0, fallback_rate=20.0)
+    first = pacer.reserve(SCOPES, ONE, 0.0, None)
+    assert (first.booked, first.queue, first.paced_by) == (False, 0, "adaptive")
+    assert first.wait == pytest.approx(1.0 / 14.0)
