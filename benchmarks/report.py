@@ -379,6 +379,14 @@ def render_markdown(results: JSONObj, chart_name: str = "chart.png") -> str:
         ]
     if "streaming" in results:
         parts += ["## 5. Streaming", _streaming_md(results["streaming"])]
+    if "pacing" in results:
+        from .pacing import _markdown as pacing_markdown
+
+        parts += [
+            "## 6. Pacing before the 429",
+            pacing_markdown(results["pacing"]).strip(),
+            "![pacing](pacing.png)",
+        ]
     return "\n\n".join(parts) + "\n"
 
 
