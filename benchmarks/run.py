@@ -62,7 +62,9 @@ def _render(results: JSONObj, out: Path) -> None:
     render_chart(results, out / "chart.png")
 
 
-def _run(config: Config, only: tuple[str, ...], command: str, progress: Progress) -> JSONObj:
+def _run(
+    config: Config, only: tuple[str, ...], command: str, progress: Progress, out: Path = _RESULTS
+) -> JSONObj:
     from retry_transport.testing.upstream import Upstream
 
     from . import failures, outage, overhead, pacing, profile_fast_path, storm, streaming
@@ -109,7 +111,7 @@ def _run(config: Config, only: tuple[str, ...], command: str, progress: Progress
             "pacing": (
                 "pacing",
                 "6. pacing before the 429 (headers, no headers, a fleet through Valkey)",
-                lambda: pacing.run(quick=config.quick),
+                lambda: pacing.run(quick=config.quick, out=out),
             ),
         }
         for name in SCENARIOS:
@@ -156,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     if set(only) != set(SCENARIOS):
         command += f" --only {','.join(only)}"
     progress = Progress()
-    results = _run(Config.make(quick=args.quick), only, command, progress)
+    results = _run(Config.make(quick=args.quick), only, command, progress, out)
     write_json(out / "results.json", results)
     _render(results, out)
     progress(f"wrote {out / 'results.json'}, {out / 'results.md'} and {out / 'chart.png'}")

@@ -177,3 +177,39 @@ async def test_a_scope_never_throttled_is_never_slowed() -> None:
             history = response.extensions.get("retry_history")
             assert history is None or all(attempt.paced == 0.0 for attempt in history)
     assert [at for at, _ in free.sent] == [clock.now] * 20  # none of them waited
+
+
+def test_a_sync_transport_answers_a_bare_429_with_the_rate_not_a_block() -> None:
+    from retry_transport import RetryEvent, SyncRetryTransport
+
+    now = [0.0]
+    statuses = iter([200] * 10 + [429] + [200] * 10)
+    events: list[RetryEvent] = []
+
+    def clock() -> float:
+        return now[0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        now[0] += 0.01
+        return httpx.Response(next(statuses), json={})
+
+    limiter = SharedLimiter(clock=clock, random=random.Random(3).random)
+    transport = SyncRetryTransport(
+        httpx.MockTransport(handler),
+        limiter=limiter,
+        clock=clock,
+        sleep=sleep,
+        random=random.Random(5).random,
+        hooks=[events.append],
+    )
+    body = {"model": "m", "messages": []}
+    with httpx.Client(transport=transport) as client:
+        answers = [client.post(URL, json=body).status_code for _ in range(20)]
+    assert answers == [200] * 20
+    assert [event.kind for event in events] == ["retry"]
+    assert events[0].blocked_for == 0.0  # the scope was not paused
+    assert limiter.desk is not None
+    assert any(state.rate is not None for state in limiter.desk.pacer._scopes.values())
