@@ -134,6 +134,44 @@ def targets(results: JSONObj) -> list[JSONObj]:
                     "met": bool(data["hold_cost_median_ms"] < 1.0),
                 }
             )
+    found += _pacing_targets(results.get("pacing") or {})
+    return found
+
+
+def _pacing_targets(pacing: JSONObj) -> list[JSONObj]:
+    """The pacing goals: <= 1% refused at >= 90% goodput with headers and for a fleet; without
+    headers, fewer refusals than botocore's adaptive mode at no less goodput."""
+    found: list[JSONObj] = []
+    for key, label, ours_prefix in (
+        ("headers", "header pacing", "ours (default"),
+        ("fleet", "a fleet of 4 through Valkey", "ours: RedisLimiter"),
+    ):
+        rows = pacing.get(key) or []
+        ours = next((row for row in rows if row["row"].startswith(ours_prefix)), None)
+        if ours is not None:
+            found.append(
+                {
+                    "target": f"{label}: <= 1% of attempts refused at >= 90% goodput",
+                    "figure": (
+                        f"{ours['share_429']:.1%} refused, {ours['goodput_share']:.0%} goodput"
+                    ),
+                    "met": bool(ours["share_429"] <= 0.01 and ours["goodput_share"] >= 0.9),
+                }
+            )
+    rows = pacing.get("no_headers") or []
+    ours = next((row for row in rows if row["row"].startswith("ours")), None)
+    boto = next((row for row in rows if row["row"].startswith("botocore")), None)
+    if ours is not None and boto is not None:
+        found.append(
+            {
+                "target": "no headers: fewer 429s than botocore adaptive, goodput no lower",
+                "figure": (
+                    f"{ours['share_429']:.1%} refused, {ours['ok']} served; botocore "
+                    f"{boto['share_429']:.1%}, {boto['ok']}"
+                ),
+                "met": bool(ours["share_429"] < boto["share_429"] and ours["ok"] >= boto["ok"]),
+            }
+        )
     return found
 
 
