@@ -391,7 +391,7 @@ def test_the_header_scan_passes_over_unread_ratelimit_names() -> None:
 
 
 @pytest.mark.parametrize(
-    "kind", ["exception", "status", "event stream", "plain", "late type", "no type"]
+    "kind", ["exception", "status", "event stream", "plain", "late type", "no type", "no content"]
 )
 def test_the_sync_driver_through_the_gate_retries_what_the_async_one_does(
     flavour: str, kind: str
@@ -404,9 +404,10 @@ def test_the_sync_driver_through_the_gate_retries_what_the_async_one_does(
         "plain": R(200, "{}", json_type),
         "late type": R(200, "{}", (("x-request-id", "r1"), ("content-type", "text/plain"))),
         "no type": R(200, "{}"),
+        "no content": R(204),
     }
     failing = replies[kind]
-    handed_back = kind in ("plain", "late type", "no type")
+    handed_back = kind in ("plain", "late type", "no type", "no content")
     script = Script(flavour, [R(200, "{}", json_type)] * 3 + [failing, R(200, "ok")])
     sleeps = Sleeps()
     limiter = quiet_limiter(sleeps.clock, pacing=False)
@@ -418,7 +419,7 @@ def test_the_sync_driver_through_the_gate_retries_what_the_async_one_does(
             client.post(URL, json={})
         assert is_open(limiter.fast_gate)
         response = client.post(URL, json={})
-    assert response.content == (b"{}" if handed_back else b"ok")
+    assert response.content == (b"" if kind == "no content" else b"{}" if handed_back else b"ok")
     assert script.count == (4 if handed_back else 5)
 
 
