@@ -7,7 +7,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from ._bases import AsyncTransportBase, BothResponse
-from ._common import EVENT_STREAM, PLAIN_TYPES, DriverBase
+from ._common import EVENT_STREAM, JSON_TYPE, PLAIN_TYPES, DriverBase
 from ._events import Hook
 from ._io import (
     AsyncSleep,
@@ -98,7 +98,11 @@ class RetryTransport(DriverBase, AsyncTransportBase):
         if status == self._sse_status:
             for _, name, value in response.headers._list:
                 if name == b"content-type":
-                    if value not in PLAIN_TYPES and value[:17].lower() == EVENT_STREAM:
+                    if (
+                        value != JSON_TYPE
+                        and value not in PLAIN_TYPES
+                        and value[:17].lower() == EVENT_STREAM
+                    ):
                         return await self._drive(request, response, start)
                     break
         elif status >= 400:

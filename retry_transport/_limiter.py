@@ -34,8 +34,9 @@ __all__ = ["Limiter", "SharedLimiter", "release_jitter"]
 _DEFAULT_BUDGET = RetryBudget()
 # The longest run of first attempts the fast-path gate lets through between two admissions
 # by the limiter (see `FastGate`). With pacing, the success of each such admission is scanned
-# for rate-limit headers, so at least one in this many while nothing paces.
-_FAST_RUN_PACING = 64
+# for rate-limit headers: at least one in this many while nothing paces (and every answer
+# that is no plain success is read in full, so a 429's headers start pacing at once).
+_FAST_RUN_PACING = 256
 # Without pacing, a block closes the gate at once and the budget counts the gate's attempts
 # whenever it is asked: the run only bounds how long the limiter goes without a look.
 _FAST_RUN = 1024

@@ -9,7 +9,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from ._bases import BothResponse, SyncTransportBase
-from ._common import EVENT_STREAM, PLAIN_TYPES, DriverBase
+from ._common import EVENT_STREAM, JSON_TYPE, PLAIN_TYPES, DriverBase
 from ._events import Hook
 from ._io import (
     SyncSleep,
@@ -100,7 +100,11 @@ class SyncRetryTransport(DriverBase, SyncTransportBase):
         if status == self._sse_status:
             for _, name, value in response.headers._list:
                 if name == b"content-type":
-                    if value not in PLAIN_TYPES and value[:17].lower() == EVENT_STREAM:
+                    if (
+                        value != JSON_TYPE
+                        and value not in PLAIN_TYPES
+                        and value[:17].lower() == EVENT_STREAM
+                    ):
                         return self._drive(request, response, start)
                     break
         elif status >= 400:

@@ -269,6 +269,7 @@ async def test_an_event_stream_through_the_gate_is_still_peeked(flavour: str) ->
     "reply",
     [
         R(200, "hi", (("content-type", "text/plain"),)),
+        R(200, "hi", (("content-type", "application/json; charset=utf-8"),)),
         R(200, "hi", (("x-request-id", "r1"), ("content-type", "text/html"))),
         R(200, "hi"),
         R(204),
@@ -391,7 +392,17 @@ def test_the_header_scan_passes_over_unread_ratelimit_names() -> None:
 
 
 @pytest.mark.parametrize(
-    "kind", ["exception", "status", "event stream", "plain", "late type", "no type", "no content"]
+    "kind",
+    [
+        "exception",
+        "status",
+        "event stream",
+        "plain",
+        "late type",
+        "no type",
+        "no content",
+        "charset",
+    ],
 )
 def test_the_sync_driver_through_the_gate_retries_what_the_async_one_does(
     flavour: str, kind: str
@@ -405,9 +416,10 @@ def test_the_sync_driver_through_the_gate_retries_what_the_async_one_does(
         "late type": R(200, "{}", (("x-request-id", "r1"), ("content-type", "text/plain"))),
         "no type": R(200, "{}"),
         "no content": R(204),
+        "charset": R(200, "{}", (("content-type", "application/json; charset=utf-8"),)),
     }
     failing = replies[kind]
-    handed_back = kind in ("plain", "late type", "no type", "no content")
+    handed_back = kind in ("plain", "late type", "no type", "no content", "charset")
     script = Script(flavour, [R(200, "{}", json_type)] * 3 + [failing, R(200, "ok")])
     sleeps = Sleeps()
     limiter = quiet_limiter(sleeps.clock, pacing=False)
