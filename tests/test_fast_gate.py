@@ -17,6 +17,7 @@ from retry_transport import (
     SharedLimiter,
     SyncRetryTransport,
 )
+from retry_transport._common import is_event_stream
 from retry_transport._desk import Desk
 from retry_transport._gate import FastGate
 from retry_transport._ratelimit_headers import RATE_LIMIT_NAMES, parse_headroom
@@ -448,3 +449,48 @@ async def test_an_exception_through_the_gate_is_retried(flavour: str) -> None:
         response = await client.post(URL, json={})
     assert response.content == b"ok"
     assert script.count == 5
+
+
+@pytest.mark.anyio
+async def test_an_exception_through_the_gate_of_a_pacing_limiter_is_retried(flavour: str) -> None:
+    script = Script(flavour, [R(200)] * 4 + [exc(flavour, "ConnectError"), R(200, "ok")])
+    sleeps = Sleeps()
+    limiter = quiet_limiter(sleeps.clock)
+    transport = RetryTransport(script.mock(), limiter=limiter, sleep=sleeps, clock=sleeps.clock)
+    async with lib(flavour).AsyncClient(transport=transport) as client:
+        for _ in range(4):  # paced, admitted (a run of 1), through the gate, admitted (2)
+            await client.post(URL, json={})
+        assert is_open(limiter.fast_gate)
+        response = await client.post(URL, json={})
+    assert response.content == b"ok"
+    assert script.count == 6
+
+
+def test_a_scan_while_a_new_origin_is_probed_notes_its_answer() -> None:
+    board = Desk(None, headers=True, prefix="p", clock=FakeClock(), wall_clock=lambda: 0.0)
+    probe = board.ticket(httpx.Request("POST", URL))
+    assert board.pace(probe, None) == 0.0  # the first attempt to the origin: a probe
+    assert board.busy
+    board.observe_fast(httpx.Request("POST", URL), httpx.Response(200))
+    assert not board.busy  # the origin has answered: nothing paces
+
+
+def test_the_limiter_hands_an_admitted_success_to_its_desk() -> None:
+    limiter = SharedLimiter(clock=FakeClock())
+    desk = limiter.desk
+    assert desk is not None
+    desk.busy = False
+    limiter.desk_observe_fast(httpx.Request("POST", URL), httpx.Response(200, headers=HEADROOM))
+    assert is_busy(desk)
+
+
+def test_the_event_stream_probe_reads_the_raw_header_list() -> None:
+    def headers(content_type: str | None) -> Any:
+        pairs = [("x-request-id", "r1")]
+        if content_type is not None:
+            pairs.append(("Content-Type", content_type))
+        return httpx.Response(200, headers=pairs).headers
+
+    assert is_event_stream(headers("Text/Event-Stream; charset=utf-8"))
+    assert not is_event_stream(headers("application/json"))
+    assert not is_event_stream(headers(None))
