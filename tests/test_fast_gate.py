@@ -494,3 +494,39 @@ def test_the_event_stream_probe_reads_the_raw_header_list() -> None:
     assert is_event_stream(headers("Text/Event-Stream; charset=utf-8"))
     assert not is_event_stream(headers("application/json"))
     assert not is_event_stream(headers(None))
+
+
+def first_replies(flavour: str) -> list[R | type[Exception]]:
+    return [
+        exc(flavour, "ConnectError"),
+        R(503, "busy"),
+        R(200, SSE_ERROR, (("content-type", "text/event-stream"),)),
+    ]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("which", [0, 1, 2])
+async def test_a_failure_of_an_admitted_attempt_is_retried(flavour: str, which: int) -> None:
+    script = Script(flavour, [first_replies(flavour)[which], R(200, "ok")])
+    sleeps = Sleeps()
+    limiter = quiet_limiter(sleeps.clock, pacing=False)  # the first request: admitted
+    transport = RetryTransport(script.mock(), limiter=limiter, sleep=sleeps, clock=sleeps.clock)
+    async with lib(flavour).AsyncClient(transport=transport) as client:
+        response = await client.post(URL, json={})
+    assert response.content == b"ok"
+    assert script.count == 2
+    assert limiter.fast_gate.used == 0
+
+
+@pytest.mark.parametrize("which", [0, 1, 2])
+def test_a_failure_of_an_admitted_attempt_is_retried_sync(flavour: str, which: int) -> None:
+    script = Script(flavour, [first_replies(flavour)[which], R(200, "ok")])
+    sleeps = Sleeps()
+    limiter = quiet_limiter(sleeps.clock, pacing=False)
+    transport = SyncRetryTransport(
+        script.mock(), limiter=limiter, sleep=sleeps.sync, clock=sleeps.clock
+    )
+    with lib(flavour).Client(transport=transport) as client:
+        response = client.post(URL, json={})
+    assert response.content == b"ok"
+    assert script.count == 2
