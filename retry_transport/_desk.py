@@ -13,10 +13,12 @@ import hashlib
 import math
 import threading
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any
 
+from ._gate import FastGate
 from ._pacing import Pacer, RateLimit, Reservation, ScopeHeadroom
-from ._ratelimit_headers import parse_headroom, rate_limit_pairs
+from ._ratelimit_headers import RATE_LIMIT_NAMES, parse_headroom, rate_limit_pairs
 from ._scope import CostEstimate, Fingerprinter, Scope, estimate_cost, scope_of
 
 __all__ = ["Desk", "Ticket"]
@@ -26,7 +28,7 @@ __all__ = ["Desk", "Ticket"]
 _SCOPED_STATUSES = frozenset({429, 529})
 _MAX_BLOCKS = 4096
 _MAX_POLLS = 40  # looks (of 50 ms) a request gives a new origin's first attempt to answer
-_SCAN_EVERY = 16  # while nothing paces, one success in this many is scanned for headers
+_LOWER_NAME = itemgetter(1)  # of a raw header entry (name, lower-case name, value)
 
 
 class Ticket:
@@ -102,6 +104,8 @@ class Desk:
         prefix: the limiter's scope name, put in front of every scope's store key.
         clock: monotonic time; wall_clock: POSIX time (for RFC 3339 resets).
         fingerprint_key: the key of the credential fingerprints (None: a random one).
+        gate: the limiter's fast-path gate, closed whenever the desk may hold a request
+            (`busy`, `blocking`); None: one of its own.
     """
 
     def __init__(
@@ -113,7 +117,10 @@ class Desk:
         clock: Callable[[], float],
         wall_clock: Callable[[], float],
         fingerprint_key: bytes | None = None,
+        gate: FastGate | None = None,
     ) -> None:
+        self._gate = FastGate() if gate is None else gate
+        self._busy = self._blocking = False
         self._pacer = Pacer(rate, headers=headers)
         self._headers = headers
         self._prefix = prefix
@@ -122,12 +129,35 @@ class Desk:
         self._fingerprint = Fingerprinter(fingerprint_key)
         self._lock = threading.Lock()
         self._blocks: dict[str, float] = {}
-        self.countdown = 0  # successes on the fast path until the next header scan
         # Until the first request has been answered, every request takes the slow path: the
         # first one may tell the headroom, and the others wait a moment for it.
         self.busy = headers or rate is not None
         self.blocked_until = -math.inf  # the latest end of any scope's block
         self.blocking = False  # a scope's block was recorded and has not been seen to end
+
+    @property
+    def busy(self) -> bool:
+        """Whether pacing may have something to say about a request (every request then
+        takes the slow path, with a ticket). Set True, it closes the fast-path gate."""
+        return self._busy
+
+    @busy.setter
+    def busy(self, value: bool) -> None:
+        self._busy = value
+        if value:
+            self._gate.close()
+
+    @property
+    def blocking(self) -> bool:
+        """Whether a scope's block was recorded and has not been seen to end. Set True, it
+        closes the fast-path gate."""
+        return self._blocking
+
+    @blocking.setter
+    def blocking(self, value: bool) -> None:
+        self._blocking = value
+        if value:
+            self._gate.close()
 
     @property
     def pacer(self) -> Pacer:
@@ -292,17 +322,22 @@ class Desk:
             self.busy = not pacer.idle
 
     def observe_fast(self, request: Any, response: Any) -> None:
-        """A success that took the fast path: now and then, look for rate-limit headers.
+        """A success admitted without a ticket: look for rate-limit headers.
 
-        The driver counts `countdown` down on every success and calls this at zero: one scan
-        of the raw header names in `_SCAN_EVERY` responses; only a response that has such
-        headers costs a scope and a parse, and then pacing starts for its scope.
+        The driver calls this for the success of a first attempt that the limiter's slow
+        admission let through, the one in every run of its fast-path gate: one scan of the
+        raw header names; only a response that has such headers costs a scope and a parse,
+        and then pacing starts for its scope (the desk turns `busy`, closing the gate).
         """
-        self.countdown = _SCAN_EVERY
         if not self._headers:
             return
         raw = getattr(response.headers, "_list", None)
-        if raw is None or rate_limit_pairs(raw) is None:
+        # Whether any name is one the dialects read: one pass in C over the names.
+        if (
+            raw is None
+            or RATE_LIMIT_NAMES.isdisjoint(map(_LOWER_NAME, raw))
+            or rate_limit_pairs(raw) is None
+        ):
             if self.busy and not self._pacer.idle:
                 with self._lock:
                     self._pacer.answered(self.ticket(request).scope.origin)
