@@ -120,7 +120,6 @@ def test_a_limiter_without_pacing_has_no_desk() -> None:
     assert limiter.desk is None
     assert limiter.rate is None
     assert limiter.headroom() == []
-    limiter.desk_observe_fast(request(), httpx.Response(200))
 
 
 def test_a_fleet_block_of_some_scope_is_shown_and_holds_nobody() -> None:
