@@ -313,9 +313,10 @@ class Desk:
             self.busy = not self._pacer.idle
 
     def headroom(self) -> list[ScopeHeadroom]:
-        """Per-scope headroom for metrics (origin and model, never the key)."""
+        """Per-scope headroom for metrics (origin and model, never the key); idle scopes are
+        forgotten first."""
         with self._lock:
-            return self._pacer.headroom()
+            return self._pacer.headroom(self._clock())
 
 
 def default_fingerprint_key(name: str) -> bytes:

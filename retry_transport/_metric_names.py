@@ -1,4 +1,5 @@
-"""The Prometheus metric names, defined once for `prometheus.PrometheusHook` and the sidecar.
+"""The metric names, defined once for `prometheus.PrometheusHook`, the sidecar and (for the
+headroom gauges) `otel.OpenTelemetryHook`.
 
 Standard library only: the sidecar's metrics work with and without prometheus-client, and
 neither user imports the other. Counter names are given without prometheus-client's
@@ -15,6 +16,8 @@ __all__ = [
     "BLOCKED_SECONDS",
     "CLIENT_DISCONNECTS",
     "GIVEUPS",
+    "HEADROOM",
+    "PACE",
     "REQUESTS",
     "RETRIES",
     "MetricName",
@@ -38,6 +41,14 @@ GIVEUPS = MetricName(
 BLOCKED_SECONDS = MetricName(
     "retry_transport_blocked_seconds",
     "Seconds left of the shared block after a 429 or an overload, by upstream.",
+)
+HEADROOM = MetricName(
+    "retry_transport_headroom",
+    "What the provider's rate-limit headers last said is left, per scope (origin and model).",
+)
+PACE = MetricName(
+    "retry_transport_pace",
+    "The refill per second a scope is paced against (from its rate-limit headers).",
 )
 REQUESTS = MetricName(
     "retry_transport_proxy_requests",

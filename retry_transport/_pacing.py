@@ -559,8 +559,14 @@ class Pacer:
 
     # -- metrics -------------------------------------------------------------------------
 
-    def headroom(self) -> list[ScopeHeadroom]:
-        """What every scope with header truth has left, per dimension (no credentials)."""
+    def headroom(self, now: float | None = None) -> list[ScopeHeadroom]:
+        """What every scope with header truth has left, per dimension (no credentials).
+
+        Given ``now``, scopes idle for longer than ``idle_ttl`` are forgotten first, so that
+        they leave the metrics even when no request comes to drop them.
+        """
+        if now is not None:
+            self._evict(now)
         rows = []
         for scope, state in self._scopes.items():
             for name, dim in state.dims.items():

@@ -16,15 +16,15 @@ from email.utils import parsedate_to_datetime
 __all__ = ["body_wait", "server_wait"]
 
 _MAX_HEADER = 64
-"""Header values longer than this are ignored unparsed, but for all-digit ones (too long)."""
+"""Header values longer than this are ignored unparsed, but for numbers (maybe too long)."""
 _MAX_BODY = 131072
 """Only the start of a body is searched for a wait."""
 
 _MS_HEADERS = ("retry-after-ms", "x-ms-retry-after-ms")
-_NUMBER = re.compile(r"[0-9]{1,20}(?:\.[0-9]{1,20})?")
-_LONG_NUMBER = re.compile(r"[0-9]{21,}(?:\.[0-9]{1,20})?")
+_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _TOO_LONG = 1e20
-"""The wait read from a number with more than 20 integer digits: longer than any cap."""
+"""The longest wait read, longer than any cap: what a number of 1e20 seconds or more (more than
+20 integer digits, or too large for a float: ``1e999``) is read as."""
 
 _UNITS: dict[str, float] = {
     "h": 3600.0,
@@ -46,7 +46,7 @@ _RETRY_DELAY = re.compile(
 )
 _RETRY_FIELD = re.compile(
     r"[\"']retry[_-]?after(?P<ms>[_-]?ms)?(?:[_-]?seconds)?\\{0,3}[\"']\s{0,3}:\s{0,3}"
-    r"(?P<num>[0-9]{1,12}(?:\.[0-9]{1,9})?)(?![0-9.])",
+    r"(?P<num>[0-9]{1,12}(?:\.[0-9]{1,9})?(?:[eE][+-]?[0-9]{1,4})?)(?![0-9.eE])",
     re.I,
 )
 _MAX_COMPONENTS = 6
@@ -56,14 +56,19 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) and value >= 0.0 else None
 
 
+def _at_most_too_long(value: float) -> float:
+    """A non-negative wait read from digits, at most `_TOO_LONG` (an overflow to ``inf``
+    included: a server's number too large for a float still asks for a very long wait)."""
+    return min(value, _TOO_LONG)
+
+
 def _number(value: str) -> float | None:
-    """A plain non-negative decimal ("12", "1.5"), else ``None``."""
+    """A plain non-negative decimal ("12", "1.5", "1e3"), at most `_TOO_LONG`, else ``None``."""
     value = value.strip()
-    if _NUMBER.fullmatch(value) is not None:
-        return _finite(float(value))
-    if _LONG_NUMBER.fullmatch(value) is not None:
-        return _TOO_LONG
-    return None
+    if _NUMBER.fullmatch(value) is None:
+        return None
+    # Linear in the length, which the server's header size limit bounds.
+    return _at_most_too_long(float(value))
 
 
 def _date(value: str, now: float) -> float | None:
@@ -82,10 +87,14 @@ def server_wait(headers: Mapping[str, str], *, now: float) -> float | None:
     """Seconds the response's headers ask the client to wait, or ``None``.
 
     ``retry-after-ms`` and ``x-ms-retry-after-ms`` (milliseconds) are preferred when valid;
-    then ``retry-after`` as delta-seconds (integer or decimal) or as an HTTP-date, relative to
-    ``now`` (epoch seconds; a date in the past gives ``0.0``). A number of more than 20
-    integer digits, however long, is read as a wait longer than any cap (1e20 seconds).
-    Garbage, negative, non-finite, non-ASCII and other overlong values are ignored.
+    then ``retry-after`` as delta-seconds (integer or decimal, with or without an exponent, as
+    the SDKs read it: ``1e3`` is 1000 s) or as an HTTP-date, relative to ``now`` (epoch seconds;
+    a date in the past gives ``0.0``). A number of 1e20 seconds or more, however long (more
+    than 20 integer digits, or too large for a float: ``1e999``), is read as 1e20 seconds,
+    longer than any cap, so that the policy gives up at once rather than retry as if no wait
+    were named.
+    Garbage, negative values, the words ``inf`` and ``nan``, non-ASCII and other overlong
+    values are ignored.
     """
     for name in _MS_HEADERS:
         raw = _header(headers, name)
@@ -109,7 +118,7 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
         return None
     if not isinstance(value, str) or not value.isascii():
         return None
-    if len(value) > _MAX_HEADER and not value.strip().isdigit():
+    if len(value) > _MAX_HEADER and _NUMBER.fullmatch(value.strip()) is None:
         return None
     return value
 
@@ -146,7 +155,8 @@ def body_wait(text: str) -> float | None:
     """Seconds an error body asks the client to wait, or ``None``.
 
     Reads Google's ``RetryInfo`` (``"retryDelay": "38s"``), ``retry_after`` / ``retry_after_ms``
-    JSON fields, and phrases such as "try again in 7.5s", "try again in 20ms", "retry after 45
+    JSON fields (a JSON number, an exponent allowed; one too large for a float is a wait longer
+    than any cap), and phrases such as "try again in 7.5s", "try again in 20ms", "retry after 45
     seconds", "Please retry in 1m30s" or Go durations such as ``9m38.016s``. The first wait
     found wins, in that order of kinds.
     """
@@ -156,8 +166,8 @@ def body_wait(text: str) -> float | None:
         return _finite(float(delay.group("num")))
     field = _RETRY_FIELD.search(text)
     if field is not None:
-        value = float(field.group("num"))
-        return _finite(value / 1000.0 if field.group("ms") else value)
+        value = float(field.group("num"))  # an exponent may overflow it to inf
+        return _at_most_too_long(value / 1000.0 if field.group("ms") else value)
     for phrase in _PHRASE.finditer(text):
         wait = _duration(text, phrase.end())
         if wait is not None:

@@ -5,15 +5,23 @@
 >>> transport = RetryTransport(hooks=[OpenTelemetryHook()])
 
 `retry_transport` itself never imports this module or OpenTelemetry. Only the API package
-(``opentelemetry-api``) is needed; spans go wherever the application's SDK sends them.
+(``opentelemetry-api``) is needed; spans and metrics go wherever the application's SDK sends
+them.
 """
 
 from __future__ import annotations
 
-from opentelemetry import trace
+import threading
+from collections.abc import Iterable
+
+from opentelemetry import metrics, trace
+from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from opentelemetry.util.types import AttributeValue
 
 from ._events import RetryEvent
+from ._headroom import HeadroomSample, headroom_samples
+from ._limiter import SharedLimiter
+from ._metric_names import HEADROOM, PACE
 
 __all__ = ["RESEND_COUNT", "OpenTelemetryHook"]
 
@@ -40,9 +48,20 @@ class OpenTelemetryHook:
     wraps this transport, so one span covers all attempts), or else the application's own span
     around the call. With no span recording, the hook does nothing. Use one hook for any number
     of transports, sync or async.
+
+    `watch` (a limiter) adds two observable gauges, read whenever the application's metric
+    reader collects: ``retry_transport_headroom`` and ``retry_transport_pace``, the names and
+    attributes (``origin``, ``model``, ``dimension``) of `retry_transport.prometheus`'s. They
+    come from ``meter_provider`` (default: the global one, as set by the application). An
+    instrument name is created once per meter provider: watch every limiter through one hook.
     """
 
-    __slots__ = ()
+    __slots__ = ("_lock", "_meter_provider", "_watched")
+
+    def __init__(self, *, meter_provider: MeterProvider | None = None) -> None:
+        self._meter_provider = meter_provider
+        self._lock = threading.Lock()
+        self._watched: list[SharedLimiter] = []
 
     def __call__(self, event: RetryEvent) -> None:
         """Record ``event`` on the current span."""
@@ -57,6 +76,40 @@ class OpenTelemetryHook:
         ):
             span.set_attribute(RESEND_COUNT, event.attempt - 1)
         span.add_event(f"retry_transport.{event.kind}", _attributes(event))
+
+    def watch(self, limiter: SharedLimiter) -> None:
+        """Observe ``limiter``'s per-scope headroom (a `SharedLimiter` or `RedisLimiter`).
+
+        ``retry_transport_headroom{origin, model, dimension}`` is what the provider's
+        rate-limit headers last said is left (the least over the keys of one origin and
+        model: neither a key nor its fingerprint is ever an attribute), and
+        ``retry_transport_pace`` the refill per second it paces against. The attribute set
+        is bounded: past 10 origins or 25 models of one origin (in sorted order) the rest
+        are reported folded as ``other``; scopes the limiter has forgotten (idle for ten
+        minutes) are not reported.
+        """
+        with self._lock:
+            first = not self._watched
+            self._watched.append(limiter)
+        if first:
+            meter = metrics.get_meter("retry_transport", meter_provider=self._meter_provider)
+            meter.create_observable_gauge(
+                HEADROOM.name, callbacks=[self._observe_headroom], description=HEADROOM.help
+            )
+            meter.create_observable_gauge(
+                PACE.name, callbacks=[self._observe_pace], unit="1/s", description=PACE.help
+            )
+
+    def _samples(self) -> list[HeadroomSample]:
+        with self._lock:
+            watched = list(self._watched)
+        return headroom_samples(watched)
+
+    def _observe_headroom(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(sample.remaining, sample.labels) for sample in self._samples()]
+
+    def _observe_pace(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(sample.pace, sample.labels) for sample in self._samples()]
 
 
 def _attributes(event: RetryEvent) -> dict[str, AttributeValue]:

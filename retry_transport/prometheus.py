@@ -21,8 +21,9 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ._events import RetryEvent
+from ._headroom import LABELS, headroom_samples
 from ._limiter import SharedLimiter
-from ._metric_names import BLOCKED_SECONDS, GIVEUPS, RETRIES, verdict_label
+from ._metric_names import BLOCKED_SECONDS, GIVEUPS, HEADROOM, PACE, RETRIES, verdict_label
 
 __all__ = ["PrometheusHook"]
 
@@ -52,8 +53,11 @@ class PrometheusHook:
       sent (pacing, or a block on their scope), as reported by retries and give-ups;
     - with `watch` (a limiter): ``retry_transport_headroom{origin, model, dimension}``, what the
       provider's rate-limit headers last said is left per scope (the least over the keys of
-      one origin and model: no key is ever a label), and ``retry_transport_pace{origin,
-      model, dimension}``, the refill per second it paces against.
+      one origin and model: neither a key nor its fingerprint is ever a label), and
+      ``retry_transport_pace{origin, model, dimension}``, the refill per second it paces
+      against. The label set is bounded: past 10 origins or 25 models of one origin (in
+      sorted order) the rest are shown folded as ``other``; scopes the limiter has forgotten
+      (idle for ten minutes) are not shown.
 
     ``host`` is the upstream's host name, without the port; ``name`` is the transport's
     ``name=`` label (empty for a transport without one). Metric names can be registered
@@ -135,27 +139,12 @@ class _HeadroomCollector(Collector):
         self._limiters = limiters
 
     def collect(self) -> list[GaugeMetricFamily]:
-        labels = ["origin", "model", "dimension"]
-        left = GaugeMetricFamily(
-            "retry_transport_headroom",
-            "What the provider's rate-limit headers last said is left, per scope.",
-            labels=labels,
-        )
-        pace = GaugeMetricFamily(
-            "retry_transport_pace",
-            "The refill per second a scope is paced against (from its headers).",
-            labels=labels,
-        )
-        least: dict[tuple[str, str, str], tuple[float, float]] = {}
-        for limiter in list(self._limiters):
-            for row in limiter.headroom():
-                key = (row.origin, row.model, row.dimension)
-                found = least.get(key)
-                if found is None or row.remaining < found[0]:
-                    least[key] = (row.remaining, row.pace)
-        for key, (remaining, refill) in sorted(least.items()):
-            left.add_metric(list(key), remaining)
-            pace.add_metric(list(key), refill)
+        left = GaugeMetricFamily(HEADROOM.name, HEADROOM.help, labels=LABELS)
+        pace = GaugeMetricFamily(PACE.name, PACE.help, labels=LABELS)
+        for sample in headroom_samples(list(self._limiters)):
+            values = [sample.origin, sample.model, sample.dimension]
+            left.add_metric(values, sample.remaining)
+            pace.add_metric(values, sample.pace)
         return [left, pace]
 
     def describe(self) -> list[GaugeMetricFamily]:

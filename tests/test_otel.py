@@ -13,6 +13,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from opentelemetry.instrumentation.httpx import SyncOpenTelemetryTransport
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import Gauge, InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -26,10 +28,11 @@ from retry_transport import (
     SharedLimiter,
     SyncRetryTransport,
 )
+from retry_transport._scope import Fingerprinter
 from retry_transport.otel import RESEND_COUNT, OpenTelemetryHook
 from retry_transport.testing import ScriptedTransport, Step
 
-from .transport_helpers import Sleeps
+from .transport_helpers import FakeClock, Sleeps
 
 URL = "http://api.test/v1/chat/completions?key=sk-secret"
 POLICY = RetryPolicy(max_attempts=3)
@@ -278,3 +281,134 @@ def test_a_named_transport_puts_its_name_on_every_event(
     events = only_span(exporter).events
     assert [e.name for e in events] == ["retry_transport.retry", "retry_transport.give_up"]
     assert [dict(e.attributes or {})["retry_transport.name"] for e in events] == ["nim", "nim"]
+
+
+# -- headroom gauges -------------------------------------------------------------------------
+
+
+class Metrics:
+    """A private MeterProvider (never the global one) and its in-memory reader."""
+
+    def __init__(self) -> None:
+        self.reader = InMemoryMetricReader()
+        self.provider = MeterProvider(metric_readers=[self.reader])
+
+
+@pytest.fixture
+def meters() -> Iterator[Metrics]:
+    made = Metrics()
+    yield made
+    made.provider.shutdown()
+
+
+def gauges(reader: InMemoryMetricReader) -> dict[str, dict[tuple[str, str, str], float]]:
+    """Each gauge's points, by (origin, model, dimension); a gauge with none is absent."""
+    found: dict[str, dict[tuple[str, str, str], float]] = {}
+    data = reader.get_metrics_data()
+    if data is None:  # no instrument observed anything
+        return found
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                assert isinstance(metric.data, Gauge)
+                points = found.setdefault(metric.name, {})
+                for point in metric.data.data_points:
+                    attributes = dict(point.attributes or {})
+                    assert sorted(attributes) == ["dimension", "model", "origin"]
+                    key = (
+                        str(attributes["origin"]),
+                        str(attributes["model"]),
+                        str(attributes["dimension"]),
+                    )
+                    points[key] = float(point.value)
+    return found
+
+
+def ratelimited(remaining: dict[str, int]) -> httpx.MockTransport:
+    """OpenAI-style rate-limit headers: ``remaining[key]`` requests left of 60 per minute."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        key = request.headers["authorization"].removeprefix("Bearer ")
+        remaining[key] -= 1
+        headers = [
+            ("x-ratelimit-limit-requests", "60"),
+            ("x-ratelimit-remaining-requests", str(remaining[key])),
+            ("x-ratelimit-reset-requests", "1m0s"),
+        ]
+        return httpx.Response(200, headers=headers, json={})
+
+    return httpx.MockTransport(answer)
+
+
+@pytest.mark.anyio
+async def test_watched_limiters_are_observed_per_origin_and_model_never_the_key(
+    meters: Metrics,
+) -> None:
+    hook = OpenTelemetryHook(meter_provider=meters.provider)
+    limiter = SharedLimiter(fingerprint_key=b"otel-test")
+    hook.watch(limiter)
+    hook.watch(SharedLimiter())  # a second limiter: the same two gauges read both
+    remaining = {"sk-one": 50, "sk-two": 20}
+    transport = RetryTransport(ratelimited(remaining), limiter=limiter)
+    async with httpx.AsyncClient(transport=transport) as client:
+        for key, model in (("sk-one", "gpt-a"), ("sk-two", "gpt-a"), ("sk-one", "gpt-b")):
+            response = await client.post(
+                "https://api.test/v1/chat/completions",
+                json={"model": model},
+                headers={"authorization": f"Bearer {key}"},
+            )
+            assert response.status_code == 200
+    found = gauges(meters.reader)
+    assert found["retry_transport_headroom"] == {
+        ("https://api.test", "gpt-a", "requests"): 19.0,  # the least over the two keys
+        ("https://api.test", "gpt-b", "requests"): 48.0,
+    }
+    assert set(found["retry_transport_pace"]) == set(found["retry_transport_headroom"])
+    assert all(pace > 0.0 for pace in found["retry_transport_pace"].values())
+    shown = repr(meters.reader.get_metrics_data())
+    for secret in (b"sk-one", b"sk-two"):
+        assert secret.decode() not in shown
+        assert Fingerprinter(b"otel-test")(secret) not in shown
+
+
+def test_the_gauges_are_bounded_and_idle_scopes_vanish(meters: Metrics) -> None:
+    clock = FakeClock()
+    limiter = SharedLimiter(clock=clock)
+    OpenTelemetryHook(meter_provider=meters.provider).watch(limiter)
+    models = [f"m{n:02d}" for n in range(30)]
+    transport = SyncRetryTransport(ratelimited({"sk": 1000}), limiter=limiter, clock=clock)
+    with httpx.Client(transport=transport) as client:
+        for model in models:
+            client.post(
+                "https://api.test/v1/chat/completions",
+                json={"model": model},
+                headers={"authorization": "Bearer sk"},
+            )
+    shown = {model for _, model, _ in gauges(meters.reader)["retry_transport_headroom"]}
+    assert shown == {*models[:25], "other"}
+    clock.now += 601.0  # ten minutes without a request to any of them
+    assert gauges(meters.reader).get("retry_transport_headroom", {}) == {}
+
+
+def test_a_paced_attempt_says_how_long_it_waited_on_its_event(
+    tracer: Tracer, exporter: InMemorySpanExporter
+) -> None:
+    sleeps = Sleeps()
+    limiter = SharedLimiter(rate=RateLimit(requests=1, per=5.0), clock=sleeps.clock)
+    transport = SyncRetryTransport(
+        ScriptedTransport([503, 503, 200]),
+        policy=POLICY,
+        limiter=limiter,
+        sleep=sleeps.sync,
+        clock=sleeps.clock,
+        random=lambda: 0.5,
+        hooks=[OpenTelemetryHook()],
+    )
+    with tracer.start_as_current_span("chat"), httpx.Client(transport=transport) as client:
+        response = client.post(URL, json={})
+    assert response.status_code == 200
+    history = response.extensions["retry_history"]
+    events = [dict(e.attributes or {}) for e in only_span(exporter).events]
+    assert "retry_transport.paced" not in events[0]  # the first attempt went at once
+    assert events[1]["retry_transport.paced"] == history[1].paced
+    assert history[1].paced > 0.0

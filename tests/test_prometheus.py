@@ -273,3 +273,39 @@ def test_watched_limiters_show_headroom_per_origin_and_model_never_the_key() -> 
     assert "sk-one" not in text
     assert "sk-two" not in text
     assert "key=" not in text
+
+
+def test_watched_headroom_is_bounded_and_idle_scopes_vanish() -> None:
+    from retry_transport import SharedLimiter
+
+    now = [0.0]
+    registry = CollectorRegistry()
+    limiter = SharedLimiter(clock=lambda: now[0])
+    PrometheusHook(registry=registry).watch(limiter)
+    headers = [
+        ("x-ratelimit-limit-requests", "60"),
+        ("x-ratelimit-remaining-requests", "10"),
+        ("x-ratelimit-reset-requests", "50s"),
+    ]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers=headers, json={})
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    transport = SyncRetryTransport(
+        httpx.MockTransport(answer), limiter=limiter, clock=lambda: now[0], sleep=sleep
+    )
+    with httpx.Client(transport=transport) as http:
+        for n in range(40):
+            http.post("https://api.test/v1/chat/completions", json={"model": f"m{n:02d}"})
+    assert now[0] == 0.0  # one request per model: none was paced
+    text = generate_latest(registry).decode()
+    rows = [line for line in text.splitlines() if line.startswith("retry_transport_headroom{")]
+    assert len(rows) == 26  # 25 models by name, the rest as one
+    other = {"origin": "https://api.test", "model": "other", "dimension": "requests"}
+    assert registry.get_sample_value("retry_transport_headroom", other) == 10.0
+    now[0] += 601.0
+    text = generate_latest(registry).decode()
+    assert "retry_transport_headroom{" not in text

@@ -48,7 +48,10 @@ def test_invalid_retry_after_ms_falls_back_to_retry_after() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["-5", "nan", "NaN", "inf", "Infinity", "1e3", "+5", "5s", "", "\u0663", "soon", "0x10", "1,5"],
+    [
+        *("-5", "nan", "NaN", "inf", "Infinity", "+inf", "-1e999", "+5", "5s", "", "\u0663"),
+        *("soon", "0x10", "1,5", "1e", "e5", "1.e5", "1e+", "1e3s"),
+    ],
 )
 def test_unreadable_retry_after_is_ignored(value: str) -> None:
     assert server_wait({"retry-after": value}, now=NOW) is None
@@ -70,8 +73,33 @@ def test_a_long_number_with_a_fraction_is_a_very_long_wait() -> None:
     assert server_wait({"retry-after": "1" * 25 + ".5"}, now=NOW) == 1e20
 
 
-def test_a_long_number_with_a_long_fraction_is_ignored() -> None:
-    assert server_wait({"retry-after": "1" * 21 + "." + "5" * 21}, now=NOW) is None
+def test_a_long_number_with_a_long_fraction_is_a_very_long_wait() -> None:
+    assert server_wait({"retry-after": "1" * 21 + "." + "5" * 21}, now=NOW) == 1e20
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("1e3", 1000.0), ("1E3", 1000.0), ("1e+2", 100.0), ("5e-1", 0.5), ("2.5e1", 25.0)],
+)
+def test_a_number_with_an_exponent_is_read_as_the_sdks_read_it(value: str, expected: float) -> None:
+    assert server_wait({"retry-after": value}, now=NOW) == expected
+
+
+@pytest.mark.parametrize(
+    "value", ["1e999", "1E400", "1.5e309", "9e99999", "1e" + "9" * 80, "1" * 21 + "e5"]
+)
+@pytest.mark.parametrize("name", ["retry-after", "retry-after-ms", "x-ms-retry-after-ms"])
+def test_a_number_too_large_for_a_float_is_a_very_long_wait_not_no_wait(
+    value: str, name: str
+) -> None:
+    # The >20-digit rule, for the forms a float overflows on: a wait longer than any cap, so
+    # the policy gives up at once; read as no header, the request would be retried at once.
+    wait = server_wait({name: value}, now=NOW)
+    assert wait == (1e20 if name == "retry-after" else 1e17)
+
+
+def test_a_tiny_exponent_is_no_wait() -> None:
+    assert server_wait({"retry-after": "1e-999"}, now=NOW) == 0.0
 
 
 def test_very_large_retry_after_is_returned_uncapped() -> None:
@@ -113,6 +141,10 @@ def test_server_wait_is_none_or_finite_non_negative(headers: dict[str, str], now
         ("try again in 1h", 3600),
         ('{"error": {"retry_after": 12}}', 12),
         ('{"retry_after_ms": 1500}', 1.5),
+        ('{"retry_after": 1.2e1}', 12),
+        ('{"retry_after": 1e5}', 100000),  # not 1 s: the exponent belongs to the number
+        ('{"retry_after_ms": 1.5E3}', 1.5),
+        ('{"retry_after": 1e999}', 1e20),  # too large for a float: longer than any cap
     ],
 )
 def test_body_wait_reads_named_waits(text: str, expected: float) -> None:

@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Match, NoMatchFound, Route
 from starlette.types import Receive, Scope, Send
 
-from .._limiter import Limiter, SharedLimiter
+from .._limiter import SharedLimiter
 from .forwarding import Forwarder
 from .metrics import Metrics
 from .screening import Screen
@@ -160,6 +160,7 @@ def build_app(settings: ProxySettings) -> Starlette:
                 transport = forwarder.start(limiter)
                 stack.push_async_callback(transport.aclose)
                 metrics.watch_block(forwarder.label, limiter.blocked_for)
+                metrics.watch_headroom(forwarder.label, limiter)
             yield
 
     return Starlette(
@@ -169,7 +170,7 @@ def build_app(settings: ProxySettings) -> Starlette:
     )
 
 
-def _limiter(settings: ProxySettings, spec: UpstreamSpec, redis_client: Any) -> Limiter:
+def _limiter(settings: ProxySettings, spec: UpstreamSpec, redis_client: Any) -> SharedLimiter:
     if redis_client is None:
         return SharedLimiter(settings.budget, settings.max_concurrency)
     from ..redis import RedisLimiter

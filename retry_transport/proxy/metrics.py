@@ -4,7 +4,10 @@ Each upstream's `RetryTransport` is given that upstream's `UpstreamMetrics` as a
 and give-ups are counted from the `RetryEvent`s it is told, requests and client disconnects by
 the forwarder. The names are the ones `retry_transport.prometheus.PrometheusHook` registers
 (defined once, in ``_metric_names``), labelled by ``upstream`` (the route name, ``/`` at the
-root) where the hook labels by host. Everything works without prometheus-client; there is then
+root) where the hook labels by host. Each upstream's limiter is watched for its per-scope
+headroom, shown at scrape time as the hook's ``watch`` shows it: ``retry_transport_headroom``
+and ``retry_transport_pace`` by ``origin``, ``model`` and ``dimension``, never by key, the
+label set bounded (``_headroom``). Everything works without prometheus-client; there is then
 nothing to show.
 """
 
@@ -15,10 +18,13 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._events import RetryEvent
+from .._headroom import LABELS, HeadroomSource, headroom_samples
 from .._metric_names import (
     BLOCKED_SECONDS,
     CLIENT_DISCONNECTS,
     GIVEUPS,
+    HEADROOM,
+    PACE,
     REQUESTS,
     RETRIES,
     MetricName,
@@ -64,6 +70,23 @@ class UpstreamMetrics:
             family.labels(self._name, verdict_label(event)).inc()
 
 
+class _HeadroomCollector:
+    """Reads the watched limiters' headroom at scrape time (a prometheus-client collector)."""
+
+    def __init__(self, family: Any) -> None:
+        self._family = family  # prometheus-client's GaugeMetricFamily
+        self.limiters: dict[str, HeadroomSource] = {}  # by upstream
+
+    def collect(self) -> list[Any]:
+        left = self._family(HEADROOM.name, HEADROOM.help, labels=LABELS)
+        pace = self._family(PACE.name, PACE.help, labels=LABELS)
+        for sample in headroom_samples(list(self.limiters.values())):
+            values = [sample.origin, sample.model, sample.dimension]
+            left.add_metric(values, sample.remaining)
+            pace.add_metric(values, sample.pace)
+        return [left, pace]
+
+
 class Metrics:
     """Every upstream's counters, in a registry of their own (one per sidecar app)."""
 
@@ -75,6 +98,7 @@ class Metrics:
         self.giveups: Any = None
         self.blocked: Any = None
         self._registry: Any = None
+        self._headroom: _HeadroomCollector | None = None
         if prometheus_client is not None:
             registry = prometheus_client.CollectorRegistry()
             self._registry = registry
@@ -88,6 +112,8 @@ class Metrics:
             self.retries = make(counter, RETRIES, "upstream", "verdict")
             self.giveups = make(counter, GIVEUPS, "upstream", "verdict")
             self.blocked = make(gauge, BLOCKED_SECONDS, "upstream")
+            self._headroom = _HeadroomCollector(prometheus_client.metrics_core.GaugeMetricFamily)
+            registry.register(self._headroom)
         self._upstreams = {name: UpstreamMetrics(self, name) for name in upstreams}
 
     def upstream(self, name: str) -> UpstreamMetrics:
@@ -98,6 +124,11 @@ class Metrics:
         """Report ``blocked_for()`` as upstream ``name``'s block gauge."""
         if self.blocked is not None:
             self.blocked.labels(name).set_function(blocked_for)
+
+    def watch_headroom(self, name: str, limiter: HeadroomSource) -> None:
+        """Show the per-scope headroom and pace of ``limiter``, upstream ``name``'s."""
+        if self._headroom is not None:
+            self._headroom.limiters[name] = limiter
 
     def render(self) -> tuple[bytes, str] | None:
         """The text exposition and its content type; None without prometheus-client."""

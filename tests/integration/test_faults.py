@@ -520,7 +520,10 @@ RETURNED_AT_ONCE: list[float] = []
 RETRY_AFTER_CASES: list[tuple[str, tuple[tuple[str, str], ...], bytes, list[float]]] = [
     ("garbage", (("retry-after", "soon"),), b"", BACKOFF),
     ("negative", (("retry-after", "-5"),), b"", BACKOFF),
-    ("exponent", (("retry-after", "1e3"),), b"", BACKOFF),
+    ("exponent", (("retry-after", "1e3"),), b"", RETURNED_AT_ONCE),
+    ("exponent under the cap", (("retry-after", "3e1"),), b"", [30.0]),
+    ("overflowing exponent", (("retry-after", "1e999"),), b"", RETURNED_AT_ONCE),
+    ("overflowing exponent, capital", (("retry-after", "1E400"),), b"", RETURNED_AT_ONCE),
     ("nan", (("retry-after", "NaN"),), b"", BACKOFF),
     ("infinity", (("retry-after", "inf"),), b"", BACKOFF),
     ("non-ascii digit", (("retry-after", "\xb2"),), b"", BACKOFF),
@@ -539,13 +542,16 @@ RETRY_AFTER_CASES: list[tuple[str, tuple[tuple[str, str], ...], bytes, list[floa
     ("just under the cap", (("retry-after", "59.5"),), b"", [59.5]),
     ("zero", (("retry-after", "0"),), b"", [0.0]),
     ("ms negative", (("retry-after-ms", "-1"),), b"", BACKOFF),
-    ("ms exponent", (("retry-after-ms", "1e5"),), b"", BACKOFF),
+    ("ms exponent", (("retry-after-ms", "1e5"),), b"", RETURNED_AT_ONCE),
+    ("ms overflowing exponent", (("retry-after-ms", "1e999"),), b"", RETURNED_AT_ONCE),
     ("ms huge", (("retry-after-ms", "9" * 20),), b"", RETURNED_AT_ONCE),
     ("ms an hour", (("x-ms-retry-after-ms", "3600001"),), b"", RETURNED_AT_ONCE),
     ("ms valid", (("retry-after-ms", "250"),), b"", [0.25]),
     ("ms garbage falls back", (("retry-after-ms", "NaN"), ("retry-after", "2")), b"", [2.0]),
     ("body huge", (), b'{"error": "try again in 999999999999h"}', RETURNED_AT_ONCE),
     ("body phrase", (), b'{"error": "try again in 7.5s"}', [7.5]),
+    ("body field exponent", (), b'{"error": {"retry_after": 1e5}}', RETURNED_AT_ONCE),
+    ("body field overflow", (), b'{"error": {"retry_after": 1e999}}', RETURNED_AT_ONCE),
 ]
 
 

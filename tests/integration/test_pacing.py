@@ -1,8 +1,9 @@
 """Pacing against a loopback upstream that enforces a rate per key and model and sends the
 provider's rate-limit headers (`retry_transport.testing.upstream.ProviderRateLimit`).
 
-The upstream runs in real time with short windows (a per-minute limit played in two seconds);
-the declared-limit tests run on an injected clock.
+The flood tests run the upstream in real time with short windows (a per-minute limit played in
+two seconds); the tests of one scope against another and of declared limits run on an injected
+clock and sleep.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import redis
 from retry_transport import Backoff, RateLimit, RetryPolicy, RetryTransport, SharedLimiter
 from retry_transport.redis import RedisLimiter
 from retry_transport.testing.upstream import ProviderRateLimit, Upstream
-from retry_transport.testing.upstream.ratelimit import Dialect
+from retry_transport.testing.upstream.ratelimit import Dialect, ScopeCounts
+from retry_transport.testing.upstream.ratelimit import Scope as UpstreamScope
 
 if TYPE_CHECKING:
     from tests.redis_fixtures import RedisServer
@@ -112,57 +114,6 @@ async def test_without_pacing_the_same_callers_are_refused_often(limited: Upstre
     assert limited.rate_limit.totals().limited >= 15
 
 
-async def test_a_429_for_one_model_never_delays_another_models_requests(
-    limited: Upstream,
-) -> None:
-    limited.rate_limit = ProviderRateLimit(requests=1, window_seconds=30.0)
-    limiter = SharedLimiter()
-    transport = RetryTransport(
-        httpx.AsyncHTTPTransport(), limiter=limiter, policy=RetryPolicy(deadline=60.0)
-    )
-    headers = {"authorization": f"Bearer {KEY}"}
-    async with httpx.AsyncClient(transport=transport, base_url=limited.url) as client:
-        first = await client.post("/v1/chat/completions", json=chat("a"), headers=headers)
-        assert first.status_code == 200
-
-        async def spent_model() -> None:
-            await client.post("/v1/chat/completions", json=chat("a"), headers=headers)
-
-        async with anyio.create_task_group() as group:
-            # Model a is spent for 30 s: its next request is paced (or refused and blocked).
-            group.start_soon(spent_model)
-            await anyio.sleep(0.2)
-            started = time.monotonic()
-            other = await client.post("/v1/chat/completions", json=chat("b"), headers=headers)
-            took = time.monotonic() - started
-            group.cancel_scope.cancel()
-    assert other.status_code == 200
-    assert took < 1.0
-    history = other.extensions["retry_history"]
-    assert history[-1].paced == 0.0
-
-
-async def test_a_429_blocks_its_scope_not_the_other_model(limited: Upstream) -> None:
-    limited.rate_limit = ProviderRateLimit(requests=1, window_seconds=30.0, dialect="none")
-    limiter = SharedLimiter()
-    policy = RetryPolicy(max_attempts=2, congestion_backoff=Backoff(base=10.0, cap=10.0))
-    transport = RetryTransport(
-        httpx.AsyncHTTPTransport(), limiter=limiter, policy=policy, random=lambda: 0.99
-    )
-    headers = {"authorization": f"Bearer {KEY}"}
-    async with httpx.AsyncClient(transport=transport, base_url=limited.url) as client:
-        assert (
-            await client.post("/v1/chat/completions", json=chat("a"), headers=headers)
-        ).status_code == 200
-        with anyio.move_on_after(0.5):
-            await client.post("/v1/chat/completions", json=chat("a"), headers=headers)
-        assert limiter.blocked_for() > 0.0  # model a's scope is blocked
-        started = time.monotonic()
-        other = await client.post("/v1/chat/completions", json=chat("b"), headers=headers)
-        assert time.monotonic() - started < 0.5
-    assert other.status_code == 200
-
-
 class FakeTime:
     """A clock moved by the transport's sleeps, and the send times an inner transport saw."""
 
@@ -175,6 +126,105 @@ class FakeTime:
 
     async def sleep(self, seconds: float) -> None:
         self.now += seconds
+
+
+class HeldSleeps:
+    """A transport's injected sleep that records every wait asked for and never returns (the
+    caller it holds is cancelled by the test); ``asleep`` is set once one wait was asked for."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+        self.asleep = anyio.Event()
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.asleep.set()
+        await anyio.sleep_forever()
+
+
+async def test_a_429_for_one_model_never_delays_another_models_requests(
+    limited: Upstream,
+) -> None:
+    # Nothing waits for real: the transport's and the upstream's clocks stand still, and the
+    # spent model's wait is recorded by a sleep that holds it until the test is done.
+    limited.rate_limit = ProviderRateLimit(requests=1, window_seconds=30.0, clock=lambda: 1e9)
+    clock = FakeTime()
+    sleeps = HeldSleeps()
+    limiter = SharedLimiter(clock=clock)
+    transport = RetryTransport(
+        httpx.AsyncHTTPTransport(),
+        limiter=limiter,
+        policy=RetryPolicy(deadline=60.0),
+        clock=clock,
+        sleep=sleeps,
+    )
+    headers = {"authorization": f"Bearer {KEY}"}
+    async with httpx.AsyncClient(transport=transport, base_url=limited.url) as client:
+        first = await client.post("/v1/chat/completions", json=chat("a"), headers=headers)
+        assert first.status_code == 200
+
+        async def spent_model() -> None:
+            await client.post("/v1/chat/completions", json=chat("a"), headers=headers)
+
+        async with anyio.create_task_group() as group:
+            # Model a is spent for 30 s: its next request is held back, paced to its reset.
+            group.start_soon(spent_model)
+            with anyio.fail_after(30):  # a bound on a hang, not a timing check
+                await sleeps.asleep.wait()
+            other = await client.post("/v1/chat/completions", json=chat("b"), headers=headers)
+            group.cancel_scope.cancel()
+    assert other.status_code == 200
+    assert len(sleeps.waits) == 1  # model a's wait, and none for model b
+    assert sleeps.waits[0] > 10.0
+    assert clock.now == 0.0
+    history = other.extensions["retry_history"]
+    assert [attempt.paced for attempt in history] == [0.0]
+    counts = limited.rate_limit.counts()
+    assert counts[UpstreamScope(KEY, "a")] == ScopeCounts(requests=1)  # paced, never refused
+    assert counts[UpstreamScope(KEY, "b")] == ScopeCounts(requests=1)
+
+
+async def test_a_429_blocks_its_scope_not_the_other_model(limited: Upstream) -> None:
+    # No headers, so no pacing: model a's second request is refused, and the 429 blocks its
+    # scope for the backoff (10 s, held by the recording sleep), not model b's.
+    limited.rate_limit = ProviderRateLimit(
+        requests=1, window_seconds=30.0, dialect="none", clock=lambda: 1e9
+    )
+    clock = FakeTime()
+    sleeps = HeldSleeps()
+    limiter = SharedLimiter(clock=clock)
+    policy = RetryPolicy(max_attempts=2, congestion_backoff=Backoff(base=10.0, cap=10.0))
+    transport = RetryTransport(
+        httpx.AsyncHTTPTransport(),
+        limiter=limiter,
+        policy=policy,
+        random=lambda: 0.99,
+        clock=clock,
+        sleep=sleeps,
+    )
+    headers = {"authorization": f"Bearer {KEY}"}
+    async with httpx.AsyncClient(transport=transport, base_url=limited.url) as client:
+        assert (
+            await client.post("/v1/chat/completions", json=chat("a"), headers=headers)
+        ).status_code == 200
+
+        async def refused_model() -> None:
+            await client.post("/v1/chat/completions", json=chat("a"), headers=headers)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(refused_model)
+            with anyio.fail_after(30):  # a bound on a hang, not a timing check
+                await sleeps.asleep.wait()
+            assert limiter.blocked_for() > 0.0  # model a's scope is blocked
+            other = await client.post("/v1/chat/completions", json=chat("b"), headers=headers)
+            group.cancel_scope.cancel()
+    assert other.status_code == 200
+    assert sleeps.waits == [pytest.approx(9.9)]  # model a's backoff only
+    history = other.extensions["retry_history"]
+    assert [attempt.paced for attempt in history] == [0.0]
+    counts = limited.rate_limit.counts()
+    assert counts[UpstreamScope(KEY, "a")] == ScopeCounts(requests=2, limited=1)
+    assert counts[UpstreamScope(KEY, "b")] == ScopeCounts(requests=1)
 
 
 @pytest.mark.parametrize("requests", [1, 3])
@@ -221,6 +271,51 @@ async def test_a_declared_rate_of_one_per_five_seconds_sends_no_burst() -> None:
     ] * 2
     history = response.extensions["retry_history"]
     assert history[1].paced > 0.0
+
+
+async def test_the_history_and_the_events_say_when_and_how_long_each_attempt_was_paced() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from retry_transport import RetryEvent
+    from retry_transport.prometheus import PrometheusHook
+
+    clock = FakeTime()
+    statuses = iter([429, 429, 200, 200])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        clock.sent.append(clock.now)
+        return httpx.Response(next(statuses), json={"error": {"type": "rate_limit_error"}})
+
+    events: list[RetryEvent] = []
+    registry = CollectorRegistry()
+    limiter = SharedLimiter(rate=RateLimit(requests=1, per=5.0), clock=clock)
+    transport = RetryTransport(
+        httpx.MockTransport(handler),
+        limiter=limiter,
+        clock=clock,
+        sleep=clock.sleep,
+        random=lambda: 0.5,
+        hooks=[events.append, PrometheusHook(registry=registry)],
+    )
+    async with httpx.AsyncClient(transport=transport) as client:
+        retried = await client.post("http://up.test/", content=b"{}")
+        queued = await client.post("http://up.test/", content=b"{}")
+    assert clock.sent == [0.0, 5.0, 10.0, 15.0]
+    history = retried.extensions["retry_history"]
+    # Each retry waited its backoff (the delay after the attempt before), then was paced (the
+    # wait before it was sent) for the rest of the declared 5 s.
+    assert [attempt.elapsed for attempt in history] == [0.0, 5.0, 10.0]
+    assert [history[n].delay + history[n + 1].paced for n in (0, 1)] == [5.0, 5.0]
+    assert history[0].paced == 0.0
+    assert all(attempt.paced > 0.0 for attempt in history[1:])
+    assert [(event.attempt, event.paced) for event in events] == [
+        (attempt.number, attempt.paced) for attempt in history[:2]
+    ]
+    # A first attempt paced behind the other request: it went 5 s after it arrived.
+    (first,) = queued.extensions["retry_history"]
+    assert (first.elapsed, first.paced) == (5.0, 5.0)
+    paced = registry.get_sample_value("retry_transport_paced_seconds_total", {"host": "up.test"})
+    assert paced == pytest.approx(history[1].paced)
 
 
 async def test_a_request_that_cannot_be_admitted_before_its_deadline_fails_at_once() -> None:
