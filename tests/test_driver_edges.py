@@ -8,7 +8,13 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from retry_transport import RetryPolicy, RetryTransport, SharedLimiter, SyncRetryTransport
+from retry_transport import (
+    RetryEvent,
+    RetryPolicy,
+    RetryTransport,
+    SharedLimiter,
+    SyncRetryTransport,
+)
 from retry_transport._common import is_event_stream, safe_url
 from retry_transport._io import sync_finish_iterator
 from retry_transport._replay_async import AsyncReplay
@@ -211,17 +217,24 @@ def test_sync_a_success_on_the_fast_path_without_pacing_is_returned_as_it_came()
 
 
 def test_sync_a_named_wait_without_pacing_blocks_the_shared_limiter() -> None:
-    limiter = unpaced()
     clock = Sleeps()
+    limiter = SharedLimiter(pacing=False, clock=clock.clock, random=lambda: 0.0)
+    events: list[RetryEvent] = []
     script = ScriptedTransport([Step(503, headers={"retry-after": "7"}), 200])
     transport = SyncRetryTransport(
-        script, limiter=limiter, sleep=clock.sync, clock=clock.clock, random=lambda: 0.5
+        script,
+        limiter=limiter,
+        sleep=clock.sync,
+        clock=clock.clock,
+        random=lambda: 0.5,
+        hooks=[events.append],
     )
     with httpx.Client(transport=transport) as client:
         response = client.post(URL, json={})
     assert response.status_code == 200
     assert script.call_count == 2
-    assert clock.waits[0] == pytest.approx(7.0, abs=1.0)
+    assert [event.blocked_for for event in events] == [7.0]  # the limiter's block
+    assert clock.waits == [7.0]  # waited once, for the block
 
 
 class Timeouts:
