@@ -110,29 +110,6 @@ def test_pacing_off_keeps_nothing_per_scope() -> None:
     assert board.headroom() == []
 
 
-def test_fingerprint_keys_agree_by_name() -> None:
-    assert default_fingerprint_key("a") == default_fingerprint_key("a")
-    assert default_fingerprint_key("a") != default_fingerprint_key("b")
-
-
-def test_a_limiter_without_pacing_has_no_desk() -> None:
-    limiter = SharedLimiter(pacing=False)
-    assert limiter.desk is None
-    assert limiter.rate is None
-    assert limiter.headroom() == []
-
-
-def test_a_fleet_block_of_some_scope_is_shown_and_holds_nobody() -> None:
-    clock = FakeClock()
-    board = desk(clock)
-    board.note_any_block(None)
-    board.note_any_block(float("inf"))
-    assert board.blocked_until == float("-inf")
-    board.note_any_block(30.0)
-    assert board.blocked_until == clock.now + 30.0
-    assert board.block_wait(board.ticket(request())) == 0.0
-
-
 def test_an_ipv6_origin_is_bracketed_in_its_store_key() -> None:
     ticket = desk(FakeClock()).ticket(request("https://[::1]:8443/v1/chat/completions"))
     assert ticket.keys[1] == "p|https://[::1]:8443"
@@ -212,3 +189,27 @@ def test_a_success_on_the_fast_path_answers_a_new_origins_probe() -> None:
     board.observe_fast(request(), httpx.Response(200))  # another request's plain success
     assert (held, board.busy) == (True, False)
     assert board.pace(board.ticket(request()), None) == 0.0
+
+
+def test_fingerprint_keys_agree_by_name() -> None:
+    assert default_fingerprint_key("a") == default_fingerprint_key("a")
+    assert default_fingerprint_key("a") != default_fingerprint_key("b")
+
+
+def test_a_limiter_without_pacing_has_no_desk() -> None:
+    limiter = SharedLimiter(pacing=False)
+    assert limiter.desk is None
+    assert limiter.rate is None
+    assert limiter.headroom() == []
+    limiter.desk_observe_fast(request(), httpx.Response(200))
+
+
+def test_a_fleet_block_of_some_scope_is_shown_and_holds_nobody() -> None:
+    clock = FakeClock()
+    board = desk(clock)
+    board.note_any_block(None)
+    board.note_any_block(float("inf"))
+    assert board.blocked_until == float("-inf")
+    board.note_any_block(30.0)
+    assert board.blocked_until == clock.now + 30.0
+    assert board.block_wait(board.ticket(request())) == 0.0

@@ -140,3 +140,12 @@ async def test_async_and_sync_callers_are_paced_alike_by_header_truth() -> None:
     assert waits["async"] == waits["sync"]
     assert waits["async"][0] == 0.0
     assert 0.0 < waits["async"][1] < waits["async"][2]  # spread, not a burst
+
+
+def test_fast_path_successes_shown_to_the_limiter_start_pacing_on_their_headers() -> None:
+    paced = limiter(FakeClock())
+    for _ in range(16):  # scanned now and then, not every time
+        paced.desk_observe_fast(chat(), httpx.Response(200, headers=HEADERS))
+    assert [(h.model, h.dimension, h.remaining) for h in paced.headroom()] == [
+        ("m", "requests", 10.0)
+    ]
