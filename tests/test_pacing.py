@@ -260,9 +260,9 @@ def test_a_trickle_is_never_slowed_and_old_news_is_ignored() -> None:
 
 def test_bookings_older_than_two_seconds_say_nothing_of_the_rate_sent() -> None:
     pacer = answered(Pacer())
-    pacer.congestion(SCOPE, 0.0, 0.0, fallback_rate=50.0)
+    pacer.congestion(SCOPE, 0.0, 0.0, fallback_rate=0.5)  # a trickle: known, not slowed
     for n in range(6):  # sent at 100 a second, ten seconds ago
-        pacer.reserve(SCOPES, ONE, n * 0.01, None)
+        assert pacer.reserve(SCOPES, ONE, n * 0.01, None).wait == 0.0
     pacer.congestion(SCOPE, 10.0, 10.0, fallback_rate=4.0)
     assert pacer._scopes[SCOPE].rate == pytest.approx(0.7 * 4.0)  # cut from the fallback
 
