@@ -1,11 +1,12 @@
 """The floor: a bare pass-through on the sidecar's server stack, with no retry logic.
 
     python -m benchmarks._floor --upstream URL [--port 0] [--client httpx|aiohttp]
+        [--http h11|httptools]
 
-A minimal ASGI app on uvicorn (h11, and the event loop the sidecar picks) that forwards each
-request with one pooled client (an `httpx.AsyncClient`, or an `aiohttp.ClientSession` as the
-sidecar's pool uses) and streams the answer back. No routing, no limiter, no logging, no
-disconnect watch: what any Python reverse proxy on this stack pays.
+A minimal ASGI app on uvicorn (h11, or httptools as the sidecar uses, and the event loop the
+sidecar picks) that forwards each request with one pooled client (an `httpx.AsyncClient`, or
+an `aiohttp.ClientSession` as the sidecar's pool uses) and streams the answer back. No routing,
+no limiter, no logging, no disconnect watch: what any Python reverse proxy on this stack pays.
 """
 
 from __future__ import annotations
@@ -115,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upstream", required=True)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--client", choices=("httpx", "aiohttp"), default="httpx")
+    parser.add_argument("--http", choices=("h11", "httptools"), default="h11")
     args = parser.parse_args(argv)
     loop = fast_loop()
     sock = socket.socket()
@@ -122,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     sock.bind(("127.0.0.1", args.port))
     config = uvicorn.Config(
         _app(args.upstream, args.client),
-        http="h11",
+        http=args.http,
         loop=loop,
         lifespan="on",
         log_config=None,
@@ -133,10 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         proxy_headers=False,
     )
     server = uvicorn.Server(config)
-    print(
-        f"listening on http://127.0.0.1:{sock.getsockname()[1]}/ (h11, {loop}, {args.client})",
-        flush=True,
-    )
+    port = sock.getsockname()[1]
+    print(f"listening on http://127.0.0.1:{port}/ ({args.http}, {loop}, {args.client})", flush=True)
     server.run(sockets=[sock])
     return 0
 

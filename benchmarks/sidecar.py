@@ -5,13 +5,13 @@
         [--baseline REF] [--workers N] [--json FILE] [--chart FILE]
 
 Every server is a child process: the scripted upstream (`retry_transport.testing.upstream`,
-its canned OpenAI chat completion), two floors (`benchmarks._floor`: a minimal ASGI app on
-uvicorn, h11 and the sidecar's event loop, forwarding with one pooled httpx client, or with
-one aiohttp session as the sidecar's pool does; no retry logic, no routing, no logging), the
-sidecar exactly as a user starts it (``python -m retry_transport proxy --upstream URL``,
-default options, INFO logging) and LiteLLM's proxy (``litellm --config`` with one
-``openai/<model>`` entry whose ``api_base`` is the upstream). This process is the client: one
-keep-alive httpx client per target.
+its canned OpenAI chat completion), three floors (`benchmarks._floor`: a minimal ASGI app on
+uvicorn and the sidecar's event loop, forwarding with one pooled httpx client on h11, or with
+one aiohttp session as the sidecar's pool does, on h11 or on httptools as the sidecar serves;
+no retry logic, no routing, no logging), the sidecar exactly as a user starts it
+(``python -m retry_transport proxy --upstream URL``, default options, INFO logging) and
+LiteLLM's proxy (``litellm --config`` with one ``openai/<model>`` entry whose ``api_base`` is
+the upstream). This process is the client: one keep-alive httpx client per target.
 
 - **request**: a non-streamed ``POST /v1/chat/completions``, from sending to the last body
   byte; ``--requests`` rounds, each sending one request to every target in turn (the order
@@ -26,8 +26,8 @@ keep-alive httpx client per target.
 
 "Added" is a target's percentile minus the upstream's own. The machine's load (load average,
 and the CPU time that other processes used while the benchmark ran) is part of the report.
-``--baseline REF`` also measures the sidecar as it was at git ``REF`` (on h11 and asyncio,
-with httpx's pool, as that version's ``proxy`` extra installed it) in the same run;
+``--baseline REF`` also measures the sidecar as it was at git ``REF`` (its code, run in a
+tree of its own, with the packages installed here) in the same run;
 ``--workers N`` adds the sidecar with ``--workers N``.
 """
 
@@ -70,12 +70,6 @@ with Upstream() as up:
     print(f"listening on {up.url}/", flush=True)
     sys.stdin.read()
 """
-# The sidecar of another version, as its proxy extra installed it: without httptools or uvloop.
-_PLAIN = """
-import runpy, sys
-sys.modules.update(httptools=None, uvloop=None)
-runpy.run_module("retry_transport", run_name="__main__", alter_sys=True)
-"""
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -90,6 +84,8 @@ class _Child:
     health: str | None = None
     """A path answering 200 once the server is ready (else: its "listening on" line)."""
     url: str | None = None
+    cwd: Path | None = None
+    """Where it runs (``python -m``/``-c`` import from there first, before ``PYTHONPATH``)."""
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -100,6 +96,7 @@ class _Child:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.PIPE,
                 env={**os.environ, **self.env},
+                cwd=self.cwd,
             )
 
     def ready(self, timeout: float) -> str:
@@ -306,6 +303,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     scratch / "floor-aiohttp.log",
                 ),
                 _Child(
+                    "floor: uvicorn (httptools) + aiohttp",
+                    [
+                        *python,
+                        "-m",
+                        "benchmarks._floor",
+                        "--upstream",
+                        up,
+                        "--client",
+                        "aiohttp",
+                        "--http",
+                        "httptools",
+                    ],
+                    scratch / "floor-httptools.log",
+                ),
+                _Child(
                     "sidecar",
                     [*python, "-m", "retry_transport", "proxy", "--upstream", up, "--port", "0"],
                     scratch / "sidecar.log",
@@ -313,14 +325,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 ),
             ]
             if args.baseline:
+                sidecar_argv = [*python, "-m", "retry_transport", "proxy"]
                 tree = _baseline_tree(args.baseline, scratch / "baseline")
                 targets.append(
                     _Child(
                         f"sidecar before ({args.baseline})",
-                        [*python, "-c", _PLAIN, "proxy", "--upstream", up, "--port", "0"],
+                        [*sidecar_argv, "--upstream", up, "--port", "0"],
                         scratch / "baseline.log",
                         env={"PYTHONPATH": str(tree)},
                         health="/_retry_transport/healthz",
+                        cwd=tree,  # else the current tree, in the working directory, wins
                     )
                 )
             if args.workers:

@@ -76,7 +76,6 @@ def test_the_fast_path_scans_now_and_then_and_starts_pacing_on_headers() -> None
     plain = httpx.Response(200)
     board.observe_fast(request(), plain)
     assert board.pacer.idle
-    assert board.countdown == 16
     with_headers = httpx.Response(
         200,
         headers={"x-ratelimit-remaining-requests": "3", "x-ratelimit-limit-requests": "10"},
@@ -213,3 +212,26 @@ def test_a_fleet_block_of_some_scope_is_shown_and_holds_nobody() -> None:
     board.note_any_block(30.0)
     assert board.blocked_until == clock.now + 30.0
     assert board.block_wait(board.ticket(request())) == 0.0
+
+
+def test_a_request_given_up_while_the_adaptive_rate_holds_it_gives_its_place_back() -> None:
+    clock = FakeClock()
+    board = desk(clock)
+    board.pacer.answered("https://api.test")
+    refused = board.ticket(request(json={"model": "m"}))
+    board.sent(refused)
+    board.observe(refused, httpx.Response(429))
+    assert board.congestion(refused, fallback_rate=20.0)  # the rate paces the scope now
+    waiting = [board.ticket(request(json={"model": "m"})) for _ in range(3)]
+    assert all(board.pace(ticket, None) > 0.0 for ticket in waiting)
+    assert [ticket.queue for ticket in waiting] == [1, 2, 3]
+    board.done(waiting[0])  # cancelled while it waited
+    assert waiting[0].queue == 0
+    state = board.pacer._scopes[refused.scope]
+    assert list(state.waiting) == [2, 3]
+    # The next one in line looks again in its turn and goes; its place is given back.
+    clock.now += board.pace(waiting[1], None)
+    assert board.pace(waiting[1], None) == 0.0
+    assert waiting[1].booking is not None
+    assert waiting[1].queue == 0
+    assert list(state.waiting) == [3]

@@ -2,7 +2,10 @@
 
 Every route the sidecar answers is listed in `build_app`: the sidecar's own endpoints in
 ``OWN_ROUTES`` (served under ``/_retry_transport/``), then one route per upstream prefix, then
-a 404 for paths no upstream serves.
+a 404 for paths no upstream serves. A request is screened first (`screening.Screen`); one for
+an upstream then goes straight to its forwarder (`SidecarApp`: the paths of the sidecar's own
+endpoints and those of the upstreams never overlap), everything else through Starlette's
+router, which also runs the lifespan.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Match, NoMatchFound, Route
@@ -25,9 +27,17 @@ from .metrics import Metrics
 from .screening import Screen
 from .settings import OWN_PREFIX, ProxySettings, UpstreamSpec
 
-__all__ = ["build_app"]
+__all__ = ["SidecarApp", "build_app"]
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _serves(prefix: str | None, path: str) -> bool:
+    """Whether the upstream mounted at ``prefix`` (``/<name>``, or None at the root) serves
+    ``path``: ``/<name>`` and ``/<name>/...``, or at the root everything but our own paths."""
+    if prefix:
+        return path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/")
+    return path != OWN_PREFIX and not path.startswith(OWN_PREFIX + "/")
 
 
 class _UpstreamRoute(BaseRoute):
@@ -35,18 +45,12 @@ class _UpstreamRoute(BaseRoute):
 
     def __init__(self, forwarder: Forwarder) -> None:
         self.forwarder = forwarder
-        self._prefix = forwarder.spec.name and f"/{forwarder.spec.name}"
+        self.prefix = forwarder.spec.name and f"/{forwarder.spec.name}"
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if scope["type"] != "http":
             return Match.NONE, {}
-        path: str = scope["path"]
-        prefix = self._prefix
-        if prefix:
-            hit = path == prefix or path.startswith(prefix + "/")
-        else:
-            hit = path != OWN_PREFIX and not path.startswith(OWN_PREFIX + "/")
-        return (Match.FULL if hit else Match.NONE), {}
+        return (Match.FULL if _serves(self.prefix, scope["path"]) else Match.NONE), {}
 
     def url_path_for(self, name: str, /, **path_params: Any) -> Any:
         raise NoMatchFound(name, path_params)
@@ -118,7 +122,34 @@ class _Endpoints:
         return {"healthz": self.healthz, "metrics": self.metrics}
 
 
-def build_app(settings: ProxySettings) -> Starlette:
+class SidecarApp:
+    """The sidecar's ASGI app: screens each request, hands one for an upstream straight to its
+    forwarder and everything else (its own endpoints, the 404, the lifespan) to ``router``."""
+
+    def __init__(self, router: Starlette, upstreams: Sequence[_UpstreamRoute], via_token: bytes):
+        self.router = router
+        self._upstreams = tuple(upstreams)
+        self._screened = Screen(self._dispatch, via_token=via_token)
+
+    @property
+    def routes(self) -> list[BaseRoute]:
+        """Every route, in the order they are tried."""
+        return self.router.routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._screened(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            for route in self._upstreams:
+                if _serves(route.prefix, path):
+                    await route.handle(scope, receive, send)
+                    return
+        await self.router(scope, receive, send)
+
+
+def build_app(settings: ProxySettings) -> SidecarApp:
     """The sidecar's ASGI app. Transports and limiters are made by its lifespan (startup)."""
     metrics = Metrics(spec.label for spec in settings.upstreams)
     # This sidecar's name in Via headers: its own, so that a loop through it is seen.
@@ -139,7 +170,8 @@ def build_app(settings: ProxySettings) -> Starlette:
             own.append(Route(f"/{path}", endpoint, methods=["GET"]))
     # Named upstreams first: the root upstream takes everything else.
     ordered = sorted(forwarders, key=lambda forwarder: forwarder.spec.name is None)
-    routes: list[BaseRoute] = [*own, *(_UpstreamRoute(forwarder) for forwarder in ordered)]
+    upstream_routes = [_UpstreamRoute(forwarder) for forwarder in ordered]
+    routes: list[BaseRoute] = [*own, *upstream_routes]
     if None not in names:
         routes.append(_Unrouted([f"/{spec.name}/" for spec in settings.upstreams]))
 
@@ -163,11 +195,7 @@ def build_app(settings: ProxySettings) -> Starlette:
                 metrics.watch_headroom(forwarder.label, limiter)
             yield
 
-    return Starlette(
-        routes=routes,
-        lifespan=lifespan,
-        middleware=[Middleware(Screen, via_token=via_token)],
-    )
+    return SidecarApp(Starlette(routes=routes, lifespan=lifespan), upstream_routes, via_token)
 
 
 def _limiter(settings: ProxySettings, spec: UpstreamSpec, redis_client: Any) -> SharedLimiter:

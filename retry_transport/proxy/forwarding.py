@@ -18,7 +18,7 @@ closed at once, whether it was waiting for headers, sleeping before a retry or s
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -26,9 +26,7 @@ from dataclasses import dataclass
 from typing import cast
 from urllib.parse import quote, unquote_to_bytes
 
-import anyio
 import httpx
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from starlette.types import Receive, Scope, Send
 
 from .._async import RetryTransport
@@ -128,6 +126,80 @@ class _Exchange:
     """The upstream's response broke after its headers were sent."""
     sends: int = 0
     """Attempts sent upstream so far (counted by `_CountingTransport`)."""
+    cancellable: bool = False
+    """The request's task is forwarding it (and may be cancelled by its watcher)."""
+    cancelled: bool = False
+    """Its watcher cancelled it (the client went away, or its body stalled)."""
+
+    def cancel(self, task: asyncio.Task[None]) -> None:
+        """End the forwarding in ``task`` (once, and only while it forwards)."""
+        if self.cancellable and not self.cancelled:
+            self.cancelled = True
+            task.cancel()
+
+
+_WATCHERS: set[asyncio.Task[None]] = set()
+"""The watchers running (the event loop keeps only weak references to its tasks)."""
+
+
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
+
+
+class _Pipe:
+    """A request's body, handed from its watcher (which reads the client) to the task sending
+    it on, one chunk at a time: the next is read only once the last was taken, so an upload
+    streamed on is read at the pace the upstream takes it."""
+
+    __slots__ = ("_chunk", "_closed", "_ended", "_reader", "_writer")
+
+    def __init__(self) -> None:
+        self._chunk: bytes | None = None
+        self._ended = False
+        self._closed = False
+        self._reader: asyncio.Future[None] | None = None
+        self._writer: asyncio.Future[None] | None = None
+
+    async def put(self, chunk: bytes) -> None:
+        """Hand ``chunk`` on; return once it was taken, or at once if the body is not wanted."""
+        if self._closed:
+            return
+        self._chunk = chunk
+        _wake(self._reader)
+        self._writer = asyncio.get_running_loop().create_future()
+        try:
+            await self._writer
+        finally:
+            self._writer = None
+
+    def end(self) -> None:
+        """The body is complete (or will never be)."""
+        self._ended = True
+        _wake(self._reader)
+
+    def close(self) -> None:
+        """The body is not wanted any more."""
+        self._closed = True
+        self._chunk = None
+        _wake(self._writer)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body's chunks as they are handed on."""
+        while True:
+            chunk = self._chunk
+            if chunk is not None:
+                self._chunk = None
+                _wake(self._writer)
+                yield chunk
+            elif self._ended or self._closed:
+                return
+            else:
+                self._reader = asyncio.get_running_loop().create_future()
+                try:
+                    await self._reader
+                finally:
+                    self._reader = None
 
 
 class _CountingTransport(httpx.AsyncBaseTransport):
@@ -260,30 +332,45 @@ class Forwarder:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.monotonic()
         exchange = _Exchange()
-        body_in, body_out = anyio.create_memory_object_stream[bytes](0)
-        with body_out:
-            async with anyio.create_task_group() as group:
-                group.start_soon(self._watch_client, receive, body_in, exchange, group.cancel_scope)
-                try:
-                    await self._exchange(scope, send, body_out, exchange, started)
-                except _Refused as refused:
-                    await self._refuse(scope, send, exchange, refused)
-                finally:
-                    # Once the answer is complete, uvicorn answers the watcher's receive()
-                    # with http.disconnect at once: letting it end costs less than cancelling.
-                    if not exchange.finished:
-                        group.cancel_scope.cancel()
-            if exchange.body_stalled and exchange.status is None:
-                await self._refuse(
-                    scope,
-                    send,
-                    exchange,
-                    _Refused(
-                        408,
-                        "request_timeout",
-                        f"the request body stalled for {self._settings.body_timeout:g} s",
-                    ),
-                )
+        body = _Pipe()
+        main = asyncio.current_task()
+        assert main is not None, "a request is served in a task"
+        watcher = asyncio.get_running_loop().create_task(
+            self._watch_client(receive, body, exchange, main)
+        )
+        _WATCHERS.add(watcher)
+        watcher.add_done_callback(_WATCHERS.discard)
+        exchange.cancellable = True
+        try:
+            try:
+                await self._exchange(scope, send, body, exchange, started)
+            except _Refused as refused:
+                await self._refuse(scope, send, exchange, refused)
+        except asyncio.CancelledError:
+            # The watcher's cancellation ends the exchange; anyone else's goes on up.
+            if not exchange.cancelled or main.uncancel() > 0:
+                raise
+        else:
+            if exchange.cancelled:  # delivered, and swallowed below: no longer counted
+                main.uncancel()
+        finally:
+            exchange.cancellable = False
+            body.close()
+            # Once the answer is complete, uvicorn answers the watcher's receive() with
+            # http.disconnect at once: letting it end costs less than cancelling.
+            if not exchange.finished:
+                watcher.cancel()
+        if exchange.body_stalled and exchange.status is None:
+            await self._refuse(
+                scope,
+                send,
+                exchange,
+                _Refused(
+                    408,
+                    "request_timeout",
+                    f"the request body stalled for {self._settings.body_timeout:g} s",
+                ),
+            )
         self._summarise(scope, exchange, time.monotonic() - started)
 
     def _summarise(self, scope: Scope, exchange: _Exchange, elapsed: float) -> None:
@@ -324,9 +411,9 @@ class Forwarder:
     async def _watch_client(
         self,
         receive: Receive,
-        body_in: MemoryObjectSendStream[bytes],
+        body: _Pipe,
         exchange: _Exchange,
-        scope: anyio.CancelScope,
+        main: asyncio.Task[None],
     ) -> None:
         """Pass the request body on, then wait for the client to go; cancel if it does early.
 
@@ -335,53 +422,56 @@ class Forwarder:
         silent for ``body_timeout`` seconds ends the exchange (a 408 if no answer started).
         """
         gone = False
-        with body_in:
+        try:
             while True:
-                with anyio.move_on_after(self._settings.body_timeout) as waiting:
-                    message = await receive()
-                if waiting.cancelled_caught:
+                try:
+                    async with asyncio.timeout(self._settings.body_timeout):
+                        message = await receive()
+                except TimeoutError:
                     exchange.body_stalled = True
-                    scope.cancel()
+                    exchange.cancel(main)
                     return
                 if message["type"] != "http.request":
                     gone = True
                     break
                 chunk: bytes = message.get("body", b"")
                 if chunk:
-                    with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-                        await body_in.send(chunk)  # fails once the body is no longer wanted
+                    await body.put(chunk)  # at once if the body is no longer wanted
                 if not message.get("more_body", False):
                     break
+        finally:
+            body.end()
         if not gone:
             message = await receive()
             gone = message["type"] == "http.disconnect"
         if gone and not exchange.finished:
             exchange.client_gone = True
-            scope.cancel()
+            exchange.cancel(main)
 
     async def _read_body(
-        self, headers: Sequence[tuple[bytes, bytes]], body_out: MemoryObjectReceiveStream[bytes]
+        self, headers: Sequence[tuple[bytes, bytes]], body: _Pipe
     ) -> bytes | AsyncIterator[bytes]:
         """The whole body as bytes if it fits the replay limit, else a stream of it."""
         limit = self._settings.replay_limit
         declared = next((value for name, value in headers if name == b"content-length"), None)
         parts: list[bytes] = []
+        chunks = body.chunks()
         if declared is None or not declared.isdigit() or int(declared) <= limit:
             size = 0
-            async for chunk in body_out:
+            async for chunk in chunks:
                 parts.append(chunk)
                 size += len(chunk)
                 if size > limit:
                     break
             else:
                 return b"".join(parts)
-        return _stream_body(parts, body_out)
+        return _stream_body(parts, chunks)
 
     async def _exchange(
         self,
         scope: Scope,
         send: Send,
-        body_out: MemoryObjectReceiveStream[bytes],
+        body: _Pipe,
         exchange: _Exchange,
         started: float,
     ) -> None:
@@ -391,7 +481,7 @@ class Forwarder:
         assert transport is not None, "the sidecar's lifespan has not started"
         target = self._target(scope)
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        content = await self._read_body(headers, body_out)
+        content = await self._read_body(headers, body)
         request = httpx.Request(
             scope["method"],
             target,
@@ -404,7 +494,7 @@ class Forwarder:
         except httpx.TransportError as exc:
             await self._send_error(scope, send, exchange, exc, time.monotonic() - started)
             return
-        body_out.close()  # a body still arriving is not wanted any more
+        body.close()  # a body still arriving is not wanted any more
         history = response.extensions.get("retry_history", ())
         exchange.attempts = len(history) or 1
         watch = _TerminalWatch() if _is_event_stream(response.headers.raw) else None
@@ -439,8 +529,8 @@ class Forwarder:
             exchange.finished = True
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            with anyio.CancelScope(shield=True):
-                await response.aclose()
+            exchange.cancellable = False  # the connection is closed (or pooled) in peace
+            await response.aclose()
 
     async def _refuse(
         self, scope: Scope, send: Send, exchange: _Exchange, refused: _Refused
@@ -517,9 +607,7 @@ def _is_event_stream(headers: Iterable[tuple[bytes, bytes]]) -> bool:
     )
 
 
-async def _stream_body(
-    parts: list[bytes], rest: MemoryObjectReceiveStream[bytes]
-) -> AsyncIterator[bytes]:
+async def _stream_body(parts: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     for part in parts:
         yield part
     async for chunk in rest:

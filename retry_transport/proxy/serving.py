@@ -1,13 +1,18 @@
 """Serving: the sidecar's logging, its listening socket and uvicorn, until SIGTERM or SIGINT.
 
-uvicorn's HTTP/1.1 protocol (h11) is used with two additions of the sidecar's own: every
-request's headers must arrive within ``header_timeout`` seconds of connecting (or of the
+uvicorn's httptools protocol (llhttp, a C parser) is used with the sidecar's own hardening:
+every request's headers must arrive within ``header_timeout`` seconds of connecting (or of the
 previous response's end), or the connection is closed, so half-open and trickling connections
-do not pile up; and past ``max_connections`` open connections one more is answered 503 and
-closed. Past the ``--grace`` period after SIGTERM, the connections still open are closed (each
-request then ends as its client going away) rather than their tasks cancelled. A response's
-writes made in one turn of the event loop (its head and its first body chunk, typically) go
-out as one (`_Coalescing`): one packet and one wake-up of the client instead of two.
+do not pile up; past ``max_connections`` open connections one more is answered 503 and closed;
+a request head over `MAX_HEAD` bytes is answered 431; a request framed against the rules of a
+strict HTTP/1.1 server (no Host header or two, a transfer coding other than chunked, both
+Content-Length and Transfer-Encoding) or that cannot be parsed is answered with the sidecar's
+JSON 400 and closed; the request target reaches the app as it came, so that `screening.Screen`
+judges absolute-form and asterisk-form targets itself. Past the ``--grace`` period after
+SIGTERM, the connections still open are closed (each request then ends as its client going
+away) rather than their tasks cancelled. A response's writes made in one turn of the event
+loop (its head and its first body chunk, typically) go out as one (`_Coalescing`): one packet
+and one wake-up of the client instead of two.
 """
 
 from __future__ import annotations
@@ -21,15 +26,18 @@ import signal
 import socket
 import time
 from typing import cast
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-import h11
+import httptools
 import uvicorn
-from starlette.applications import Starlette
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 
-from .app import build_app
-from .replies import error_body
+from .app import SidecarApp, build_app
+from .replies import error_body, printable
 from .settings import ProxySettings, address_kind
 
 __all__ = ["fast_loop", "serve", "server_config"]
@@ -80,8 +88,8 @@ _BUSY = _busy_reply()
 
 
 class _Coalescing(asyncio.Transport):
-    """A response's side of a client transport: the writes made in one turn of the event
-    loop are handed on together at its end (or at once, past 64 KiB or on `close`)."""
+    """A connection's response side: the writes made in one turn of the event loop are handed
+    on together at its end (or at once, past 64 KiB or on `close`)."""
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__()
@@ -114,22 +122,44 @@ class _Coalescing(asyncio.Transport):
         self._transport.close()
 
 
-class _Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a deadline on each request's headers and a cap on open
-    connections; subclassed per app by `_protocol` with the settings' values."""
+MAX_HEAD = 64 * 1024
+"""Bytes a request's target and header fields may take together (431 past them)."""
+
+
+class _Unparsable(Exception):
+    """A request the sidecar answers without handing it to the app: its status and why."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class _Protocol(HttpToolsProtocol):
+    """uvicorn's httptools (llhttp) protocol with the sidecar's hardening: a deadline on each
+    request's headers, a cap on open connections and on a request head's size, the framing
+    rules of a strict HTTP/1.1 server (one Host header, ``Transfer-Encoding: chunked`` or
+    nothing), the request target handed on as it came, and the sidecar's JSON answer for
+    whatever cannot be parsed; subclassed per app by `_protocol` with the settings' values."""
 
     header_timeout = 10.0
     max_connections = 1000
     _header_timer: asyncio.TimerHandle | None = None
     _warned_at = -float("inf")
     """When the cap was last logged (at most one line in ten seconds per sidecar)."""
+    _ahead = 0
+    """Requests whose headers are in and whose response is not complete yet."""
+    _head = 0
+    """Bytes of the current request's target and header fields so far."""
+    _out: _Coalescing
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A cast, not an isinstance check: uvloop's transports are no asyncio.Transport
         # subclasses, yet have all its methods.
         super().connection_made(cast(asyncio.Transport, transport))
         transport = self.transport
-        if len(self.server_state.connections) > self.max_connections:
+        self._out = _Coalescing(transport, self.loop)
+        if len(self.connections) > self.max_connections:
             now = time.monotonic()
             if now - self._warned_at >= 10.0:
                 type(self)._warned_at = now  # the app's own subclass: one line per sidecar
@@ -140,60 +170,139 @@ class _Protocol(H11Protocol):
             transport.write(_BUSY)
             transport.close()
             return
-        self._watch_headers()
-
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        self._watch_headers()
-
-    def handle_events(self) -> None:
-        cycle = self.cycle
-        super().handle_events()
-        if self.cycle is not None and self.cycle is not cycle:  # a request begins
-            self.cycle.transport = _Coalescing(self.transport, self.loop)
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        self._watch_headers()
+        self._arm_header_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_header_timer()
         super().connection_lost(exc)
 
-    def send_400_response(self, msg: str) -> None:
-        """Answer a request h11 cannot parse with the sidecar's JSON error (uvicorn's own is
-        plain text, without ``x-should-retry: false``), then close; if an answer has already
-        begun, just close. A request whose body broke the framing has its app task still
-        running: it is told its client went away, so its own answer is not sent after this."""
+    def data_received(self, data: bytes) -> None:
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # CONNECT, or an Upgrade offer: no protocol is switched to. The request itself
+            # is served (CONNECT is refused by the screen); the parser stops after it, so the
+            # connection closes after its answer.
+            self.cycle.keep_alive = False
+        except httptools.HttpParserError as exc:
+            cause = exc.__context__  # what a callback raised
+            if isinstance(cause, _Unparsable):
+                self._refuse(cause.status, cause.reason)
+            else:
+                self._refuse(400, str(exc) or type(exc).__name__)
+
+    def _refuse(self, status: int, reason: str) -> None:
+        """Answer a request that cannot be parsed (or is framed against the rules) with the
+        sidecar's JSON error (uvicorn's own is plain text, without ``x-should-retry: false``),
+        then close; if an answer has already begun, just close. A request whose body broke the
+        framing has its app task still running: it is told its client went away, so its own
+        answer is not sent after this."""
+        logger.warning("refused with %d: %s", status, printable(reason))
         cycle = self.cycle
+        started = cycle is not None and cycle.response_started
         if cycle is not None and not cycle.response_complete:
             cycle.disconnected = True
             cycle.message_event.set()
-        body = error_body("invalid_request", "the request is not valid HTTP/1.1")
-        head = h11.Response(
-            status_code=400,
-            reason=b"Bad Request",
-            headers=[
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"x-should-retry", b"false"),
-                (b"connection", b"close"),
-            ],
-        )
-        try:
-            data = b"".join(self.conn.send(event) or b"" for event in (head, h11.Data(data=body)))
-            data += self.conn.send(h11.EndOfMessage()) or b""
-        except h11.LocalProtocolError:  # the answer to the request had started already
-            data = b""
-        self.transport.write(data)
-        self.transport.close()
+        if not started:
+            kind = "request_too_large" if status == 431 else "invalid_request"
+            body = error_body(kind, f"the request is not valid HTTP/1.1 ({reason})")
+            self._out.write(
+                b"".join(
+                    (
+                        STATUS_LINE[status],
+                        b"content-type: application/json\r\ncontent-length: ",
+                        str(len(body)).encode(),
+                        b"\r\nx-should-retry: false\r\nconnection: close\r\n\r\n",
+                        body,
+                    )
+                )
+            )
+        self._out.close()
 
-    def _watch_headers(self) -> None:
-        """Time the headers while a request's are awaited; stop once they are in."""
-        waiting = self.conn.their_state is h11.IDLE and not self.transport.is_closing()
-        if not waiting:
-            self._stop_header_timer()
-        elif self._header_timer is None:
+    # -- the parser's callbacks ----------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head = 0
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        self._count(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # llhttp itself refuses control characters (but HTAB) in names and values.
+        self._count(len(name) + len(value))
+        name = name.lower()
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        self.headers.append((name, value))
+
+    def _count(self, size: int) -> None:
+        self._head += size
+        if self._head > MAX_HEAD:
+            raise _Unparsable(431, f"its head is over {MAX_HEAD // 1024} KiB")
+
+    def on_headers_complete(self) -> None:
+        self._stop_header_timer()
+        self._ahead += 1
+        parser = self.parser
+        version = parser.get_http_version()
+        scope = self.scope
+        scope["method"] = parser.get_method().decode("ascii")
+        if version != "1.1":
+            scope["http_version"] = version
+        hosts = 0
+        codings: list[bytes] = []
+        for name, value in self.headers:
+            if name == b"host":
+                hosts += 1
+            elif name == b"transfer-encoding":
+                codings.extend(token.strip().lower() for token in value.split(b","))
+        if hosts > 1 or (hosts == 0 and version == "1.1"):
+            raise _Unparsable(400, "an HTTP/1.1 request needs exactly one Host header")
+        if codings and codings != [b"chunked"]:
+            raise _Unparsable(400, "the only transfer coding served is chunked")
+        # The target as it came (absolute-form and asterisk-form included), for the screen;
+        # llhttp lets visible ASCII through only.
+        raw_path, _, query = self.url.partition(b"?")
+        path = raw_path.decode("ascii")
+        scope["path"] = unquote(path) if "%" in path else path
+        scope["raw_path"] = raw_path
+        scope["query_string"] = query
+        previous = self.cycle
+        cycle = self.cycle = RequestResponseCycle(
+            scope=scope,
+            transport=self._out,
+            flow=self.flow,
+            logger=self.logger,
+            access_logger=self.access_logger,
+            access_log=self.access_log,
+            default_headers=self.server_state.default_headers,
+            message_event=asyncio.Event(),
+            expect_100_continue=self.expect_100_continue,
+            keep_alive=version != "1.0" and parser.should_keep_alive(),
+            on_response=self.on_response_complete,
+        )
+        if previous is None or previous.response_complete:
+            task = self.loop.create_task(cycle.run_asgi(self.app))
+            task.add_done_callback(self.tasks.discard)
+            self.tasks.add(task)
+        else:  # pipelined: it waits for the answer to the one before
+            self.flow.pause_reading()
+            self.pipeline.appendleft((cycle, self.app))
+
+    def on_response_complete(self) -> None:
+        self._ahead -= 1
+        super().on_response_complete()
+        if self._ahead == 0:
+            self._arm_header_timer()
+
+    # -- the header deadline -------------------------------------------------------------------
+
+    def _arm_header_timer(self) -> None:
+        """Time the next request's headers (from now), unless already timed or closing."""
+        if self._header_timer is None and not self.transport.is_closing():
             self._header_timer = self.loop.call_later(self.header_timeout, self._headers_late)
 
     def _stop_header_timer(self) -> None:
@@ -202,9 +311,8 @@ class _Protocol(H11Protocol):
             self._header_timer = None
 
     def _headers_late(self) -> None:
-        self._header_timer = None
-        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-            self.transport.close()
+        self._header_timer = None  # armed only while no request's headers are in
+        self._out.close()
 
 
 def _protocol(settings: ProxySettings) -> type[_Protocol]:
@@ -264,7 +372,7 @@ def _url(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def server_config(app: Starlette, settings: ProxySettings) -> uvicorn.Config:
+def server_config(app: SidecarApp, settings: ProxySettings) -> uvicorn.Config:
     """The uvicorn configuration the sidecar runs with (its own logging, no access log)."""
     return uvicorn.Config(
         app,

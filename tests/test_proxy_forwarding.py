@@ -1,0 +1,214 @@
+"""The forwarder's cancellation and body hand-over on their own, on asyncio as uvicorn serves
+the sidecar: a client that leaves cancels the upstream call and nothing else, a cancellation
+from elsewhere (the server's last resort) is passed on, and the request's task is left with no
+cancellation counted against it.
+
+The upstream is an `httpx.MockTransport` whose handler waits on events the test sets: no
+network, no real sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Coroutine, MutableMapping
+from typing import Any, cast
+
+import httpx
+import pytest
+
+from retry_transport import RetryTransport
+from retry_transport.proxy.app import build_app
+from retry_transport.proxy.forwarding import Forwarder, _Exchange, _Pipe
+from retry_transport.proxy.metrics import Metrics
+
+from .proxy_helpers import settings_for
+
+Handler = Callable[[httpx.Request], Coroutine[Any, Any, httpx.Response]]
+
+
+def _forwarder(handler: Handler) -> Forwarder:
+    settings = settings_for("--upstream", "http://upstream.test", "--max-attempts", "1")
+    (spec,) = settings.upstreams
+    forwarder = Forwarder(spec, settings, Metrics([spec.label]).upstream(spec.label), b"rt-test")
+    forwarder.transport = RetryTransport(httpx.MockTransport(handler), policy=settings.policy)
+    return forwarder
+
+
+def _scope() -> dict[str, Any]:
+    return {
+        "type": "http",
+        "method": "GET",
+        "path": "/v1/x",
+        "raw_path": b"/v1/x",
+        "query_string": b"",
+        "headers": [(b"host", b"sidecar")],
+    }
+
+
+class _Client:
+    """One request's ``receive`` and ``send``: an empty body at once, then a disconnect once
+    `leave` is called."""
+
+    def __init__(self) -> None:
+        self.left = asyncio.Event()
+        self.sent: list[MutableMapping[str, Any]] = []
+        self._asked = False
+
+    def leave(self) -> None:
+        self.left.set()
+
+    async def receive(self) -> dict[str, Any]:
+        if not self._asked:
+            self._asked = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await self.left.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: MutableMapping[str, Any]) -> None:
+        self.sent.append(message)
+
+
+def test_a_client_that_leaves_cancels_the_upstream_call_and_only_that() -> None:
+    async def main() -> None:
+        started, cancelled = asyncio.Event(), asyncio.Event()
+
+        async def handler(request: httpx.Request) -> httpx.Response:
+            started.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+            raise AssertionError("never answered")  # pragma: no cover - waits until cancelled
+
+        client = _Client()
+        task = asyncio.create_task(_forwarder(handler)(_scope(), client.receive, client.send))
+        await started.wait()
+        client.leave()
+        await task  # ends normally: the cancellation was the forwarder's own
+        assert cancelled.is_set()
+        assert task.cancelling() == 0
+        assert client.sent == []
+
+    asyncio.run(main())
+
+
+def test_a_cancellation_from_elsewhere_is_passed_on() -> None:
+    async def main() -> None:
+        started = asyncio.Event()
+
+        async def handler(request: httpx.Request) -> httpx.Response:
+            started.set()
+            await asyncio.Event().wait()
+            raise AssertionError("never answered")  # pragma: no cover - waits until cancelled
+
+        client = _Client()
+        task = asyncio.create_task(_forwarder(handler)(_scope(), client.receive, client.send))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert client.sent == []
+
+    asyncio.run(main())
+
+
+class _Swallowing(httpx.AsyncBaseTransport):
+    """A transport that answers 200 when it is cancelled: a library below that swallows the
+    cancellation (the retry transport itself lets it through)."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            return httpx.Response(200, content=b"late")
+        raise AssertionError("never answered")  # pragma: no cover - waits until cancelled
+
+
+def test_a_cancellation_swallowed_upstream_is_not_left_counted() -> None:
+    async def main() -> None:
+        forwarder = _forwarder(_never)
+        swallowing = _Swallowing()
+        forwarder.transport = cast(RetryTransport, swallowing)
+        client = _Client()
+        task = asyncio.create_task(forwarder(_scope(), client.receive, client.send))
+        await swallowing.started.wait()
+        client.leave()
+        await task
+        assert task.cancelling() == 0
+        assert client.sent[0]["status"] == 200
+
+    asyncio.run(main())
+
+
+async def _never(request: httpx.Request) -> httpx.Response:
+    raise AssertionError("not called")  # pragma: no cover - replaced before any request
+
+
+def test_an_exchange_cancels_its_task_once_and_only_while_it_forwards() -> None:
+    async def main() -> None:
+        async def forwarding() -> None:
+            await asyncio.Event().wait()
+
+        task = asyncio.create_task(forwarding())
+        exchange = _Exchange()
+        exchange.cancel(task)
+        assert task.cancelling() == 0
+        exchange.cancellable = True
+        exchange.cancel(task)
+        exchange.cancel(task)
+        assert task.cancelling() == 1
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+
+
+def test_a_body_no_longer_wanted_is_taken_at_once_and_ends() -> None:
+    async def main() -> None:
+        pipe = _Pipe()
+        chunks = pipe.chunks()
+
+        async def take() -> bytes:
+            return await anext(chunks)
+
+        reader = asyncio.create_task(take())
+        await pipe.put(b"first")  # returns once taken
+        assert await reader == b"first"
+        pipe.close()
+        await pipe.put(b"ignored")  # at once: nobody reads it
+        assert [chunk async for chunk in chunks] == []
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("raw_path", "headers", "message"),
+    [
+        (b"http://elsewhere.example#frag", [(b"host", b"x")], "no valid path"),
+        (
+            b"/v1/x",
+            [(b"host", b"x"), (b"content-length", b"4"), (b"transfer-encoding", b"chunked")],
+            "both Content-Length and Transfer-Encoding",
+        ),
+    ],
+    ids=["url-without-path", "cl-and-te"],
+)
+def test_the_app_refuses_what_a_laxer_server_would_let_through(
+    raw_path: bytes, headers: list[tuple[bytes, bytes]], message: str
+) -> None:
+    # The sidecar's own server refuses these before the app sees them; under another ASGI
+    # server, the app's screen still does.
+    app = build_app(settings_for("--upstream", "http://upstream.test"))
+    client = _Client()
+    scope = {**_scope(), "raw_path": raw_path, "path": raw_path.decode(), "headers": headers}
+    asyncio.run(app(scope, client.receive, client.send))
+    start, body = client.sent
+    assert start["status"] == 400
+    assert (b"connection", b"close") in start["headers"]
+    assert message in json.loads(body["body"])["error"]["message"]
