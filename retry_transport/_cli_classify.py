@@ -16,11 +16,22 @@ __all__ = ["add_arguments", "explain", "run"]
 _PROG = "retry-transport classify"
 
 
+def _status(value: str) -> int:
+    """``--status``: an HTTP status code, 100 to 599."""
+    try:
+        status = int(value)
+    except ValueError:
+        status = 0
+    if not 100 <= status <= 599:
+        raise argparse.ArgumentTypeError(f"must be an HTTP status, 100 to 599, got {value!r}")
+    return status
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``classify`` command's arguments."""
     parser.add_argument(
         "--status",
-        type=int,
+        type=_status,
         default=None,
         help="the HTTP status the body came with (default 400; 200 for an SSE error event)",
     )

@@ -12,6 +12,7 @@ from typing import Any, Self
 from ._desk import Desk
 from ._events import Hook, RetryEvent
 from ._flavour import Flavour, flavour_named, flavour_of, replay_plan, request_flavour
+from ._gate import FastGate
 from ._guard import StreamGuard
 from ._limiter import Limiter, SharedLimiter
 from ._machine import Fail, Finish, Report, RetryMachine, StreamFailure
@@ -19,7 +20,7 @@ from ._policy import RetryPolicy
 from ._switch import SWITCH
 from ._types import HeadersLike, RequestLike, URLLike
 
-__all__ = ["DriverBase", "is_event_stream", "safe_url"]
+__all__ = ["EVENT_STREAM", "JSON_TYPE", "PLAIN_TYPES", "DriverBase", "is_event_stream", "safe_url"]
 
 logger = logging.getLogger("retry_transport")
 
@@ -38,6 +39,13 @@ def safe_url(url: URLLike) -> str:
         host = f"[{host}]"
     path = url.path.translate(_CONTROL_ESCAPES)
     return f"{url.scheme}://{host}{'' if port is None else f':{port}'}{path}"
+
+
+EVENT_STREAM = b"text/event-stream"
+# Content types a 200 on the fast path has most often: no event stream, without a closer look
+# (the commonest by one compare, the others by one lookup).
+JSON_TYPE = b"application/json"
+PLAIN_TYPES = frozenset({b"application/json; charset=utf-8", b"application/x-ndjson"})
 
 
 def is_event_stream(headers: HeadersLike) -> bool:
@@ -89,11 +97,13 @@ class DriverBase:
     _policy: RetryPolicy
     _limiter: Limiter
     _try_admit: Callable[[], bool]
+    _gate: FastGate
     _clock: Callable[[], float]
     _wall_clock: Callable[[], float]
     _random: Callable[[], float]
     _byte_stream: type
     _peek_sse: bool
+    _sse_status: int
     _deadline: float | None
     _hooks: tuple[Hook, ...]
     _paced: SharedLimiter | None
@@ -144,9 +154,23 @@ class DriverBase:
         self._limiter = (
             SharedLimiter(clock=self._clock, random=self._random) if limiter is None else limiter
         )
-        self._try_admit = self._limiter.try_admit  # bound once: it runs on every request
+        self._try_admit = self._limiter.try_admit  # bound once: it runs on the slow path
+        # The fast path reads the limiter's gate; a limiter that admits some other way (its
+        # own `try_admit`) gets a gate that stays closed, so `try_admit` sees every request.
+        limiter = self._limiter
+        # A deadline caps the first attempt's timeouts, which the fast path does not: a
+        # transport with one always takes the limiter's admission (`_admit`).
+        self._gate = (
+            limiter.fast_gate
+            if isinstance(limiter, SharedLimiter)
+            and type(limiter).try_admit is SharedLimiter.try_admit
+            and self._policy.deadline is None
+            else FastGate()
+        )
         self._byte_stream = self._flavour.byte_stream
         self._peek_sse = self._policy.peek_sse
+        # The status whose content type the fast path checks for an event stream (none: -1).
+        self._sse_status = 200 if self._peek_sse else -1
         self._deadline = self._policy.deadline
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a string or None, got {name!r}")

@@ -13,10 +13,12 @@ import hashlib
 import math
 import threading
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any
 
+from ._gate import FastGate
 from ._pacing import Pacer, RateLimit, Reservation, ScopeHeadroom
-from ._ratelimit_headers import parse_headroom, rate_limit_pairs
+from ._ratelimit_headers import RATE_LIMIT_NAMES, parse_headroom, rate_limit_pairs
 from ._scope import CostEstimate, Fingerprinter, Scope, estimate_cost, scope_of
 
 __all__ = ["Desk", "Ticket"]
@@ -26,7 +28,7 @@ __all__ = ["Desk", "Ticket"]
 _SCOPED_STATUSES = frozenset({429, 529})
 _MAX_BLOCKS = 4096
 _MAX_POLLS = 40  # looks (of 50 ms) a request gives a new origin's first attempt to answer
-_SCAN_EVERY = 16  # while nothing paces, one success in this many is scanned for headers
+_LOWER_NAME = itemgetter(1)  # of a raw header entry (name, lower-case name, value)
 
 
 class Ticket:
@@ -40,6 +42,7 @@ class Ticket:
         "paced",
         "paced_by",
         "polls",
+        "queue",
         "scope",
         "scopes",
         "sent_at",
@@ -62,6 +65,7 @@ class Ticket:
         self.sent_at = -math.inf
         self.seq = 0  # the booking of the attempt last sent
         self.polls = 0  # looks while another attempt probed a new origin
+        self.queue = 0  # the place held in its scope's adaptive queue (0: none)
         self.status: int | None = None
 
 
@@ -100,6 +104,8 @@ class Desk:
         prefix: the limiter's scope name, put in front of every scope's store key.
         clock: monotonic time; wall_clock: POSIX time (for RFC 3339 resets).
         fingerprint_key: the key of the credential fingerprints (None: a random one).
+        gate: the limiter's fast-path gate, closed whenever the desk may hold a request
+            (`busy`, `blocking`); None: one of its own.
     """
 
     def __init__(
@@ -111,7 +117,10 @@ class Desk:
         clock: Callable[[], float],
         wall_clock: Callable[[], float],
         fingerprint_key: bytes | None = None,
+        gate: FastGate | None = None,
     ) -> None:
+        self._gate = FastGate() if gate is None else gate
+        self._busy = self._blocking = False
         self._pacer = Pacer(rate, headers=headers)
         self._headers = headers
         self._prefix = prefix
@@ -120,12 +129,35 @@ class Desk:
         self._fingerprint = Fingerprinter(fingerprint_key)
         self._lock = threading.Lock()
         self._blocks: dict[str, float] = {}
-        self.countdown = 0  # successes on the fast path until the next header scan
         # Until the first request has been answered, every request takes the slow path: the
         # first one may tell the headroom, and the others wait a moment for it.
         self.busy = headers or rate is not None
         self.blocked_until = -math.inf  # the latest end of any scope's block
         self.blocking = False  # a scope's block was recorded and has not been seen to end
+
+    @property
+    def busy(self) -> bool:
+        """Whether pacing may have something to say about a request (every request then
+        takes the slow path, with a ticket). Set True, it closes the fast-path gate."""
+        return self._busy
+
+    @busy.setter
+    def busy(self, value: bool) -> None:
+        self._busy = value
+        if value:
+            self._gate.close()
+
+    @property
+    def blocking(self) -> bool:
+        """Whether a scope's block was recorded and has not been seen to end. Set True, it
+        closes the fast-path gate."""
+        return self._blocking
+
+    @blocking.setter
+    def blocking(self, value: bool) -> None:
+        self._blocking = value
+        if value:
+            self._gate.close()
 
     @property
     def pacer(self) -> Pacer:
@@ -134,9 +166,14 @@ class Desk:
 
     def done(self, ticket: Ticket) -> None:
         """The ticket's request is over: if its attempt was never answered (cancelled), stop
-        holding others for it."""
+        holding others for it; if it still held a place in its scope's adaptive queue, give
+        that back."""
         if ticket.sent_at > -math.inf and ticket.status is None and self._headers:
             self.answered(ticket)
+        if ticket.queue:
+            with self._lock:
+                self._pacer.leave(ticket.scope, ticket.queue)
+            ticket.queue = 0
 
     def answered(self, ticket: Ticket) -> None:
         """The ticket's attempt ended without an answer (an exception): its origin is known."""
@@ -242,11 +279,14 @@ class Desk:
                 self._pacer.answered(ticket.scope.origin)
             patient = ticket.polls < _MAX_POLLS
             booking = self._pacer.reserve(
-                ticket.scopes, ticket.cost, now, deadline, patient=patient
+                ticket.scopes, ticket.cost, now, deadline, patient=patient, queue=ticket.queue
             )
             self.busy = not self._pacer.idle
         if booking.booked and booking.wait < math.inf:
             ticket.booking = booking
+            ticket.queue = 0
+        elif booking.queue:
+            ticket.queue = booking.queue  # held back by the adaptive rate: look again later
         elif not booking.booked:
             ticket.polls += 1
         if booking.wait > 0.0 and booking.wait < math.inf:
@@ -282,17 +322,22 @@ class Desk:
             self.busy = not pacer.idle
 
     def observe_fast(self, request: Any, response: Any) -> None:
-        """A success that took the fast path: now and then, look for rate-limit headers.
+        """A success admitted without a ticket: look for rate-limit headers.
 
-        The driver counts `countdown` down on every success and calls this at zero: one scan
-        of the raw header names in `_SCAN_EVERY` responses; only a response that has such
-        headers costs a scope and a parse, and then pacing starts for its scope.
+        The driver calls this for the success of a first attempt that the limiter's slow
+        admission let through, the one in every run of its fast-path gate: one scan of the
+        raw header names; only a response that has such headers costs a scope and a parse,
+        and then pacing starts for its scope (the desk turns `busy`, closing the gate).
         """
-        self.countdown = _SCAN_EVERY
         if not self._headers:
             return
         raw = getattr(response.headers, "_list", None)
-        if raw is None or rate_limit_pairs(raw) is None:
+        # Whether any name is one the dialects read: one pass in C over the names.
+        if (
+            raw is None
+            or RATE_LIMIT_NAMES.isdisjoint(map(_LOWER_NAME, raw))
+            or rate_limit_pairs(raw) is None
+        ):
             if self.busy and not self._pacer.idle:
                 with self._lock:
                     self._pacer.answered(self.ticket(request).scope.origin)
@@ -301,16 +346,20 @@ class Desk:
         ticket = self.ticket(request)
         self.observe(ticket, response)
 
-    def congestion(self, ticket: Ticket, fallback_rate: float) -> None:
+    def congestion(self, ticket: Ticket, fallback_rate: float) -> bool:
         """A congestion verdict on the ticket's last answer: after a rate limit or an overload
-        (429, 529), cut the adaptive rate of its scope."""
+        (429, 529), cut the adaptive rate of its scope. Answers whether that rate now paces
+        the scope."""
         if not self._headers or ticket.status not in _SCOPED_STATUSES:
             # An outage (a 5xx) blocks the origin, but slowing its rate as well made every
             # caller wait far longer for the same answers: the retry budget caps its load.
-            return
+            return False
         with self._lock:
-            self._pacer.congestion(ticket.scope, self._clock(), ticket.sent_at, fallback_rate)
+            adaptive = self._pacer.congestion(
+                ticket.scope, self._clock(), ticket.sent_at, fallback_rate
+            )
             self.busy = not self._pacer.idle
+        return adaptive
 
     def headroom(self) -> list[ScopeHeadroom]:
         """Per-scope headroom for metrics (origin and model, never the key); idle scopes are

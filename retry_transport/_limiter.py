@@ -25,12 +25,21 @@ import anyio.lowlevel
 from ._budget import RetryBudget, _BudgetState
 from ._checks import check_callable, check_count, check_type
 from ._desk import Desk, Ticket
+from ._gate import FastGate
 from ._pacing import RateLimit, ScopeHeadroom
 from ._store import InProcessStore, Store
 
 __all__ = ["Limiter", "SharedLimiter", "release_jitter"]
 
 _DEFAULT_BUDGET = RetryBudget()
+# The longest run of first attempts the fast-path gate lets through between two admissions
+# by the limiter (see `FastGate`). With pacing, the success of each such admission is scanned
+# for rate-limit headers: at least one in this many while nothing paces (and every answer
+# that is no plain success is read in full, so a 429's headers start pacing at once).
+_FAST_RUN_PACING = 256
+# Without pacing, a block closes the gate at once and the budget counts the gate's attempts
+# whenever it is asked: the run only bounds how long the limiter goes without a look.
+_FAST_RUN = 1024
 
 
 class Limiter(Protocol):
@@ -163,13 +172,14 @@ class PacedRequest:
         """Learn what an answer says of the scope's headroom."""
         self._desk.observe(self.ticket, response)
 
-    async def block(self, seconds: float) -> None:
-        """Block the request's scope (or origin, after an outage) for ``seconds``."""
-        await self._limiter.block_ticket(self.ticket, seconds)
+    async def block(self, seconds: float, named: bool = False) -> None:
+        """Block the request's scope (or origin, after an outage) for ``seconds``; ``named``:
+        the server named that wait."""
+        await self._limiter.block_ticket(self.ticket, seconds, named)
 
-    def block_sync(self, seconds: float) -> None:
+    def block_sync(self, seconds: float, named: bool = False) -> None:
         """`block` for synchronous callers."""
-        self._limiter.block_ticket_sync(self.ticket, seconds)
+        self._limiter.block_ticket_sync(self.ticket, seconds, named)
 
 
 class SharedLimiter:
@@ -212,6 +222,8 @@ class SharedLimiter:
         "_capped",
         "_clock",
         "_desk",
+        "_fast",
+        "_folded",
         "_max_concurrency",
         "_random",
         "_scope",
@@ -262,6 +274,8 @@ class SharedLimiter:
         self._available = 0 if max_concurrency is None else max_concurrency
         self._slot_lock = threading.Lock()
         self._waiters: deque[_Waiter] = deque()
+        self._fast = FastGate(_FAST_RUN if not pacing and rate is None else _FAST_RUN_PACING)
+        self._folded = 0  # the gate's admissions already counted for the budget
         self._desk = (
             Desk(
                 rate,
@@ -270,6 +284,7 @@ class SharedLimiter:
                 clock=clock,
                 wall_clock=wall_clock,
                 fingerprint_key=fingerprint_key,
+                gate=self._fast,
             )
             if pacing or rate is not None
             else None
@@ -290,12 +305,15 @@ class SharedLimiter:
         return paced
 
     def desk_observe_fast(self, request: Any, response: Any) -> None:
-        """A success on the fast path: now and then, look at it for rate-limit headers."""
+        """A success admitted by `try_admit`: look at it for rate-limit headers."""
         desk = self._desk
         if desk is not None:
-            desk.countdown -= 1
-            if desk.countdown <= 0:
-                desk.observe_fast(request, response)
+            desk.observe_fast(request, response)
+
+    @property
+    def fast_gate(self) -> FastGate:
+        """The gate the drivers' fast path reads (see `FastGate`)."""
+        return self._fast
 
     @property
     def _any_key(self) -> str:
@@ -335,21 +353,41 @@ class SharedLimiter:
 
         False, counting nothing, while a block is in force, when a concurrency cap is set, or
         when the store is elsewhere and reachable (only it can tell of a block set there).
+        When nothing holds and the limiter is in process, it also opens the fast-path gate
+        for the next first attempts (see `FastGate`); it counts those that went through it
+        since it last looked.
         """
+        gate = self._fast
+        budget = self._budget
+        if budget is not None and gate.used != self._folded:
+            self._count_fast(budget)
         if self._slow and (self._capped or not self._store.answers_locally()):
             return False
         desk = self._desk
-        if desk is not None and (desk.busy or (desk.blocking and not desk.block_over())):
+        if desk is not None and (desk._busy or (desk._blocking and not desk.block_over())):
             return False
         if self._blocked and not self._block_over():
             return False
-        budget = self._budget
         if budget is not None:
-            # This runs on every request, so it reads no clock: the count goes to the budget's
-            # current bucket, which the slow path (`allow_retry`, `note_first_attempt`) moves
-            # on. Counted so, a first attempt may stop counting early, never late.
+            # No clock read: the count goes to the budget's current bucket, which the slow
+            # path (`allow_retry`, `note_first_attempt`) moves on. Counted so, a first attempt
+            # may stop counting early, never late.
             budget._firsts[budget._index] += 1
+        if not self._slow:
+            gate.open()
+            # Closed meanwhile (a block, pacing turned busy in another thread): stay closed.
+            if self._blocked or (desk is not None and (desk._busy or desk._blocking)):
+                gate.close()
         return True
+
+    def _count_fast(self, budget: _BudgetState) -> None:
+        """Count the first attempts the fast-path gate let through since the last look."""
+        used = self._fast.used
+        fresh = used - self._folded
+        if fresh > 0:
+            # Into the budget's current bucket, as each would have been counted on its way.
+            budget._firsts[budget._index] += fresh
+            self._folded = used
 
     def _block_over(self) -> bool:
         """Whether the block known locally has ended (then noted, so the fast path skips this)."""
@@ -364,6 +402,7 @@ class SharedLimiter:
     def note_first_attempt(self) -> None:
         """Count one first attempt for the budget."""
         if self._budget is not None:
+            self._count_fast(self._budget)
             self._budget.deposit(self._clock())
 
     async def gate(self) -> float:
@@ -409,6 +448,7 @@ class SharedLimiter:
         """Spend one retry from the budget: True if it fits; always True without a budget."""
         if self._budget is None:
             return True
+        self._count_fast(self._budget)
         return self._budget.withdraw(self._clock())
 
     async def block(self, seconds: float) -> None:
@@ -434,6 +474,7 @@ class SharedLimiter:
             if until > self._blocked_until:
                 self._blocked_until = until
             self._blocked = True
+            self._fast.close()
         return True
 
     def blocked_for(self) -> float:
@@ -470,7 +511,7 @@ class SharedLimiter:
         fresh = ticket.booking is None
         wait = self._pace(ticket, desk, timeout)
         booking = ticket.booking
-        if fresh and booking is not None and booking.spacing:
+        if fresh and booking is not None and (booking.spacing or desk.pacer.rate is not None):
             wait = await self._share_pace(ticket, wait, timeout)
         return wait
 
@@ -492,7 +533,7 @@ class SharedLimiter:
         fresh = ticket.booking is None
         wait = self._pace(ticket, desk, timeout)
         booking = ticket.booking
-        if fresh and booking is not None and booking.spacing:
+        if fresh and booking is not None and (booking.spacing or desk.pacer.rate is not None):
             wait = self._share_pace_sync(ticket, wait, timeout)
         return wait
 
@@ -506,22 +547,27 @@ class SharedLimiter:
         return desk.pace(ticket, timeout)
 
     async def _share_pace(self, ticket: Ticket, wait: float, left: float | None) -> float:
-        """Make a fresh booking's pace hold across a fleet (a store elsewhere); in process,
-        the booking stands as it is."""
+        """Make a fresh booking's pace (its header spacing, the declared rate) hold across a
+        fleet (a store elsewhere); in process, the booking stands as it is."""
         return wait
 
     def _share_pace_sync(self, ticket: Ticket, wait: float, left: float | None) -> float:
         """`_share_pace` for synchronous callers."""
         return wait
 
-    async def block_ticket(self, ticket: Ticket, seconds: float) -> None:
+    async def block_ticket(self, ticket: Ticket, seconds: float, named: bool = False) -> None:
         """Block the ticket's scope (after a rate limit or an overload) or its origin (after
-        an outage) for ``seconds``, and slow its adaptive rate; never shortens a block."""
+        an outage) for ``seconds``, and slow its adaptive rate; never shortens a block.
+
+        A scope whose sending the adaptive rate paces is not blocked for a wait the server did
+        not name (``named``): the cut rate spreads its attempts out, where a pause would hold
+        them all and release them together.
+        """
         desk = self._desk
         assert desk is not None
-        desk.congestion(ticket, self._recent_rate())
+        adaptive = desk.congestion(ticket, self._recent_rate())
         key = desk.block_key(ticket)
-        if 0.0 < seconds < math.inf:
+        if 0.0 < seconds < math.inf and (named or not adaptive):
             desk.record_block(key, seconds)
             left = await self._store.extend(key, seconds)
             if left is not None and left > 0.0:
@@ -530,13 +576,13 @@ class SharedLimiter:
                 # The fleet's longest block of any scope, for health checks (`gate`, `blocked_for`).
                 await self._store.extend(self._any_key, seconds)
 
-    def block_ticket_sync(self, ticket: Ticket, seconds: float) -> None:
+    def block_ticket_sync(self, ticket: Ticket, seconds: float, named: bool = False) -> None:
         """`block_ticket` for synchronous callers."""
         desk = self._desk
         assert desk is not None
-        desk.congestion(ticket, self._recent_rate())
+        adaptive = desk.congestion(ticket, self._recent_rate())
         key = desk.block_key(ticket)
-        if 0.0 < seconds < math.inf:
+        if 0.0 < seconds < math.inf and (named or not adaptive):
             desk.record_block(key, seconds)
             left = self._store.extend_sync(key, seconds)
             if left is not None and left > 0.0:
@@ -550,6 +596,7 @@ class SharedLimiter:
         budget = self._budget
         if budget is None:
             return 0.0
+        self._count_fast(budget)
         return budget.recent_rate(self._clock())
 
     async def acquire_slot(self) -> None:

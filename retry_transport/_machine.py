@@ -96,9 +96,12 @@ class Close:
 
 @dataclass(slots=True)
 class Block:
-    """Extend the limiter's shared block by ``seconds``. Reply: ``None``."""
+    """Extend the limiter's shared block by ``seconds``. ``named``: the server named the
+    wait (else it is the backoff's guess, which a pacing limiter may replace by slowing its
+    rate). Reply: ``None``."""
 
     seconds: float
+    named: bool = False
 
 
 @dataclass(slots=True)
@@ -347,7 +350,7 @@ class RetryMachine:
             # blocks instead of getting its answer. For the same reason a request that stops
             # here without a named wait blocks nobody.
             if verdict is Verdict.CONGESTION and wait and (stop is None or named):
-                yield Block(wait if named else min(wait, policy.congestion_backoff.base))
+                yield Block(wait if named else min(wait, policy.congestion_backoff.base), named)
 
             if stop is not None:
                 history.append(self._record(attempt, seen, classification, None, now - start))

@@ -13,9 +13,12 @@ Three sources of pacing, combined (an attempt goes when all of them allow it):
 - **A declared limit** (`RateLimit`): never more than ``requests`` attempts (and ``tokens``)
   in any rolling window of ``per`` seconds, for the whole limiter.
 - **An adaptive rate** for scopes that send no headers: a congestion signal cuts the scope's
-  rate multiplicatively (to ``beta`` of what was being sent) and it grows back along a cubic
-  curve (the CUBIC congestion window, as the AWS SDKs' adaptive mode does), on the monotonic
-  clock, per scope. A scope never throttled is never slowed.
+  rate multiplicatively (to ``beta`` of what the upstream was accepting) and it grows back
+  along a cubic curve (the CUBIC congestion window, as the AWS SDKs' adaptive mode does), on
+  the monotonic clock, per scope. Attempts are released one at a time, evenly spaced at the
+  rate of the moment they go (nothing is booked ahead at a rate that may since have been
+  cut): a waiting attempt holds a place in its scope's queue and is told when to look again.
+  A scope never throttled is never slowed.
 
 Scope state is bounded: at most ``max_scopes`` scopes, least recently used dropped first, and
 a scope idle for ``idle_ttl`` seconds is forgotten.
@@ -39,6 +42,8 @@ DEFAULT_WINDOW = 60.0
 _PROBE_POLL = 0.05  # seconds between looks while the first attempt to an origin is out
 _MAX_PENDING = 4096  # bookings remembered per dimension awaiting a report
 _MIN_WINDOW = 1.0
+_ADAPTIVE_LOOK = 0.5  # the longest an attempt held back by the adaptive rate waits to look again
+_ADAPTIVE_STALE = 2.0 * _ADAPTIVE_LOOK + 0.5  # a place not looked at for this long is given up
 _MAX_WINDOW = 86400.0
 
 
@@ -80,7 +85,9 @@ class Reservation:
     them. When ``booked`` is False nothing was booked: ask again after ``wait`` (the first
     attempt to a new origin is still out, and its answer may carry the headroom).
     ``spacing`` is, per dimension of its own scope's header truth, the seconds this booking
-    keeps the next one back (what a fleet shares to pace as one).
+    keeps the next one back (what a fleet shares to pace as one). ``queue`` is the place an
+    attempt held back by the adaptive rate keeps in its scope's queue (pass it to the next
+    `Pacer.reserve`), 0 for none.
     """
 
     wait: float
@@ -89,6 +96,7 @@ class Reservation:
     paced_by: str
     booked: bool = True
     spacing: tuple[tuple[str, float], ...] = ()
+    queue: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,18 +243,20 @@ class _Dimension:
 class _ScopeState:
     __slots__ = (
         "accepted",
-        "adaptive_tat",
         "dims",
+        "issued",
         "k",
         "largest",
         "rate",
         "recent",
+        "released_at",
         "reported",
         "seq",
         "t_fail",
         "truth_until",
         "used",
         "w_max",
+        "waiting",
     )
 
     def __init__(self, now: float) -> None:
@@ -261,13 +271,11 @@ class _ScopeState:
         self.w_max = 0.0
         self.k = 0.0
         self.t_fail = -math.inf
-        self.adaptive_tat = -math.inf
+        self.released_at = -math.inf  # when the adaptive rate last let an attempt go
+        self.issued = 0  # the last place handed out in the adaptive queue
+        self.waiting: dict[int, float] = {}  # place -> when its attempt last looked, in order
         self.recent: deque[float] = deque(maxlen=16)
         self.accepted: deque[float] = deque(maxlen=32)  # when answers other than 429 came
-
-    def idle(self, now: float) -> bool:
-        """Nothing left that would pace anything."""
-        return self.rate is None and not self.dims and now >= self.truth_until
 
 
 def _costs(cost: CostEstimate) -> dict[str, float]:
@@ -375,12 +383,15 @@ class Pacer:
         deadline: float | None,
         *,
         patient: bool = True,
+        queue: int = 0,
     ) -> Reservation:
         """Book one attempt of ``cost`` in ``scopes`` (its own scope first, then wider ones).
 
         Answers when it may go. Past ``deadline`` (monotonic), books nothing and answers
         ``wait=inf``. While the first attempt to a new origin is out, a ``patient`` caller is
         asked to look again shortly (nothing booked); an impatient one is booked at once.
+        While an adaptive rate holds the attempt back, nothing is booked either: it is told
+        its place in its scope's queue and when to look again (pass ``queue`` back then).
         """
         costs = _costs(cost)
         at = now
@@ -404,6 +415,17 @@ class Pacer:
                 continue
             own = own or index == 0
             states.append(state)
+            if state.rate is not None and now >= state.truth_until:
+                place = queue if index == 0 else -1
+                ready, place = self._turn(state, now, place)
+                if ready > now:
+                    if deadline is not None and ready >= deadline:
+                        state.waiting.pop(place, None)
+                        return Reservation(math.inf, ready, 0, "adaptive", booked=False)
+                    look = min(ready, now + _ADAPTIVE_LOOK)
+                    return Reservation(
+                        look - now, look, 0, "adaptive", booked=False, queue=max(place, 0)
+                    )
             for name, dim in state.dims.items():
                 spend = costs.get(name, 0.0)
                 if spend <= 0.0:
@@ -411,9 +433,6 @@ class Pacer:
                 slot = dim.slot(spend, at)
                 if slot > at:
                     at, paced_by = slot, "headers"
-            adaptive = state.rate is not None and now >= state.truth_until
-            if adaptive and state.adaptive_tat > at:
-                at, paced_by = state.adaptive_tat, "adaptive"
         if self._rate is not None:
             slot = self._declared_slot(at, costs["tokens"])
             if slot > at:
@@ -434,13 +453,50 @@ class Pacer:
                     spacing = dim.book(state.seq, spend, at, largest)
                     if index == 0 and own and spacing < math.inf:
                         spacings.append((name, spacing))
-            if state.rate is not None:
-                state.adaptive_tat = at + 1.0 / self._adaptive_rate(state, at)
+            if state.rate is not None and now >= state.truth_until:
+                state.released_at = max(state.released_at, at)
+                if index == 0 and queue:
+                    state.waiting.pop(queue, None)
             state.recent.append(at)
         if self._rate is not None:
             self._declared.append((at, costs["tokens"]))
             self._declared_tokens += costs["tokens"]
         return Reservation(at - now, at, seq, paced_by, spacing=tuple(spacings))
+
+    def leave(self, scope: Scope, place: int) -> None:
+        """An attempt holding ``place`` in ``scope``'s adaptive queue will not go after all."""
+        state = self._scopes.get(scope)
+        if state is not None:
+            state.waiting.pop(place, None)
+
+    def _turn(self, state: _ScopeState, now: float, place: int) -> tuple[float, int]:
+        """When the adaptive rate lets an attempt holding ``place`` in the scope's queue go
+        (0: none yet, one is handed out if it must wait; -1: it takes none), and its place.
+
+        Releases are spaced ``1 / rate`` apart at the rate of now, so a cut slows every
+        attempt still waiting at once, and in the order they came: each place ahead that is
+        still waiting puts one more spacing before it. A place is given back by `leave` (or,
+        by an attempt that stopped looking again unseen, lost after `_ADAPTIVE_STALE`
+        seconds), and then holds nobody.
+        """
+        rate = self._adaptive_rate(state, now)
+        ready = state.released_at + 1.0 / rate
+        waiting = state.waiting
+        while waiting:
+            first, seen = next(iter(waiting.items()))
+            if now - seen <= _ADAPTIVE_STALE:
+                break
+            del waiting[first]
+        if place == 0:
+            if ready <= now and not waiting:
+                return now, 0
+            state.issued += 1
+            place = state.issued
+        if place > 0:
+            if waiting:
+                ready += max(0, place - next(iter(waiting))) / rate
+            waiting[place] = now
+        return max(ready, now), place
 
     def _declared_slot(self, at: float, tokens: float) -> float:
         """The earliest time >= ``at`` at which one more attempt keeps the declared limit.
@@ -496,17 +552,21 @@ class Pacer:
             state.truth_until = max(state.truth_until, horizon)
             state.rate = None  # header truth replaces the guesswork
 
-    def congestion(self, scope: Scope, now: float, sent_at: float, fallback_rate: float) -> None:
+    def congestion(self, scope: Scope, now: float, sent_at: float, fallback_rate: float) -> bool:
         """A congestion signal (429, overload) for an attempt sent at ``sent_at``.
 
         Without header truth for the scope, cuts its adaptive rate to ``beta`` of what was
         being sent (``fallback_rate`` when this scope's own sending rate is not known yet).
         A signal for an attempt sent before the last cut is old news and changes nothing.
+        Answers whether the scope's sending is now paced by its adaptive rate (then the rate,
+        not a pause of the whole scope, is the answer to a congestion that named no wait).
         """
         state = self._state(scope, now, create=True)
         assert state is not None
-        if now < state.truth_until or sent_at < state.t_fail:
-            return
+        if now < state.truth_until:
+            return False
+        if sent_at < state.t_fail:
+            return state.rate is not None
         # What the upstream accepted lately is the best guess of what it can take; what was
         # sent (429s included) is the next best.
         measured = self._rate_of(state.accepted, now)
@@ -517,13 +577,15 @@ class Pacer:
         if state.rate is not None:
             measured = min(measured, self._adaptive_rate(state, now))
         elif measured < 2.0 * self._min_rate:
-            return  # a trickle is not what congests an upstream: backoff alone paces it
+            return False  # a trickle is not what congests an upstream: backoff alone paces it
         measured = max(measured, self._min_rate)
         state.w_max = measured
         state.rate = max(self._min_rate, measured * self._beta)
         state.t_fail = now
         state.k = ((state.w_max * (1.0 - self._beta)) / self._scale) ** (1.0 / 3.0)
-        # Bookings already made keep their times; later ones are spaced at the new rate.
+        # The next release keeps the new spacing from now: the refusal is the last send.
+        state.released_at = max(state.released_at, now)
+        return True
 
     def success(self, scope: Scope, now: float) -> None:
         """An answer that was no congestion, for a scope under an adaptive rate."""

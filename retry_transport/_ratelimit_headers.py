@@ -33,6 +33,7 @@ from datetime import datetime
 __all__ = [
     "DIMENSIONS",
     "MAX_VALUE",
+    "RATE_LIMIT_NAMES",
     "UNKNOWN_RESET",
     "Headroom",
     "parse_duration",
@@ -162,6 +163,27 @@ _ANTHROPIC = re.compile(
 )
 _IETF_TRIO = {"ratelimit-limit": "limit", "ratelimit-remaining": "remaining"}
 _IETF_TRIO["ratelimit-reset"] = "reset"
+
+RATE_LIMIT_NAMES = frozenset(
+    name.encode("latin-1")
+    for name in (
+        *(
+            f"x-ratelimit-{f}-{d}"
+            for f in ("limit", "remaining", "reset")
+            for d in ("requests", "tokens")
+        ),
+        *(
+            f"anthropic-ratelimit-{d}-{f}"
+            for d in ("requests", "tokens", "input-tokens", "output-tokens")
+            for f in ("limit", "remaining", "reset")
+        ),
+        *_IETF_TRIO,
+        "ratelimit",
+        "ratelimit-policy",
+    )
+)
+"""Every lower-case header name the dialects read (a response with none of them tells no
+headroom): for a look in C, ``RATE_LIMIT_NAMES.isdisjoint(names)``, before any scan."""
 _SF_ITEM = re.compile(r'^\s*(?:"((?:[^"\\]|\\.){0,64})"|([A-Za-z*][\w*.:/%-]{0,63}))\s*((?:;.*)?)$')
 _SF_PARAM = re.compile(r'^\s*([a-z*][a-z0-9_.*-]{0,31})\s*(?:=\s*("(?:[^"\\]|\\.)*"|[^;]*))?\s*$')
 

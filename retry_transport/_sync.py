@@ -9,7 +9,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from ._bases import BothResponse, SyncTransportBase
-from ._common import DriverBase, is_event_stream
+from ._common import EVENT_STREAM, JSON_TYPE, PLAIN_TYPES, DriverBase, is_event_stream
 from ._events import Hook
 from ._io import (
     SyncSleep,
@@ -71,24 +71,52 @@ class SyncRetryTransport(DriverBase, SyncTransportBase):
 
     def handle_request(self, request: httpx.Request | httpx2.Request) -> BothResponse:
         """Send ``request``, retrying as the policy says; return the final response."""
+        gate = self._gate
+        used = gate.used
+        if used < gate.limit and type(request.stream) is self._byte_stream:
+            # Fast path: the limiter's gate is open (no block, nothing to pace, no slot to
+            # take), so the request goes at once; a plain success costs a status check and,
+            # for a 200, a look for an event stream's content type.
+            gate.used = used + 1
+            clock = self._clock
+            start = clock()
+            try:
+                response: BothResponse = self._transport.handle_request(request)
+            except Exception as exc:
+                return self._drive(request, exc, start)
+            status = response.status_code
+            if status == self._sse_status:
+                for _, name, value in response.headers._list:
+                    if name == b"content-type":
+                        if (
+                            value != JSON_TYPE
+                            and value not in PLAIN_TYPES
+                            and value[:17].lower() == EVENT_STREAM
+                        ):
+                            return self._drive(request, response, start)
+                        break
+            elif status >= 400:
+                return self._drive(request, response, start)
+            return response
+        return self._admit(request)
+
+    def _admit(self, request: httpx.Request | httpx2.Request) -> BothResponse:
+        """A first attempt the gate did not let through: the limiter's own admission (which
+        may open the gate for the next ones), then the fast path's send, its success scanned
+        for rate-limit headers; or the machine."""
         if type(request.stream) is self._byte_stream and self._try_admit():
-            # Fast path: nothing to wait for; a plain success costs a status check.
             start = self._clock() if self._deadline is None else self._fast_start(request)
             try:
                 response: BothResponse = self._transport.handle_request(request)
             except Exception as exc:
                 return self._drive(request, exc, start)
             status = response.status_code
-            if status < 400 and (
-                status != 200 or not self._peek_sse or not is_event_stream(response.headers)
-            ):
-                desk = self._desk
-                if desk is not None:
-                    desk.countdown -= 1  # now and then, look for rate-limit headers
-                    if desk.countdown <= 0:
-                        desk.observe_fast(request, response)
-                return response
-            return self._drive(request, response, start)
+            if status >= 400 or (status == self._sse_status and is_event_stream(response.headers)):
+                return self._drive(request, response, start)
+            desk = self._desk
+            if desk is not None:
+                desk.observe_fast(request, response)
+            return response
         self._limiter.note_first_attempt()
         return self._drive(request, None)
 
@@ -159,7 +187,7 @@ class SyncRetryTransport(DriverBase, SyncTransportBase):
                     if SWITCH.no_wait:
                         pass
                     elif ticket is not None:
-                        ticket.block_sync(action.seconds)
+                        ticket.block_sync(action.seconds, action.named)
                     else:
                         limiter.block_sync(action.seconds)
                     action = steps.send(None)

@@ -284,7 +284,7 @@ def run(
     err = err or sys.stderr
     package: str = args.package
     if not package.isidentifier() or keyword.iskeyword(package):
-        parser.error(f"--package must be a Python identifier, got {package!r}")
+        parser.error(f"--package must be a Python identifier and not a keyword, got {package!r}")
     if (args.dest is None) == (args.check is None):
         parser.error("give either DEST (to write a copy) or --check DEST (to verify one)")
     try:

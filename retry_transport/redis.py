@@ -69,6 +69,56 @@ redis.call('PEXPIRE', KEYS[1], 600000)
 return slot - now
 """
 
+# Book one attempt in a limiter's declared rolling window, kept by the server's clock: at most
+# ARGV[2] attempts (and ARGV[4] estimated tokens, when ARGV[4] > 0) in any ARGV[3] ms. KEYS[1]
+# is a sorted set of the bookings (score: when it goes, in server ms; member: when, a sequence
+# number and its tokens), KEYS[2] the sequence. The attempt goes at the earliest time from
+# now + ARGV[1] ms (what this process's own pacing asks) that is no earlier than the latest
+# booking and keeps the window; it is booked only if that is before now + ARGV[6] ms (a
+# deadline; -1: none). Answers the milliseconds to wait.
+_BOOK_WINDOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local requests = tonumber(ARGV[2])
+local per = tonumber(ARGV[3])
+local limit = tonumber(ARGV[4])
+local need = tonumber(ARGV[5])
+local deadline = tonumber(ARGV[6])
+local at = now + tonumber(ARGV[1])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if #last > 0 and tonumber(last[2]) > at then at = tonumber(last[2]) end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', at - per)
+local count = redis.call('ZCARD', KEYS[1])
+if count >= requests then
+  local oldest = redis.call('ZRANGE', KEYS[1], count - requests, count - requests, 'WITHSCORES')
+  local free = tonumber(oldest[2]) + per
+  if free > at then at = free end
+end
+if limit > 0 then
+  if need > limit then need = limit end
+  local booked = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+  local total = 0
+  for i = 1, #booked, 2 do
+    local spent = tonumber(string.match(booked[i], ':([^:]*)$'))
+    total = total + spent
+  end
+  for i = 1, #booked, 2 do
+    local when = tonumber(booked[i + 1])
+    if when > at - per and total + need <= limit then break end
+    total = total - tonumber(string.match(booked[i], ':([^:]*)$'))
+    if when + per > at then at = when + per end
+  end
+end
+if deadline < 0 or at < now + deadline then
+  local seq = redis.call('INCR', KEYS[2])
+  redis.call('ZADD', KEYS[1], at, at .. ':' .. seq .. ':' .. need)
+  local keep = at - now + per + 1000
+  redis.call('PEXPIRE', KEYS[1], keep)
+  redis.call('PEXPIRE', KEYS[2], keep)
+end
+return at - now
+"""
+
 # Connection settings of the caller's client that are not carried over into the private pool
 # built for a sync client: its timeouts and retries (replaced) and per-pool internals.
 _NOT_COPIED = frozenset(
@@ -189,10 +239,12 @@ class RedisStore:
             self._async_client = redis_client
             self._async_extend = redis_client.register_script(_EXTEND_BLOCK)
             self._async_book = redis_client.register_script(_BOOK_PACE)
+            self._async_window = redis_client.register_script(_BOOK_WINDOW)
         elif isinstance(redis_client, redis.Redis):
             self._sync_client = _bounded_client(redis_client, timeout)
             self._sync_extend = self._sync_client.register_script(_EXTEND_BLOCK)
             self._sync_book = self._sync_client.register_script(_BOOK_PACE)
+            self._sync_window = self._sync_client.register_script(_BOOK_WINDOW)
         else:
             raise TypeError(
                 "redis_client must be a redis.Redis or redis.asyncio.Redis client, "
@@ -272,6 +324,49 @@ class RedisStore:
         for name, seconds in spacing:
             args += [name, max(0, math.ceil(seconds * 1000.0))]
         return f"retry_transport:pace:{scope}", args
+
+    async def book_window(
+        self, scope: str, rate: RateLimit, wait: float, tokens: float, left: float | None
+    ) -> float | None:
+        """Book an attempt of ``tokens`` estimated tokens in ``scope``'s declared rolling
+        window of ``rate``, kept fleet-wide (see `_BOOK_WINDOW`): the seconds it must wait, at
+        least ``wait``; booked only if that is less than ``left`` seconds (None: no limit).
+        None if Redis is skipped or fails."""
+        keys, args = self._window_args(scope, rate, wait, tokens, left)
+        left_ms = await self._call_async(
+            lambda: self._window_async(keys, args), lambda: self._window_sync(keys, args)
+        )
+        return None if left_ms is None else max(0.0, left_ms / 1000.0)
+
+    def book_window_sync(
+        self, scope: str, rate: RateLimit, wait: float, tokens: float, left: float | None
+    ) -> float | None:
+        """`book_window` for sync callers."""
+        self.require_sync()
+        keys, args = self._window_args(scope, rate, wait, tokens, left)
+        left_ms = self._call_sync(lambda: self._window_sync(keys, args))
+        return None if left_ms is None else max(0.0, left_ms / 1000.0)
+
+    @staticmethod
+    def _window_args(
+        scope: str, rate: RateLimit, wait: float, tokens: float, left: float | None
+    ) -> tuple[list[str], list[int]]:
+        key = f"retry_transport:rate:{scope}"
+        args = [
+            max(0, math.ceil(wait * 1000.0)),
+            rate.requests,
+            max(1, math.ceil(rate.per * 1000.0)),
+            0 if rate.tokens is None else rate.tokens,
+            max(0, math.ceil(tokens)),
+            -1 if left is None else max(0, math.floor(left * 1000.0)),
+        ]
+        return [key, key + ":seq"], args
+
+    async def _window_async(self, keys: list[str], args: list[int]) -> int:
+        return int(await self._async_window(keys=keys, args=args))
+
+    def _window_sync(self, keys: list[str], args: list[int]) -> int:
+        return int(self._sync_window(keys=keys, args=args))
 
     async def _book_async(self, key: str, args: list[str | int]) -> int:
         return int(await self._async_book(keys=[key], args=args))
@@ -388,6 +483,11 @@ class RedisStore:
         _logger.info("Redis reachable again for limiter %r; blocks are shared again", self._label)
 
 
+def _tokens(ticket: Ticket) -> float:
+    cost = ticket.cost
+    return cost.input_tokens + cost.output_tokens
+
+
 def _milliseconds(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000.0))
 
@@ -405,6 +505,11 @@ class RedisLimiter(SharedLimiter):
       left (one ``PTTL``) when no block is known locally; a known block is answered locally
       until it ends, with the same release jitter as `SharedLimiter`, so waiters do not poll.
       A block is also kept locally at once, so local requests hold even if Redis is slow.
+    - **Declared rate**: with ``rate=``, every attempt is booked in one rolling window per
+      ``name`` (a sorted set of send times, ``retry_transport:rate:<name>``, booked by a Lua
+      script on the server's clock), so N replicas together never send more than
+      ``rate.requests`` (and ``rate.tokens``) in any ``rate.per`` seconds. Each process keeps
+      the window locally too, and alone while Redis is unreachable.
     - **Budget and concurrency** stay in-process: a budget is a ratio, so per-process budgets
       add up to the same ratio fleet-wide.
     - **Failures**: each Redis call is bounded by ``timeout`` whatever the client's own retry
@@ -426,7 +531,9 @@ class RedisLimiter(SharedLimiter):
         timeout: seconds each Redis call may take before it counts as a failure (from sync
             code, the private pool's socket timeout: for connecting and for each reply).
         retry_interval: seconds to leave Redis alone after a failure.
-        rate: a declared `RateLimit` for every attempt through this limiter (per process).
+        rate: a declared `RateLimit` for every attempt through every limiter of this
+            ``name``: one rolling window for the fleet, kept in Redis by the server's clock
+            (while Redis is unreachable, each process keeps the window alone).
         pacing: pace from the providers' rate-limit headers and adapt where none come; a 429
             or overload then blocks its scope (origin, key fingerprint, model) fleet-wide.
         clock: monotonic time in seconds.
@@ -491,18 +598,35 @@ class RedisLimiter(SharedLimiter):
 
     async def _share_pace(self, ticket: Ticket, wait: float, left: float | None) -> float:
         """Book the attempt in its scope's fleet-wide pace too: N replicas reading the same
-        headers together keep one pace, not N. Redis down: the local booking stands."""
+        headers together keep one pace, not N; and in the declared rate's fleet-wide window,
+        so N replicas together keep one `RateLimit`. Redis down: the local booking stands."""
         booking = ticket.booking
         assert booking is not None
-        shared = await self._redis_store.book_pace(ticket.keys[0], wait, booking.spacing)
-        return self._adopt(ticket, wait, shared, left)
+        store = self._redis_store
+        if booking.spacing:
+            shared = await store.book_pace(ticket.keys[0], wait, booking.spacing)
+            wait = self._adopt(ticket, wait, shared, left)
+        rate = self.rate
+        if rate is not None and wait < math.inf:
+            tokens = _tokens(ticket) if rate.tokens is not None else 0.0
+            shared = await store.book_window(self.scope, rate, wait, tokens, left)
+            wait = self._adopt(ticket, wait, shared, left)
+        return wait
 
     def _share_pace_sync(self, ticket: Ticket, wait: float, left: float | None) -> float:
         """`_share_pace` for synchronous callers."""
         booking = ticket.booking
         assert booking is not None
-        shared = self._redis_store.book_pace_sync(ticket.keys[0], wait, booking.spacing)
-        return self._adopt(ticket, wait, shared, left)
+        store = self._redis_store
+        if booking.spacing:
+            shared = store.book_pace_sync(ticket.keys[0], wait, booking.spacing)
+            wait = self._adopt(ticket, wait, shared, left)
+        rate = self.rate
+        if rate is not None and wait < math.inf:
+            tokens = _tokens(ticket) if rate.tokens is not None else 0.0
+            shared = store.book_window_sync(self.scope, rate, wait, tokens, left)
+            wait = self._adopt(ticket, wait, shared, left)
+        return wait
 
     def _adopt(
         self, ticket: Ticket, wait: float, shared: float | None, left: float | None

@@ -176,3 +176,17 @@ def test_ratio_above_the_limit_names_the_limit() -> None:
 
 def test_an_integer_is_a_number() -> None:
     assert RetryBudget(ratio=1, min_per_second=0, ttl=5).ttl == 5
+
+
+def test_the_recent_rate_counts_over_the_time_since_the_budget_was_made() -> None:
+    state = _BudgetState(RetryBudget(ttl=10.0), now=0.0)
+    for _ in range(3):
+        state.deposit(0.1)
+    assert state.recent_rate(0.1) == 0.0  # three tell no rate
+    state.deposit(0.2)
+    assert state.recent_rate(0.2) == pytest.approx(4.0)  # four in the first second
+    assert state.recent_rate(4.0) == pytest.approx(1.0)  # four in four seconds
+    assert state.recent_rate(9.5) == pytest.approx(4 / 9.5)
+    for _ in range(4):
+        state.deposit(12.0)
+    assert state.recent_rate(12.0) == pytest.approx(0.4)  # over the whole window from then on

@@ -90,7 +90,22 @@ def test_a_missing_file_is_a_clear_error_and_exit_2(tmp_path: Path) -> None:
 def test_a_status_that_is_not_a_number_is_exit_2() -> None:
     done = classify_cli("--status", "abc", stdin=b"x")
     assert done.returncode == 2
-    assert b"invalid int value: 'abc'" in done.stderr
+    assert b"argument --status: must be an HTTP status, 100 to 599, got 'abc'" in done.stderr
+    assert done.stdout == b""
+
+
+@pytest.mark.parametrize("status", ["99", "600", "-400", "40000"])
+def test_a_status_outside_http_is_exit_2(status: str) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["classify", "--status", status, "-"])
+    assert exit_.value.code == 2
+
+
+@pytest.mark.parametrize("status", ["100", "599"])
+def test_the_ends_of_the_status_range_are_taken(status: str) -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert parser.parse_args(["--status", status]).status == int(status)
 
 
 def test_a_header_without_a_colon_is_exit_2() -> None:

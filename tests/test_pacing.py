@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import math
 
@@ -55,7 +56,7 @@ def test_rate_limit_defaults() -> None:
 
 def test_a_scope_never_heard_of_goes_at_once_after_its_probe_is_answered() -> None:
     pacer = Pacer()
-    assert not pacer.idle or pacer.idle  # a fresh pacer paces nothing yet
+    assert pacer.idle  # a fresh pacer paces nothing yet
     first = pacer.reserve(SCOPES, ONE, 0.0, None)
     assert (first.wait, first.booked) == (0.0, True)
     held = pacer.reserve(SCOPES, ONE, 0.0, None)
@@ -157,6 +158,18 @@ def test_a_spent_fixed_window_waits_for_its_reset() -> None:
     assert pacer.reserve(SCOPES, ONE, 0.0, None).at >= 4.0
 
 
+def test_a_fixed_window_without_a_reset_resets_after_its_window() -> None:
+    pacer = answered(Pacer())
+    room = Headroom(4, 2, None, window=30.0, continuous=False)
+    pacer.report(SCOPE, 0, {"requests": room}, 0.0)
+    times = [pacer.reserve(SCOPES, ONE, 0.0, None).at for _ in range(8)]
+    assert times[0] == 0.0
+    assert min(times[1:]) >= 30.0  # the rest of what is left is spread up to the reset
+    # After the reset the whole limit is back, and once that is spent the refill paces.
+    assert sum(1 for t in times if 30.0 <= t < 60.0) <= 4
+    assert times[-1] - times[-2] >= 30.0 / 4
+
+
 def test_azure_remaining_without_limit_spreads_the_minute() -> None:
     pacer = answered(Pacer())
     pacer.report(SCOPE, 0, {"requests": Headroom(None, 60, None)}, 0.0)
@@ -176,6 +189,39 @@ def test_coarse_resets_fall_back_to_a_per_minute_refill() -> None:
     assert pacer.headroom()[0].pace == pytest.approx(1.0)
 
 
+def test_a_dimension_reported_without_what_is_left_is_not_learnt() -> None:
+    pacer = answered(Pacer())
+    pacer.report(SCOPE, 0, {"tokens": Headroom(1000, None, 1.0)}, 0.0)
+    assert pacer.headroom() == []
+    pacer.report(
+        SCOPE, 0, {"tokens": Headroom(1000, None, 1.0), "requests": Headroom(60, 0, 30.0)}, 0.0
+    )
+    assert [h.dimension for h in pacer.headroom()] == ["requests"]
+    assert pacer.reserve(SCOPES, tokens(500), 0.0, None).paced_by == "headers"
+
+
+def test_a_report_without_what_is_left_keeps_the_adaptive_rate() -> None:
+    pacer = answered(Pacer())
+    pacer.congestion(SCOPE, 0.0, 0.0, fallback_rate=50.0)
+    pacer.report(SCOPE, 0, {"requests": Headroom(60, None, 1.0)}, 0.0)
+    pacer.reserve(SCOPES, ONE, 0.0, None)
+    assert pacer.reserve(SCOPES, ONE, 0.0, None).paced_by == "adaptive"
+
+
+def test_the_record_of_answered_origins_is_bounded() -> None:
+    pacer = Pacer(max_scopes=2)
+    for origin in ("https://a.test", "https://b.test", "https://c.test"):
+        pacer.answered(origin)
+    for origin in ("https://b.test", "https://c.test"):  # remembered: nothing held
+        scopes = (Scope(origin, "k", "m"), Scope(origin, "k", "m").origin_scope)
+        assert pacer.reserve(scopes, ONE, 0.0, None).wait == 0.0
+        assert pacer.reserve(scopes, ONE, 0.0, None).wait == 0.0
+    forgotten = Scope("https://a.test", "k", "m")
+    scopes = (forgotten, forgotten.origin_scope)
+    assert pacer.reserve(scopes, ONE, 0.0, None).booked  # a new probe
+    assert pacer.reserve(scopes, ONE, 0.0, None).paced_by == "probe"
+
+
 def test_scopes_are_bounded_and_idle_ones_dropped() -> None:
     pacer = answered(Pacer(max_scopes=3, idle_ttl=10.0))
     for n in range(5):
@@ -188,36 +234,115 @@ def test_scopes_are_bounded_and_idle_ones_dropped() -> None:
 # -- the adaptive rate ----------------------------------------------------------------------
 
 
-def test_congestion_without_headers_cuts_the_rate_and_it_recovers() -> None:
+def release(
+    pacer: Pacer, asks: list[float], cut_at: float = math.inf, cut_sent: float = 0.0
+) -> list[float]:
+    """Play attempts that ask to go at ``asks`` (seconds) as a driver would, each looking again
+    when told, in time order; the times they were booked to go, in order of going. At
+    ``cut_at``, a 429 comes for an attempt sent at ``cut_sent``."""
+    waiting = [(at, n, 0) for n, at in enumerate(asks)]
+    heapq.heapify(waiting)
+    went = []
+    while waiting:
+        now, n, queue = heapq.heappop(waiting)
+        if now >= cut_at:
+            pacer.congestion(SCOPE, cut_at, cut_sent, fallback_rate=100.0)
+            cut_at = math.inf
+        booking = pacer.reserve(SCOPES, ONE, now, None, queue=queue)
+        if booking.booked:
+            went.append(booking.at)
+        else:
+            assert 0.0 < booking.wait <= 0.5 + 1e-9  # never told to look again later than 0.5 s
+            heapq.heappush(waiting, (booking.at, n, booking.queue))
+    return went
+
+
+def test_congestion_without_headers_cuts_the_rate_and_releases_evenly() -> None:
+    pacer = answered(Pacer())
+    assert pacer.congestion(SCOPE, 0.0, 0.0, fallback_rate=20.0)  # the rate paces it now
+    went = release(pacer, [0.0] * 6)
+    gaps = [b - a for a, b in itertools.pairwise(went)]
+    assert went[0] == pytest.approx(1.0 / 14.0)  # the refusal counts as the last one sent
+    assert all(1.0 / 14.0 * 0.99 <= gap <= 1.0 / 14.0 * 1.01 for gap in gaps), gaps
+    booking = pacer.reserve(SCOPES, ONE, 100.0, None)
+    assert (booking.wait, booking.paced_by) == (0.0, "")  # grown back far beyond what is sent
+
+
+def test_a_cut_slows_the_attempts_already_waiting_at_once() -> None:
+    pacer = answered(Pacer(beta=0.5))
+    pacer.congestion(SCOPE, 0.0, 0.0, fallback_rate=20.0)  # 10 per second
+    went = release(pacer, [0.0] * 12, cut_at=0.35, cut_sent=0.3)  # then 5 per second
+    before = [at for at in went if at <= 0.35]
+    assert before == pytest.approx([0.1, 0.2, 0.3], abs=0.01)
+    after = [at for at in went if at > 0.35]
+    assert len(after) == 9
+    gaps = [b - a for a, b in itertools.pairwise([0.3, *after])]
+    # At once about half the rate it was sending, the attempts already waiting included; then
+    # growing back, never above what it was sending while it recovers.
+    assert gaps[0] >= 1.8 * (before[2] - before[1])
+    sending = pacer._scopes[SCOPE].w_max  # what it was sending when refused
+    assert all(gap >= 0.99 / sending for gap in gaps), gaps
+    assert all(b <= a + 1e-9 for a, b in itertools.pairwise(gaps)), gaps
+
+
+def test_waiting_attempts_keep_their_order_and_a_place_given_up_holds_nobody() -> None:
+    pacer = answered(Pacer(beta=0.5))
+    pacer.congestion(SCOPE, 0.0, 0.0, fallback_rate=20.0)
+    places = [pacer.reserve(SCOPES, ONE, 0.0, None) for _ in range(4)]
+    assert [p.queue for p in places] == [1, 2, 3, 4]
+    assert [p.at for p in places] == pytest.approx([0.1, 0.2, 0.3, 0.4])
+    # The first place is given up (its request was cancelled): the second goes in its turn.
+    pacer.leave(SCOPE, 1)
+    pacer.leave(OTHER, 1)  # a scope not known: nothing to give up
+    assert pacer.reserve(SCOPES, ONE, 0.1, None, queue=2).booked
+    # The third looks again too early (its turn is a spacing after the second's) ...
+    third = pacer.reserve(SCOPES, ONE, 0.15, None, queue=3)
+    assert not third.booked
+    assert 0.15 < third.at <= 0.2  # a spacing after 0.1, at the rate (growing back) of now
+    # ... and a place whose attempt stopped looking unseen is given up after a while.
+    late = pacer.reserve(SCOPES, ONE, 3.0, None, queue=4)
+    assert late.booked
+
+
+def test_an_attempt_the_adaptive_rate_holds_past_its_deadline_fails_at_once() -> None:
     pacer = answered(Pacer())
     pacer.congestion(SCOPE, 0.0, 0.0, fallback_rate=20.0)
-    gaps = []
-    at = 0.0
-    for _ in range(5):
-        booking = pacer.reserve(SCOPES, ONE, at, None)
-        gaps.append(booking.at - at)
-        at = booking.at
-    assert booking.paced_by == "adaptive"
-    assert 1.0 / 14.0 * 0.99 <= max(gaps) <= 1.0 / 14.0 * 1.01 + 1e-9  # 0.7 of 20 per second
-    later = pacer.reserve(SCOPES, ONE, 100.0, None)
-    assert later.wait == 0.0  # the rate has grown back far beyond what is sent
+    booking = pacer.reserve(SCOPES, ONE, 0.0, 0.01)
+    assert (booking.wait, booking.booked, booking.paced_by) == (math.inf, False, "adaptive")
+
+
+def test_a_scope_never_throttled_is_never_slowed_by_another_scopes_rate() -> None:
+    pacer = answered(Pacer())
+    pacer.congestion(SCOPE, 0.0, 0.0, fallback_rate=20.0)
+    other = (OTHER, OTHER.origin_scope)
+    times = [pacer.reserve(other, ONE, 0.0, None) for _ in range(50)]
+    assert all(t.wait == 0.0 and t.booked for t in times)
 
 
 def test_a_trickle_is_never_slowed_and_old_news_is_ignored() -> None:
     pacer = answered(Pacer())
-    pacer.congestion(SCOPE, 0.0, 0.0, fallback_rate=0.5)
+    assert not pacer.congestion(SCOPE, 0.0, 0.0, fallback_rate=0.5)  # backoff alone paces it
     assert pacer.reserve(SCOPES, ONE, 0.0, None).wait == 0.0
-    pacer.congestion(SCOPE, 1.0, 1.0, fallback_rate=50.0)
+    assert pacer.congestion(SCOPE, 1.0, 1.0, fallback_rate=50.0)
     first = pacer._scopes[SCOPE].rate
-    pacer.congestion(SCOPE, 1.1, 0.5, fallback_rate=50.0)  # sent before the cut
+    assert pacer.congestion(SCOPE, 1.1, 0.5, fallback_rate=50.0)  # sent before the cut
     assert pacer._scopes[SCOPE].rate == first
+
+
+def test_bookings_older_than_two_seconds_say_nothing_of_the_rate_sent() -> None:
+    pacer = answered(Pacer())
+    pacer.congestion(SCOPE, 0.0, 0.0, fallback_rate=0.5)  # a trickle: known, not slowed
+    for n in range(6):  # sent at 100 a second, ten seconds ago
+        assert pacer.reserve(SCOPES, ONE, n * 0.01, None).wait == 0.0
+    pacer.congestion(SCOPE, 10.0, 10.0, fallback_rate=4.0)
+    assert pacer._scopes[SCOPE].rate == pytest.approx(0.7 * 4.0)  # cut from the fallback
 
 
 def test_header_truth_replaces_the_adaptive_rate() -> None:
     pacer = answered(Pacer())
     pacer.congestion(SCOPE, 0.0, 0.0, fallback_rate=50.0)
     pacer.report(SCOPE, 0, {"requests": Headroom(1000, 999, 1.0)}, 0.0)
-    pacer.congestion(SCOPE, 0.5, 0.5, fallback_rate=50.0)  # headers rule: ignored
+    assert not pacer.congestion(SCOPE, 0.5, 0.5, fallback_rate=50.0)  # headers rule: ignored
     assert pacer._scopes[SCOPE].rate is None
 
 
@@ -282,3 +407,11 @@ def test_no_window_ever_holds_more_than_the_declared_tokens(
         sent.append((booking.at, min(cost, budget)))
     for start, _ in sent:
         assert sum(c for t, c in sent if start <= t < start + 10.0) <= budget + 1e-6
+
+
+def test_an_origin_under_an_adaptive_rate_spaces_every_scope_of_it() -> None:
+    pacer = answered(Pacer())
+    pacer.congestion(SCOPE.origin_scope, 0.0, 0.0, fallback_rate=20.0)
+    first = pacer.reserve(SCOPES, ONE, 0.0, None)
+    assert (first.booked, first.queue, first.paced_by) == (False, 0, "adaptive")
+    assert first.wait == pytest.approx(1.0 / 14.0)

@@ -266,7 +266,7 @@ def test_check_finds_no_record(tmp_path: Path, capsys: pytest.CaptureFixture[str
         ([], "give either DEST"),
         (["out", "--check", "out"], "give either DEST"),
         (["out", "--package", "my-copy"], "must be a Python identifier"),
-        (["out", "--package", "class"], "must be a Python identifier"),
+        (["out", "--package", "class"], "not a keyword, got 'class'"),
     ],
 )
 def test_bad_arguments_are_usage_errors(
