@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from retry_transport import RateLimit
-from retry_transport._pacing import Pacer
+from retry_transport._pacing import Pacer, declared_margin
 from retry_transport._ratelimit_headers import Headroom
 from retry_transport._scope import CostEstimate, Scope
 
@@ -309,17 +309,20 @@ def test_repeated_congestion_measures_the_rate_sent() -> None:
 def test_the_declared_limit_rolls() -> None:
     pacer = answered(Pacer(RateLimit(requests=2, per=10.0)))
     times = [pacer.reserve(SCOPES, ONE, 0.0, None).at for _ in range(5)]
-    assert times == [0.0, 0.0, 10.0, 10.0, 20.0]
-    assert pacer.reserve(SCOPES, ONE, 0.0, 15.0).wait == math.inf  # would go at 20
+    window = 10.0 + declared_margin(10.0)  # bookings a margin more than the window apart
+    assert window == pytest.approx(10.2)
+    assert times == pytest.approx([0.0, 0.0, window, window, 2 * window])
+    assert pacer.reserve(SCOPES, ONE, 0.0, 15.0).wait == math.inf  # would go at 20.4
     assert pacer.rate == RateLimit(requests=2, per=10.0)
 
 
 def test_declared_tokens_hold_too() -> None:
     pacer = answered(Pacer(RateLimit(requests=100, per=10.0, tokens=1000)))
     times = [pacer.reserve(SCOPES, tokens(600), 0.0, None).at for _ in range(3)]
-    assert times == [0.0, 10.0, 20.0]
+    window = 10.0 + declared_margin(10.0)
+    assert times == pytest.approx([0.0, window, 2 * window])
     huge = pacer.reserve(SCOPES, tokens(5000), 0.0, None)  # more than a window: alone in one
-    assert huge.at == 30.0
+    assert huge.at == pytest.approx(3 * window)
 
 
 arrivals = st.lists(st.floats(min_value=0.0, max_value=100.0), min_size=1, max_size=60)
