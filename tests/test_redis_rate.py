@@ -178,3 +178,37 @@ def test_sync_callers_keep_the_header_pace_and_the_window_together(
         # within 1 ms, so not booked at all.
         assert second.ticket(request()).gate_sync(0.001) == float("inf")
         assert 0.0 < second.ticket(request()).gate_sync(None) <= 2.0
+
+
+async def test_an_attempt_held_past_its_booking_gives_it_back_and_is_booked_again(
+    redis_server: RedisServer,
+) -> None:
+    """An attempt held past its booking (a block, a slot wait) is booked again for when it
+    goes: its old place in the fleet's window is given back, not left to count there."""
+    rate = RateLimit(requests=1, per=60.0)
+    now = [1000.0]
+    name = f"rate-{uuid.uuid4().hex}"
+    clients = [redis.Redis.from_url(redis_server.url) for _ in range(2)]
+    held = RedisLimiter(
+        clients[0], name=name, rate=rate, pacing=False, timeout=1.0, clock=lambda: now[0]
+    )
+    other = RedisLimiter(clients[1], name=name, rate=rate, pacing=False, timeout=1.0)
+    try:
+        ticket = held.ticket(request())
+        assert await ticket.gate(None) == 0.0
+        first = ticket.ticket.shared
+        assert first is not None
+        now[0] += 5.0  # held for 5 s: its booking has passed
+        assert ticket.late()
+        assert await ticket.gate(None) == 0.0  # booked again, for now: the old place is free
+        assert ticket.ticket.shared not in (None, first)
+        assert not ticket.late()
+        ticket.sent()
+        # One booking in the fleet's window, not two: the next goes a window (and its margin)
+        # after it.
+        assert round(await book(other) - time.monotonic()) == 61
+    finally:
+        for limiter in (held, other):
+            limiter.close()
+        for client in clients:
+            client.close()
