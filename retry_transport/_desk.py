@@ -188,12 +188,12 @@ class Desk:
         return booking is not None and self._clock() > booking.at + booking.grace
 
     def cancel(self, ticket: Ticket) -> None:
-        """Give back the ticket's booking, if it holds one (its attempt will not go on it)."""
+        """Give back the ticket's booking (its attempt will not go on it)."""
         held = ticket.held
+        assert held is not None  # set with every booking
         ticket.booking = ticket.held = None
-        if held is not None:
-            with self._lock:
-                self._pacer.cancel(ticket.scopes, ticket.cost, held)
+        with self._lock:
+            self._pacer.cancel(ticket.scopes, ticket.cost, held)
 
     def answered(self, ticket: Ticket) -> None:
         """The ticket's attempt ended without an answer (an exception): its origin is known."""

@@ -493,15 +493,13 @@ class Pacer:
         return Reservation(at - now, at, seq, paced_by, spacing=tuple(spacings), grace=self._grace)
 
     def cancel(self, scopes: tuple[Scope, ...], cost: CostEstimate, booking: Reservation) -> None:
-        """Give back ``booking`` (made by `reserve` for ``scopes`` and ``cost``): its attempt
-        will not go at its time (held past it, or not at all).
+        """Give back ``booking`` (booked by `reserve` for ``scopes`` and ``cost``): its
+        attempt will not go at its time (held past it, or not at all).
 
         Its place in the declared window is freed, and its cost is no longer counted against
         its scopes' header truth. Whatever it had moved on (a scope's next free time, the
         adaptive rate's last release) stays: a later booking never goes earlier for it.
         """
-        if not booking.booked or booking.wait == math.inf:
-            return
         costs = _costs(cost)
         at = booking.at
         if self._rate is not None:

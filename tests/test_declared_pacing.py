@@ -12,7 +12,7 @@ import bisect
 import heapq
 import itertools
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 
 import anyio
 import httpx
@@ -65,7 +65,7 @@ def most_in_any_window(times: list[float], per: float) -> int:
 async def flood(
     clock: VirtualTime,
     limiter: SharedLimiter,
-    handler: Callable[[httpx.Request], Awaitable[httpx.Response]],
+    handler: Callable[[httpx.Request], Coroutine[None, None, httpx.Response]],
     callers: int,
     seconds: float,
     url: str = URL,
@@ -95,7 +95,7 @@ async def flood(
 
 def overloaded_every_other(
     clock: VirtualTime, sent: list[float], latency: float = 0.02
-) -> Callable[[httpx.Request], Awaitable[httpx.Response]]:
+) -> Callable[[httpx.Request], Coroutine[None, None, httpx.Response]]:
     """An upstream that answers every other request with an overloaded 503 (a congestion
     verdict: it blocks the origin for retries), the others with a 200."""
     counter = itertools.count()
@@ -149,10 +149,13 @@ class SlowSlots(SharedLimiter):
     """A limiter whose every wait for a concurrency slot takes ``hold`` virtual seconds (as if
     other attempts held them): the attempt goes well after its booking."""
 
-    def __init__(self, clock: VirtualTime, hold: float, rate: RateLimit) -> None:
+    def __init__(
+        self, clock: VirtualTime, hold: float, rate: RateLimit, others: bool = False
+    ) -> None:
         super().__init__(rate=rate, clock=clock)
         self._virtual = clock
         self._hold = hold
+        self._others = others
         self.waits = 0
 
     async def acquire_slot(self) -> None:
@@ -164,6 +167,10 @@ class SlowSlots(SharedLimiter):
         self.waits += 1
         if self.waits % 3 == 0:
             self._virtual.now += self._hold
+            if self._others:
+                # Other requests took the window's places meanwhile (booked, never sent).
+                for _ in range(2):
+                    self.ticket(httpx.Request("POST", URL, json=BODY)).gate_sync(None)
         return True
 
 
@@ -181,7 +188,26 @@ async def test_an_attempt_held_past_its_booking_by_a_slot_wait_is_booked_again()
     assert most_in_any_window(sent, 2.0) <= 2, sent
 
 
-def test_a_sync_attempt_held_past_its_booking_by_a_slot_wait_is_booked_again() -> None:
+async def test_an_attempt_booked_again_after_a_slot_wait_lets_the_slot_go_while_it_waits() -> None:
+    clock = VirtualTime()
+    sent: list[float] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(clock.now)
+        return httpx.Response(200, json={})
+
+    limiter = SlowSlots(clock, hold=3.0, rate=RateLimit(requests=1, per=2.0))
+    await flood(clock, limiter, handler, 2, 12.0)
+    # More slots taken than attempts sent: held past its booking, an attempt found the
+    # window's next place taken, let the slot go while it waited for it, then took one again.
+    assert limiter.waits > len(sent)
+    assert most_in_any_window(sent, 2.0) <= 1, sent
+
+
+@pytest.mark.parametrize("others", [False, True])
+def test_a_sync_attempt_held_past_its_booking_by_a_slot_wait_is_booked_again(
+    others: bool,
+) -> None:
     clock = VirtualTime()
     sent: list[float] = []
 
@@ -192,7 +218,7 @@ def test_a_sync_attempt_held_past_its_booking_by_a_slot_wait_is_booked_again() -
         sent.append(clock.now)
         return httpx.Response(200, json={})
 
-    limiter = SlowSlots(clock, hold=3.0, rate=RateLimit(requests=2, per=2.0))
+    limiter = SlowSlots(clock, hold=3.0, rate=RateLimit(requests=2, per=2.0), others=others)
     transport = SyncRetryTransport(
         httpx.MockTransport(handler), limiter=limiter, clock=clock, sleep=sleep
     )
@@ -200,12 +226,13 @@ def test_a_sync_attempt_held_past_its_booking_by_a_slot_wait_is_booked_again() -
         for _ in range(12):
             assert client.post(URL, json=BODY).status_code == 200
     assert limiter.waits >= 6
+    assert (limiter.waits > len(sent)) is others  # a slot let go while it waits
     assert most_in_any_window(sent, 2.0) <= 2, sent
 
 
 def azure_upstream(
     clock: VirtualTime, limit: ProviderRateLimit, latency: float = 0.05
-) -> Callable[[httpx.Request], Awaitable[httpx.Response]]:
+) -> Callable[[httpx.Request], Coroutine[None, None, httpx.Response]]:
     """The loopback upstream's Azure rate limiter, answering through a MockTransport."""
 
     async def handler(request: httpx.Request) -> httpx.Response:

@@ -418,3 +418,30 @@ def test_an_origin_under_an_adaptive_rate_spaces_every_scope_of_it() -> None:
     first = pacer.reserve(SCOPES, ONE, 0.0, None)
     assert (first.booked, first.queue, first.paced_by) == (False, 0, "adaptive")
     assert first.wait == pytest.approx(1.0 / 14.0)
+
+
+# -- giving a booking back ------------------------------------------------------------------
+
+
+def test_a_cancelled_declared_booking_frees_its_place() -> None:
+    pacer = answered(Pacer(RateLimit(requests=1, per=10.0)))
+    first = pacer.reserve(SCOPES, ONE, 0.0, None)
+    pacer.cancel(SCOPES, ONE, first)
+    again = pacer.reserve(SCOPES, ONE, 0.5, None)
+    assert again.at == 0.5  # its place is free: booked for when it goes
+    # Given back twice: nothing more to free, nothing breaks.
+    pacer.cancel(SCOPES, ONE, first)
+    assert pacer.reserve(SCOPES, ONE, 0.5, None).at == pytest.approx(10.7)
+
+
+def test_a_cancelled_booking_no_longer_counts_against_header_truth() -> None:
+    pacer = answered(Pacer())
+    pacer.report(SCOPE, 0, {"requests": Headroom(10, 2, 60.0)}, 0.0)
+    dim = pacer._scopes[SCOPE].dims["requests"]
+    bookings = [pacer.reserve(SCOPES, ONE, 0.0, None) for _ in range(2)]
+    assert dim.pending_sum == 2.0
+    pacer.cancel(SCOPES, ONE, bookings[1])
+    assert dim.pending_sum == 1.0
+    assert [at for _, _, at in dim.pending] == [bookings[0].at]
+    pacer.cancel(SCOPES, CostEstimate(2.0, 0.0, 0.0), bookings[0])  # another cost: not it
+    assert dim.pending_sum == 1.0
