@@ -37,6 +37,7 @@ class Ticket:
     __slots__ = (
         "booking",
         "cost",
+        "held",
         "keys",
         "origin_key",
         "paced",
@@ -47,6 +48,7 @@ class Ticket:
         "scopes",
         "sent_at",
         "seq",
+        "shared",
         "status",
     )
 
@@ -60,6 +62,8 @@ class Ticket:
         )
         self.origin_key = self.keys[1]
         self.booking: Reservation | None = None
+        self.held: Reservation | None = None  # the booking as the pacer made it
+        self.shared: str | None = None  # its booking in a fleet's declared window, if any
         self.paced = 0.0  # seconds waited for pacing before the current attempt
         self.paced_by = ""
         self.sent_at = -math.inf
@@ -174,6 +178,22 @@ class Desk:
             with self._lock:
                 self._pacer.leave(ticket.scope, ticket.queue)
             ticket.queue = 0
+        if ticket.booking is not None:
+            self.cancel(ticket)  # booked, never sent: its place is free again
+
+    def late(self, ticket: Ticket) -> bool:
+        """Whether the ticket's attempt, if it went now, would go later than its booking
+        allows (held past it by a block or a slot wait): then it must be booked again."""
+        booking = ticket.booking
+        return booking is not None and self._clock() > booking.at + booking.grace
+
+    def cancel(self, ticket: Ticket) -> None:
+        """Give back the ticket's booking (its attempt will not go on it)."""
+        held = ticket.held
+        assert held is not None  # set with every booking
+        ticket.booking = ticket.held = None
+        with self._lock:
+            self._pacer.cancel(ticket.scopes, ticket.cost, held)
 
     def answered(self, ticket: Ticket) -> None:
         """The ticket's attempt ended without an answer (an exception): its origin is known."""
@@ -265,13 +285,18 @@ class Desk:
     def pace(self, ticket: Ticket, timeout: float | None) -> float:
         """Seconds the ticket's next attempt must still wait to keep the pace (0.0: go).
 
-        The first call for an attempt books it; later calls answer what is left of the wait.
+        The first call for an attempt books it; later calls answer what is left of the wait,
+        until the booking's time has passed by more than its grace (a block or a slot wait
+        held the attempt): then it is given back and the attempt booked anew, for the moment
+        it can actually go, so that what the pacing counts is when attempts are sent.
         ``inf`` when it could not go within ``timeout`` seconds (nothing is then booked).
         """
         now = self._clock()
         booking = ticket.booking
         if booking is not None:
-            return max(0.0, booking.at - now)
+            if now <= booking.at + booking.grace:
+                return max(0.0, booking.at - now)
+            self.cancel(ticket)
         deadline = None if timeout is None else now + timeout
         with self._lock:
             if ticket.sent_at > -math.inf:
@@ -283,7 +308,7 @@ class Desk:
             )
             self.busy = not self._pacer.idle
         if booking.booked and booking.wait < math.inf:
-            ticket.booking = booking
+            ticket.booking = ticket.held = booking
             ticket.queue = 0
         elif booking.queue:
             ticket.queue = booking.queue  # held back by the adaptive rate: look again later
@@ -301,7 +326,8 @@ class Desk:
             ticket.sent_at, ticket.seq = self._clock(), 0
         else:
             ticket.sent_at, ticket.seq = booking.at, booking.seq
-        ticket.booking = None
+        ticket.booking = ticket.held = None
+        ticket.shared = None
 
     def observe(self, ticket: Ticket, response: Any) -> None:
         """Learn what an answer to the ticket's attempt says of its scope's headroom."""

@@ -164,6 +164,11 @@ class PacedRequest:
         """The attempt is being sent now."""
         self._desk.sent(self.ticket)
 
+    def late(self) -> bool:
+        """Whether the attempt was held past its booking (by a slot wait): then `gate` books
+        it again before it may go."""
+        return self._desk.late(self.ticket)
+
     def done(self) -> None:
         """The request is over (answered, failed or cancelled)."""
         self._desk.done(self.ticket)
@@ -508,10 +513,16 @@ class SharedLimiter:
             wait = self._block_wait(ticket, desk)
             if wait > 0.0:
                 return wait
-        fresh = ticket.booking is None
+        before = ticket.booking
         wait = self._pace(ticket, desk, timeout)
         booking = ticket.booking
-        if fresh and booking is not None and (booking.spacing or desk.pacer.rate is not None):
+        if (
+            booking is not None
+            and booking is not before
+            and (booking.spacing or desk.pacer.rate is not None)
+        ):
+            # A new booking (a first, or one made again after its attempt was held past the
+            # old one): the fleet books it too.
             wait = await self._share_pace(ticket, wait, timeout)
         return wait
 
@@ -530,10 +541,16 @@ class SharedLimiter:
             wait = self._block_wait(ticket, desk)
             if wait > 0.0:
                 return wait
-        fresh = ticket.booking is None
+        before = ticket.booking
         wait = self._pace(ticket, desk, timeout)
         booking = ticket.booking
-        if fresh and booking is not None and (booking.spacing or desk.pacer.rate is not None):
+        if (
+            booking is not None
+            and booking is not before
+            and (booking.spacing or desk.pacer.rate is not None)
+        ):
+            # A new booking (a first, or one made again after its attempt was held past the
+            # old one): the fleet books it too.
             wait = self._share_pace_sync(ticket, wait, timeout)
         return wait
 

@@ -11,7 +11,11 @@ Three sources of pacing, combined (an attempt goes when all of them allow it):
   corrects the picture, so a wrong estimate of a request's cost is corrected by what the
   provider says is left. With no report, nothing is slowed.
 - **A declared limit** (`RateLimit`): never more than ``requests`` attempts (and ``tokens``)
-  in any rolling window of ``per`` seconds, for the whole limiter.
+  in any rolling window of ``per`` seconds, for the whole limiter. The window counts the
+  times attempts are booked to go, spaced ``per`` plus a small margin (`declared_margin`)
+  apart, so that the upstream's own count of their arrival times holds too; an attempt that
+  goes later than its booking allows (``Reservation.grace``: held by a block, a slot wait)
+  gives its booking back and is booked anew for the moment it goes (`Pacer.cancel`).
 - **An adaptive rate** for scopes that send no headers: a congestion signal cuts the scope's
   rate multiplicatively (to ``beta`` of what the upstream was accepting) and it grows back
   along a cubic curve (the CUBIC congestion window, as the AWS SDKs' adaptive mode does), on
@@ -34,7 +38,7 @@ from dataclasses import dataclass
 from ._ratelimit_headers import Headroom
 from ._scope import CostEstimate, Scope
 
-__all__ = ["Pacer", "RateLimit", "Reservation", "ScopeHeadroom"]
+__all__ = ["Pacer", "RateLimit", "Reservation", "ScopeHeadroom", "declared_margin"]
 
 DEFAULT_WINDOW = 60.0
 """Seconds a quota is assumed to be counted over when the headers do not say (per minute)."""
@@ -45,6 +49,19 @@ _MIN_WINDOW = 1.0
 _ADAPTIVE_LOOK = 0.5  # the longest an attempt held back by the adaptive rate waits to look again
 _ADAPTIVE_STALE = 2.0 * _ADAPTIVE_LOOK + 0.5  # a place not looked at for this long is given up
 _MAX_WINDOW = 86400.0
+_GRACE = 0.25  # seconds an attempt may go after its booking and still count at its time
+
+
+def declared_margin(per: float) -> float:
+    """Seconds added to a declared window of ``per`` seconds between the bookings it counts.
+
+    Bookings ``per`` apart arrive at the upstream up to the network's jitter closer than
+    that; the margin keeps the upstream's own window check whole: 2% of ``per``, at least
+    0.1 s and at most 1 s, never more than a tenth of ``per``. An attempt may go up to half
+    the margin after its booking (its `Reservation.grace`), so the upstream still sees the
+    attempts at least ``per`` plus half the margin apart.
+    """
+    return min(0.1 * per, max(0.1, min(1.0, 0.02 * per)))
 
 
 def _check_positive(name: str, value: object, *, integer: bool) -> None:
@@ -87,7 +104,8 @@ class Reservation:
     ``spacing`` is, per dimension of its own scope's header truth, the seconds this booking
     keeps the next one back (what a fleet shares to pace as one). ``queue`` is the place an
     attempt held back by the adaptive rate keeps in its scope's queue (pass it to the next
-    `Pacer.reserve`), 0 for none.
+    `Pacer.reserve`), 0 for none. ``grace`` is how long after ``at`` the attempt may still go
+    on this booking; later, it is cancelled (`Pacer.cancel`) and booked again.
     """
 
     wait: float
@@ -97,6 +115,7 @@ class Reservation:
     booked: bool = True
     spacing: tuple[tuple[str, float], ...] = ()
     queue: int = 0
+    grace: float = _GRACE
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,14 +213,20 @@ class _Dimension:
         """Take in one report (covering the bookings up to ``seq``); answer until when it
         holds as truth."""
         pending = self.pending
+        own = 0.0  # the reported attempt's own cost, already taken off what is left
         while pending and (pending[0][0] <= seq or len(pending) > _MAX_PENDING):
-            self.pending_sum -= pending.popleft()[1]
+            entry = pending.popleft()
+            self.pending_sum -= entry[1]
+            if entry[0] == seq:
+                own = entry[1]
         if not pending:
             self.pending_sum = 0.0
         remaining = room.remaining
         assert remaining is not None
         previous = self.limit
-        limit = max(room.limit if room.limit is not None else previous, remaining)
+        # With no limit sent (Azure), what was left before this attempt is the best floor.
+        limit = room.limit if room.limit is not None else max(previous, remaining + own)
+        limit = max(limit, remaining)
         reset_in = None if room.reset_at is None else max(0.0, room.reset_at - now)
         self.limit = limit
         self.remaining = remaining
@@ -222,7 +247,9 @@ class _Dimension:
             elif room.limit is not None and reset_in and remaining < limit:
                 refill = (limit - remaining) / reset_in
             elif room.limit is None:
-                refill = limit / DEFAULT_WINDOW  # Azure: the minute's quota, spread evenly
+                # Azure: what is left of a quota counted over its own window (requests per
+                # 10 s, tokens per minute), else the minute's.
+                refill = limit / (room.window or DEFAULT_WINDOW)
             elif previous == limit and self.refill > 0.0:
                 refill = self.refill  # a full bucket says nothing new about the refill
             else:
@@ -324,6 +351,8 @@ class Pacer:
         self._headers = headers
         self._declared: deque[tuple[float, float]] = deque()
         self._declared_tokens = 0.0
+        self._window = 0.0 if rate is None else rate.per + declared_margin(rate.per)
+        self._grace = _GRACE if rate is None else min(_GRACE, 0.5 * declared_margin(rate.per))
         self._probe_wait = probe_wait
         self._probes: dict[str, float] = {}
         self._answered: OrderedDict[str, None] = OrderedDict()
@@ -461,7 +490,37 @@ class Pacer:
         if self._rate is not None:
             self._declared.append((at, costs["tokens"]))
             self._declared_tokens += costs["tokens"]
-        return Reservation(at - now, at, seq, paced_by, spacing=tuple(spacings))
+        return Reservation(at - now, at, seq, paced_by, spacing=tuple(spacings), grace=self._grace)
+
+    def cancel(self, scopes: tuple[Scope, ...], cost: CostEstimate, booking: Reservation) -> None:
+        """Give back ``booking`` (booked by `reserve` for ``scopes`` and ``cost``): its
+        attempt will not go at its time (held past it, or not at all).
+
+        Its place in the declared window is freed, and its cost is no longer counted against
+        its scopes' header truth. Whatever it had moved on (a scope's next free time, the
+        adaptive rate's last release) stays: a later booking never goes earlier for it.
+        """
+        costs = _costs(cost)
+        at = booking.at
+        if self._rate is not None:
+            entry = (at, costs["tokens"])
+            try:
+                self._declared.remove(entry)
+            except ValueError:
+                pass  # already out of every window that matters
+            else:
+                self._declared_tokens -= entry[1]
+        for scope in scopes:
+            state = self._scopes.get(scope)
+            if state is None:
+                continue
+            for name, dim in state.dims.items():
+                spend = costs.get(name, 0.0)
+                for index, (_, pending_cost, pending_at) in enumerate(dim.pending):
+                    if pending_at == at and pending_cost == spend:
+                        del dim.pending[index]
+                        dim.pending_sum -= spend
+                        break
 
     def leave(self, scope: Scope, place: int) -> None:
         """An attempt holding ``place`` in ``scope``'s adaptive queue will not go after all."""
@@ -502,12 +561,13 @@ class Pacer:
         """The earliest time >= ``at`` at which one more attempt keeps the declared limit.
 
         Declared bookings are kept in time order (a booking never goes before an earlier
-        one), so only the window ending at the new one needs checking.
+        one), so only the window ending at the new one needs checking. The window counted is
+        ``per`` plus `declared_margin`.
         """
         rate = self._rate
         assert rate is not None
         booked = self._declared
-        per = rate.per
+        per = self._window
         if booked:
             at = max(at, booked[-1][0])
         # Forget bookings that can no longer share a window with this one or a later one.

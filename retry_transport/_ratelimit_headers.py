@@ -10,10 +10,12 @@ Dialects:
 
 - OpenAI and Groq: ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}``; resets are Go
   durations (``6m0s``, ``1h2m3.5s``, ``12ms``, ``1.5s``) or plain seconds.
-- Azure OpenAI: ``x-ratelimit-remaining-{requests,tokens}`` alone (no limit, no reset; it
-  enforces over 1 s or 10 s windows). ``-1`` means "not reported" and is skipped; a remaining
-  with no reset gets `UNKNOWN_RESET` seconds, so a ``0`` is probed again soon, not waited out
-  for a minute.
+- Azure OpenAI: ``x-ratelimit-remaining-{requests,tokens}`` alone (no limit, no reset).
+  Azure counts a deployment's requests over 10 s windows (its remaining requests are what is
+  left of a sixth of the per-minute limit: a 120 RPM deployment answers 19 after one request)
+  and its tokens over the minute: such a remaining gets the window of `AZURE_WINDOWS`. ``-1``
+  means "not reported" and is skipped; a remaining with no reset gets `UNKNOWN_RESET`
+  seconds, so a ``0`` is probed again soon, not waited out for a minute.
 - Anthropic: ``anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,
   remaining,reset}``; resets are RFC 3339 times, converted with the wall clock.
 - IETF ``draft-ietf-httpapi-ratelimit-headers``: the older ``RateLimit-Limit``,
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 __all__ = [
+    "AZURE_WINDOWS",
     "DIMENSIONS",
     "MAX_VALUE",
     "RATE_LIMIT_NAMES",
@@ -50,6 +53,10 @@ MAX_VALUE = 512
 
 UNKNOWN_RESET = 1.0
 """Seconds assumed until a remaining with no reset time (Azure's) is worth asking again."""
+
+AZURE_WINDOWS = {"requests": 10.0, "tokens": 60.0}
+"""Seconds over which Azure OpenAI counts what its ``x-ratelimit-remaining-*`` headers tell
+(sent with no limit and no reset): requests per 10 s, tokens per minute."""
 
 _MAX_NUMBER = 1e15  # a limit or count above this is nonsense
 
@@ -233,6 +240,7 @@ class _Reader:
 
     def __init__(self) -> None:
         self.drafts: dict[str, _Draft] = {}
+        self.openai: set[str] = set()  # dimensions told by x-ratelimit-* headers
         self.rfc_resets: dict[str, tuple[float, bool]] = {}
         self.ietf_limit: str | None = None
         self.ietf_policy: str | None = None
@@ -279,6 +287,7 @@ class _Reader:
             return
         field, dimension = match.groups()
         draft = self.draft(dimension)
+        self.openai.add(dimension)
         if field == "reset":
             draft.reset_in = parse_duration(value)
             return
@@ -368,13 +377,16 @@ class _Reader:
             if draft.remaining is None and draft.limit is None:
                 continue
             reset_in = draft.reset_in
+            window = draft.window
+            if reset_in is None and draft.limit is None and dimension in self.openai:
+                window = AZURE_WINDOWS.get(dimension)  # Azure: a remaining alone
             if reset_in is None and draft.remaining is not None:
                 reset_in = UNKNOWN_RESET if draft.remaining <= 0 else None
             result[dimension] = Headroom(
                 limit=draft.limit,
                 remaining=draft.remaining,
                 reset_at=None if reset_in is None else now + reset_in,
-                window=draft.window,
+                window=window,
                 continuous=draft.continuous,
                 coarse=dimension in coarse,
             )

@@ -169,6 +169,12 @@ class SyncRetryTransport(DriverBase, SyncTransportBase):
                         slot = sync_wait_for_slot(limiter, action.timeout)
                         if not slot:
                             wait = float("inf")
+                        elif ticket is not None and ticket.late():
+                            # The slot wait held it past its booking: booked again for now.
+                            wait = ticket.gate_sync(action.timeout)
+                            if wait > 0:
+                                slot = False
+                                limiter.release_slot()
                     action = steps.send(wait)
                 elif kind is Sleep:
                     assert isinstance(action, Sleep)

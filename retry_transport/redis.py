@@ -17,6 +17,7 @@ import random as _random
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import anyio
 import anyio.to_thread
@@ -29,11 +30,13 @@ from ._budget import RetryBudget
 from ._checks import check_callable, check_number, check_type
 from ._desk import Ticket, default_fingerprint_key
 from ._limiter import SharedLimiter
-from ._pacing import RateLimit
+from ._pacing import RateLimit, declared_margin
 
 __all__ = ["RedisLimiter", "RedisStore"]
 
 _logger = logging.getLogger("retry_transport")
+
+_T = TypeVar("_T")
 
 _DEFAULT_BUDGET = RetryBudget()
 
@@ -75,8 +78,11 @@ return slot - now
 # number and its tokens), KEYS[2] the sequence. The attempt goes at the earliest time from
 # now + ARGV[1] ms (what this process's own pacing asks) that is no earlier than the latest
 # booking and keeps the window; it is booked only if that is before now + ARGV[6] ms (a
-# deadline; -1: none). Answers the milliseconds to wait.
+# deadline; -1: none). ARGV[7], when not empty, is an earlier booking of the same attempt to
+# give back first (held past its time, it is booked again for when it can go). Answers the
+# milliseconds to wait and the new booking's member ('' when not booked).
 _BOOK_WINDOW = """
+if ARGV[7] ~= '' then redis.call('ZREM', KEYS[1], ARGV[7]) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local requests = tonumber(ARGV[2])
@@ -109,14 +115,16 @@ if limit > 0 then
     if when + per > at then at = when + per end
   end
 end
+local member = ''
 if deadline < 0 or at < now + deadline then
   local seq = redis.call('INCR', KEYS[2])
-  redis.call('ZADD', KEYS[1], at, at .. ':' .. seq .. ':' .. need)
+  member = at .. ':' .. seq .. ':' .. need
+  redis.call('ZADD', KEYS[1], at, member)
   local keep = at - now + per + 1000
   redis.call('PEXPIRE', KEYS[1], keep)
   redis.call('PEXPIRE', KEYS[2], keep)
 end
-return at - now
+return {at - now, member}
 """
 
 # Connection settings of the caller's client that are not carried over into the private pool
@@ -326,47 +334,66 @@ class RedisStore:
         return f"retry_transport:pace:{scope}", args
 
     async def book_window(
-        self, scope: str, rate: RateLimit, wait: float, tokens: float, left: float | None
-    ) -> float | None:
+        self,
+        scope: str,
+        rate: RateLimit,
+        wait: float,
+        tokens: float,
+        left: float | None,
+        drop: str | None = None,
+    ) -> tuple[float, str | None] | None:
         """Book an attempt of ``tokens`` estimated tokens in ``scope``'s declared rolling
-        window of ``rate``, kept fleet-wide (see `_BOOK_WINDOW`): the seconds it must wait, at
-        least ``wait``; booked only if that is less than ``left`` seconds (None: no limit).
-        None if Redis is skipped or fails."""
-        keys, args = self._window_args(scope, rate, wait, tokens, left)
-        left_ms = await self._call_async(
+        window of ``rate`` (``rate.per`` plus `declared_margin`), kept fleet-wide (see
+        `_BOOK_WINDOW`): the seconds it must wait, at least ``wait``, and the booking (to give
+        back as ``drop`` when booking the same attempt again); booked only if that is less
+        than ``left`` seconds (None: no limit), else the booking is None. ``drop`` is given
+        back first. None if Redis is skipped or fails."""
+        keys, args = self._window_args(scope, rate, wait, tokens, left, drop)
+        answer = await self._call_async(
             lambda: self._window_async(keys, args), lambda: self._window_sync(keys, args)
         )
-        return None if left_ms is None else max(0.0, left_ms / 1000.0)
+        return _window_answer(answer)
 
     def book_window_sync(
-        self, scope: str, rate: RateLimit, wait: float, tokens: float, left: float | None
-    ) -> float | None:
+        self,
+        scope: str,
+        rate: RateLimit,
+        wait: float,
+        tokens: float,
+        left: float | None,
+        drop: str | None = None,
+    ) -> tuple[float, str | None] | None:
         """`book_window` for sync callers."""
         self.require_sync()
-        keys, args = self._window_args(scope, rate, wait, tokens, left)
-        left_ms = self._call_sync(lambda: self._window_sync(keys, args))
-        return None if left_ms is None else max(0.0, left_ms / 1000.0)
+        keys, args = self._window_args(scope, rate, wait, tokens, left, drop)
+        return _window_answer(self._call_sync(lambda: self._window_sync(keys, args)))
 
     @staticmethod
     def _window_args(
-        scope: str, rate: RateLimit, wait: float, tokens: float, left: float | None
-    ) -> tuple[list[str], list[int]]:
+        scope: str,
+        rate: RateLimit,
+        wait: float,
+        tokens: float,
+        left: float | None,
+        drop: str | None,
+    ) -> tuple[list[str], list[int | str]]:
         key = f"retry_transport:rate:{scope}"
-        args = [
+        args: list[int | str] = [
             max(0, math.ceil(wait * 1000.0)),
             rate.requests,
-            max(1, math.ceil(rate.per * 1000.0)),
+            max(1, math.ceil((rate.per + declared_margin(rate.per)) * 1000.0)),
             0 if rate.tokens is None else rate.tokens,
             max(0, math.ceil(tokens)),
             -1 if left is None else max(0, math.floor(left * 1000.0)),
+            drop or "",
         ]
         return [key, key + ":seq"], args
 
-    async def _window_async(self, keys: list[str], args: list[int]) -> int:
-        return int(await self._async_window(keys=keys, args=args))
+    async def _window_async(self, keys: list[str], args: list[int | str]) -> tuple[int, str]:
+        return _window_reply(await self._async_window(keys=keys, args=args))
 
-    def _window_sync(self, keys: list[str], args: list[int]) -> int:
-        return int(self._sync_window(keys=keys, args=args))
+    def _window_sync(self, keys: list[str], args: list[int | str]) -> tuple[int, str]:
+        return _window_reply(self._sync_window(keys=keys, args=args))
 
     async def _book_async(self, key: str, args: list[str | int]) -> int:
         return int(await self._async_book(keys=[key], args=args))
@@ -421,8 +448,8 @@ class RedisStore:
         return True
 
     async def _call_async(
-        self, async_call: Callable[[], Awaitable[int]], sync_call: Callable[[], int]
-    ) -> int | None:
+        self, async_call: Callable[[], Awaitable[_T]], sync_call: Callable[[], _T]
+    ) -> _T | None:
         """Run one Redis call bounded by the timeout; None if Redis is skipped or fails."""
         if self._async_client is not None:
             _require_asyncio()
@@ -441,7 +468,7 @@ class RedisStore:
         self._succeeded(started)
         return result
 
-    def _call_sync(self, call: Callable[[], int]) -> int | None:
+    def _call_sync(self, call: Callable[[], _T]) -> _T | None:
         """Run one Redis call (bounded by the private pool's timeouts); None if skipped/failed."""
         if not self._claim():
             return None
@@ -481,6 +508,21 @@ class RedisStore:
             self._down = False
             self._skip_until = -math.inf
         _logger.info("Redis reachable again for limiter %r; blocks are shared again", self._label)
+
+
+def _window_reply(reply: object) -> tuple[int, str]:
+    """The script's answer: milliseconds to wait and the booking's member."""
+    assert isinstance(reply, list)
+    wait, member = reply
+    text = member.decode() if isinstance(member, bytes) else str(member)
+    return int(wait), text
+
+
+def _window_answer(answer: tuple[int, str] | None) -> tuple[float, str | None] | None:
+    if answer is None:
+        return None
+    wait_ms, member = answer
+    return max(0.0, wait_ms / 1000.0), member or None
 
 
 def _tokens(ticket: Ticket) -> float:
@@ -609,8 +651,8 @@ class RedisLimiter(SharedLimiter):
         rate = self.rate
         if rate is not None and wait < math.inf:
             tokens = _tokens(ticket) if rate.tokens is not None else 0.0
-            shared = await store.book_window(self.scope, rate, wait, tokens, left)
-            wait = self._adopt(ticket, wait, shared, left)
+            booked = await store.book_window(self.scope, rate, wait, tokens, left, ticket.shared)
+            wait = self._adopt_window(ticket, wait, booked, left)
         return wait
 
     def _share_pace_sync(self, ticket: Ticket, wait: float, left: float | None) -> float:
@@ -624,9 +666,23 @@ class RedisLimiter(SharedLimiter):
         rate = self.rate
         if rate is not None and wait < math.inf:
             tokens = _tokens(ticket) if rate.tokens is not None else 0.0
-            shared = store.book_window_sync(self.scope, rate, wait, tokens, left)
-            wait = self._adopt(ticket, wait, shared, left)
+            booked = store.book_window_sync(self.scope, rate, wait, tokens, left, ticket.shared)
+            wait = self._adopt_window(ticket, wait, booked, left)
         return wait
+
+    def _adopt_window(
+        self,
+        ticket: Ticket,
+        wait: float,
+        booked: tuple[float, str | None] | None,
+        left: float | None,
+    ) -> float:
+        """Take in the fleet window's answer: its booking (given back if the attempt is later
+        booked again) and its wait, if longer."""
+        if booked is None:
+            return wait
+        shared, ticket.shared = booked
+        return self._adopt(ticket, wait, shared, left)
 
     def _adopt(
         self, ticket: Ticket, wait: float, shared: float | None, left: float | None
@@ -634,7 +690,9 @@ class RedisLimiter(SharedLimiter):
         if shared is None or shared <= wait:
             return wait
         if left is not None and shared >= left:
-            ticket.booking = None
+            desk = self._desk
+            assert desk is not None
+            desk.cancel(ticket)  # it will not go: its local booking is free again
             return math.inf
         booking = ticket.booking
         assert booking is not None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from retry_transport import SharedLimiter
+from retry_transport import RateLimit, SharedLimiter
 from retry_transport._desk import Desk, default_fingerprint_key
 
 from .transport_helpers import FakeClock
@@ -235,3 +235,23 @@ def test_a_request_given_up_while_the_adaptive_rate_holds_it_gives_its_place_bac
     assert waiting[1].booking is not None
     assert waiting[1].queue == 0
     assert list(state.waiting) == [3]
+
+
+def test_a_request_over_while_its_attempt_waits_gives_its_booking_back() -> None:
+    clock = FakeClock()
+    paced = Desk(
+        RateLimit(requests=1, per=10.0),
+        headers=False,
+        prefix="p",
+        clock=clock,
+        wall_clock=lambda: 0.0,
+    )
+    first = paced.ticket(request())
+    assert paced.pace(first, None) == 0.0
+    paced.sent(first)
+    waiting = paced.ticket(request())
+    assert paced.pace(waiting, None) > 10.0
+    paced.done(waiting)  # cancelled while it waited: its place goes to the next one
+    assert waiting.booking is None
+    clock.now += 10.5
+    assert paced.pace(paced.ticket(request()), None) == 0.0

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from retry_transport import RateLimit
-from retry_transport._pacing import Pacer
+from retry_transport._pacing import Pacer, declared_margin
 from retry_transport._ratelimit_headers import Headroom
 from retry_transport._scope import CostEstimate, Scope
 
@@ -363,17 +363,20 @@ def test_repeated_congestion_measures_the_rate_sent() -> None:
 def test_the_declared_limit_rolls() -> None:
     pacer = answered(Pacer(RateLimit(requests=2, per=10.0)))
     times = [pacer.reserve(SCOPES, ONE, 0.0, None).at for _ in range(5)]
-    assert times == [0.0, 0.0, 10.0, 10.0, 20.0]
-    assert pacer.reserve(SCOPES, ONE, 0.0, 15.0).wait == math.inf  # would go at 20
+    window = 10.0 + declared_margin(10.0)  # bookings a margin more than the window apart
+    assert window == pytest.approx(10.2)
+    assert times == pytest.approx([0.0, 0.0, window, window, 2 * window])
+    assert pacer.reserve(SCOPES, ONE, 0.0, 15.0).wait == math.inf  # would go at 20.4
     assert pacer.rate == RateLimit(requests=2, per=10.0)
 
 
 def test_declared_tokens_hold_too() -> None:
     pacer = answered(Pacer(RateLimit(requests=100, per=10.0, tokens=1000)))
     times = [pacer.reserve(SCOPES, tokens(600), 0.0, None).at for _ in range(3)]
-    assert times == [0.0, 10.0, 20.0]
+    window = 10.0 + declared_margin(10.0)
+    assert times == pytest.approx([0.0, window, 2 * window])
     huge = pacer.reserve(SCOPES, tokens(5000), 0.0, None)  # more than a window: alone in one
-    assert huge.at == 30.0
+    assert huge.at == pytest.approx(3 * window)
 
 
 arrivals = st.lists(st.floats(min_value=0.0, max_value=100.0), min_size=1, max_size=60)
@@ -415,3 +418,30 @@ def test_an_origin_under_an_adaptive_rate_spaces_every_scope_of_it() -> None:
     first = pacer.reserve(SCOPES, ONE, 0.0, None)
     assert (first.booked, first.queue, first.paced_by) == (False, 0, "adaptive")
     assert first.wait == pytest.approx(1.0 / 14.0)
+
+
+# -- giving a booking back ------------------------------------------------------------------
+
+
+def test_a_cancelled_declared_booking_frees_its_place() -> None:
+    pacer = answered(Pacer(RateLimit(requests=1, per=10.0)))
+    first = pacer.reserve(SCOPES, ONE, 0.0, None)
+    pacer.cancel(SCOPES, ONE, first)
+    again = pacer.reserve(SCOPES, ONE, 0.5, None)
+    assert again.at == 0.5  # its place is free: booked for when it goes
+    # Given back twice: nothing more to free, nothing breaks.
+    pacer.cancel(SCOPES, ONE, first)
+    assert pacer.reserve(SCOPES, ONE, 0.5, None).at == pytest.approx(10.7)
+
+
+def test_a_cancelled_booking_no_longer_counts_against_header_truth() -> None:
+    pacer = answered(Pacer())
+    pacer.report(SCOPE, 0, {"requests": Headroom(10, 2, 60.0)}, 0.0)
+    dim = pacer._scopes[SCOPE].dims["requests"]
+    bookings = [pacer.reserve(SCOPES, ONE, 0.0, None) for _ in range(2)]
+    assert dim.pending_sum == 2.0
+    pacer.cancel(SCOPES, ONE, bookings[1])
+    assert dim.pending_sum == 1.0
+    assert [at for _, _, at in dim.pending] == [bookings[0].at]
+    pacer.cancel(SCOPES, CostEstimate(2.0, 0.0, 0.0), bookings[0])  # another cost: not it
+    assert dim.pending_sum == 1.0

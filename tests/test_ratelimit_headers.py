@@ -102,8 +102,14 @@ def test_azure_minus_one_is_not_reported_and_a_bare_zero_is_probed_soon() -> Non
         ("x-ratelimit-remaining-tokens", "-1"),
         ("x-ratelimit-reset-tokens", "0"),
     )
-    assert room == {"requests": Headroom(None, 0.0, NOW + UNKNOWN_RESET)}
-    assert parse(("x-ratelimit-remaining-tokens", "900"))["tokens"] == Headroom(None, 900.0, None)
+    # Azure counts requests over 10 s, tokens over the minute.
+    assert room == {"requests": Headroom(None, 0.0, NOW + UNKNOWN_RESET, window=10.0)}
+    tokens = parse(("x-ratelimit-remaining-tokens", "900"))["tokens"]
+    assert tokens == Headroom(None, 900.0, None, window=60.0)
+    # With a limit or a reset, it is OpenAI's dialect: no window assumed.
+    assert parse(("x-ratelimit-remaining-requests", "9"), ("x-ratelimit-reset-requests", "1s"))[
+        "requests"
+    ] == Headroom(None, 9.0, NOW + 1.0)
 
 
 def test_ietf_structured_fields_name_their_policies_and_units() -> None:

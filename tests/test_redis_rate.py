@@ -102,7 +102,7 @@ async def test_two_limiters_sharing_a_declared_window_never_exceed_it_together(
         times = [await book(limiter) for limiter in turns]
     start = times[0]
     waits = [round(t - start) for t in times]
-    assert waits == [0, 0, 0, 60, 60, 60, 120, 120, 120]
+    assert waits == [0, 0, 0, 61, 61, 61, 122, 122, 122]  # 60 s and its 1 s margin
     assert most_in_a_window(times, 60.0) == 3
 
 
@@ -111,7 +111,7 @@ async def test_asyncio_clients_share_the_window_too(redis_server: RedisServer) -
     rate = RateLimit(requests=2, per=30.0)
     async with fleet(redis_server, rate, kind="async") as (first, second):
         times = [await book(limiter) for limiter in (first, second, first, second)]
-    assert [round(t - times[0]) for t in times] == [0, 0, 30, 30]
+    assert [round(t - times[0]) for t in times] == [0, 0, 31, 31]  # 30 s and 0.6 s
 
 
 def test_sync_callers_share_the_window_too(redis_server: RedisServer) -> None:
@@ -120,7 +120,7 @@ def test_sync_callers_share_the_window_too(redis_server: RedisServer) -> None:
         waits = [
             limiter.ticket(request()).gate_sync(None) for limiter in (first, second, first, second)
         ]
-    assert [round(w) for w in waits] == [0, 0, 30, 30]
+    assert [round(w) for w in waits] == [0, 0, 31, 31]
 
 
 async def test_declared_tokens_hold_across_the_fleet(redis_server: RedisServer) -> None:
@@ -138,9 +138,9 @@ async def test_an_attempt_past_its_deadline_is_not_booked_fleet_wide(
     rate = RateLimit(requests=1, per=60.0)
     async with fleet(redis_server, rate) as (first, second):
         assert await book(first) < time.monotonic() + 1.0
-        assert await book(second, left=30.0) == float("inf")  # its slot is 60 s away
-        # Nothing was booked for it: the next attempt still gets the slot 60 s away.
-        assert round(await book(first) - time.monotonic()) == 60
+        assert await book(second, left=30.0) == float("inf")  # its slot is 61 s away
+        # Nothing was booked for it: the next attempt still gets the slot 61 s away.
+        assert round(await book(first) - time.monotonic()) == 61
 
 
 async def test_with_redis_down_each_limiter_keeps_the_window_alone_without_errors(
@@ -156,7 +156,7 @@ async def test_with_redis_down_each_limiter_keeps_the_window_alone_without_error
         ]
         assert time.monotonic() - started < 5.0  # bounded calls, then Redis left alone
     # Each process alone: two now each, then its own window's next slot.
-    assert waits == [0, 0, 0, 0, 60]
+    assert waits == [0, 0, 0, 0, 61]
 
 
 def test_sync_callers_keep_the_header_pace_and_the_window_together(
@@ -178,3 +178,37 @@ def test_sync_callers_keep_the_header_pace_and_the_window_together(
         # within 1 ms, so not booked at all.
         assert second.ticket(request()).gate_sync(0.001) == float("inf")
         assert 0.0 < second.ticket(request()).gate_sync(None) <= 2.0
+
+
+async def test_an_attempt_held_past_its_booking_gives_it_back_and_is_booked_again(
+    redis_server: RedisServer,
+) -> None:
+    """An attempt held past its booking (a block, a slot wait) is booked again for when it
+    goes: its old place in the fleet's window is given back, not left to count there."""
+    rate = RateLimit(requests=1, per=60.0)
+    now = [1000.0]
+    name = f"rate-{uuid.uuid4().hex}"
+    clients = [redis.Redis.from_url(redis_server.url) for _ in range(2)]
+    held = RedisLimiter(
+        clients[0], name=name, rate=rate, pacing=False, timeout=1.0, clock=lambda: now[0]
+    )
+    other = RedisLimiter(clients[1], name=name, rate=rate, pacing=False, timeout=1.0)
+    try:
+        ticket = held.ticket(request())
+        assert await ticket.gate(None) == 0.0
+        first = ticket.ticket.shared
+        assert first is not None
+        now[0] += 5.0  # held for 5 s: its booking has passed
+        assert ticket.late()
+        assert await ticket.gate(None) == 0.0  # booked again, for now: the old place is free
+        assert ticket.ticket.shared not in (None, first)
+        assert not ticket.late()
+        ticket.sent()
+        # One booking in the fleet's window, not two: the next goes a window (and its margin)
+        # after it.
+        assert round(await book(other) - time.monotonic()) == 61
+    finally:
+        for limiter in (held, other):
+            limiter.close()
+        for client in clients:
+            client.close()

@@ -20,6 +20,7 @@ import pytest
 import redis
 
 from retry_transport import Backoff, RateLimit, RetryPolicy, RetryTransport, SharedLimiter
+from retry_transport._pacing import declared_margin
 from retry_transport.redis import RedisLimiter
 from retry_transport.testing.upstream import ProviderRateLimit, Upstream
 from retry_transport.testing.upstream.ratelimit import Dialect, ScopeCounts
@@ -266,8 +267,9 @@ async def test_a_declared_rate_of_one_per_five_seconds_sends_no_burst() -> None:
     async with httpx.AsyncClient(transport=transport) as client:
         response = await client.post("http://up.test/", content=json.dumps(chat()).encode())
     assert response.status_code == 200
+    # 5 s apart and the margin that keeps the upstream's own count whole.
     assert [b - a for a, b in zip(clock.sent, clock.sent[1:], strict=False)] == [
-        pytest.approx(5.0, abs=1e-6)
+        pytest.approx(5.0 + declared_margin(5.0), abs=1e-6)
     ] * 2
     history = response.extensions["retry_history"]
     assert history[1].paced > 0.0
@@ -300,20 +302,23 @@ async def test_the_history_and_the_events_say_when_and_how_long_each_attempt_was
     async with httpx.AsyncClient(transport=transport) as client:
         retried = await client.post("http://up.test/", content=b"{}")
         queued = await client.post("http://up.test/", content=b"{}")
-    assert clock.sent == [0.0, 5.0, 10.0, 15.0]
+    window = 5.0 + declared_margin(5.0)  # 5.1 s
+    assert clock.sent == pytest.approx([0.0, window, 2 * window, 3 * window])
     history = retried.extensions["retry_history"]
     # Each retry waited its backoff (the delay after the attempt before), then was paced (the
-    # wait before it was sent) for the rest of the declared 5 s.
-    assert [attempt.elapsed for attempt in history] == [0.0, 5.0, 10.0]
-    assert [history[n].delay + history[n + 1].paced for n in (0, 1)] == [5.0, 5.0]
+    # wait before it was sent) for the rest of the declared 5 s (and its margin).
+    assert [attempt.elapsed for attempt in history] == pytest.approx([0.0, window, 2 * window])
+    assert [history[n].delay + history[n + 1].paced for n in (0, 1)] == pytest.approx(
+        [window, window]
+    )
     assert history[0].paced == 0.0
     assert all(attempt.paced > 0.0 for attempt in history[1:])
     assert [(event.attempt, event.paced) for event in events] == [
         (attempt.number, attempt.paced) for attempt in history[:2]
     ]
-    # A first attempt paced behind the other request: it went 5 s after it arrived.
+    # A first attempt paced behind the other request: it went 5.1 s after it arrived.
     (first,) = queued.extensions["retry_history"]
-    assert (first.elapsed, first.paced) == (5.0, 5.0)
+    assert (first.elapsed, first.paced) == pytest.approx((window, window))
     paced = registry.get_sample_value("retry_transport_paced_seconds_total", {"host": "up.test"})
     assert paced == pytest.approx(history[1].paced)
 

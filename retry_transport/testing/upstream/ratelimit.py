@@ -35,9 +35,11 @@ Dialect: TypeAlias = Literal["openai", "anthropic", "azure", "groq", "ietf", "no
   resets as Go durations (``6m0s``, ``1.5s``, ``12ms``).
 - ``"anthropic"``: ``anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-
   {limit,remaining,reset}``, resets as RFC 3339 times.
-- ``"azure"``: ``x-ratelimit-remaining-requests`` and ``-tokens`` only (Azure OpenAI counts
-  over short windows: give it e.g. ``window_seconds=10`` and a sixth of the per-minute limits),
-  and ``retry-after-ms`` next to ``retry-after`` on a 429.
+- ``"azure"``: ``x-ratelimit-remaining-requests`` and ``-tokens`` only, and ``retry-after-ms``
+  next to ``retry-after`` on a 429. Azure OpenAI counts requests over 10 s (a sixth of the
+  per-minute limit) and tokens over a minute: in this dialect ``window_seconds`` is the
+  requests' window and the tokens' is six times as long (``window_seconds=10``, ``requests``
+  a sixth of the RPM and ``tokens`` the TPM: as Azure does).
 - ``"ietf"``: the IETF ``RateLimit-Policy`` and ``RateLimit`` structured fields (the httpapi
   working group's draft), one item per limit, named ``"requests"`` and ``"tokens"`` (the
   latter with ``qu="tokens"``); windows and resets in whole seconds, rounded up.
@@ -113,6 +115,7 @@ class _State:
     def __init__(self, limit: ProviderRateLimit, now: float) -> None:
         window = limit.window_seconds
         self.requests = _Bucket(limit.requests, window, now) if limit.requests else None
+        window = limit.tokens_window
         self.tokens = _Bucket(limit.tokens, window, now) if limit.tokens else None
         self.input = _Bucket(limit.tokens, window, now) if limit.tokens else None
         self.output = _Bucket(limit.tokens, window, now) if limit.tokens else None
@@ -121,8 +124,9 @@ class _State:
 class ProviderRateLimit:
     """Token-bucket rate limits per (API key, model), with provider rate-limit headers.
 
-    ``requests`` and ``tokens`` are the limits per ``window_seconds`` (``None``: that limit is
-    not kept); each scope's buckets start full and refill continuously. A request costs one
+    ``requests`` and ``tokens`` are the limits per ``window_seconds`` (tokens per
+    `tokens_window` in the Azure dialect; ``None``: that limit is not kept); each scope's
+    buckets start full and refill continuously. A request costs one
     request and ``ceil(len(body) / 4)`` plus its ``max_tokens`` (or ``max_completion_tokens``,
     ``max_output_tokens``, Gemini's ``generationConfig.maxOutputTokens``) tokens, charged only
     when both buckets can pay. The Anthropic dialect's input- and output-token headers count
@@ -187,6 +191,12 @@ class ProviderRateLimit:
         self._states: dict[Scope, _State] = {}
         self._counts: dict[Scope, ScopeCounts] = {}
 
+    @property
+    def tokens_window(self) -> float:
+        """Seconds the tokens limit is counted over: ``window_seconds``, six times that in the
+        Azure dialect (tokens per minute against requests per 10 s)."""
+        return 6.0 * self.window_seconds if self.dialect == "azure" else self.window_seconds
+
     def set_limits(self, *, requests: int | None = None, tokens: int | None = None) -> None:
         """Change the ``requests`` and/or ``tokens`` limit from now on (None: leave it), for
         every scope: an upstream whose capacity drops halfway through a run. Buckets keep their
@@ -203,14 +213,14 @@ class ProviderRateLimit:
         with self._lock:
             for state in self._states.values():
                 kinds = (
-                    ("requests", (state.requests,)),
-                    ("tokens", (state.tokens, state.input, state.output)),
+                    ("requests", (state.requests,), self.window_seconds),
+                    ("tokens", (state.tokens, state.input, state.output), self.tokens_window),
                 )
-                for name, buckets in kinds:
+                for name, buckets, window in kinds:
                     value = changes[name]
                     for bucket in buckets:
                         if value is not None and bucket is not None:
-                            bucket.resize(value, self.window_seconds, now)
+                            bucket.resize(value, window, now)
             if requests is not None:
                 self.requests = requests
             if tokens is not None:
@@ -339,7 +349,8 @@ class ProviderRateLimit:
         headers: Iterable[tuple[str, str]],
     ) -> Reply:
         extra = list(headers)
-        seconds = self.window_seconds if math.isinf(wait) else wait
+        per = self.window_seconds if limit_name == "requests" else self.tokens_window
+        seconds = per if math.isinf(wait) else wait
         if self.azure_quirks:
             extra.append(("x-rate-limit-reset-tokens", str(max(1, math.ceil(seconds)))))
         elif self.dialect != "none" and self.retry_after:
@@ -348,10 +359,7 @@ class ProviderRateLimit:
                 extra.append(("retry-after-ms", str(max(1, math.ceil(seconds * 1000)))))
         limit = self.requests if limit_name == "requests" else self.tokens
         model = scope.model or "this model"
-        message = (
-            f"Rate limit reached for {model} on {limit_name} per {self.window_seconds:g} s: "
-            f"limit {limit}."
-        )
+        message = f"Rate limit reached for {model} on {limit_name} per {per:g} s: limit {limit}."
         path = urlsplit(request.url).path
         if path.startswith("/v1/messages"):
             return anthropic_error(429, "rate_limit_error", message, headers=extra)
