@@ -59,23 +59,35 @@ _REQUEST_ONLY = frozenset({b"host", b"expect"})
 
 
 def _forwardable(
-    headers: Iterable[tuple[bytes, bytes]], also: frozenset[bytes] = frozenset()
-) -> list[tuple[bytes, bytes]]:
-    """``headers`` without the hop-by-hop ones (and ``also``), order and case kept."""
+    headers: Iterable[tuple[bytes, bytes, bytes]], also: frozenset[bytes] = frozenset()
+) -> list[tuple[bytes, bytes, bytes]]:
+    """``headers`` (name, its lower case, value) without the hop-by-hop ones (and ``also``),
+    order and case kept."""
     headers = list(headers)
-    named = {
+    named = frozenset(
         token.strip().lower()
-        for name, value in headers
-        if name.lower() == b"connection"
+        for _, lower, value in headers
+        if lower == b"connection"
         for token in value.split(b",")
-    }
-    kept = []
-    for name, value in headers:
-        lower = name.lower()
-        if lower in _HOP_BY_HOP or lower in also or lower in named or lower.startswith(b"proxy-"):
-            continue
-        kept.append((name, value))
-    return kept
+    )
+    return [
+        header
+        for header in headers
+        if not (
+            header[1] in _HOP_BY_HOP
+            or header[1] in also
+            or header[1] in named
+            or header[1].startswith(b"proxy-")
+        )
+    ]
+
+
+def _headers(listed: list[tuple[bytes, bytes, bytes]]) -> httpx.Headers:
+    """httpx headers holding ``listed`` (name, its lower case, value) as they are: what
+    ``httpx.Headers`` makes of bytes pairs, without its per-header normalising."""
+    headers = httpx.Headers()
+    headers._list = listed
+    return headers
 
 
 _URLS_KEPT = 256
@@ -469,6 +481,49 @@ class Forwarder:
                 return b"".join(parts)
         return _stream_body(parts, chunks)
 
+    def _request(
+        self,
+        method: str,
+        url: httpx.URL,
+        headers: list[tuple[bytes, bytes]],
+        content: bytes | AsyncIterator[bytes],
+        exchange: _Exchange,
+    ) -> httpx.Request:
+        """The request to send upstream: the client's end-to-end headers and our ``Via``.
+
+        A body read whole gets the headers httpx would give it (``Host`` first, then
+        ``Content-Length: 0`` for an empty POST, PUT or PATCH without one; the body's length
+        last, unless given), built without httpx re-normalising each one.
+        """
+        extensions = {"timeout": self._timeouts, _TALLY: exchange}
+        kept = _forwardable([(name, name.lower(), value) for name, value in headers], _REQUEST_ONLY)
+        kept.append((b"via", b"via", self._via))
+        if not isinstance(content, bytes):
+            return httpx.Request(
+                method,
+                url,
+                headers=[(name, value) for name, _, value in kept],
+                content=content,
+                extensions=extensions,
+            )
+        method = method.upper()
+        sized = any(lower == b"content-length" for _, lower, _ in kept)
+        listed = [(b"Host", b"host", url.netloc)]
+        if content and not sized:
+            kept.append((b"Content-Length", b"content-length", str(len(content)).encode()))
+        elif not content and not sized and method in ("POST", "PUT", "PATCH"):
+            listed.append((b"Content-Length", b"content-length", b"0"))
+        listed += kept
+        request = httpx.Request(
+            method,
+            url,
+            headers=_headers(listed),
+            stream=httpx.ByteStream(content),
+            extensions=extensions,
+        )
+        request.read()
+        return request
+
     async def _exchange(
         self,
         scope: Scope,
@@ -484,13 +539,7 @@ class Forwarder:
         target = self._target(scope)
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         content = await self._read_body(headers, body)
-        request = httpx.Request(
-            scope["method"],
-            target,
-            headers=[*_forwardable(headers, _REQUEST_ONLY), (b"via", self._via)],
-            content=content,
-            extensions={"timeout": self._timeouts, _TALLY: exchange},
-        )
+        request = self._request(scope["method"], target, headers, content, exchange)
         try:
             response = await transport.handle_async_request(request)
         except httpx.TransportError as exc:
@@ -506,7 +555,10 @@ class Forwarder:
                 {
                     "type": "http.response.start",
                     "status": response.status_code,
-                    "headers": [*_forwardable(response.headers.raw), (b"via", self._via)],
+                    "headers": [
+                        *((name, value) for name, _, value in _forwardable(response.headers._list)),
+                        (b"via", self._via),
+                    ],
                 }
             )
             try:

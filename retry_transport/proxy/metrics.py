@@ -47,16 +47,22 @@ class UpstreamMetrics:
     """The counters of one upstream (no-ops without prometheus-client); a hook for its
     transport."""
 
-    __slots__ = ("_metrics", "_name")
+    __slots__ = ("_codes", "_metrics", "_name")
 
     def __init__(self, metrics: Metrics, name: str) -> None:
         self._metrics = metrics
         self._name = name
+        self._codes: dict[int, Any] = {}
+        """The request counter's child by status code, its labels resolved once."""
 
     def request(self, code: int) -> None:
         """One request answered with status ``code`` (the sidecar's own 4xx/502/504 included)."""
-        if self._metrics.requests is not None:
-            self._metrics.requests.labels(self._name, str(code)).inc()
+        child = self._codes.get(code)
+        if child is None:
+            if self._metrics.requests is None:
+                return
+            child = self._codes[code] = self._metrics.requests.labels(self._name, str(code))
+        child.inc()
 
     def client_disconnect(self) -> None:
         """One request abandoned because its client went away."""

@@ -20,6 +20,7 @@ import httpx
 
 if TYPE_CHECKING:
     import aiohttp
+    from yarl import URL
 
 __all__ = ["EXCEPTIONS", "AiohttpTransport", "make_pool"]
 
@@ -27,6 +28,8 @@ KEEPALIVE = 5.0
 """Seconds an idle upstream connection is kept (httpx's own default)."""
 # aiohttp adds these to every request unless told not to; a proxy adds nothing.
 _AUTO_HEADERS = ("Accept", "Accept-Encoding", "Content-Type", "User-Agent")
+_TARGETS_KEPT = 512
+"""Upstream URLs each transport keeps, parsed as aiohttp's."""
 
 
 def _exceptions() -> tuple[tuple[type[BaseException], type[httpx.TransportError]], ...]:
@@ -108,6 +111,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             trust_env=False,
         )
         self._timeouts: dict[tuple[float | None, float | None], aiohttp.ClientTimeout] = {}
+        # By the id of the httpx URL kept alongside (so that the id stays its own).
+        self._targets: dict[int, tuple[httpx.URL, URL]] = {}
 
     def _timeout(self, given: object) -> aiohttp.ClientTimeout:
         connect = read = None
@@ -120,6 +125,18 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             self._timeouts[key] = timeout
         return timeout
 
+    def _target(self, url: httpx.URL) -> URL:
+        """``url`` as aiohttp's URL, parsed once per httpx URL object (the forwarder reuses
+        one per path asked for without a query)."""
+        kept = self._targets.get(id(url))
+        if kept is not None and kept[0] is url:
+            return kept[1]
+        target = self._url(str(url), encoded=True)
+        if len(self._targets) >= _TARGETS_KEPT:
+            self._targets.clear()
+        self._targets[id(url)] = (url, target)
+        return target
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         stream = request.stream
         data: bytes | httpx.AsyncByteStream | None
@@ -128,15 +145,22 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         else:
             assert isinstance(stream, httpx.AsyncByteStream), "the sidecar streams async bodies"
             data = stream
-        headers = [
-            (name, value)
-            for name, value in request.headers.multi_items()
-            if name != "transfer-encoding"  # aiohttp chunks a body of unknown length itself
-        ]
+        try:
+            headers = [
+                (name.decode("ascii"), value.decode("ascii"))
+                for name, lower, value in request.headers._list
+                if lower != b"transfer-encoding"  # aiohttp chunks a body of unknown length itself
+            ]
+        except UnicodeDecodeError:  # decoded as httpx decodes them (utf-8, else latin-1)
+            headers = [
+                (name, value)
+                for name, value in request.headers.multi_items()
+                if name != "transfer-encoding"
+            ]
         try:
             response = await self._session.request(
                 request.method,
-                self._url(str(request.url), encoded=True),
+                self._target(request.url),
                 headers=headers,
                 data=data,
                 allow_redirects=False,
@@ -145,9 +169,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             )
         except _CAUGHT as exc:
             raise _translate(exc, request) from exc
+        answered = httpx.Headers()
+        # What httpx.Headers makes of the bytes pairs, without normalising each one again.
+        answered._list = [(name, name.lower(), value) for name, value in response.raw_headers]
         return httpx.Response(
             response.status,
-            headers=list(response.raw_headers),
+            headers=answered,
             stream=_Body(response, request),
             extensions={
                 "http_version": b"HTTP/1.1",
