@@ -265,6 +265,7 @@ class Forwarder:
         self._metrics = metrics
         self._via = b"1.1 " + via_token
         self._base = httpx.URL(spec.url)
+        self._netloc = self._base.netloc
         self._base_path = self._base.raw_path.split(b"?", 1)[0].rstrip(b"/")
         self._name = None if spec.name is None else spec.name.encode()
         self._timeouts = {
@@ -508,7 +509,7 @@ class Forwarder:
             )
         method = method.upper()
         sized = any(lower == b"content-length" for _, lower, _ in kept)
-        listed = [(b"Host", b"host", url.netloc)]
+        listed = [(b"Host", b"host", self._netloc)]
         if content and not sized:
             kept.append((b"Content-Length", b"content-length", str(len(content)).encode()))
         elif not content and not sized and method in ("POST", "PUT", "PATCH"):
@@ -521,7 +522,7 @@ class Forwarder:
             stream=httpx.ByteStream(content),
             extensions=extensions,
         )
-        request.read()
+        request._content = content  # what read() would note, without reading the stream again
         return request
 
     async def _exchange(
