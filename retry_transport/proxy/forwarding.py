@@ -185,6 +185,13 @@ class _Pipe:
         finally:
             self._writer = None
 
+    def put_last(self, chunk: bytes) -> None:
+        """Hand on the body's last chunk, without waiting for it to be taken (a body that
+        came in one message, the common case, is handed over in one step)."""
+        if not self._closed:
+            self._chunk = chunk
+        self.end()
+
     def end(self) -> None:
         """The body is complete (or will never be)."""
         self._ended = True
@@ -450,10 +457,12 @@ class Forwarder:
                     gone = True
                     break
                 chunk: bytes = message.get("body", b"")
+                if not message.get("more_body", False):
+                    if chunk:
+                        body.put_last(chunk)
+                    break
                 if chunk:
                     await body.put(chunk)  # at once if the body is no longer wanted
-                if not message.get("more_body", False):
-                    break
         finally:
             body.end()
         if not gone:
@@ -549,7 +558,7 @@ class Forwarder:
         body.close()  # a body still arriving is not wanted any more
         history = response.extensions.get("retry_history", ())
         exchange.attempts = len(history) or 1
-        watch = _TerminalWatch() if _is_event_stream(response.headers.raw) else None
+        watch = _TerminalWatch() if _is_event_stream(response.headers._list) else None
         try:
             exchange.status = response.status_code
             await send(
@@ -654,11 +663,10 @@ _DEADLINE_SLACK = 0.01
 starts its clock a little after the forwarder)."""
 
 
-def _is_event_stream(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+def _is_event_stream(headers: Iterable[tuple[bytes, bytes, bytes]]) -> bool:
     return any(
-        name.lower() == b"content-type"
-        and value.split(b";", 1)[0].strip().lower() == b"text/event-stream"
-        for name, value in headers
+        lower == b"content-type" and value.split(b";", 1)[0].strip().lower() == b"text/event-stream"
+        for _, lower, value in headers
     )
 
 

@@ -129,8 +129,14 @@ class Screen:
             scope["raw_path"] = raw
             scope["path"] = unquote(raw.decode("latin-1"))
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        names = {name.lower() for name, _ in headers}
-        if b"content-length" in names and b"transfer-encoding" in names:
+        sized = chunked = False
+        for name, _ in headers:
+            lower = name.lower()
+            if lower == b"content-length":
+                sized = True
+            elif lower == b"transfer-encoding":
+                chunked = True
+        if sized and chunked:
             return (
                 400,
                 "invalid_request",
