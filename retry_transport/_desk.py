@@ -221,16 +221,13 @@ class Desk:
             credit = min(credit + rate * max(0.0, now - self._credit_at), rate * _BURST)
         self._credit = credit
         self._credit_at = now
-        if mark is None:
-            ceiling = min(gate.ceiling, used + room)
-        else:
-            ceiling = mark + room
+        ceiling = min(gate.ceiling, used + room) if mark is None else mark + room
         ceiling = min(ceiling, used + max(credit, 0.0))
         if ceiling < math.inf:
             ceiling = math.floor(ceiling)  # whole attempts
         gate.ceiling = ceiling
         if gate.limit > ceiling:
-            gate.limit = ceiling  # a run opened before this report ends at its ceiling
+            gate.limit = int(ceiling)  # a run opened before this report ends at its ceiling
         self.busy = used + _MIN_RUN > ceiling
 
     def ticket(self, request: Any) -> Ticket:

@@ -37,7 +37,7 @@ class FastGate:
 
     def __init__(self, cap: int = 1) -> None:
         self.used = 0
-        self.limit: float = 0  # closed until an admission finds nothing in the way
+        self.limit = 0  # closed until an admission finds nothing in the way
         self.run = 1
         self.cap = cap
         self.answered = 0  # fast-path attempts answered (or failed)
@@ -51,8 +51,10 @@ class FastGate:
     def open(self) -> None:
         """Let the next run of first attempts take the fast path; the run after is longer."""
         run = self.run
-        used = self.used
-        self.limit = min(used + run, self.ceiling)
+        limit = self.used + run
+        if limit > self.ceiling:
+            limit = int(self.ceiling)  # no further than the headroom allows
+        self.limit = limit
         if run < self.cap:
             self.run = min(run * 2, self.cap)
 

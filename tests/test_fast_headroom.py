@@ -75,6 +75,14 @@ def drain(limiter: SharedLimiter) -> int:
         assert admitted < 100_000
 
 
+def is_busy(desk: Desk) -> bool:
+    return desk.busy
+
+
+def is_open(gate: FastGate) -> bool:
+    return gate.is_open
+
+
 def reserve(limit: int) -> float:
     return max(0.1 * limit, 2.0)
 
@@ -129,7 +137,7 @@ def test_unbooked_attempts_keep_the_scopes_pace() -> None:
     assert drain(limiter) == 0  # nor with one at once: the second's pace is spent
     clock.now += 0.5
     report(desk, room_headers(900 - first, reset="6s"), mark=gate.answered)
-    room, rate = desk.pacer.allowance(clock.now)
+    _room, rate = desk.pacer.allowance(clock.now)
     assert 8 <= drain(limiter) <= 0.5 * rate + 1
 
 
@@ -166,16 +174,16 @@ def test_a_report_of_low_headroom_closes_an_open_run() -> None:
     report(desk, room_headers(999), mark=0)
     assert limiter.try_admit()
     gate = limiter.fast_gate
-    assert gate.is_open
+    assert is_open(gate)
     report(desk, room_headers(105), mark=gate.answered)
-    assert desk.busy
-    assert not gate.is_open
+    assert is_busy(desk)
+    assert not is_open(gate)
     assert not limiter.try_admit()
     report(desk, room_headers(0, reset="2s"), mark=gate.answered)  # on hold until the reset
-    assert desk.busy
+    assert is_busy(desk)
     clock.now += 0.5
     report(desk, room_headers(900), mark=gate.answered)  # headroom again: opens
-    assert not desk.busy
+    assert not is_busy(desk)
     assert limiter.try_admit()
 
 
