@@ -33,6 +33,9 @@ _LOWER_NAME = itemgetter(1)  # of a raw header entry (name, lower-case name, val
 _MIN_RUN = 8
 # Seconds of a scope's pace that may go at once through the gate (and that its credit holds).
 _BURST = 1.0
+# The longest run between two scans while the gate's ceiling bounds what header truth allows
+# (the ceiling, not the scans, keeps the runs within the headroom).
+_HEADROOM_RUN = 1024
 
 
 class Ticket:
@@ -127,6 +130,7 @@ class Desk:
         gate: FastGate | None = None,
     ) -> None:
         self._gate = self.fast_gate = FastGate() if gate is None else gate
+        self._cap = self._gate.cap
         self._busy = self._blocking = False
         self._pacer = Pacer(rate, headers=headers)
         self._headers = headers
@@ -210,8 +214,10 @@ class Desk:
         pacer = self._pacer
         if pacer.idle:
             gate.ceiling = math.inf
+            gate.cap = self._cap
             self.busy = False
             return
+        gate.cap = max(self._cap, _HEADROOM_RUN)
         room, rate = pacer.allowance(now)
         used = gate.used
         spent = used - self._credit_used

@@ -364,9 +364,10 @@ class Pacer:
         ``room`` is the fewest attempts that every scope with header truth can still take
         above its reserve (each counted at one request and, per token dimension, at the
         largest cost booked in that scope or `FAST_TOKENS`, whichever is more); ``rate`` the
-        slowest pace (attempts per second) any of them allows. ``(0.0, 0.0)`` when anything
-        else could pace an attempt: a declared limit, a first attempt to a new origin out, an
-        adaptive rate, a dimension on hold. With no scope state: ``(inf, inf)``.
+        slowest pace (attempts per second, each at the largest cost booked) any of them
+        allows. ``(0.0, 0.0)`` when anything else could pace an attempt: a declared limit, a
+        first attempt to a new origin out, an adaptive rate, a dimension on hold. With no
+        scope state: ``(inf, inf)``.
         """
         if self._rate is not None or self._probes:
             return 0.0, 0.0
@@ -378,12 +379,14 @@ class Pacer:
             for name, dim in state.dims.items():
                 if now < dim.hold_until:
                     return 0.0, 0.0
-                largest = state.largest.get(name, 0.0)
+                largest = max(state.largest.get(name, 0.0), 1.0)
+                # The room is counted at a cost no attempt is likely to pass; the pace (how
+                # fast, not how many) at the largest one booked.
                 unit = 1.0 if name == "requests" else max(largest, FAST_TOKENS)
                 level = dim.level(now)
-                reserve = min(0.5 * dim.limit, max(0.1 * dim.limit, 2.0 * max(largest, unit)))
+                reserve = min(0.5 * dim.limit, max(0.1 * dim.limit, 2.0 * unit))
                 room = min(room, (level - reserve) / unit)
-                rate = min(rate, dim.pace(now, level, max(largest, unit)) / unit)
+                rate = min(rate, dim.pace(now, level, unit) / largest)
         return max(room, 0.0), max(rate, 0.0)
 
     # -- scope bookkeeping -------------------------------------------------------------
