@@ -18,7 +18,7 @@ from retry_transport._gate import FastGate
 from retry_transport._pacing import FAST_TOKENS, Pacer
 from retry_transport._scope import CostEstimate, Scope
 
-from .transport_helpers import FLAVOURS, FakeClock, R, Sleeps, lib
+from .transport_helpers import FLAVOURS, FakeClock, R, Sleeps, exc, lib
 from .transport_helpers import Script as _Script
 
 URL = "http://up.test/v1/chat/completions"
@@ -288,3 +288,52 @@ async def test_a_429_through_the_open_gate_closes_it(flavour: str) -> None:
         assert (await client.post(URL, json={"model": "m"})).status_code == 200  # retried
     assert script.count == 6
     assert sum(sleeps.waits) >= 1.0  # the retry waited for the reset
+
+
+def admitted_then(flavour: str, which: int) -> tuple[_Script, Sleeps]:
+    """A first request answered with plain 200s (pacing idle), then one admitted by the limiter
+    whose attempt fails (an exception or a 503), then successes."""
+    failures: list[R | type[Exception]] = [exc(flavour, "ConnectError"), R(503, "busy")]
+    plain = R(200, "ok", JSON)
+    return _Script(flavour, [plain, failures[which], plain]), Sleeps()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("which", [0, 1])
+async def test_an_admitted_attempt_that_fails_is_counted_answered(flavour: str, which: int) -> None:
+    script, sleeps = admitted_then(flavour, which)
+    limiter, _ = limiter_on(sleeps.clock)
+    transport = RetryTransport(script.mock(), limiter=limiter, sleep=sleeps, clock=sleeps.clock)
+    async with lib(flavour).AsyncClient(transport=transport) as client:
+        await client.post(URL, json={"model": "m"})  # paced (the first): a ticket
+        assert (await client.post(URL, json={"model": "m"})).content == b"ok"  # admitted
+    gate = limiter.fast_gate
+    assert (gate.used, gate.answered) == (1, 1)
+    assert script.count == 3
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_an_admitted_attempt_that_fails_is_counted_answered_sync(flavour: str, which: int) -> None:
+    script, sleeps = admitted_then(flavour, which)
+    limiter, _ = limiter_on(sleeps.clock)
+    transport = SyncRetryTransport(
+        script.mock(), limiter=limiter, sleep=sleeps.sync, clock=sleeps.clock
+    )
+    with lib(flavour).Client(transport=transport) as client:
+        client.post(URL, json={"model": "m"})
+        assert client.post(URL, json={"model": "m"}).content == b"ok"
+    gate = limiter.fast_gate
+    assert (gate.used, gate.answered) == (1, 1)
+
+
+def test_a_scope_with_nothing_to_pace_leaves_the_gate_unbounded() -> None:
+    clock = FakeClock()
+    limiter, desk = limiter_on(clock)
+    ticket = desk.ticket(request())
+    desk.sent(ticket)
+    desk.observe(ticket, httpx.Response(429))
+    # A trickle's 429: no adaptive rate, but the scope is now known (with nothing to pace).
+    assert not desk.congestion(ticket, 0.1)
+    assert len(desk.pacer) == 1
+    assert not is_busy(desk)
+    assert limiter.fast_gate.ceiling == math.inf
