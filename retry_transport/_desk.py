@@ -206,8 +206,9 @@ class Desk:
         ``mark + room``: the attempts admitted but unanswered when that attempt went, and every
         one admitted since, together never exceed ``room`` (what every scope can take above its
         reserve, `Pacer.allowance`). It is also no more than ``used + credit``, the credit
-        growing at the slowest scope's pace up to `_BURST` seconds of it, so runs keep that pace
-        rather than drain the headroom in a burst. Any other event only lowers the ceiling. The
+        growing at the slowest scope's pace up to `_BURST` seconds of it (each booking takes one
+        off it and the ceiling), so runs keep that pace rather than drain the headroom in a
+        burst. Any other event only lowers the ceiling. The
         gate closes (every request takes a ticket) once fewer than `_MIN_RUN` attempts fit.
         """
         gate = self._gate
@@ -337,8 +338,10 @@ class Desk:
                 ticket.scopes, ticket.cost, now, deadline, patient=patient, queue=ticket.queue
             )
             if booking.booked and booking.wait < math.inf:
-                # Booked in its scopes' levels, and so taken off the room of unbooked ones.
+                # Booked in its scopes' levels and pace, and so taken off the room and the
+                # credit of unbooked ones: together they keep the pace.
                 self._gate.ceiling -= 1
+                self._credit -= 1.0
             self._settle(now, None)
         if booking.booked and booking.wait < math.inf:
             ticket.booking = booking

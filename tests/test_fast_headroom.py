@@ -207,15 +207,17 @@ def test_a_declared_limit_or_a_store_elsewhere_keeps_the_gate_shut() -> None:
     assert not limiter.fast_gate.is_open
 
 
-def test_a_booking_takes_one_off_the_ceiling() -> None:
+def test_a_booking_takes_one_off_the_ceiling_and_the_credit() -> None:
     clock = FakeClock()
     limiter, desk = limiter_on(clock)
     report(desk, room_headers(999), mark=0)
     gate = limiter.fast_gate
     ceiling = gate.ceiling
+    credit = desk._credit
     ticket = desk.ticket(request())
     assert desk.pace(ticket, None) == 0.0
     assert gate.ceiling <= ceiling - 1
+    assert desk._credit <= credit - 1.0  # and off the credit: booked and unbooked keep the pace
 
 
 def test_a_gate_opens_no_further_than_its_ceiling() -> None:
