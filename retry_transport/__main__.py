@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ._demo import run_demo
 
         run_demo(sys.stdout)
-    elif args.command == "rules":
+    else:  # "rules": the parser admits no other command
         from ._signatures import rules_markdown
 
         sys.stdout.write(rules_markdown())

@@ -280,10 +280,6 @@ class _ScopeState:
         self.recent: deque[float] = deque(maxlen=16)
         self.accepted: deque[float] = deque(maxlen=32)  # when answers other than 429 came
 
-    def idle(self, now: float) -> bool:
-        """Nothing left that would pace anything."""
-        return self.rate is None and not self.dims and now >= self.truth_until
-
 
 def _costs(cost: CostEstimate) -> dict[str, float]:
     return {

@@ -109,6 +109,87 @@ def test_pacing_off_keeps_nothing_per_scope() -> None:
     assert board.headroom() == []
 
 
+def test_an_ipv6_origin_is_bracketed_in_its_store_key() -> None:
+    ticket = desk(FakeClock()).ticket(request("https://[::1]:8443/v1/chat/completions"))
+    assert ticket.keys[1] == "p|https://[::1]:8443"
+    assert ticket.scope.origin == "https://[::1]:8443"
+
+
+class PlainHeaders(dict[str, str]):
+    """Headers of a library that keeps no raw list."""
+
+
+class PlainResponse:
+    def __init__(self, status_code: int, headers: dict[str, str]) -> None:
+        self.status_code = status_code
+        self.headers = PlainHeaders(headers)
+
+
+def test_rate_limit_headers_of_a_library_without_a_raw_list_are_read_by_name() -> None:
+    board = desk(FakeClock())
+    ticket = board.ticket(request(json={"model": "m"}))
+    headers = {"X-RateLimit-Remaining-Requests": "3", "X-RateLimit-Limit-Requests": "10"}
+    board.observe(ticket, PlainResponse(200, headers))
+    assert [(h.model, h.dimension, h.limit, h.remaining) for h in board.headroom()] == [
+        ("m", "requests", 10.0, 3.0)
+    ]
+
+
+def test_a_shorter_fleet_block_leaves_the_longer_one_in_force() -> None:
+    clock = FakeClock()
+    board = desk(clock)
+    board.note_any_block(30.0)
+    board.note_any_block(10.0)
+    assert board.blocked_until == clock.now + 30.0
+
+
+def test_a_block_recorded_between_the_two_looks_keeps_the_fast_path_shut() -> None:
+    # Another thread records a block after block_over's unlocked look saw every block over:
+    # the look under the lock sees it, and the fast path stays shut.
+    now = 1000.0
+    reads = 0
+    board: Desk
+
+    def clock() -> float:
+        nonlocal reads
+        reads += 1
+        if reads == 3:  # block_over's first look, after record_block's own read
+            board._blocks["other"] = board.blocked_until = now + 5.0
+        return now
+
+    board = Desk(None, headers=True, prefix="p", clock=clock, wall_clock=lambda: 0.0)
+    board.record_block("k", 1.0)
+    now += 2.0  # the block on "k" is over
+    assert board.block_over() is False
+    assert board.blocking is True
+    now += 5.0
+    assert board.block_over() is True
+    assert board.blocking is False
+
+
+def test_a_full_block_table_drops_the_blocks_that_have_ended_first() -> None:
+    clock = FakeClock()
+    board = desk(clock)
+    board.record_block("long", 100.0)
+    for n in range(4095):  # the table is full, not over
+        board.record_block(f"k{n}", 0.5)
+    clock.now += 1.0
+    board.record_block("new", 5.0)
+    assert sorted(board._blocks) == ["long", "new"]
+
+
+def test_a_success_on_the_fast_path_answers_a_new_origins_probe() -> None:
+    clock = FakeClock()
+    board = desk(clock)
+    first = board.ticket(request())
+    assert board.pace(first, None) == 0.0
+    board.sent(first)  # the probe of a new origin is out: others are held for it
+    held = board.busy
+    board.observe_fast(request(), httpx.Response(200))  # another request's plain success
+    assert (held, board.busy) == (True, False)
+    assert board.pace(board.ticket(request()), None) == 0.0
+
+
 def test_fingerprint_keys_agree_by_name() -> None:
     assert default_fingerprint_key("a") == default_fingerprint_key("a")
     assert default_fingerprint_key("a") != default_fingerprint_key("b")

@@ -8,12 +8,18 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from retry_transport import RetryPolicy, RetryTransport, SharedLimiter, SyncRetryTransport
+from retry_transport import (
+    RetryEvent,
+    RetryPolicy,
+    RetryTransport,
+    SharedLimiter,
+    SyncRetryTransport,
+)
 from retry_transport._common import is_event_stream, safe_url
 from retry_transport._io import sync_finish_iterator
 from retry_transport._replay_async import AsyncReplay
 from retry_transport._replay_sync import SyncReplay
-from retry_transport.testing import ScriptedTransport
+from retry_transport.testing import ScriptedTransport, Step
 
 from .transport_helpers import Sleeps
 
@@ -160,3 +166,102 @@ def test_a_closed_file_body_cannot_be_rewound() -> None:
 def test_the_policy_given_is_the_policy_in_force() -> None:
     policy = RetryPolicy(max_attempts=2)
     assert SyncRetryTransport(ScriptedTransport([200]), policy=policy).policy is policy
+
+
+# -- the fast path without pacing: a first attempt sent at once, no ticket ----------------------
+# A limiter that does not pace admits even a transport's first request on the fast path.
+
+
+def unpaced() -> SharedLimiter:
+    return SharedLimiter(pacing=False)
+
+
+@pytest.mark.anyio
+async def test_async_a_first_attempt_failing_on_the_fast_path_is_retried() -> None:
+    script = ScriptedTransport([Step.raising("ConnectError"), 200])
+    sleeps = Sleeps()
+    transport = RetryTransport(script, limiter=unpaced(), sleep=sleeps, random=lambda: 0.5)
+    async with httpx.AsyncClient(transport=transport) as client:
+        response = await client.post(URL, json={})
+    assert response.status_code == 200
+    assert script.call_count == 2
+    assert [(a.status, a.exception) for a in response.extensions["retry_history"]] == [
+        (None, "ConnectError"),
+        (200, None),
+    ]
+    assert len(sleeps.waits) == 1
+
+
+def test_sync_a_first_attempt_failing_on_the_fast_path_is_retried() -> None:
+    script = ScriptedTransport([Step.raising("ConnectError"), 200])
+    sleeps = Sleeps()
+    transport = SyncRetryTransport(script, limiter=unpaced(), sleep=sleeps.sync, random=lambda: 0.5)
+    with httpx.Client(transport=transport) as client:
+        response = client.post(URL, json={})
+    assert response.status_code == 200
+    assert script.call_count == 2
+    assert [(a.status, a.exception) for a in response.extensions["retry_history"]] == [
+        (None, "ConnectError"),
+        (200, None),
+    ]
+    assert len(sleeps.waits) == 1
+
+
+def test_sync_a_success_on_the_fast_path_without_pacing_is_returned_as_it_came() -> None:
+    script = ScriptedTransport([Step(200, body=b"ok")])
+    transport = SyncRetryTransport(script, limiter=unpaced())
+    with httpx.Client(transport=transport) as client:
+        response = client.get(URL)
+    assert response.text == "ok"
+    assert "retry_history" not in response.extensions  # never went through the machine
+
+
+def test_sync_a_named_wait_without_pacing_blocks_the_shared_limiter() -> None:
+    clock = Sleeps()
+    limiter = SharedLimiter(pacing=False, clock=clock.clock, random=lambda: 0.0)
+    events: list[RetryEvent] = []
+    script = ScriptedTransport([Step(503, headers={"retry-after": "7"}), 200])
+    transport = SyncRetryTransport(
+        script,
+        limiter=limiter,
+        sleep=clock.sync,
+        clock=clock.clock,
+        random=lambda: 0.5,
+        hooks=[events.append],
+    )
+    with httpx.Client(transport=transport) as client:
+        response = client.post(URL, json={})
+    assert response.status_code == 200
+    assert script.call_count == 2
+    assert [event.blocked_for for event in events] == [7.0]  # the limiter's block
+    assert clock.waits == [7.0]  # waited once, for the block
+
+
+class Timeouts:
+    """An inner transport that answers 200 and keeps each request's timeouts."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict[str, float | None]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.seen.append(dict(request.extensions["timeout"]))
+        return httpx.Response(200)
+
+
+@pytest.mark.anyio
+async def test_async_a_deadline_caps_the_fast_path_attempts_timeouts() -> None:
+    inner = Timeouts()
+    policy = RetryPolicy(deadline=2.5)
+    transport = RetryTransport(httpx.MockTransport(inner), policy=policy, limiter=unpaced())
+    async with httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(10.0)) as client:
+        await client.get(URL)
+    assert inner.seen == [{"connect": 2.5, "read": 2.5, "write": 2.5, "pool": 2.5}]
+
+
+def test_sync_a_deadline_caps_the_fast_path_attempts_timeouts() -> None:
+    inner = Timeouts()
+    policy = RetryPolicy(deadline=2.5)
+    transport = SyncRetryTransport(httpx.MockTransport(inner), policy=policy, limiter=unpaced())
+    with httpx.Client(transport=transport, timeout=httpx.Timeout(1.0, read=None)) as client:
+        client.get(URL)
+    assert inner.seen == [{"connect": 1.0, "read": 2.5, "write": 1.0, "pool": 1.0}]

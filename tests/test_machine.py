@@ -136,9 +136,11 @@ def test_x_should_retry_false_overrides_a_retryable_status() -> None:
 
 
 def test_x_should_retry_true_overrides_a_fatal_status() -> None:
-    run = run_machine([response(409, headers={"x-should-retry": "true"}), response(200)])
+    run = run_machine([response(404, headers={"x-should-retry": "true"}), response(200)])
     assert run.sends == 2
-    assert finished(run.end).response.status_code == 200
+    end = finished(run.end)
+    assert end.response.status_code == 200
+    assert end.history[0].reason == "x-should-retry: true"
 
 
 def test_connect_error_is_retried_even_when_the_body_cannot_be_replayed() -> None:

@@ -116,6 +116,28 @@ def test_a_give_up_adds_its_event_and_counts_only_resends_made(
     assert script.call_count == 3
 
 
+def test_an_attempt_that_waited_for_pacing_says_how_long(
+    tracer: Tracer, exporter: InMemorySpanExporter
+) -> None:
+    # A declared limit of one attempt in 10 s: the resend waits 9 s more than its backoff.
+    sleeps = Sleeps()
+    limiter = SharedLimiter(rate=RateLimit(1, per=10.0), clock=sleeps.clock, random=lambda: 0.0)
+    transport = SyncRetryTransport(
+        ScriptedTransport([503, 503]),
+        policy=RetryPolicy(max_attempts=2),
+        limiter=limiter,
+        sleep=sleeps.sync,
+        clock=sleeps.clock,
+        random=lambda: 0.5,
+        hooks=[OpenTelemetryHook()],
+    )
+    with tracer.start_as_current_span("chat"), httpx.Client(transport=transport) as client:
+        assert client.post(URL, json={}).status_code == 503
+    retry, give_up = (dict(event.attributes or {}) for event in only_span(exporter).events)
+    assert "retry_transport.paced" not in retry  # the first attempt went at once
+    assert give_up["retry_transport.paced"] == 9.0
+
+
 def test_a_resend_announced_but_never_sent_is_not_counted(
     tracer: Tracer, exporter: InMemorySpanExporter
 ) -> None:

@@ -56,7 +56,7 @@ def test_rate_limit_defaults() -> None:
 
 def test_a_scope_never_heard_of_goes_at_once_after_its_probe_is_answered() -> None:
     pacer = Pacer()
-    assert not pacer.idle or pacer.idle  # a fresh pacer paces nothing yet
+    assert pacer.idle  # a fresh pacer paces nothing yet
     first = pacer.reserve(SCOPES, ONE, 0.0, None)
     assert (first.wait, first.booked) == (0.0, True)
     held = pacer.reserve(SCOPES, ONE, 0.0, None)
@@ -158,6 +158,18 @@ def test_a_spent_fixed_window_waits_for_its_reset() -> None:
     assert pacer.reserve(SCOPES, ONE, 0.0, None).at >= 4.0
 
 
+def test_a_fixed_window_without_a_reset_resets_after_its_window() -> None:
+    pacer = answered(Pacer())
+    room = Headroom(4, 2, None, window=30.0, continuous=False)
+    pacer.report(SCOPE, 0, {"requests": room}, 0.0)
+    times = [pacer.reserve(SCOPES, ONE, 0.0, None).at for _ in range(8)]
+    assert times[0] == 0.0
+    assert min(times[1:]) >= 30.0  # the rest of what is left is spread up to the reset
+    # After the reset the whole limit is back, and once that is spent the refill paces.
+    assert sum(1 for t in times if 30.0 <= t < 60.0) <= 4
+    assert times[-1] - times[-2] >= 30.0 / 4
+
+
 def test_azure_remaining_without_limit_spreads_the_minute() -> None:
     pacer = answered(Pacer())
     pacer.report(SCOPE, 0, {"requests": Headroom(None, 60, None)}, 0.0)
@@ -175,6 +187,39 @@ def test_coarse_resets_fall_back_to_a_per_minute_refill() -> None:
     pacer = answered(Pacer())
     pacer.report(SCOPE, 0, {"requests": Headroom(60, 59, 1.0, coarse=True)}, 0.0)
     assert pacer.headroom()[0].pace == pytest.approx(1.0)
+
+
+def test_a_dimension_reported_without_what_is_left_is_not_learnt() -> None:
+    pacer = answered(Pacer())
+    pacer.report(SCOPE, 0, {"tokens": Headroom(1000, None, 1.0)}, 0.0)
+    assert pacer.headroom() == []
+    pacer.report(
+        SCOPE, 0, {"tokens": Headroom(1000, None, 1.0), "requests": Headroom(60, 0, 30.0)}, 0.0
+    )
+    assert [h.dimension for h in pacer.headroom()] == ["requests"]
+    assert pacer.reserve(SCOPES, tokens(500), 0.0, None).paced_by == "headers"
+
+
+def test_a_report_without_what_is_left_keeps_the_adaptive_rate() -> None:
+    pacer = answered(Pacer())
+    pacer.congestion(SCOPE, 0.0, 0.0, fallback_rate=50.0)
+    pacer.report(SCOPE, 0, {"requests": Headroom(60, None, 1.0)}, 0.0)
+    pacer.reserve(SCOPES, ONE, 0.0, None)
+    assert pacer.reserve(SCOPES, ONE, 0.0, None).paced_by == "adaptive"
+
+
+def test_the_record_of_answered_origins_is_bounded() -> None:
+    pacer = Pacer(max_scopes=2)
+    for origin in ("https://a.test", "https://b.test", "https://c.test"):
+        pacer.answered(origin)
+    for origin in ("https://b.test", "https://c.test"):  # remembered: nothing held
+        scopes = (Scope(origin, "k", "m"), Scope(origin, "k", "m").origin_scope)
+        assert pacer.reserve(scopes, ONE, 0.0, None).wait == 0.0
+        assert pacer.reserve(scopes, ONE, 0.0, None).wait == 0.0
+    forgotten = Scope("https://a.test", "k", "m")
+    scopes = (forgotten, forgotten.origin_scope)
+    assert pacer.reserve(scopes, ONE, 0.0, None).booked  # a new probe
+    assert pacer.reserve(scopes, ONE, 0.0, None).paced_by == "probe"
 
 
 def test_scopes_are_bounded_and_idle_ones_dropped() -> None:
@@ -282,6 +327,15 @@ def test_a_trickle_is_never_slowed_and_old_news_is_ignored() -> None:
     first = pacer._scopes[SCOPE].rate
     assert pacer.congestion(SCOPE, 1.1, 0.5, fallback_rate=50.0)  # sent before the cut
     assert pacer._scopes[SCOPE].rate == first
+
+
+def test_bookings_older_than_two_seconds_say_nothing_of_the_rate_sent() -> None:
+    pacer = answered(Pacer())
+    pacer.congestion(SCOPE, 0.0, 0.0, fallback_rate=0.5)  # a trickle: known, not slowed
+    for n in range(6):  # sent at 100 a second, ten seconds ago
+        assert pacer.reserve(SCOPES, ONE, n * 0.01, None).wait == 0.0
+    pacer.congestion(SCOPE, 10.0, 10.0, fallback_rate=4.0)
+    assert pacer._scopes[SCOPE].rate == pytest.approx(0.7 * 4.0)  # cut from the fallback
 
 
 def test_header_truth_replaces_the_adaptive_rate() -> None:

@@ -10,7 +10,14 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 
-from retry_transport import RetryEvent, RetryPolicy, RetryTransport, SyncRetryTransport
+from retry_transport import (
+    RateLimit,
+    RetryEvent,
+    RetryPolicy,
+    RetryTransport,
+    SharedLimiter,
+    SyncRetryTransport,
+)
 from retry_transport.prometheus import PrometheusHook
 from retry_transport.testing import ScriptedTransport, Step
 
@@ -57,6 +64,30 @@ def test_retries_and_give_ups_are_counted_by_host_and_verdict() -> None:
         is None
     )
     assert b"secret" not in generate_latest(registry)
+
+
+def test_seconds_an_attempt_waited_for_pacing_are_counted_by_host() -> None:
+    # A declared limit of one attempt in 10 s: the retry waits 9 s more than its backoff.
+    registry = CollectorRegistry()
+    sleeps = Sleeps()
+    hook = PrometheusHook(registry=registry, clock=sleeps.clock)
+    events: list[RetryEvent] = []
+    limiter = SharedLimiter(rate=RateLimit(1, per=10.0), clock=sleeps.clock, random=lambda: 0.0)
+    transport = SyncRetryTransport(
+        ScriptedTransport([503, 503]),
+        policy=RetryPolicy(max_attempts=2),
+        limiter=limiter,
+        sleep=sleeps.sync,
+        clock=sleeps.clock,
+        random=lambda: 0.5,
+        hooks=[hook, events.append],
+    )
+    with httpx.Client(transport=transport) as paced:
+        assert paced.post("http://a.test/v1/x", json={}).status_code == 503
+    assert [(event.kind, event.paced) for event in events] == [("retry", 0.0), ("give_up", 9.0)]
+    assert (
+        registry.get_sample_value("retry_transport_paced_seconds_total", {"host": "a.test"}) == 9.0
+    )
 
 
 def test_the_blocked_gauge_shows_the_block_and_counts_down() -> None:

@@ -7,13 +7,14 @@ import sys
 
 import httpx
 import pytest
+import uvicorn
 from starlette.routing import Match, NoMatchFound
 
 from retry_transport._events import RetryEvent
 from retry_transport.proxy.app import build_app
 from retry_transport.proxy.metrics import Metrics
 from retry_transport.proxy.replies import path_for_log, printable
-from retry_transport.proxy.serving import _NoWireDebug, _redact
+from retry_transport.proxy.serving import _NoWireDebug, _redact, _Server
 
 from .proxy_helpers import settings_for
 
@@ -85,3 +86,35 @@ def test_without_prometheus_client_the_counters_are_no_ops(
     )
     metrics.watch_block("a", lambda: 0.0)
     assert metrics.render() is None
+
+
+class _Transport:
+    def __init__(self) -> None:
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class _Connection:
+    def __init__(self, transport: _Transport | None) -> None:
+        self.transport = transport
+
+
+def test_past_the_grace_period_the_connections_still_open_are_closed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = _Server(
+        uvicorn.Config(app=build_app(settings_for("--upstream", "https://a.example"))), 2.0
+    )
+    with caplog.at_level(logging.WARNING, logger="retry_transport"):
+        server._cut_off()  # none open: nothing to say
+        assert caplog.records == []
+        open_one = _Connection(_Transport())
+        server.server_state.connections = {open_one, _Connection(None)}  # type: ignore[arg-type]
+        server._cut_off()
+    assert open_one.transport is not None
+    assert open_one.transport.closed
+    assert [r.getMessage() for r in caplog.records] == [
+        "grace period of 2s over: closing 2 connections still open"
+    ]

@@ -125,6 +125,24 @@ def test_of_two_ietf_limits_on_one_dimension_the_tighter_counts() -> None:
     assert room["requests"].remaining == 2.0
 
 
+def test_the_first_ietf_limit_stands_when_a_later_one_is_looser() -> None:
+    room = parse(
+        ("ratelimit-policy", '"day";q=1000;w=86400, "burst";q=10;w=1'),
+        ("ratelimit", '"day";r=2;t=3600, "burst";r=9;t=1'),
+    )
+    assert room["requests"] == Headroom(1000.0, 2.0, NOW + 3600.0, window=86400.0, continuous=False)
+
+
+def test_an_ietf_limit_without_what_is_left_is_skipped_and_the_others_count() -> None:
+    room = parse(("ratelimit", '"a";t=5, "b";r=-1;t=5, "c";r=7;t=9'))
+    assert room == {"requests": Headroom(None, 7.0, NOW + 9.0, continuous=False)}
+
+
+def test_unknown_keys_of_the_ietf_dictionary_form_are_ignored() -> None:
+    room = parse(("ratelimit", "limit=10, policy=60, remaining=3, reset=4"))
+    assert room == {"requests": Headroom(10.0, 3.0, NOW + 4.0, continuous=False)}
+
+
 def test_the_older_ietf_trio_and_the_dictionary_form() -> None:
     trio = parse(
         ("ratelimit-limit", "100, 100;w=60"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import subprocess
 import sys
 import threading
@@ -13,6 +14,7 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import httpx
 import pytest
 import redis
 import redis.asyncio
@@ -384,6 +386,59 @@ def test_sync_replicas_share_a_block(redis_server: RedisServer) -> None:
         for seconds in (0.0, float("nan")):
             b.block_sync(seconds)
         assert 3.5 < b.blocked_for() <= 4.0
+
+
+HEADROOM = {"x-ratelimit-limit-requests": "60", "x-ratelimit-remaining-requests": "10"}
+
+
+def header_truth(limiter: RedisLimiter) -> None:
+    """The limiter's first request to the origin is answered with rate-limit headers."""
+    probe = limiter.ticket(chat_request())
+    assert probe.gate_sync(None) == 0.0
+    probe.sent()
+    probe.observe(httpx.Response(200, headers=HEADROOM))
+
+
+def chat_request() -> httpx.Request:
+    return httpx.Request("POST", "https://api.test/v1/chat/completions", json={"model": "m"})
+
+
+def test_sync_replicas_reading_the_same_headers_keep_one_pace(redis_server: RedisServer) -> None:
+    with sync_replicas(redis_server, [FakeClock(), FakeClock()], pacing=True) as (a, b):
+        header_truth(a)
+        header_truth(b)
+        first = a.ticket(chat_request())
+        assert first.gate_sync(None) == 0.0
+        first.sent()
+        # b's own record is empty, so alone it would go at once: the fleet's pace holds it.
+        second = b.ticket(chat_request())
+        wait = second.gate_sync(None)
+        assert wait > 0.0
+        assert second.ticket.paced == pytest.approx(wait)
+        # The next could go before its deadline by b's own record, not by the fleet's pace:
+        # it is refused and keeps no booking.
+        late = b.ticket(chat_request())
+        assert late.gate_sync(wait * 1.5) == math.inf
+        assert late.ticket.booking is None
+
+
+@pytest.mark.anyio
+async def test_async_replicas_reading_the_same_headers_keep_one_pace(
+    redis_server: RedisServer, kind: str
+) -> None:
+    async with replicas(redis_server, kind, [FakeClock(), FakeClock()], pacing=True) as (a, b):
+        for limiter in (a, b):
+            probe = limiter.ticket(chat_request())
+            assert await probe.gate(None) == 0.0
+            probe.sent()
+            probe.observe(httpx.Response(200, headers=HEADROOM))
+        first = a.ticket(chat_request())
+        assert await first.gate(None) == 0.0
+        first.sent()
+        second = b.ticket(chat_request())
+        wait = await second.gate(None)
+        assert wait > 0.0
+        assert second.ticket.paced == pytest.approx(wait)
 
 
 def test_the_block_key_expires_by_the_servers_clock(

@@ -203,6 +203,13 @@ def test_unterminated_error_event_at_eof_is_an_error() -> None:
     assert scan(ANTHROPIC_OVERLOADED.rstrip(b"\n")).kind is ScanKind.ERROR
 
 
+def test_id_and_retry_fields_are_part_of_an_event_stream() -> None:
+    stream = b"id: 7\nretry: 3000\n" + ANTHROPIC_OVERLOADED
+    result = scan(stream)
+    assert result.kind is ScanKind.ERROR
+    assert json.loads(result.payload)["error"]["type"] == "overloaded_error"
+
+
 def test_multi_line_data_is_joined_with_newlines() -> None:
     stream = b'event: error\ndata: {"type": "error",\ndata: "error": {"type": "api_error"}}\n\n'
     result = scan(stream)

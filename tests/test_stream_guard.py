@@ -128,6 +128,28 @@ def test_sync_a_read_timeout_before_content_is_raised_from_iteration() -> None:
 
 
 @pytest.mark.anyio
+async def test_async_a_failing_stream_sent_on_the_fast_path_fails_from_its_iteration() -> None:
+    # Without pacing the first attempt goes on the fast path, holding no slot to give back.
+    timeout = httpx.ReadTimeout("slow")
+    body = AsyncBody([START], timeout)
+    transport = async_transport([body], limiter=SharedLimiter(pacing=False))
+    with pytest.raises(httpx.ReadTimeout) as raised:
+        await async_read(transport)
+    assert raised.value is timeout
+    assert body.closed
+
+
+def test_sync_a_failing_stream_sent_on_the_fast_path_fails_from_its_iteration() -> None:
+    timeout = httpx.ReadTimeout("slow")
+    body = SyncBody([START], timeout)
+    transport = sync_transport([body], limiter=SharedLimiter(pacing=False))
+    with pytest.raises(httpx.ReadTimeout) as raised:
+        sync_read(transport)
+    assert raised.value is timeout
+    assert body.closed
+
+
+@pytest.mark.anyio
 async def test_async_a_drop_of_an_unknown_protocol_is_raised_as_it_came() -> None:
     drop = httpx.RemoteProtocolError("peer closed")
     transport = async_transport([AsyncBody([UNKNOWN], drop)])

@@ -580,6 +580,15 @@ def test_the_redis_password_file_must_be_readable_and_not_empty(
         assert message in capsys.readouterr().err
 
 
+def test_redis_without_the_redis_package_is_refused_naming_the_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "redis", None)  # as if not installed
+    with pytest.raises(SystemExit):
+        main(["proxy", "--upstream", "https://a.example", "--redis", "redis://h"])
+    assert "pip install 'retry-transport[redis]'" in capsys.readouterr().err
+
+
 @pytest.mark.redis
 def test_redis_is_checked_at_start(
     own_redis_server: RedisServer, upstream: Upstream, tmp_path: Path
