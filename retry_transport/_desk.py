@@ -142,7 +142,7 @@ class Desk:
         self._blocks: dict[str, float] = {}
         # Attempts the gate may still let through at the scopes' pace (see `_settle`).
         self._credit = math.inf  # full: the first report allows a burst's worth
-        self._credit_at = clock()
+        self._credit_at = -math.inf
         self._credit_used = 0
         # Until the first request has been answered, every request takes the slow path: the
         # first one may tell the headroom, and the others wait a moment for it.
