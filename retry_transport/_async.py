@@ -81,7 +81,9 @@ class RetryTransport(DriverBase, AsyncTransportBase):
             try:
                 response: BothResponse = await self._transport.handle_async_request(request)
             except Exception as exc:
+                gate.answered += 1
                 return await self._drive(request, exc, start)
+            gate.answered += 1
             status = response.status_code
             if status == self._sse_status:
                 for _, name, value in response.headers._list:
@@ -104,16 +106,22 @@ class RetryTransport(DriverBase, AsyncTransportBase):
         for rate-limit headers; or the machine."""
         if type(request.stream) is self._byte_stream and self._try_admit():
             start = self._clock() if self._deadline is None else self._fast_start(request)
+            desk = self._desk
+            # The fast path's answers so far: a report on this one covers at least those.
+            mark = 0 if desk is None else desk.fast_gate.answered
             try:
                 response: BothResponse = await self._transport.handle_async_request(request)
             except Exception as exc:
+                if desk is not None:
+                    desk.fast_gate.answered += 1
                 return await self._drive(request, exc, start)
+            if desk is not None:
+                desk.fast_gate.answered += 1
             status = response.status_code
             if status >= 400 or (status == self._sse_status and is_event_stream(response.headers)):
                 return await self._drive(request, response, start)
-            desk = self._desk
             if desk is not None:
-                desk.observe_fast(request, response)
+                desk.observe_fast(request, response, mark)
             return response
         self._limiter.note_first_attempt()
         return await self._drive(request, None)

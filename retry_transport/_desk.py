@@ -29,6 +29,13 @@ _SCOPED_STATUSES = frozenset({429, 529})
 _MAX_BLOCKS = 4096
 _MAX_POLLS = 40  # looks (of 50 ms) a request gives a new origin's first attempt to answer
 _LOWER_NAME = itemgetter(1)  # of a raw header entry (name, lower-case name, value)
+# The fewest attempts a report's headroom must leave room for before the gate opens on it.
+_MIN_RUN = 8
+# Seconds of a scope's pace that may go at once through the gate (and that its credit holds).
+_BURST = 1.0
+# The longest run between two scans while the gate's ceiling bounds what header truth allows
+# (the ceiling, not the scans, keeps the runs within the headroom).
+_HEADROOM_RUN = 1024
 
 
 class Ticket:
@@ -39,6 +46,7 @@ class Ticket:
         "cost",
         "held",
         "keys",
+        "mark",
         "origin_key",
         "paced",
         "paced_by",
@@ -71,6 +79,8 @@ class Ticket:
         self.polls = 0  # looks while another attempt probed a new origin
         self.queue = 0  # the place held in its scope's adaptive queue (0: none)
         self.status: int | None = None
+        # The fast path's answers when the attempt last sent went (None: not known).
+        self.mark: int | None = None
 
 
 def _origin(url: Any) -> str:
@@ -123,7 +133,8 @@ class Desk:
         fingerprint_key: bytes | None = None,
         gate: FastGate | None = None,
     ) -> None:
-        self._gate = FastGate() if gate is None else gate
+        self._gate = self.fast_gate = FastGate() if gate is None else gate
+        self._cap = self._gate.cap
         self._busy = self._blocking = False
         self._pacer = Pacer(rate, headers=headers)
         self._headers = headers
@@ -133,6 +144,10 @@ class Desk:
         self._fingerprint = Fingerprinter(fingerprint_key)
         self._lock = threading.Lock()
         self._blocks: dict[str, float] = {}
+        # Attempts the gate may still let through at the scopes' pace (see `_settle`).
+        self._credit = math.inf  # full: the first report allows a burst's worth
+        self._credit_at = -math.inf
+        self._credit_used = 0
         # Until the first request has been answered, every request takes the slow path: the
         # first one may tell the headroom, and the others wait a moment for it.
         self.busy = headers or rate is not None
@@ -199,7 +214,48 @@ class Desk:
         """The ticket's attempt ended without an answer (an exception): its origin is known."""
         with self._lock:
             self._pacer.answered(ticket.scope.origin)
-            self.busy = not self._pacer.idle
+            self._settle(self._clock(), None)
+
+    def _settle(self, now: float, mark: int | None) -> None:
+        """Close the fast-path gate if pacing may hold a request, or open it (``busy``
+        False) for as many attempts without a booking as the headroom allows. Under the lock.
+
+        The rule: with header truth and nothing else pacing, attempts may go unbooked while
+        ``gate.used`` stays under ``gate.ceiling``. A fresh report (``mark``: the fast path's
+        answers when its attempt went, every one of which it covers) sets the ceiling to
+        ``mark + room``: the attempts admitted but unanswered when that attempt went, and every
+        one admitted since, together never exceed ``room`` (what every scope can take above its
+        reserve, `Pacer.allowance`). It is also no more than ``used + credit``, the credit
+        growing at the slowest scope's pace up to `_BURST` seconds of it (each booking takes one
+        off it and the ceiling), so runs keep that pace rather than drain the headroom in a
+        burst. Any other event only lowers the ceiling. The
+        gate closes (every request takes a ticket) once fewer than `_MIN_RUN` attempts fit.
+        """
+        gate = self._gate
+        pacer = self._pacer
+        if pacer.idle:
+            gate.ceiling = math.inf
+            gate.cap = self._cap
+            self.busy = False
+            return
+        gate.cap = max(self._cap, _HEADROOM_RUN)
+        room, rate = pacer.allowance(now)
+        used = gate.used
+        spent = used - self._credit_used
+        self._credit_used = used
+        credit = self._credit - spent
+        if rate > 0.0:  # (while something else paces, the credit waits as it is)
+            credit = min(credit + rate * max(0.0, now - self._credit_at), rate * _BURST)
+        self._credit = credit
+        self._credit_at = now
+        ceiling = min(gate.ceiling, used + room) if mark is None else mark + room
+        ceiling = min(ceiling, used + max(credit, 0.0))
+        if ceiling < math.inf:
+            ceiling = math.floor(ceiling)  # whole attempts
+        gate.ceiling = ceiling
+        if gate.limit > ceiling:
+            gate.limit = int(ceiling)  # a run opened before this report ends at its ceiling
+        self.busy = used + _MIN_RUN > ceiling
 
     def ticket(self, request: Any) -> Ticket:
         """The ticket of one logical request."""
@@ -306,7 +362,12 @@ class Desk:
             booking = self._pacer.reserve(
                 ticket.scopes, ticket.cost, now, deadline, patient=patient, queue=ticket.queue
             )
-            self.busy = not self._pacer.idle
+            if booking.booked and booking.wait < math.inf:
+                # Booked in its scopes' levels and pace, and so taken off the room and the
+                # credit of unbooked ones: together they keep the pace.
+                self._gate.ceiling -= 1
+                self._credit -= 1.0
+            self._settle(now, None)
         if booking.booked and booking.wait < math.inf:
             ticket.booking = ticket.held = booking
             ticket.queue = 0
@@ -328,6 +389,7 @@ class Desk:
             ticket.sent_at, ticket.seq = booking.at, booking.seq
         ticket.booking = ticket.held = None
         ticket.shared = None
+        ticket.mark = self._gate.answered
 
     def observe(self, ticket: Ticket, response: Any) -> None:
         """Learn what an answer to the ticket's attempt says of its scope's headroom."""
@@ -345,15 +407,18 @@ class Desk:
             elif status not in _SCOPED_STATUSES and status < 500:
                 pacer.success(ticket.scope, now)
                 pacer.success(ticket.scope.origin_scope, now)
-            self.busy = not pacer.idle
+            self._settle(now, ticket.mark if pairs and status < 400 else None)
 
-    def observe_fast(self, request: Any, response: Any) -> None:
+    def observe_fast(self, request: Any, response: Any, mark: int | None = None) -> None:
         """A success admitted without a ticket: look for rate-limit headers.
 
         The driver calls this for the success of a first attempt that the limiter's slow
         admission let through, the one in every run of its fast-path gate: one scan of the
         raw header names; only a response that has such headers costs a scope and a parse,
-        and then pacing starts for its scope (the desk turns `busy`, closing the gate).
+        and then its scope's headroom sets how many attempts the gate lets through next
+        (`_settle`; too few, and the desk turns `busy`, closing the gate). ``mark`` is
+        ``fast_gate.answered`` when the attempt went (None: not known, then the report can
+        only close the gate).
         """
         if not self._headers:
             return
@@ -367,9 +432,10 @@ class Desk:
             if self.busy and not self._pacer.idle:
                 with self._lock:
                     self._pacer.answered(self.ticket(request).scope.origin)
-                    self.busy = not self._pacer.idle
+                    self._settle(self._clock(), None)
             return
         ticket = self.ticket(request)
+        ticket.mark = mark
         self.observe(ticket, response)
 
     def congestion(self, ticket: Ticket, fallback_rate: float) -> bool:
@@ -381,10 +447,9 @@ class Desk:
             # caller wait far longer for the same answers: the retry budget caps its load.
             return False
         with self._lock:
-            adaptive = self._pacer.congestion(
-                ticket.scope, self._clock(), ticket.sent_at, fallback_rate
-            )
-            self.busy = not self._pacer.idle
+            now = self._clock()
+            adaptive = self._pacer.congestion(ticket.scope, now, ticket.sent_at, fallback_rate)
+            self._settle(now, None)
         return adaptive
 
     def headroom(self) -> list[ScopeHeadroom]:

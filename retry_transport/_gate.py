@@ -11,6 +11,13 @@ rate-limit headers. Runs start at one attempt after the gate was closed and doub
 admission up to ``cap``: right after a block or a spell of pacing every other attempt or so
 is looked at, and in a steady state without any, one in ``cap``.
 
+With pacing from the providers' headers, the gate may also open while some scope has header
+truth, as long as its headroom is ample: the desk then sets ``ceiling``, the most that ``used``
+may reach before the next report, so that the attempts let through without a booking never
+spend more than the last report left above its reserve (see `Desk`). ``answered`` counts the
+fast path's attempts that have been answered (or failed): those sent but not yet answered
+when a report was made may be missing from it, and are counted against it.
+
 Threads may race on ``used`` (an increment lost, or the gate's last attempts let through
 just as it closes): the effect is that of an attempt admitted just before a block began, and
 the budget counts a first attempt or two fewer (it errs towards fewer retries).
@@ -18,19 +25,23 @@ the budget counts a first attempt or two fewer (it errs towards fewer retries).
 
 from __future__ import annotations
 
+import math
+
 __all__ = ["FastGate"]
 
 
 class FastGate:
     """Fast-path admissions (``used``), the count they may reach (``limit``), the next run."""
 
-    __slots__ = ("cap", "limit", "run", "used")
+    __slots__ = ("answered", "cap", "ceiling", "limit", "run", "used")
 
     def __init__(self, cap: int = 1) -> None:
         self.used = 0
         self.limit = 0  # closed until an admission finds nothing in the way
         self.run = 1
         self.cap = cap
+        self.answered = 0  # fast-path attempts answered (or failed)
+        self.ceiling: float = math.inf  # the most ``used`` may reach (header headroom)
 
     def close(self) -> None:
         """Send every first attempt through the limiter's admission until it opens the gate."""
@@ -40,7 +51,10 @@ class FastGate:
     def open(self) -> None:
         """Let the next run of first attempts take the fast path; the run after is longer."""
         run = self.run
-        self.limit = self.used + run
+        limit = self.used + run
+        if limit > self.ceiling:
+            limit = int(self.ceiling)  # no further than the headroom allows
+        self.limit = limit
         if run < self.cap:
             self.run = min(run * 2, self.cap)
 

@@ -303,6 +303,7 @@ class SharedLimiter:
         paced = PacedRequest(self, desk, desk.ticket(request))
         if first is not None:
             desk.sent(paced.ticket)
+            paced.ticket.mark = None  # sent before: which answers its report covers is not known
             if isinstance(first, BaseException):
                 desk.answered(paced.ticket)
             else:
@@ -373,6 +374,12 @@ class SharedLimiter:
             return False
         if self._blocked and not self._block_over():
             return False
+        if desk is not None and not self._slow:
+            if gate.used >= gate.ceiling:
+                return False  # the headroom reported last has room for no more unbooked
+            # Counted as the gate's own (and answered as they are), already in the budget.
+            gate.used += 1
+            self._folded += 1
         if budget is not None:
             # No clock read: the count goes to the budget's current bucket, which the slow
             # path (`allow_retry`, `note_first_attempt`) moves on. Counted so, a first attempt

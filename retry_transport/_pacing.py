@@ -43,6 +43,9 @@ __all__ = ["Pacer", "RateLimit", "Reservation", "ScopeHeadroom", "declared_margi
 DEFAULT_WINDOW = 60.0
 """Seconds a quota is assumed to be counted over when the headers do not say (per minute)."""
 
+FAST_TOKENS = 4096.0
+"""Tokens an attempt sent without a booking is counted at, at the least (see `allowance`)."""
+
 _PROBE_POLL = 0.05  # seconds between looks while the first attempt to an origin is out
 _MAX_PENDING = 4096  # bookings remembered per dimension awaiting a report
 _MIN_WINDOW = 1.0
@@ -379,6 +382,37 @@ class Pacer:
 
     def __len__(self) -> int:
         return len(self._scopes)
+
+    def allowance(self, now: float) -> tuple[float, float]:
+        """What attempts sent without a booking may still spend: ``(room, rate)``.
+
+        ``room`` is the fewest attempts that every scope with header truth can still take
+        above its reserve (each counted at one request and, per token dimension, at the
+        largest cost booked in that scope or `FAST_TOKENS`, whichever is more); ``rate`` the
+        slowest pace (attempts per second, each at the largest cost booked) any of them
+        allows. ``(0.0, 0.0)`` when anything else could pace an attempt: a declared limit, a
+        first attempt to a new origin out, an adaptive rate, a dimension on hold. With no
+        scope state: ``(inf, inf)``.
+        """
+        if self._rate is not None or self._probes:
+            return 0.0, 0.0
+        self._evict(now)
+        room = rate = math.inf
+        for state in self._scopes.values():
+            if state.rate is not None and now >= state.truth_until:
+                return 0.0, 0.0
+            for name, dim in state.dims.items():
+                if now < dim.hold_until:
+                    return 0.0, 0.0
+                largest = max(state.largest.get(name, 0.0), 1.0)
+                # The room is counted at a cost no attempt is likely to pass; the pace (how
+                # fast, not how many) at the largest one booked.
+                unit = 1.0 if name == "requests" else max(largest, FAST_TOKENS)
+                level = dim.level(now)
+                reserve = min(0.5 * dim.limit, max(0.1 * dim.limit, 2.0 * unit))
+                room = min(room, (level - reserve) / unit)
+                rate = min(rate, dim.pace(now, level, unit) / largest)
+        return max(room, 0.0), max(rate, 0.0)
 
     # -- scope bookkeeping -------------------------------------------------------------
 

@@ -215,8 +215,10 @@ async def test_successes_go_through_the_gate_and_one_per_run_is_scanned(flavour:
             assert (await client.post(URL, json={"model": "m"})).status_code == 200
     gate = limiter.fast_gate
     # The first request paced (a ticket), then admissions (requests 2, 4, 7, 12, 21, 38)
-    # opening runs of 1, 2, 4, 8, 16 and 32 of which 2 were used.
-    assert gate.used == 33
+    # opening runs of 1, 2, 4, 8, 16 and 32 of which 2 were used; with pacing, the
+    # admissions count in ``used`` too (6), and each one's answer in ``answered``.
+    assert gate.used == 39
+    assert gate.answered == 39
     assert script.count == 40
 
 
@@ -316,8 +318,10 @@ def test_the_sync_driver_goes_through_the_gate_too(flavour: str) -> None:
     with lib(flavour).Client(transport=transport) as client:
         for _ in range(10):
             assert client.post(URL, json={}).status_code == 200
-    # Paced (a ticket), then admissions (scanned) opening runs of 1, 2 and 4 (3 used).
-    assert limiter.fast_gate.used == 6
+    # Paced (a ticket), then admissions (scanned, counted in ``used`` with pacing) opening
+    # runs of 1, 2 and 4 (3 used).
+    assert limiter.fast_gate.used == 9
+    assert limiter.fast_gate.answered == 9
 
 
 @pytest.mark.anyio
