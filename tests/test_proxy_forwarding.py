@@ -182,6 +182,7 @@ def test_a_body_no_longer_wanted_is_taken_at_once_and_ends() -> None:
         assert await reader == b"first"
         pipe.close()
         await pipe.put(b"ignored")  # at once: nobody reads it
+        pipe.put_last(b"ignored too")
         assert [chunk async for chunk in chunks] == []
 
     asyncio.run(main())
@@ -212,3 +213,37 @@ def test_the_app_refuses_what_a_laxer_server_would_let_through(
     assert start["status"] == 400
     assert (b"connection", b"close") in start["headers"]
     assert message in json.loads(body["body"])["error"]["message"]
+
+
+def test_a_body_in_several_messages_an_empty_one_among_them_is_sent_whole() -> None:
+    async def main() -> None:
+        seen: list[tuple[bytes, str | None]] = []
+
+        async def handler(request: httpx.Request) -> httpx.Response:
+            seen.append((await request.aread(), request.headers.get("content-length")))
+            return httpx.Response(200, content=b"ok")
+
+        messages = [
+            {"type": "http.request", "body": b"ab", "more_body": True},
+            {"type": "http.request", "body": b"", "more_body": True},
+            {"type": "http.request", "body": b"cd", "more_body": False},
+        ]
+        left = asyncio.Event()
+
+        async def receive() -> dict[str, Any]:
+            if messages:
+                return messages.pop(0)
+            await left.wait()
+            return {"type": "http.disconnect"}  # pragma: no cover - the answer ends first
+
+        sent: list[MutableMapping[str, Any]] = []
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {**_scope(), "method": "POST"}
+        await _forwarder(handler)(scope, receive, send)
+        assert seen == [(b"abcd", "4")]
+        assert sent[0]["status"] == 200
+
+    asyncio.run(main())

@@ -227,3 +227,31 @@ async def test_with_aiohttp_the_pool_is_aiohttp_s() -> None:
         assert type(transport) is AiohttpTransport
     finally:
         await transport.aclose()
+
+
+async def test_a_header_value_beyond_ascii_passes_as_its_bytes(upstream: Upstream) -> None:
+    transport = AiohttpTransport()
+    value = "café".encode()
+    try:
+        request = httpx.Request("GET", f"{upstream.url}/models", headers=[(b"x-name", value)])
+        response, _ = await _send(transport, request)
+    finally:
+        await transport.aclose()
+    assert response.status_code == 200
+    (seen,) = upstream.received("/models")
+    assert seen.header("x-name") == value.decode("latin-1")  # the upstream reads latin-1
+
+
+async def test_parsed_urls_kept_are_let_go_past_the_cap(
+    upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pool, "_TARGETS_KEPT", 1)
+    first, second = httpx.URL(f"{upstream.url}/a"), httpx.URL(f"{upstream.url}/b")
+    transport = AiohttpTransport()
+    try:
+        for url in (first, second, first, first):
+            response, _ = await _send(transport, httpx.Request("GET", url))
+            assert response.status_code == 200
+    finally:
+        await transport.aclose()
+    assert [len(upstream.received(path)) for path in ("/a", "/b")] == [3, 1]
