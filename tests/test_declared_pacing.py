@@ -9,7 +9,6 @@ and wakes it, so many seconds of traffic play at once and nothing sleeps for rea
 from __future__ import annotations
 
 import bisect
-import heapq
 import itertools
 import random
 from collections.abc import Callable, Coroutine
@@ -23,37 +22,12 @@ from retry_transport._pacing import declared_margin
 from retry_transport.testing import Received
 from retry_transport.testing.upstream import ProviderRateLimit
 
+from .virtual_time import VirtualTime
+
 pytestmark = pytest.mark.anyio
 
 URL = "http://up.test/v1/chat/completions"
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
-
-
-class VirtualTime:
-    """A clock and a sleep: sleepers wake in time order once every task is blocked."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self._sleepers: list[tuple[float, int, anyio.Event]] = []
-        self._order = itertools.count()
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        event = anyio.Event()
-        heapq.heappush(self._sleepers, (self.now + max(0.0, seconds), next(self._order), event))
-        await event.wait()
-
-    async def run(self) -> None:
-        """Move time on while anyone sleeps; returns when nobody does."""
-        while True:
-            await anyio.wait_all_tasks_blocked()
-            if not self._sleepers:
-                return
-            wake, _, event = heapq.heappop(self._sleepers)
-            self.now = max(self.now, wake)
-            event.set()
 
 
 def most_in_any_window(times: list[float], per: float) -> int:
