@@ -215,6 +215,17 @@ def test_the_app_refuses_what_a_laxer_server_would_let_through(
     assert message in json.loads(body["body"])["error"]["message"]
 
 
+def test_a_path_httpx_will_not_take_is_refused_before_the_upstream() -> None:
+    client = _Client()
+    scope = {**_scope(), "raw_path": b"/v1/a\x7fb", "path": "/v1/a\x7fb"}
+    asyncio.run(_forwarder(_never)(scope, client.receive, client.send))
+    start, body = client.sent
+    assert start["status"] == 400
+    error = json.loads(body["body"])["error"]
+    assert error["type"] == "invalid_path"
+    assert "not a valid URL path" in error["message"]
+
+
 def test_a_body_in_several_messages_an_empty_one_among_them_is_sent_whole() -> None:
     async def main() -> None:
         seen: list[tuple[bytes, str | None]] = []

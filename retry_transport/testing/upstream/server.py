@@ -310,7 +310,9 @@ class Upstream:
     def _serve(self, conn: socket.socket, number: int) -> None:
         reader = _Reader(conn)
         try:
-            while not self._stopping.is_set():
+            # No stop check between requests: stop() shuts the socket down, so the next read
+            # ends the loop (a check here would only race with it).
+            while True:
                 try:
                     request = _read_request(reader, conn)
                 except _BadRequest as bad:
