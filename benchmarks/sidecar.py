@@ -2,7 +2,7 @@
 (the floors), our sidecar, and LiteLLM's proxy, all forwarding to the same loopback upstream.
 
     .venv/bin/python -m benchmarks.sidecar [--requests 2000] [--streams 500] [--litellm PATH]
-        [--baseline REF] [--workers N] [--json FILE] [--chart FILE]
+        [--baseline REF] [--workers N] [--floors all|own] [--json FILE] [--chart FILE]
 
 Every server is a child process: the scripted upstream (`retry_transport.testing.upstream`,
 its canned OpenAI chat completion), three floors (`benchmarks._floor`: a minimal ASGI app on
@@ -28,7 +28,8 @@ the upstream). This process is the client: one keep-alive httpx client per targe
 and the CPU time that other processes used while the benchmark ran) is part of the report.
 ``--baseline REF`` also measures the sidecar as it was at git ``REF`` (its code, run in a
 tree of its own, with the packages installed here) in the same run;
-``--workers N`` adds the sidecar with ``--workers N``.
+``--workers N`` adds the sidecar with ``--workers N``; ``--floors own`` keeps only the
+sidecar's own floor (httptools + aiohttp), for quicker comparisons.
 """
 
 from __future__ import annotations
@@ -291,7 +292,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             up = upstream.ready(30)
             python = [sys.executable]
-            targets = [
+            floors = [
                 _Child(
                     "floor: uvicorn + httpx",
                     [*python, "-m", "benchmarks._floor", "--upstream", up],
@@ -317,6 +318,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     ],
                     scratch / "floor-httptools.log",
                 ),
+            ]
+            if args.floors == "own":
+                floors = floors[-1:]
+            targets = [
+                *floors,
                 _Child(
                     "sidecar",
                     [*python, "-m", "retry_transport", "proxy", "--upstream", up, "--port", "0"],
@@ -439,12 +445,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-def _cpu_ticks(pids: list[int]) -> int:
-    total = 0
+def _cpu_seconds(pids: list[int]) -> float:
+    """The CPU time the processes ``pids`` used so far: from their threads' scheduler
+    statistics (nanoseconds) where the kernel keeps them, else from utime + stime (ticks)."""
+    total = 0.0
     for pid in pids:
         with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
+            tasks = list(Path(f"/proc/{pid}/task").iterdir())
+            try:
+                nanoseconds = sum(int((t / "schedstat").read_text().split()[0]) for t in tasks)
+                total += nanoseconds / 1e9
+            except (OSError, ValueError, IndexError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+                total += (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime
     return total
 
 
@@ -459,12 +472,12 @@ def _measure(
                 _request(clients[name], urls[name])
                 _first_content(clients[name], urls[name])
         requests: dict[str, list[float]] = {name: [] for name in names}
-        ticks = {name: _cpu_ticks(pids[name]()) for name in pids}
+        cpu_before = {name: _cpu_seconds(pids[name]()) for name in pids}
         for order in _rotations(names, args.requests):
             for name in order:
                 requests[name].append(_request(clients[name], urls[name]))
         cpu_us = {
-            name: (_cpu_ticks(pids[name]()) - ticks[name]) / _TICKS / args.requests * 1e6
+            name: (_cpu_seconds(pids[name]()) - cpu_before[name]) / args.requests * 1e6
             for name in pids
         }
         streams: dict[str, list[float]] = {name: [] for name in names}
@@ -621,6 +634,12 @@ def main(argv: list[str] | None = None) -> int:
         help="also measure the sidecar as it was at this git ref",
     )
     parser.add_argument("--workers", type=int, default=0, help="also measure --workers N")
+    parser.add_argument(
+        "--floors",
+        choices=("all", "own"),
+        default="all",
+        help="all three floors, or only the sidecar's own (httptools + aiohttp)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     parser.add_argument("--chart", type=Path, default=None, help="draw the chart here (PNG)")
     args = parser.parse_args(argv)
