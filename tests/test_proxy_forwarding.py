@@ -19,10 +19,10 @@ import pytest
 
 from retry_transport import RetryTransport
 from retry_transport.proxy.app import build_app
-from retry_transport.proxy.forwarding import Forwarder, _Exchange, _Pipe
+from retry_transport.proxy.forwarding import LINK, Forwarder, _Exchange, _Pipe
 from retry_transport.proxy.metrics import Metrics
 
-from .proxy_helpers import settings_for
+from .proxy_helpers import FAST, settings_for
 
 Handler = Callable[[httpx.Request], Coroutine[Any, Any, httpx.Response]]
 
@@ -256,5 +256,194 @@ def test_a_body_in_several_messages_an_empty_one_among_them_is_sent_whole() -> N
         await _forwarder(handler)(scope, receive, send)
         assert seen == [(b"abcd", "4")]
         assert sent[0]["status"] == 200
+
+    asyncio.run(main())
+
+
+class _Link:
+    """A request's connection as the sidecar's server hands it on (`ClientLink`)."""
+
+    def __init__(self, complete: bool = True) -> None:
+        self.complete = complete
+        self.on_disconnect: Callable[[], None] | None = None
+
+    def body_complete(self) -> bool:
+        return self.complete
+
+    def lose(self) -> None:
+        callback = self.on_disconnect
+        assert callback is not None, "nobody is watching"
+        callback()
+
+
+def _linked(link: _Link, **changes: Any) -> dict[str, Any]:
+    return {**_scope(), "extensions": {LINK: {"link": link}}, **changes}
+
+
+def test_with_a_link_a_body_all_in_is_read_once_by_the_request_itself() -> None:
+    async def main() -> None:
+        seen: list[bytes] = []
+
+        async def handler(request: httpx.Request) -> httpx.Response:
+            seen.append(await request.aread())
+            return httpx.Response(200, content=b"ok")
+
+        asked: list[int] = []
+
+        async def receive() -> dict[str, Any]:
+            asked.append(1)
+            return {"type": "http.request", "body": b"{}", "more_body": False}
+
+        client = _Client()
+        link = _Link()
+        await _forwarder(handler)(_linked(link, method="POST"), receive, client.send)
+        assert seen == [b"{}"]
+        assert asked == [1]  # no watcher asked for the disconnect
+        assert client.sent[0]["status"] == 200
+        assert link.on_disconnect is None  # no longer watched
+
+    asyncio.run(main())
+
+
+def test_with_a_link_a_client_that_leaves_cancels_the_upstream_call() -> None:
+    async def main() -> None:
+        started, cancelled = asyncio.Event(), asyncio.Event()
+
+        async def handler(request: httpx.Request) -> httpx.Response:
+            started.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+            raise AssertionError("never answered")  # pragma: no cover - waits until cancelled
+
+        client = _Client()
+        link = _Link()
+        task = asyncio.create_task(_forwarder(handler)(_linked(link), client.receive, client.send))
+        await started.wait()
+        link.lose()
+        await task
+        assert cancelled.is_set()
+        assert task.cancelling() == 0
+        assert client.sent == []
+
+    asyncio.run(main())
+
+
+def test_with_a_link_a_client_gone_before_its_request_started_is_not_forwarded() -> None:
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    client = _Client()
+    link = _Link()
+    asyncio.run(_forwarder(_never)(_linked(link), receive, client.send))
+    assert client.sent == []
+    assert link.on_disconnect is None
+
+
+class _Uploader:
+    """One request's ``receive`` and ``send``: ``bodies`` as its messages, then a disconnect
+    once the answer is complete."""
+
+    def __init__(self, *bodies: bytes) -> None:
+        self._bodies = list(bodies)
+        self._answered = asyncio.Event()
+        self.sent: list[MutableMapping[str, Any]] = []
+
+    async def receive(self) -> dict[str, Any]:
+        if not self._bodies:
+            await self._answered.wait()
+            return {"type": "http.disconnect"}
+        body = self._bodies.pop(0)
+        return {"type": "http.request", "body": body, "more_body": bool(self._bodies)}
+
+    async def send(self, message: MutableMapping[str, Any]) -> None:
+        self.sent.append(message)
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            self._answered.set()
+
+
+@pytest.mark.parametrize("linked", [True, False], ids=["linked", "watched"])
+@pytest.mark.parametrize(
+    ("bodies", "declared"),
+    [
+        ((b"x" * 2000,), None),
+        ((b"x" * 600, b"x" * 600, b"x" * 800), None),
+        ((b"x" * 1000, b"x" * 1000), b"2000"),
+    ],
+    ids=["whole-in-one-message", "over-it-after-two-messages", "announced-over-it"],
+)
+def test_a_body_over_the_replay_limit_is_streamed_on_whole_and_sent_once(
+    bodies: tuple[bytes, ...], declared: bytes | None, linked: bool
+) -> None:
+    async def main() -> None:
+        seen: list[bytes] = []
+
+        async def handler(request: httpx.Request) -> httpx.Response:
+            seen.append(await request.aread())
+            return httpx.Response(503, content=b"busy")
+
+        settings = settings_for("--upstream", "http://upstream.test", "--replay-limit", "1k", *FAST)
+        (spec,) = settings.upstreams
+        forwarder = Forwarder(spec, settings, Metrics([spec.label]).upstream(spec.label), b"rt")
+        forwarder.transport = RetryTransport(httpx.MockTransport(handler), policy=settings.policy)
+        headers = [(b"host", b"sidecar")]
+        if declared is not None:
+            headers.append((b"content-length", declared))
+        scope = {**_scope(), "method": "POST", "headers": headers}
+        if linked:
+            scope = _linked(_Link(complete=len(bodies) == 1), **scope)
+        client = _Uploader(*bodies)
+        await forwarder(scope, client.receive, client.send)
+        assert seen == [b"x" * 2000]  # sent once: it could not be sent again
+        assert client.sent[0]["status"] == 503
+
+    asyncio.run(main())
+
+
+def test_with_a_link_a_client_leaving_once_its_answer_is_complete_changes_nothing() -> None:
+    async def main() -> None:
+        link = _Link()
+        client = _Client()
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            await client.send(message)
+            if not message.get("more_body", True):
+                link.lose()  # the last byte is on its way: nothing to cancel
+
+        scope = _linked(link, raw_path=b"/v1/a\x7fb", path="/v1/a\x7fb")  # refused: a 400
+        task = asyncio.create_task(_forwarder(_never)(scope, client.receive, send))
+        await task
+        assert task.cancelling() == 0
+        assert [message["type"] for message in client.sent] == [
+            "http.response.start",
+            "http.response.body",
+        ]
+        assert client.sent[0]["status"] == 400
+
+    asyncio.run(main())
+
+
+def test_a_client_that_leaves_while_its_body_is_piped_is_not_forwarded() -> None:
+    async def main() -> None:
+        left, waiting = asyncio.Event(), asyncio.Event()
+        asked: list[int] = []
+
+        async def receive() -> dict[str, Any]:
+            asked.append(1)
+            if len(asked) == 1:
+                return {"type": "http.request", "body": b"part", "more_body": True}
+            waiting.set()
+            await left.wait()
+            return {"type": "http.disconnect"}
+
+        client = _Client()
+        task = asyncio.create_task(_forwarder(_never)(_scope(), receive, client.send))
+        await waiting.wait()  # the first part was taken; the rest is awaited
+        left.set()
+        await task
+        assert task.cancelling() == 0
+        assert client.sent == []
 
     asyncio.run(main())

@@ -11,9 +11,12 @@ entry naming this sidecar (RFC 9110 7.6.3), by which `screening.Screen` recognis
 Streaming, both ways: a request body is read up to ``replay_limit`` bytes and, if it ended
 within that, sent as bytes the transport can replay on a retry; a larger (or larger announced)
 body is streamed to the upstream as it arrives and sent once. A response is streamed back as
-its bytes arrive (the transport holds only an event stream's preamble). A task watches the
-client throughout: when it goes away, the upstream request is cancelled and its connection
-closed at once, whether it was waiting for headers, sleeping before a retry or streaming.
+its bytes arrive (the transport holds only an event stream's preamble). The client is watched
+throughout: when it goes away, the upstream request is cancelled and its connection closed at
+once, whether it was waiting for headers, sleeping before a retry or streaming. Served by the
+sidecar's own server, a request whose body is all in when it starts (the common case) is
+watched through its connection (`ClientLink`, which says when the client goes away); any
+other request has a task that reads its body and waits for the client's ``http.disconnect``.
 """
 
 from __future__ import annotations
@@ -21,13 +24,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Protocol, cast
 from urllib.parse import quote, unquote_to_bytes
 
 import httpx
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from .._async import RetryTransport
 from .._errors import DeadlineExceeded
@@ -38,7 +41,7 @@ from .replies import path_for_log, printable, send_error
 from .screening import confine
 from .settings import ProxySettings, UpstreamSpec
 
-__all__ = ["Forwarder"]
+__all__ = ["LINK", "ClientLink", "Forwarder"]
 
 logger = logging.getLogger("retry_transport.proxy")
 
@@ -142,12 +145,45 @@ class _Exchange:
     """The request's task is forwarding it (and may be cancelled by its watcher)."""
     cancelled: bool = False
     """Its watcher cancelled it (the client went away, or its body stalled)."""
+    pipe: _Pipe | None = None
+    """The body as its watcher hands it on (when one reads it)."""
+    watcher: asyncio.Task[None] | None = None
+    """The task reading the body on and waiting for the client to go, if there is one."""
 
     def cancel(self, task: asyncio.Task[None]) -> None:
         """End the forwarding in ``task`` (once, and only while it forwards)."""
         if self.cancellable and not self.cancelled:
             self.cancelled = True
             task.cancel()
+
+
+LINK = "retry_transport.link"
+"""The scope extension in which the sidecar's server hands on a request's `ClientLink` (as
+its ``"link"``)."""
+
+
+class ClientLink(Protocol):
+    """A request's connection, as the server that owns it tells the forwarder: whether the
+    request's body is all in (``receive()`` then answers it whole at once), and a callback run
+    once if the client goes away before the response is complete."""
+
+    on_disconnect: Callable[[], None] | None
+
+    def body_complete(self) -> bool:
+        """Whether the whole body has arrived."""
+        ...
+
+
+def _link(scope: Scope) -> ClientLink | None:
+    extension = (scope.get("extensions") or {}).get(LINK)
+    return None if extension is None else cast(ClientLink, extension["link"])
+
+
+def _client_left(exchange: _Exchange, main: asyncio.Task[None]) -> None:
+    """The client went away: end the forwarding unless the answer is already complete."""
+    if not exchange.finished:
+        exchange.client_gone = True
+        exchange.cancel(main)
 
 
 _WATCHERS: set[asyncio.Task[None]] = set()
@@ -352,18 +388,17 @@ class Forwarder:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.monotonic()
         exchange = _Exchange()
-        body = _Pipe()
         main = asyncio.current_task()
         assert main is not None, "a request is served in a task"
-        watcher = asyncio.get_running_loop().create_task(
-            self._watch_client(receive, body, exchange, main)
-        )
-        _WATCHERS.add(watcher)
-        watcher.add_done_callback(_WATCHERS.discard)
+        link = _link(scope)
+        if link is None:
+            self._watch(receive, exchange, main)
+        else:  # the connection says when the client goes; the body is read here
+            link.on_disconnect = lambda: _client_left(exchange, main)
         exchange.cancellable = True
         try:
             try:
-                await self._exchange(scope, send, body, exchange, started)
+                await self._exchange(scope, receive, send, link, exchange, started)
             except _Refused as refused:
                 await self._refuse(scope, send, exchange, refused)
         except asyncio.CancelledError:
@@ -377,23 +412,34 @@ class Forwarder:
                 main.uncancel()
         finally:
             exchange.cancellable = False
-            body.close()
+            if link is not None:
+                link.on_disconnect = None
+            if exchange.pipe is not None:
+                exchange.pipe.close()
             # Once the answer is complete, uvicorn answers the watcher's receive() with
             # http.disconnect at once: letting it end costs less than cancelling.
-            if not exchange.finished:
-                watcher.cancel()
+            if exchange.watcher is not None and not exchange.finished:
+                exchange.watcher.cancel()
         if exchange.body_stalled and exchange.status is None:
-            await self._refuse(
-                scope,
-                send,
-                exchange,
-                _Refused(
-                    408,
-                    "request_timeout",
-                    f"the request body stalled for {self._settings.body_timeout:g} s",
-                ),
-            )
+            await self._refuse(scope, send, exchange, self._stalled())
         self._summarise(scope, exchange, time.monotonic() - started)
+
+    def _stalled(self) -> _Refused:
+        return _Refused(
+            408,
+            "request_timeout",
+            f"the request body stalled for {self._settings.body_timeout:g} s",
+        )
+
+    def _watch(self, receive: Receive, exchange: _Exchange, main: asyncio.Task[None]) -> _Pipe:
+        """Start the task that reads the (rest of the) body on and watches the client."""
+        pipe = exchange.pipe = _Pipe()
+        watcher = exchange.watcher = asyncio.get_running_loop().create_task(
+            self._watch_client(receive, pipe, exchange, main)
+        )
+        _WATCHERS.add(watcher)
+        watcher.add_done_callback(_WATCHERS.discard)
+        return pipe
 
     def _summarise(self, scope: Scope, exchange: _Exchange, elapsed: float) -> None:
         """The request's one summary log line, and its count."""
@@ -473,23 +519,63 @@ class Forwarder:
             exchange.cancel(main)
 
     async def _read_body(
-        self, headers: Sequence[tuple[bytes, bytes]], body: _Pipe
-    ) -> bytes | AsyncIterator[bytes]:
-        """The whole body as bytes if it fits the replay limit, else a stream of it."""
+        self,
+        headers: Sequence[tuple[bytes, bytes]],
+        receive: Receive,
+        link: ClientLink | None,
+        exchange: _Exchange,
+    ) -> bytes | AsyncIterator[bytes] | None:
+        """The whole body as bytes if it fits the replay limit, else a stream of it; None if
+        the client went away first. Read from the watcher's pipe, or (with a link) here, with
+        the rest of a body over the limit handed to a watcher."""
         limit = self._settings.replay_limit
         declared = next((value for name, value in headers if name == b"content-length"), None)
         parts: list[bytes] = []
-        chunks = body.chunks()
-        if declared is None or not declared.isdigit() or int(declared) <= limit:
+        within = declared is None or not declared.isdigit() or int(declared) <= limit
+        pipe = exchange.pipe
+        if pipe is not None:
+            chunks = pipe.chunks()
+            if within:
+                size = 0
+                async for chunk in chunks:
+                    parts.append(chunk)
+                    size += len(chunk)
+                    if size > limit:
+                        break
+                else:
+                    return b"".join(parts)
+            return _stream_body(parts, chunks)
+        assert link is not None, "a body is piped, or read with its connection's link"
+        if within:
             size = 0
-            async for chunk in chunks:
-                parts.append(chunk)
-                size += len(chunk)
+            while True:
+                message = await self._receive(receive, link)
+                if message["type"] != "http.request":
+                    exchange.client_gone = True  # it left before its body was in
+                    return None
+                data: bytes = message.get("body", b"")
+                if data:
+                    parts.append(data)
+                    size += len(data)
+                if not message.get("more_body", False):
+                    if size > limit:
+                        return _stream_body(parts)
+                    return parts[0] if len(parts) == 1 else b"".join(parts)
                 if size > limit:
                     break
-            else:
-                return b"".join(parts)
-        return _stream_body(parts, chunks)
+        main = asyncio.current_task()
+        assert main is not None, "a request is served in a task"
+        return _stream_body(parts, self._watch(receive, exchange, main).chunks())
+
+    async def _receive(self, receive: Receive, link: ClientLink) -> Message:
+        """The client's next message; a body still arriving has ``body_timeout`` seconds."""
+        if link.body_complete():
+            return await receive()  # at once
+        try:
+            async with asyncio.timeout(self._settings.body_timeout):
+                return await receive()
+        except TimeoutError:
+            raise self._stalled() from None
 
     def _request(
         self,
@@ -537,8 +623,9 @@ class Forwarder:
     async def _exchange(
         self,
         scope: Scope,
+        receive: Receive,
         send: Send,
-        body: _Pipe,
+        link: ClientLink | None,
         exchange: _Exchange,
         started: float,
     ) -> None:
@@ -548,14 +635,17 @@ class Forwarder:
         assert transport is not None, "the sidecar's lifespan has not started"
         target = self._target(scope)
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        content = await self._read_body(headers, body)
+        content = await self._read_body(headers, receive, link, exchange)
+        if content is None:
+            return
         request = self._request(scope["method"], target, headers, content, exchange)
         try:
             response = await transport.handle_async_request(request)
         except httpx.TransportError as exc:
             await self._send_error(scope, send, exchange, exc, time.monotonic() - started)
             return
-        body.close()  # a body still arriving is not wanted any more
+        if exchange.pipe is not None:
+            exchange.pipe.close()  # a body still arriving is not wanted any more
         history = response.extensions.get("retry_history", ())
         exchange.attempts = len(history) or 1
         watch = _TerminalWatch() if _is_event_stream(response.headers._list) else None
@@ -670,8 +760,11 @@ def _is_event_stream(headers: Iterable[tuple[bytes, bytes, bytes]]) -> bool:
     )
 
 
-async def _stream_body(parts: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def _stream_body(
+    parts: list[bytes], rest: AsyncIterator[bytes] | None = None
+) -> AsyncIterator[bytes]:
     for part in parts:
         yield part
-    async for chunk in rest:
-        yield chunk
+    if rest is not None:
+        async for chunk in rest:
+            yield chunk

@@ -25,6 +25,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from typing import cast
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -37,6 +38,7 @@ from uvicorn.protocols.http.httptools_impl import (
 )
 
 from .app import SidecarApp, build_app
+from .forwarding import LINK
 from .replies import error_body, printable
 from .settings import ProxySettings, address_kind
 
@@ -135,6 +137,25 @@ class _Unparsable(Exception):
         self.reason = reason
 
 
+class _Cycle(RequestResponseCycle):
+    """uvicorn's request-response cycle as the forwarder's `forwarding.ClientLink` (in the
+    scope's extensions): whether the request's body is all in, and a callback for its client
+    going away (the connection lost, or cut by the server) before the response is complete."""
+
+    on_disconnect: Callable[[], None] | None = None
+
+    def body_complete(self) -> bool:
+        """Whether the whole body has arrived (``receive()`` answers it at once)."""
+        return not self.more_body
+
+    def lost(self) -> None:
+        """The client went away: tell the forwarder, once."""
+        callback = self.on_disconnect
+        if callback is not None:
+            self.on_disconnect = None
+            callback()
+
+
 class _Protocol(HttpToolsProtocol):
     """uvicorn's httptools (llhttp) protocol with the sidecar's hardening: a deadline on each
     request's headers, a cap on open connections and on a request head's size, the framing
@@ -152,6 +173,7 @@ class _Protocol(HttpToolsProtocol):
     _head = 0
     """Bytes of the current request's target and header fields so far."""
     _out: _Coalescing
+    cycle: _Cycle
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A cast, not an isinstance check: uvloop's transports are no asyncio.Transport
@@ -175,6 +197,9 @@ class _Protocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_header_timer()
         super().connection_lost(exc)
+        cycle = self.cycle
+        if cycle is not None and cycle.disconnected:
+            cycle.lost()
 
     def data_received(self, data: bytes) -> None:
         self._unset_keepalive_if_required()
@@ -204,6 +229,7 @@ class _Protocol(HttpToolsProtocol):
         if cycle is not None and not cycle.response_complete:
             cycle.disconnected = True
             cycle.message_event.set()
+            cycle.lost()
         if not started:
             kind = "request_too_large" if status == 431 else "invalid_request"
             body = error_body(kind, f"the request is not valid HTTP/1.1 ({reason})")
@@ -271,7 +297,7 @@ class _Protocol(HttpToolsProtocol):
         scope["raw_path"] = raw_path
         scope["query_string"] = query
         previous = self.cycle
-        cycle = self.cycle = RequestResponseCycle(
+        cycle = self.cycle = _Cycle(
             scope=scope,
             transport=self._out,
             flow=self.flow,
@@ -284,6 +310,7 @@ class _Protocol(HttpToolsProtocol):
             keep_alive=version != "1.0" and parser.should_keep_alive(),
             on_response=self.on_response_complete,
         )
+        scope["extensions"] = {LINK: {"link": cycle}}
         if previous is None or previous.response_complete:
             task = self.loop.create_task(cycle.run_asgi(self.app))
             task.add_done_callback(self.tasks.discard)

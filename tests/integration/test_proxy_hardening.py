@@ -466,14 +466,20 @@ def test_the_header_timeout_does_not_cut_a_request_waiting_for_its_answer(
         assert client.get(f"{sidecar.url}/slow").text == "late"
 
 
+@pytest.mark.parametrize("size", [10, 20000], ids=["within-the-replay-limit", "over-it"])
 def test_a_stalled_request_body_is_answered_408_and_closed(
-    upstream: Upstream, caplog: pytest.LogCaptureFixture
+    size: int, upstream: Upstream, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # Within the replay limit the request's own task reads the body; past it, a task of its
+    # own streams the body on.
     with (
-        Sidecar("--upstream", upstream.url, "--body-timeout", "0.2") as sidecar,
+        Sidecar(
+            "--upstream", upstream.url, "--body-timeout", "0.2", "--replay-limit", "8k"
+        ) as sidecar,
         socket.create_connection(("127.0.0.1", sidecar.port)) as sock,
     ):
-        sock.sendall(b'POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{"a')
+        head = f"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n"
+        sock.sendall(head.encode() + b'{"a')
         answer = read_answer(sock, method=b"POST")
     assert answer.status == 408
     assert answer.closed
