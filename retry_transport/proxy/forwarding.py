@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol, cast
 from urllib.parse import quote, unquote_to_bytes
@@ -61,28 +61,59 @@ _HOP_BY_HOP = frozenset(
 _REQUEST_ONLY = frozenset({b"host", b"expect"})
 
 
-def _forwardable(
-    headers: Iterable[tuple[bytes, bytes, bytes]], also: frozenset[bytes] = frozenset()
-) -> list[tuple[bytes, bytes, bytes]]:
-    """``headers`` (name, its lower case, value) without the hop-by-hop ones (and ``also``),
-    order and case kept."""
-    headers = list(headers)
-    named = frozenset(
-        token.strip().lower()
-        for _, lower, value in headers
-        if lower == b"connection"
-        for token in value.split(b",")
-    )
-    return [
-        header
-        for header in headers
-        if not (
-            header[1] in _HOP_BY_HOP
-            or header[1] in also
-            or header[1] in named
-            or header[1].startswith(b"proxy-")
-        )
-    ]
+_DROPPED_REQUEST = _HOP_BY_HOP | _REQUEST_ONLY
+
+
+def _named(value: bytes, named: frozenset[bytes]) -> frozenset[bytes]:
+    """``named`` and the header names a ``Connection`` header's ``value`` lists."""
+    return named | {token.strip().lower() for token in value.split(b",")}
+
+
+def _client_headers(
+    headers: Iterable[tuple[bytes, bytes]],
+) -> tuple[list[tuple[bytes, bytes, bytes]], bytes | None, bool]:
+    """The client's end-to-end headers as (name, its lower case, value), in one pass, order
+    and case kept (no hop-by-hop one, none that ``Connection`` names, no ``Proxy-*``, no
+    ``Host`` or ``Expect``); the first ``Content-Length`` the client sent; and whether one is
+    among those kept."""
+    kept: list[tuple[bytes, bytes, bytes]] = []
+    named: frozenset[bytes] = frozenset()
+    declared: bytes | None = None
+    for name, value in headers:
+        lower = name.lower()
+        if lower in _DROPPED_REQUEST or lower.startswith(b"proxy-"):
+            if lower == b"connection":
+                named = _named(value, named)
+            continue
+        if lower == b"content-length" and declared is None:
+            declared = value
+        kept.append((name, lower, value))
+    if named:
+        kept = [header for header in kept if header[1] not in named]
+        return kept, declared, declared is not None and b"content-length" not in named
+    return kept, declared, declared is not None
+
+
+def _answer_headers(
+    headers: Iterable[tuple[bytes, bytes, bytes]], via: bytes
+) -> tuple[list[tuple[bytes, bytes]], bool]:
+    """The upstream's end-to-end response headers (name, value), our ``Via`` last; and whether
+    the response is an event stream."""
+    kept: list[tuple[bytes, bytes]] = []
+    named: frozenset[bytes] = frozenset()
+    stream = False
+    for name, lower, value in headers:
+        if lower in _HOP_BY_HOP or lower.startswith(b"proxy-"):
+            if lower == b"connection":
+                named = _named(value, named)
+            continue
+        if lower == b"content-type":
+            stream = value.split(b";", 1)[0].strip().lower() == b"text/event-stream"
+        kept.append((name, value))
+    if named:
+        kept = [(name, value) for name, value in kept if name.lower() not in named]
+    kept.append((b"via", via))
+    return kept, stream
 
 
 def _headers(listed: list[tuple[bytes, bytes, bytes]]) -> httpx.Headers:
@@ -342,6 +373,13 @@ class Forwarder:
             _Refused: the path leaves the mount, or cannot be told not to.
         """
         raw: bytes = scope.get("raw_path") or quote(scope["path"]).encode()
+        query: bytes = scope.get("query_string", b"")
+        if not query:
+            # Parsing a URL is a quarter of the sidecar's own work per request; the paths a
+            # client asks for are few (those with a query, which may hold a key, are not kept).
+            url = self._urls.get(raw)
+            if url is not None:
+                return url
         if self._name is None:
             rest = raw
         else:
@@ -364,15 +402,8 @@ class Forwarder:
                 "percent-encoding or a backslash",
             )
         target = (self._base_path + confined) or b"/"
-        query: bytes = scope.get("query_string", b"")
         if query:
             target += b"?" + query
-        else:
-            # Parsing a URL is a quarter of the sidecar's own work per request; the paths a
-            # client asks for are few (those with a query, which may hold a key, are not kept).
-            url = self._urls.get(target)
-            if url is not None:
-                return url
         try:
             url = self._base.copy_with(raw_path=target)
         except httpx.InvalidURL as exc:
@@ -382,7 +413,7 @@ class Forwarder:
         if not query:
             if len(self._urls) >= _URLS_KEPT:
                 self._urls.clear()
-            self._urls[target] = url
+            self._urls[raw] = url
         return url
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -520,7 +551,7 @@ class Forwarder:
 
     async def _read_body(
         self,
-        headers: Sequence[tuple[bytes, bytes]],
+        declared: bytes | None,
         receive: Receive,
         link: ClientLink | None,
         exchange: _Exchange,
@@ -529,7 +560,6 @@ class Forwarder:
         the client went away first. Read from the watcher's pipe, or (with a link) here, with
         the rest of a body over the limit handed to a watcher."""
         limit = self._settings.replay_limit
-        declared = next((value for name, value in headers if name == b"content-length"), None)
         parts: list[bytes] = []
         within = declared is None or not declared.isdigit() or int(declared) <= limit
         pipe = exchange.pipe
@@ -581,7 +611,8 @@ class Forwarder:
         self,
         method: str,
         url: httpx.URL,
-        headers: list[tuple[bytes, bytes]],
+        kept: list[tuple[bytes, bytes, bytes]],
+        sized: bool,
         content: bytes | AsyncIterator[bytes],
         exchange: _Exchange,
     ) -> httpx.Request:
@@ -592,7 +623,6 @@ class Forwarder:
         last, unless given), built without httpx re-normalising each one.
         """
         extensions = {"timeout": self._timeouts, _TALLY: exchange}
-        kept = _forwardable([(name, name.lower(), value) for name, value in headers], _REQUEST_ONLY)
         kept.append((b"via", b"via", self._via))
         if not isinstance(content, bytes):
             return httpx.Request(
@@ -603,7 +633,6 @@ class Forwarder:
                 extensions=extensions,
             )
         method = method.upper()
-        sized = any(lower == b"content-length" for _, lower, _ in kept)
         listed = [(b"Host", b"host", self._netloc)]
         if content and not sized:
             kept.append((b"Content-Length", b"content-length", str(len(content)).encode()))
@@ -634,11 +663,11 @@ class Forwarder:
         transport = self.transport
         assert transport is not None, "the sidecar's lifespan has not started"
         target = self._target(scope)
-        headers: list[tuple[bytes, bytes]] = scope["headers"]
-        content = await self._read_body(headers, receive, link, exchange)
+        kept, declared, sized = _client_headers(scope["headers"])
+        content = await self._read_body(declared, receive, link, exchange)
         if content is None:
             return
-        request = self._request(scope["method"], target, headers, content, exchange)
+        request = self._request(scope["method"], target, kept, sized, content, exchange)
         try:
             response = await transport.handle_async_request(request)
         except httpx.TransportError as exc:
@@ -648,18 +677,12 @@ class Forwarder:
             exchange.pipe.close()  # a body still arriving is not wanted any more
         history = response.extensions.get("retry_history", ())
         exchange.attempts = len(history) or 1
-        watch = _TerminalWatch() if _is_event_stream(response.headers._list) else None
+        answered, stream = _answer_headers(response.headers._list, self._via)
+        watch = _TerminalWatch() if stream else None
         try:
             exchange.status = response.status_code
             await send(
-                {
-                    "type": "http.response.start",
-                    "status": response.status_code,
-                    "headers": [
-                        *((name, value) for name, _, value in _forwardable(response.headers._list)),
-                        (b"via", self._via),
-                    ],
-                }
+                {"type": "http.response.start", "status": response.status_code, "headers": answered}
             )
             try:
                 async for chunk in cast("httpx.AsyncByteStream", response.stream):
@@ -751,13 +774,6 @@ class Forwarder:
 _DEADLINE_SLACK = 0.01
 """Seconds a timeout may come before the deadline and still be the deadline's (the transport
 starts its clock a little after the forwarder)."""
-
-
-def _is_event_stream(headers: Iterable[tuple[bytes, bytes, bytes]]) -> bool:
-    return any(
-        lower == b"content-type" and value.split(b";", 1)[0].strip().lower() == b"text/event-stream"
-        for _, lower, value in headers
-    )
 
 
 async def _stream_body(
