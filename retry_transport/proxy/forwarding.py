@@ -66,6 +66,8 @@ _DROPPED_REQUEST = _HOP_BY_HOP | _REQUEST_ONLY
 
 def _named(value: bytes, named: frozenset[bytes]) -> frozenset[bytes]:
     """``named`` and the header names a ``Connection`` header's ``value`` lists."""
+    if value.lower() == b"keep-alive":  # the usual value, itself hop-by-hop: nothing more
+        return named
     return named | {token.strip().lower() for token in value.split(b",")}
 
 
@@ -215,6 +217,12 @@ def _client_left(exchange: _Exchange, main: asyncio.Task[None]) -> None:
     if not exchange.finished:
         exchange.client_gone = True
         exchange.cancel(main)
+
+
+def _body_stalled(exchange: _Exchange, main: asyncio.Task[None]) -> None:
+    """The body went silent for ``body_timeout`` seconds: end the forwarding (a 408)."""
+    exchange.body_stalled = True
+    exchange.cancel(main)
 
 
 _WATCHERS: set[asyncio.Task[None]] = set()
@@ -579,7 +587,7 @@ class Forwarder:
         if within:
             size = 0
             while True:
-                message = await self._receive(receive, link)
+                message = await self._receive(receive, link, exchange)
                 if message["type"] != "http.request":
                     exchange.client_gone = True  # it left before its body was in
                     return None
@@ -597,15 +605,20 @@ class Forwarder:
         assert main is not None, "a request is served in a task"
         return _stream_body(parts, self._watch(receive, exchange, main).chunks())
 
-    async def _receive(self, receive: Receive, link: ClientLink) -> Message:
-        """The client's next message; a body still arriving has ``body_timeout`` seconds."""
-        if link.body_complete():
-            return await receive()  # at once
+    async def _receive(self, receive: Receive, link: ClientLink, exchange: _Exchange) -> Message:
+        """The client's next message; a body still arriving has ``body_timeout`` seconds (then
+        the exchange ends, answered 408)."""
+        timeout = self._settings.body_timeout
+        if link.body_complete() or timeout is None:
+            return await receive()  # at once, or without a deadline
+        main = asyncio.current_task()
+        assert main is not None, "a request is served in a task"
+        # A bare timer, cheaper than a timeout context per read.
+        timer = asyncio.get_running_loop().call_later(timeout, _body_stalled, exchange, main)
         try:
-            async with asyncio.timeout(self._settings.body_timeout):
-                return await receive()
-        except TimeoutError:
-            raise self._stalled() from None
+            return await receive()
+        finally:
+            timer.cancel()
 
     def _request(
         self,
@@ -707,7 +720,9 @@ class Forwarder:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             exchange.cancellable = False  # the connection is closed (or pooled) in peace
-            await response.aclose()
+            # What response.aclose() does, without its exception-mapping context per call.
+            response.is_closed = True
+            await cast("httpx.AsyncByteStream", response.stream).aclose()
 
     async def _refuse(
         self, scope: Scope, send: Send, exchange: _Exchange, refused: _Refused
