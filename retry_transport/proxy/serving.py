@@ -137,6 +137,10 @@ class _Unparsable(Exception):
         self.reason = reason
 
 
+def _head_too_large() -> _Unparsable:
+    return _Unparsable(431, f"its head is over {MAX_HEAD // 1024} KiB")
+
+
 class _Cycle(RequestResponseCycle):
     """uvicorn's request-response cycle as the forwarder's `forwarding.ClientLink` (in the
     scope's extensions): whether the request's body is all in, and a callback for its client
@@ -166,6 +170,9 @@ class _Protocol(HttpToolsProtocol):
     header_timeout = 10.0
     max_connections = 1000
     _header_timer: asyncio.TimerHandle | None = None
+    _idle_since: float | None = None
+    """When the connection last had no request's headers in, or None while one has them in:
+    the header deadline runs from there (one timer per connection, moved only when it fires)."""
     _warned_at = -float("inf")
     """When the cap was last logged (at most one line in ten seconds per sidecar)."""
     _ahead = 0
@@ -195,7 +202,9 @@ class _Protocol(HttpToolsProtocol):
         self._arm_header_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._stop_header_timer()
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
         super().connection_lost(exc)
         cycle = self.cycle
         if cycle is not None and cycle.disconnected:
@@ -254,23 +263,22 @@ class _Protocol(HttpToolsProtocol):
 
     def on_url(self, url: bytes) -> None:
         self.url += url
-        self._count(len(url))
+        self._head += len(url)
+        if self._head > MAX_HEAD:
+            raise _head_too_large()
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # llhttp itself refuses control characters (but HTAB) in names and values.
-        self._count(len(name) + len(value))
+        self._head += len(name) + len(value)
+        if self._head > MAX_HEAD:
+            raise _head_too_large()
         name = name.lower()
         if name == b"expect" and value.lower() == b"100-continue":
             self.expect_100_continue = True
         self.headers.append((name, value))
 
-    def _count(self, size: int) -> None:
-        self._head += size
-        if self._head > MAX_HEAD:
-            raise _Unparsable(431, f"its head is over {MAX_HEAD // 1024} KiB")
-
     def on_headers_complete(self) -> None:
-        self._stop_header_timer()
+        self._idle_since = None  # the timer, when it fires, finds the headers in
         self._ahead += 1
         parser = self.parser
         version = parser.get_http_version()
@@ -328,18 +336,23 @@ class _Protocol(HttpToolsProtocol):
     # -- the header deadline -------------------------------------------------------------------
 
     def _arm_header_timer(self) -> None:
-        """Time the next request's headers (from now), unless already timed or closing."""
-        if self._header_timer is None and not self.transport.is_closing():
-            self._header_timer = self.loop.call_later(self.header_timeout, self._headers_late)
-
-    def _stop_header_timer(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
+        """Time the next request's headers (from now), unless closing."""
+        if self.transport.is_closing():
+            return
+        now = self._idle_since = self.loop.time()
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_at(now + self.header_timeout, self._headers_late)
 
     def _headers_late(self) -> None:
-        self._header_timer = None  # armed only while no request's headers are in
-        self._out.close()
+        self._header_timer = None
+        since = self._idle_since
+        if since is None:
+            return  # a request's headers are in: timed again once it is answered
+        deadline = since + self.header_timeout
+        if deadline > self.loop.time():  # the connection was busy since the timer was set
+            self._header_timer = self.loop.call_at(deadline, self._headers_late)
+        else:
+            self._out.close()
 
 
 def _protocol(settings: ProxySettings) -> type[_Protocol]:

@@ -87,6 +87,15 @@ def test_a_request_head_over_the_limit_is_answered_431(
     assert any("refused with 431" in line for line in proxy_lines(caplog))
 
 
+def test_a_request_target_over_the_limit_is_answered_431(upstream: Upstream) -> None:
+    target = b"/v1/" + b"a" * MAX_HEAD
+    with Sidecar("--upstream", upstream.url) as sidecar:
+        answer = raw(sidecar.port, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert answer.status == 431
+    assert answer.closed
+    assert upstream.count() == 0
+
+
 def test_pipelined_requests_are_answered_in_order(upstream: Upstream) -> None:
     upstream.script("/first", Reply(200, b"one", delay=0.2))
     upstream.script("/second", Reply(200, b"two"))
