@@ -34,6 +34,8 @@ class AsyncReplay:
         self._original = original
         self._on_close = on_close
         self._guard = guard
+        self._ended = False
+        """The stream was read to its end: nothing left to finish on closing."""
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         held, self._held = self._held, b""
@@ -47,6 +49,7 @@ class AsyncReplay:
             async for chunk in rest:
                 if chunk:
                     yield chunk
+            self._ended = True
             return
         feed = watcher.feed
         try:
@@ -57,11 +60,12 @@ class AsyncReplay:
         except Exception as exc:
             guard.broken(exc)
             raise
+        self._ended = True
         guard.ended()
 
     async def aclose(self) -> None:
         try:
-            if self._rest is not None:
+            if self._rest is not None and not self._ended:
                 await async_finish_iterator(self._rest)
             if self._original is not None:
                 await self._original.aclose()

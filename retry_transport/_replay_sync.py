@@ -36,6 +36,8 @@ class SyncReplay:
         self._original = original
         self._on_close = on_close
         self._guard = guard
+        self._ended = False
+        """The stream was read to its end: nothing left to finish on closing."""
 
     def __iter__(self) -> Iterator[bytes]:
         held, self._held = self._held, b""
@@ -49,6 +51,7 @@ class SyncReplay:
             for chunk in rest:
                 if chunk:
                     yield chunk
+            self._ended = True
             return
         feed = watcher.feed
         try:
@@ -59,11 +62,12 @@ class SyncReplay:
         except Exception as exc:
             guard.broken(exc)
             raise
+        self._ended = True
         guard.ended()
 
     def close(self) -> None:
         try:
-            if self._rest is not None:
+            if self._rest is not None and not self._ended:
                 sync_finish_iterator(self._rest)
             if self._original is not None:
                 self._original.close()
