@@ -209,13 +209,22 @@ class SharedLimiter:
         max_concurrency: the most attempts in flight at once, or None for no cap.
         store: where the block is shared (a `Store`); None: an `InProcessStore` of its own.
         scope: the key of this limiter's state in ``store``.
+        rate: a declared `RateLimit` every attempt through the limiter keeps, retries
+            included (a rolling window), or None.
+        pacing: pace each scope (origin, credential fingerprint, model) from the providers'
+            rate-limit headers and adapt its rate where none come; a 429 or an overload then
+            blocks its scope only. False: one block for everything through the limiter.
         clock: monotonic time in seconds.
+        wall_clock: seconds since the Unix epoch (to read reset times given as dates).
         random: uniform random numbers in [0, 1), used for the release jitter.
+        fingerprint_key: the HMAC key of the credential fingerprints (bytes); None: a random
+            one per limiter.
 
     Raises:
         ValueError: ``max_concurrency`` is not an integer >= 1, or ``scope`` is empty.
-        TypeError: ``budget`` is not a `RetryBudget` (or None), ``scope`` is not a string, or
-            ``clock`` or ``random`` is not callable.
+        TypeError: ``budget`` is not a `RetryBudget` (or None), ``rate`` not a `RateLimit`
+            (or None), ``pacing`` not a bool, ``scope`` not a string, ``fingerprint_key`` not
+            bytes (or None), or ``clock``, ``wall_clock`` or ``random`` is not callable.
     """
 
     __slots__ = (
@@ -264,6 +273,7 @@ class SharedLimiter:
             raise ValueError(f"{owner}.scope must be a non-empty string, got {scope!r}")
         check_callable(owner, "clock", clock)
         check_callable(owner, "random", random)
+        check_type(owner, "fingerprint_key", fingerprint_key, (bytes, type(None)))
         self._clock = clock
         self._random = random
         self._store: Store = InProcessStore(clock) if store is None else store

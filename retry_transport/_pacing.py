@@ -94,6 +94,14 @@ class RateLimit:
         if self.tokens is not None:
             _check_positive("tokens", self.tokens, integer=True)
 
+    @property
+    def margin(self) -> float:
+        """Seconds added to ``per`` between the bookings the window counts, so that the
+        upstream's own count of arrival times, which the network shifts, still never sees more
+        than ``requests`` in ``per`` seconds: 2% of ``per``, at least 0.1 s and at most 1 s,
+        never more than a tenth of ``per`` (0.1 s for ``per=2``, 1 s for ``per=60``)."""
+        return declared_margin(self.per)
+
 
 @dataclass(frozen=True, slots=True)
 class Reservation:

@@ -51,6 +51,15 @@ def test_rate_limit_defaults() -> None:
     assert RateLimit(40) == RateLimit(requests=40, per=60.0, tokens=None)
 
 
+@pytest.mark.parametrize(
+    ("per", "margin"), [(0.5, 0.05), (2.0, 0.1), (10.0, 0.2), (60.0, 1.0), (3600.0, 1.0)]
+)
+def test_a_rate_limit_names_its_margin_as_the_readme_says(per: float, margin: float) -> None:
+    # Public: the README tells users the margin by this name.
+    assert RateLimit(40, per=per).margin == pytest.approx(margin)
+    assert RateLimit(40, per=per).margin == declared_margin(per)
+
+
 # -- nothing known: nothing slowed --------------------------------------------------------------
 
 

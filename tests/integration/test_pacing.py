@@ -319,7 +319,9 @@ async def test_the_history_and_the_events_say_when_and_how_long_each_attempt_was
     # A first attempt paced behind the other request: it went 5.1 s after it arrived.
     (first,) = queued.extensions["retry_history"]
     assert (first.elapsed, first.paced) == pytest.approx((window, window))
-    paced = registry.get_sample_value("retry_transport_paced_seconds_total", {"host": "up.test"})
+    paced = registry.get_sample_value(
+        "retry_transport_paced_seconds_total", {"host": "up.test", "name": ""}
+    )
     assert paced == pytest.approx(history[1].paced)
 
 
