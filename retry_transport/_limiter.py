@@ -169,9 +169,14 @@ class PacedRequest:
         it again before it may go."""
         return self._desk.late(self.ticket)
 
-    def done(self) -> None:
-        """The request is over (answered, failed or cancelled)."""
-        self._desk.done(self.ticket)
+    async def done(self) -> None:
+        """The request is over (answered, failed or cancelled): a booking its attempt did not
+        go on is given back, in process and in a fleet's store (shielded from cancellation)."""
+        await self._limiter.finish_ticket(self.ticket)
+
+    def done_sync(self) -> None:
+        """`done` for synchronous callers."""
+        self._limiter.finish_ticket_sync(self.ticket)
 
     def observe(self, response: Any) -> None:
         """Learn what an answer says of the scope's headroom."""
@@ -588,6 +593,20 @@ class SharedLimiter:
     def _share_pace_sync(self, ticket: Ticket, wait: float, left: float | None) -> float:
         """`_share_pace` for synchronous callers."""
         return wait
+
+    async def finish_ticket(self, ticket: Ticket) -> None:
+        """The ticket's request is over: give back what it holds (a booking never sent on, a
+        place in an adaptive queue). A store elsewhere gives back its share too
+        (`RedisLimiter`)."""
+        desk = self._desk
+        assert desk is not None
+        desk.done(ticket)
+
+    def finish_ticket_sync(self, ticket: Ticket) -> None:
+        """`finish_ticket` for synchronous callers."""
+        desk = self._desk
+        assert desk is not None
+        desk.done(ticket)
 
     async def block_ticket(self, ticket: Ticket, seconds: float, named: bool = False) -> None:
         """Block the ticket's scope (after a rate limit or an overload) or its origin (after
