@@ -17,7 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 import anyio.lowlevel
@@ -28,6 +28,10 @@ from ._desk import Desk, Ticket
 from ._gate import FastGate
 from ._pacing import RateLimit, ScopeHeadroom
 from ._store import InProcessStore, Store
+
+if TYPE_CHECKING:
+    import httpx
+    import httpx2
 
 __all__ = ["Limiter", "SharedLimiter", "release_jitter"]
 
@@ -178,7 +182,7 @@ class PacedRequest:
         """`done` for synchronous callers."""
         self._limiter.finish_ticket_sync(self.ticket)
 
-    def observe(self, response: Any) -> None:
+    def observe(self, response: httpx.Response | httpx2.Response) -> None:
         """Learn what an answer says of the scope's headroom."""
         self._desk.observe(self.ticket, response)
 
@@ -310,7 +314,11 @@ class SharedLimiter:
             else None
         )
 
-    def ticket(self, request: Any, first: Any = None) -> PacedRequest:
+    def ticket(
+        self,
+        request: httpx.Request | httpx2.Request,
+        first: object = None,
+    ) -> PacedRequest:
         """A request's pacing handle; ``first`` is its first attempt's answer (a response or
         an exception) if it was already sent."""
         desk = self._desk
@@ -325,7 +333,9 @@ class SharedLimiter:
                 desk.observe(paced.ticket, first)
         return paced
 
-    def desk_observe_fast(self, request: Any, response: Any) -> None:
+    def desk_observe_fast(
+        self, request: httpx.Request | httpx2.Request, response: httpx.Response | httpx2.Response
+    ) -> None:
         """A success admitted by `try_admit`: look at it for rate-limit headers."""
         desk = self._desk
         if desk is not None:
