@@ -282,7 +282,12 @@ class SharedLimiter:
             raise ValueError(f"{owner}.scope must be a non-empty string, got {scope!r}")
         check_callable(owner, "clock", clock)
         check_callable(owner, "random", random)
-        check_type(owner, "fingerprint_key", fingerprint_key, (bytes, type(None)))
+        if fingerprint_key is not None and not isinstance(fingerprint_key, bytes):
+            # The value is a secret: its type only, never its text.
+            raise TypeError(
+                f"{owner}: fingerprint_key must be bytes or None, "
+                f"got {type(fingerprint_key).__name__}"
+            )
         self._clock = clock
         self._random = random
         self._store: Store = InProcessStore(clock) if store is None else store
