@@ -161,6 +161,10 @@ RULES: tuple[Rule, ...] = (
             r"\b(?:quota|allowance|credits?)\b[^\n.]{0,20}?\b(?:has been |is |was |are )?"
             r"(?:exhausted|used up|depleted|run out)\b|\bout of (?:quota|allowance)\b|"
             r"\bno (?:remaining |more |available )?quota\b|"
+            # the verb first: "You have used up all your credits", "exhausted the free quota"
+            r"\b(?:used up|exhausted|depleted)\b (?:all )?(?:of )?"
+            r"(?:your |the |its |this |their )?(?:[\w'-]+ ){0,3}?(?:quota|credits?|allowance|"
+            r"balance|budget|free (?:requests|tokens|messages|uses|tier|plan))\b|"
             r"\b(?:spending|spend|budget) limit\b|budget_exceeded|"
             r"\bbudget (?:has been |was |is )?(?:exceeded|exhausted|reached|used up)|"
             r"\b(?:allowed|included) (?:for|in|on|with) (?:the |your )?free (?:plan|tier)\b|"
@@ -177,6 +181,11 @@ RULES: tuple[Rule, ...] = (
             "budget",
             "free plan",
             "free tier",
+            "balance",
+            "free requests",
+            "free tokens",
+            "free messages",
+            "free uses",
         ),
     ),
     Rule(
@@ -205,6 +214,10 @@ RULES: tuple[Rule, ...] = (
             r"\b(?:quota|limit|usage|allowance|tokens|requests|credits?|calls|queries|neurons)\b"
             r"[^\n]{0,80}?"
             r"\bper[ _-](?:user[ _-]per[ _-])?(?:day|week|month|tier)\b|"
+            # "100 requests/day", "1000 API calls / month", "50 requests a day", "each month"
+            r"\b(?:quota|limit|usage|allowance|tokens|requests|credits?|calls|queries|messages|"
+            r"generations|images)\b[^\n]{0,80}?(?:\s?/\s?|\b(?:an?|each|every) )(?:calendar )?"
+            r"(?:day|week|month)\b|"
             r"\b(?:daily|weekly|monthly)\b[^\n]{0,40}?"
             r"\b(?:quota|limit|cap|allowance|usage|allocation|credits?|budget)|"
             r"\b(?:quota|limit)s?\b[^\n]{0,40}?\b(?:daily|weekly|monthly)\b|"
@@ -235,6 +248,15 @@ RULES: tuple[Rule, ...] = (
             "per_month",
             "per tier",
             "per_tier",
+            "/day",
+            "/ day",
+            "/week",
+            "/ week",
+            "/month",
+            "/ month",
+            " day",
+            " week",
+            " month",
             "daily",
             "weekly",
             "monthly",
@@ -469,6 +491,37 @@ RULES: tuple[Rule, ...] = (
         ),
     ),
     Rule(
+        "access-ended",
+        Verdict.FATAL,
+        "a credential, plan or trial that has expired or ended, or an account's service that "
+        "was paused, on any status: Zhipu 1003 'Authentication Token expired' and 1309 'Your "
+        "GLM Coding Plan package has expired' (docs.z.ai error codes), Baidu 111 'Access token "
+        "expired', 'Your free trial has ended'; Volcengine's SetLimitExceeded 'the model service "
+        "has been paused' (Ark error codes): access returns when someone renews it, not with "
+        "time; a deadline that expired (a gateway timeout) is not matched",
+        match=_re(
+            r"\b(?:api[ _-]?key|key|token|credentials?|session|subscription|plan|package|trial|"
+            r"membership|licen[cs]e|certificate)s?\b[^\n.]{0,30}?\b(?:has |have |is |are |was |"
+            r"had )?(?:expired|lapsed|ended|been paused|been deactivated)\b|"
+            r"\bexpired (?:api[ _-]?key|key|token|access token|credentials?|session|"
+            r"subscription|plan|trial|membership|licen[cs]e)\b|"
+            r"\bservice (?:has been|is|was) (?:paused|suspended|deactivated)\b|"
+            r"(?:套餐|订阅|令牌|密钥|会员|试用|授权)[^\n]{0,8}?(?:已过期|过期|已到期|到期|已失效|失效)"
+        ),
+        unless=_re(r"temporar|maintenance|deadline"),
+        needles=(
+            "expired",
+            "lapsed",
+            "ended",
+            "paused",
+            "deactivated",
+            "suspended",
+            "过期",
+            "到期",
+            "失效",
+        ),
+    ),
+    Rule(
         "content-policy",
         Verdict.FATAL,
         "Azure OpenAI content_filter (openai/openai-python#331), OpenAI safety system (docs), "
@@ -480,7 +533,9 @@ RULES: tuple[Rule, ...] = (
         match=_re(
             r"content[_ ]filter|content[_ ]policy|content management policy|"
             r"\bsafety system\b|responsible ?AI|PROHIBITED_CONTENT|DataInspectionFailed|"
-            r"data_inspection_failed|\b(?:inappropriate|sensitive|unsafe) content\b|敏感|违规|"
+            r"data_inspection_failed|\b(?:inappropriate|sensitive|unsafe|harmful|prohibited|"
+            r"disallowed|offensive) (?:content|information|words|material|language|text|"
+            r"images?)\b|敏感|违规|"
             r"审核(?:不|未)通过|\bunsafe request\b|"
             r"violat[a-z]{0,5} of (?:our |the )?(?:usage |content |safety )?"
             r"(?:polic|guideline|terms)|"
@@ -496,8 +551,14 @@ RULES: tuple[Rule, ...] = (
             "敏感",
             "违规",
             "审核",
-            "unsafe request",
+            "unsafe",
             "violat",
+            "inappropriate",
+            "sensitive",
+            "harmful",
+            "prohibited",
+            "disallowed",
+            "offensive",
         ),
     ),
     Rule(
@@ -1129,6 +1190,10 @@ RULES: tuple[Rule, ...] = (
 )
 """The default signature table, in the order the classifier checks it (deny rules first)."""
 
+_PERMANENT_5XX = frozenset({501, 505})
+"""5xx statuses that say the request itself cannot be served: Not Implemented, HTTP Version
+Not Supported (RFC 9110 15.6.2, 15.6.6)."""
+
 STATUS_DEFAULTS: Mapping[int, Verdict] = MappingProxyType(
     {
         400: Verdict.UNRECOGNISED,
@@ -1162,10 +1227,18 @@ STATUS_DEFAULTS: Mapping[int, Verdict] = MappingProxyType(
 
 
 def status_default(status: int | None) -> Verdict:
-    """The verdict for ``status`` when no rule matched (a 402, a 404, a 501: ``FATAL``)."""
+    """The verdict for ``status`` when no rule matched (a 402, a 404, a 501: ``FATAL``; a 5xx
+    that :data:`STATUS_DEFAULTS` does not list, but 501 and 505: ``TRANSIENT``)."""
     if status is None:
         return Verdict.UNRECOGNISED
-    return STATUS_DEFAULTS.get(status, Verdict.FATAL)
+    known = STATUS_DEFAULTS.get(status)
+    if known is not None:
+        return known
+    if 500 <= status <= 599 and status not in _PERMANENT_5XX:
+        # a server failure no table names (507, Cloudflare's 525 and 530, a proxy's 598 or
+        # 599 network timeout): the server failed this request, so one retry is worth it
+        return Verdict.TRANSIENT
+    return Verdict.FATAL
 
 
 def _cell(text: str) -> str:
@@ -1226,6 +1299,7 @@ def rules_markdown(rules: Sequence[Rule] = RULES) -> str:
         "| status | verdict |",
         "|---|---|",
         *(f"| {status} | {verdict.value} |" for status, verdict in sorted(STATUS_DEFAULTS.items())),
+        "| any other 5xx (but 501, 505) | transient |",
         "| any other | fatal |",
         "",
     ]

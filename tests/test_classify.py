@@ -2262,3 +2262,156 @@ def test_a_5xx_naming_the_path_behind_it_keeps_its_default(body: str) -> None:
 )
 def test_a_refusal_qualified_by_time_is_no_cause(body: str) -> None:
     assert run(body) == Classification(Verdict.UNRECOGNISED, "shape: names a transient cause")
+
+
+# ---- general rules written before held-out-19 and -20 were scored --------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        # Chanzhaoyu/chatgpt-web#1574, tried as a 400 (the body alone must decide)
+        ('{"errorMessage":"Access token has expired."}', 400),
+        # ztjhz/BetterChatGPT#419
+        (
+            '{"error":{"code":"error","message":{"code":"token_expired","message":"Your '
+            'authentication token has expired. Please try signing in again."}}}',
+            400,
+        ),
+        # Zhipu 1309 (docs.z.ai API error codes), on a 429 with no rate word
+        ('{"error":{"code":"1309","message":"Your GLM Coding Plan package has expired"}}', 429),
+        ('{"error":"Your free trial has ended. Please add a payment method."}', 429),
+    ],
+)
+def test_an_expired_credential_or_plan_is_fatal_on_any_status(body: str, status: int) -> None:
+    got = run(body, status)
+    assert got.verdict is Verdict.FATAL
+    assert got.reason in {"rule access-ended", "field code=1309 (numbered-error-code)"}
+
+
+def test_an_expired_deadline_is_no_expired_access() -> None:
+    # held-out-17: a gateway timeout, retried
+    assert run("504 Deadline expired before operation could complete.", 504).verdict.retryable
+
+
+def test_a_paused_model_service_is_fatal() -> None:
+    # Volcengine Ark's SetLimitExceeded (Ark public error codes)
+    body = (
+        '{"error":{"code":"SetLimitExceeded","message":"Your account has reached the set '
+        "inference limit for the model, and the model service has been paused. To continue "
+        "using it, please visit the Model Activation page to adjust or close the 'Safe "
+        'Experience Mode\'.","param":"","type":"Forbidden"}}'
+    )
+    assert run(body, 429) == Classification(Verdict.FATAL, "rule access-ended")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"message":"You have used up all your credits"}',
+        '{"error":"You have exhausted the free quota of this model"}',
+    ],
+)
+def test_a_quota_used_up_is_fatal_with_the_verb_first(body: str) -> None:
+    assert run(body, 429) == Classification(Verdict.FATAL, "rule quota-exhausted")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "Quota exceeded for this API key. Your plan allows 100 requests/day.",
+        '{"message":"You are using a Trial key, which is limited to 1000 API calls / month."}',
+        '{"error":"Limit reached: 50 messages a day on the free plan"}',
+    ],
+)
+def test_a_period_written_with_a_slash_or_an_article_is_a_period(body: str) -> None:
+    assert run(body, 429) == Classification(Verdict.FATAL, "rule quota-period")
+
+
+def test_a_per_minute_limit_written_with_a_slash_stays_congestion() -> None:
+    # Cohere's trial key (tracker-error-bodies.jsonl words it the same way)
+    body = '{"message":"You are using a Trial key, which is limited to 10 API calls / minute."}'
+    assert run(body, 429).verdict is Verdict.CONGESTION
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field", "verdict"),
+    [
+        # docs.z.ai API error codes: a relay that rewords the message keeps the code
+        ('{"error":{"code":"1304","message":"request refused"}}', 429, "code=1304", "fatal"),
+        ('{"error":{"code":"1113","message":"Forbidden"}}', 429, "code=1113", "fatal"),
+        ('{"error":{"code":"1302","message":"refused"}}', 400, "code=1302", "congestion"),
+        # Baidu Qianfan error codes
+        ('{"error_code":17,"error_msg":"request refused"}', 429, "error_code=17", "fatal"),
+        ('{"error_code":336100,"error_msg":"try again later"}', 400, "error_code=336100", None),
+    ],
+)
+def test_numbered_error_codes_are_read_in_their_providers_shape(
+    body: str, status: int, field: str, verdict: str | None
+) -> None:
+    finding = next(found for found in read(body, {}) if found.reader == "numbered-error-code")
+    assert finding.field == field
+    if verdict is not None:
+        assert run(body, status) == Classification(
+            Verdict(verdict), f"field {field} (numbered-error-code)"
+        )
+    else:
+        assert run(body, status).verdict is Verdict.TRANSIENT
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # Cloudflare's 1015 is a rate limit: an unquoted number is no Zhipu code
+        '{"errors":[{"code":1015,"message":"You are being rate limited"}]}',
+        # a Zhipu-shaped code that the table does not list
+        '{"error":{"code":"1120","message":"Unable to access your account, please try later"}}',
+        # Baidu's number without Baidu's error_msg
+        '{"error_code":17,"message":"seventeen"}',
+    ],
+)
+def test_a_number_outside_its_providers_shape_is_not_read(body: str) -> None:
+    assert all(found.reader != "numbered-error-code" for found in read(body, {}))
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "verdict"),
+    [
+        # Volcengine Ark public error codes, the message reworded by a relay
+        ('{"error":{"code":"AccountOverdueError","message":"refused"}}', 403, Verdict.FATAL),
+        ('{"error":{"code":"InputTextRiskDetection","message":"refused"}}', 400, Verdict.FATAL),
+        ('{"error":{"code":"ServerOverloaded","message":"refused"}}', 400, Verdict.CONGESTION),
+        # Moonshot (MoonshotAI/kimi-cli#901)
+        (
+            "Error code: 429 - {'error': {'message': \"We're receiving too many requests at the "
+            "moment.\", 'type': 'rate_limit_reached_error'}}",
+            429,
+            Verdict.CONGESTION,
+        ),
+        # OpenAI's parameter codes
+        ('{"error":{"message":"x","code":"unsupported_value"}}', 400, Verdict.FATAL),
+        # TGI's error_type
+        ('{"error":"Input validation error","error_type":"validation"}', 422, Verdict.FATAL),
+    ],
+)
+def test_documented_provider_codes_decide(body: str, status: int, verdict: Verdict) -> None:
+    assert run(body, status).verdict is verdict
+
+
+def test_sensitive_information_in_the_input_is_a_content_refusal() -> None:
+    # Volcengine Ark's InputTextSensitiveContentDetected message (Ark public error codes)
+    body = (
+        '{"error":{"message":"The request failed because the input text may contain sensitive '
+        'information."}}'
+    )
+    assert run(body) == Classification(Verdict.FATAL, "rule content-policy")
+
+
+@pytest.mark.parametrize("status", [507, 525, 530, 598, 599])
+def test_a_5xx_no_table_lists_is_retried_once(status: int) -> None:
+    assert run("", status) == Classification(Verdict.TRANSIENT, f"status {status}")
+
+
+@pytest.mark.parametrize("status", [501, 505])
+def test_a_5xx_that_says_the_request_cannot_be_served_is_fatal(status: int) -> None:
+    assert run("", status) == Classification(Verdict.FATAL, f"status {status}")
