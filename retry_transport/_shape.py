@@ -34,8 +34,12 @@ gateway's credentials", "The provided model identifier is invalid"); such a nega
 refused, denied, could not find/discover/resolve/parse/validate, not set, not valid, unknown)
 beside such a thing (project, credential, key, token, model, config, account, region, endpoint,
 url, path, parameter, field, schema, format, version, image, file) names a cause too; no
-retryable body in the corpus reaches the shape rule with one. The patterns are searched in the
-lower-cased text.
+retryable body in the corpus reaches the shape rule with one. A fault of the model's own output
+("model output must contain either output text or tool calls", "Unable to parse the model
+output as JSON", OpenAI's "The model produced invalid content") is no cause of the request
+either: another draw may succeed (METR/vivaria#875 retries it), so the shape rule never makes
+it fatal and the ``model-output-fault`` rule gives it one retry. The patterns are searched in
+the lower-cased text.
 """
 
 from __future__ import annotations
@@ -44,7 +48,15 @@ import re
 
 from ._verdict import Classification, Verdict
 
-__all__ = ["GENERIC", "SPECIFIC", "TRANSIENT", "UPSTREAM_4XX", "judge_400", "wraps_a_4xx"]
+__all__ = [
+    "GENERIC",
+    "MODEL_OUTPUT",
+    "SPECIFIC",
+    "TRANSIENT",
+    "UPSTREAM_4XX",
+    "judge_400",
+    "wraps_a_4xx",
+]
 
 _THING = (
     r"(?:project|credentials?|api[ _-]?key|token|model|config(?:uration)?|setting|account|"
@@ -106,6 +118,26 @@ _OTHER_CAUSES = (
 SPECIFIC = re.compile(rf"\b(?:{_WORD_CAUSES})|{_OTHER_CAUSES}", re.MULTILINE)
 """A 400 that names a parameter, a value, a constraint or a feature (searched lower-cased)."""
 
+MODEL_OUTPUT = (
+    r"\b(?:the )?(?:model|llm|generation)(?:'s)? (?:output|response|reply|completion|"
+    r"generation|tool[ _]calls?|function[ _]calls?)\b"
+    # a setting of the request named after the output ("response format", "output tokens")
+    r"(?! ?(?:format|schema|mode|type|limit|length|size|tokens?|modalit))"
+    r"[^\n.]{0,40}?\b(?:was |is |were )?"
+    r"(?:invalid|malformed|empty|unparseable|truncated|incomplete|must contain|"
+    r"could not be parsed|cannot be parsed)|"
+    r"\b(?:model|llm)\b (?:returned|produced|generated|emitted|gave|sent) (?:an? )?"
+    r"(?:empty|invalid|malformed|unparseable|incomplete|truncated|no) ?(?:output|content|"
+    r"response|text|json|tool|function|candidates|choices|token|sequence)?|"
+    r"\b(?:unable|failed|could not|cannot|can't) (?:to )?parse (?:the )?(?:model|llm|"
+    r"generated)(?:'s)? (?:output|response|tool|function|json)|"
+    r"\b(?:error|failed|failure) parsing (?:the )?(?:tool|function) call\b|"
+    r"\binvalid (?:json|content|output) (?:in|from) (?:the )?(?:response from )?(?:the )?"
+    r"(?:model|llm)\b|\bempty response from (?:the )?(?:model|llm)\b"
+)
+"""The model's own output named as faulty (malformed, empty, unparseable): a bad draw, not a
+fault of the request, so another draw may succeed (searched case-blind)."""
+
 TRANSIENT = re.compile(
     r"temporar|(?<!and )try again|retry|busy|overload|unavailable|time ?out|timed out|capacity|"
     r"rate[ _-]?limit|throttl|upstream (?:error|failure)|bad gateway|暂时|稍后|繁忙|"
@@ -116,6 +148,9 @@ TRANSIENT = re.compile(
     r"right now|at the moment|at this time|for now|momentarily|workers?\b",
 )
 """A transient cause named anywhere (searched lower-cased): never judged fatal by shape."""
+
+_MODEL_OUTPUT = re.compile(MODEL_OUTPUT)
+_MODEL_WORDS = ("model", "llm", "generation", "parsing")
 
 GENERIC = re.compile(r"<(?:!doctype|html|head|body)\b")
 """An HTML page (a proxy's error page): says nothing about the request."""
@@ -146,6 +181,9 @@ def judge_400(text: str, lowered: str | None = None) -> Classification:
         return Classification(Verdict.UNRECOGNISED, "shape: an HTML page")
     if TRANSIENT.search(low) is not None:
         return Classification(Verdict.UNRECOGNISED, "shape: names a transient cause")
+    if any(word in low for word in _MODEL_WORDS) and _MODEL_OUTPUT.search(low) is not None:
+        # the model's output at fault, not the request: another draw may succeed
+        return Classification(Verdict.UNRECOGNISED, "shape: names a fault of the model's output")
     # Causes are named near the start; reading 2 KiB keeps a hostile body's cost bounded.
     message = _LABELS.sub("", low[:_MAX_MESSAGE])
     found = SPECIFIC.search(message)

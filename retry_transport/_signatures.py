@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from ._shape import MODEL_OUTPUT
 from ._verdict import Verdict
 
 __all__ = [
@@ -571,6 +572,7 @@ RULES: tuple[Rule, ...] = (
             r"\bjson parse error\b|\b(?:invalid|malformed) json\b|json_invalid|"
             r"Invalid JSON payload received"
         ),
+        unless=_re(MODEL_OUTPUT),
         needles=("json", "deseriali", "unmarshal"),
     ),
     Rule(
@@ -1059,6 +1061,19 @@ RULES: tuple[Rule, ...] = (
             "invalid sequence",
             "malformed_function_call",
         ),
+        attempts=2,
+    ),
+    Rule(
+        "model-output-fault",
+        Verdict.TRANSIENT,
+        "the model's own output named as faulty, on any status: OpenAI's 500 'The model "
+        "produced invalid content' (retried by METR/vivaria#875, #881), 'model output must "
+        "contain either output text or tool calls, these cannot both be empty', 'Unable to "
+        "parse the model output as JSON', 'error parsing tool call': the request was fine and "
+        "another draw may succeed, so one retry, never a block; the shape rule never makes such "
+        "a body fatal, and the deserialization rule leaves it",
+        match=_re(MODEL_OUTPUT),
+        needles=("model", "llm", "generation", "parsing"),
         attempts=2,
     ),
     Rule(

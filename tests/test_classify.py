@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from retry_transport import RetryPolicy
 from retry_transport._classify import classify, error_text
+from retry_transport._shape import judge_400
 from retry_transport._signatures import RULES, STATUS_DEFAULTS, Above, Rule, rules_markdown
 from retry_transport._structured import READERS, Finding, Tier, named_wait, read
 from retry_transport._verdict import Classification, Outcome, Verdict
@@ -2415,3 +2416,39 @@ def test_a_5xx_no_table_lists_is_retried_once(status: int) -> None:
 @pytest.mark.parametrize("status", [501, 505])
 def test_a_5xx_that_says_the_request_cannot_be_served_is_fatal(status: int) -> None:
     assert run("", status) == Classification(Verdict.FATAL, f"status {status}")
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        # OpenAI's 500, which METR/vivaria#875 and #881 retry
+        (
+            '{"error":{"message":"The model produced invalid content. Consider modifying your '
+            'prompt if you are seeing this error persistently.","type":"model_error"}}',
+            500,
+        ),
+        (
+            '{"error":"model output must contain either output text or tool calls, these '
+            'cannot both be empty"}',
+            500,
+        ),
+        ('{"error":{"message":"Unable to parse the model output as JSON"}}', 400),
+        ('{"message":"Invalid JSON in response from model provider"}', 502),
+        ('{"error":{"message":"Model returned malformed tool call"}}', 200),
+    ],
+)
+def test_a_fault_of_the_models_output_is_one_more_draw(body: str, status: int) -> None:
+    got = run(body, status, stream=status == 200)
+    assert got == Classification(Verdict.TRANSIENT, "rule model-output-fault", attempts=2)
+
+
+def test_the_shape_rule_never_makes_a_models_output_fault_fatal() -> None:
+    body = "model output must contain either output text or tool calls"
+    assert judge_400(body) == Classification(
+        Verdict.UNRECOGNISED, "shape: names a fault of the model's output"
+    )
+
+
+def test_a_request_setting_named_after_the_output_is_no_output_fault() -> None:
+    body = '{"error":{"message":"Model response format is invalid: json_schema requires a schema"}}'
+    assert run(body).verdict is Verdict.FATAL
