@@ -213,6 +213,32 @@ _INNER_RETRYABLE = re.compile(
 the response's own status repeated in its body (llama.cpp's ``"code": 500``) is not one."""
 
 
+_UPSTREAM_RETRYABLE = re.compile(
+    r"""(?:status(?: code)?|code|http|param)["': =]{1,4}(?P<a>5\d\d|429)\b|"""
+    r"""\b(?:provider|upstream)\s?\((?P<b>5\d\d|429)\)|"""
+    r"""\b(?:upstream|provider|backend) (?:returned|responded|answered|error)[: ]{1,3}"""
+    r"""(?:with |status )?(?P<c>5\d\d|429)\b|"""
+    r"""\b(?P<d>5\d\d) (?:bad gateway|service (?:temporarily )?unavailable|"""
+    r"""gateway time-?out|internal server error)\b"""
+)
+"""An upstream 5xx or 429 named inside a relay's refused status (searched lower-cased)."""
+
+
+def _upstream_retryable(lowered: str, status: int) -> int | None:
+    """The upstream 5xx or 429 a relay's 403, 404, 422 … carries, if it names one.
+
+    Relays answer with a status of their own and put the upstream's inside: claude-code-
+    router's 404 "Error from provider: 503 Service Unavailable", new-api's "bad response
+    status code 503", sub2api's "upstream error: status 503". The upstream's status says what
+    happened; the relay's only that it relayed a failure. A deny rule or a permanent field
+    has decided before this is asked."""
+    for found in _UPSTREAM_RETRYABLE.finditer(lowered[:4096]):
+        inner = int(next(group for group in found.groups() if group is not None))
+        if inner != status:
+            return inner
+    return None
+
+
 def _names_another_retryable(head: str, status: int) -> bool:
     return any(int(found.group("status")) != status for found in _INNER_RETRYABLE.finditer(head))
 
@@ -332,7 +358,13 @@ def _classify_response(outcome: Outcome, rules: Sequence[Rule]) -> Classificatio
     if status == 400:
         shape = judge_400(text, lowered)
         return Classification(shape.verdict, shape.reason, wait)
-    return Classification(status_default(status), f"status {status}", wait)
+    default = status_default(status)
+    if not default.retryable and status is not None:
+        upstream = _upstream_retryable(lowered, status)
+        if upstream is not None:
+            reason = f"upstream status {upstream} inside a {status}"
+            return Classification(status_default(upstream), reason, wait)
+    return Classification(default, f"status {status}", wait)
 
 
 def classify(outcome: Outcome, rules: Sequence[Rule] = RULES) -> Classification:
@@ -344,7 +376,8 @@ def classify(outcome: Outcome, rules: Sequence[Rule] = RULES) -> Classification:
     structured fields, the deny rules, the permanent structured fields, for a 5xx the
     unknown-400 shape rule (see :func:`_as_a_400`), the allow rules, the retryable structured
     fields (for a 400, a stream event or a refused status), then for a stream event the status
-    it carries and its shape, for a 400 its shape, for anything else its status's default. The
+    it carries and its shape, for a 400 its shape, for a refused status (403, 404, 422 …) the
+    upstream 5xx or 429 a relay names inside it, for anything else its status's default. The
     reason names the rule, field, shape or status; ``wait`` is a wait the body names.
     ``x-should-retry`` is not read here.
     """

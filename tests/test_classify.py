@@ -2452,3 +2452,44 @@ def test_the_shape_rule_never_makes_a_models_output_fault_fatal() -> None:
 def test_a_request_setting_named_after_the_output_is_no_output_fault() -> None:
     body = '{"error":{"message":"Model response format is invalid: json_schema requires a schema"}}'
     assert run(body).verdict is Verdict.FATAL
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "inner"),
+    [
+        # new-api's code for an upstream's failed status (its error-code docs: "retry")
+        (
+            '{"error":{"message":"bad response status code 503","type":"upstream_error",'
+            '"code":"bad_response_status_code"}}',
+            404,
+            503,
+        ),
+        # claude-code-router stamps the provider's failure with a status of its own
+        (
+            'API Error: 404 {"error":{"message":"Error from provider: 503 Service Unavailable",'
+            '"type":"api_error"}}',
+            404,
+            503,
+        ),
+        ('{"detail":"Upstream returned 502 Bad Gateway"}', 422, 502),
+        ('{"error":{"message":"Error from provider(429): slow down"}}', 403, 429),
+    ],
+)
+def test_a_relays_refused_status_around_an_upstream_5xx_is_judged_by_the_upstream(
+    body: str, status: int, inner: int
+) -> None:
+    got = run(body, status)
+    assert got.reason == f"upstream status {inner} inside a {status}"
+    assert got.verdict is STATUS_DEFAULTS[inner]
+
+
+def test_a_refused_status_naming_only_itself_keeps_its_default() -> None:
+    assert run('{"error":{"code":404,"message":"Not Found"}}', 404) == Classification(
+        Verdict.FATAL, "status 404"
+    )
+
+
+def test_a_501_naming_its_own_status_keeps_its_default() -> None:
+    assert run('{"code": 501, "message": "Not Implemented"}', 501) == Classification(
+        Verdict.FATAL, "status 501"
+    )
