@@ -243,8 +243,19 @@ def _names_another_retryable(head: str, status: int) -> bool:
     return any(int(found.group("status")) != status for found in _INNER_RETRYABLE.finditer(head))
 
 
+_PATH_RULES = frozenset({"connection-fault", "stream-timeout", "model-output-fault"})
+"""Retryable rules that name a fault of the path or the draw, as congestion rules name load:
+a 5xx either matches is not judged by the shape rule (a 500's own "internal server error"
+boilerplate names neither)."""
+
+
 def _as_a_400(
-    text: str, lowered: str, headers: Mapping[str, str], wait: float | None, status: int
+    text: str,
+    lowered: str,
+    headers: Mapping[str, str],
+    wait: float | None,
+    status: int,
+    load: bool,
 ) -> Classification | None:
     """The shape rule's fatal verdict for a 5xx body, or ``None`` when the 5xx keeps its way.
 
@@ -253,9 +264,16 @@ def _as_a_400(
     nothing of the server's own state: the corpus's 5xx bodies that name a cause as a
     specific 400 does ("Requested input length 99009 exceeds maximum input length 8192",
     langchain-ai/langchain#25671; "Invalid llm model list", BerriAI/litellm#4143) fail again,
-    and none of its 67 retryable 5xx bodies names one (tests/data, held-out-11 to -14)."""
+    and none of its 67 retryable 5xx bodies names one (tests/data, held-out-11 to -14).
+
+    A 5xx that a retryable rule reads as load or as a fault of the path (``load``: "503 Too
+    many requests", "Maximum number of concurrent requests exceeded", a connection reset) is
+    never judged here: a rate's words ("too many", "exceeds the limit of 64") are not a
+    refused request's, whatever the verbs they share."""
     wrapped = wraps_a_4xx(lowered)
-    if not wrapped and (wait is not None or "retry-after" in headers):
+    if not wrapped and (load or wait is not None or "retry-after" in headers):
+        # a retryable rule knows this 5xx (load, throttling, a broken connection): "503 Too
+        # many requests" names its cause as a rate does, not as a refused request does
         return None
     shape = judge_400(text, lowered)
     if shape.verdict is not Verdict.FATAL:
@@ -328,15 +346,25 @@ def _classify_response(outcome: Outcome, rules: Sequence[Rule]) -> Classificatio
     for finding in findings:
         if finding.tier is Tier.PERMANENT:
             return _from_finding(finding, wait)
+    allowed = next(
+        (
+            rule
+            for rule in rules
+            if rule.verdict is not Verdict.FATAL and rule.applies(status, headers, text, lowered)
+        ),
+        None,
+    )
     if status is not None and status >= 500:
         # A relay's 5xx around the upstream's 4xx, or a server that wraps its refusal in a
         # 5xx: a cause named as a 400 names it is judged as a 400 is.
-        shape = _as_a_400(text, lowered, headers, wait, status)
+        load = allowed is not None and (
+            allowed.verdict is Verdict.CONGESTION or allowed.name in _PATH_RULES
+        )
+        shape = _as_a_400(text, lowered, headers, wait, status, load)
         if shape is not None:
             return Classification(Verdict.FATAL, f"{shape.reason} inside a {status}", wait)
-    for rule in rules:
-        if rule.verdict is not Verdict.FATAL and rule.applies(status, headers, text, lowered):
-            return _from_rule(rule, wait)
+    if allowed is not None:
+        return _from_rule(allowed, wait)
     if outcome.stream_error or not status_default(status).retryable or status == 400:
         # A retryable field rescues a 400, a stream event or another refused status; a 429 or
         # 5xx keeps its status default (a 503's "server_error" still blocks, as a 503 should).

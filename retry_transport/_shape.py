@@ -34,12 +34,15 @@ gateway's credentials", "The provided model identifier is invalid"); such a nega
 refused, denied, could not find/discover/resolve/parse/validate, not set, not valid, unknown)
 beside such a thing (project, credential, key, token, model, config, account, region, endpoint,
 url, path, parameter, field, schema, format, version, image, file) names a cause too; no
-retryable body in the corpus reaches the shape rule with one. A fault of the model's own output
-("model output must contain either output text or tool calls", "Unable to parse the model
-output as JSON", OpenAI's "The model produced invalid content") is no cause of the request
-either: another draw may succeed (METR/vivaria#875 retries it), so the shape rule never makes
-it fatal and the ``model-output-fault`` rule gives it one retry. The patterns are searched in
-the lower-cased text.
+retryable body in the corpus reaches the shape rule with one. Two settings that exclude each
+other name a cause the same way ("not compatible with", "only one of … can be set", "cannot
+both be specified", "mutually exclusive", Zhipu 1215's "cannot be set simultaneously"), and so
+does an instruction to use something else ("Please use a different model"). A fault of the
+model's own output ("model output must contain either output text or tool calls", "Unable to
+parse the model output as JSON", OpenAI's "The model produced invalid content") is no cause of
+the request either: another draw may succeed (METR/vivaria#875 retries it), so the shape rule
+never makes it fatal and the ``model-output-fault`` rule gives it one retry. The patterns are
+searched in the lower-cased text.
 """
 
 from __future__ import annotations
@@ -70,7 +73,12 @@ _WORD_CAUSES = (
     r"(?:is |are )?not (?:currently |yet |yet been )?(?:supported|available|allowed|permitted|"
     r"enabled|valid|recognized|accessible)\b|"
     r"(?:does|do|did|is|are|can) not (?:currently |yet )?(?:support|accept|allow|exist|match|"
-    r"contain)|cannot be (?:used|combined|empty|null)\b|"
+    r"contain)|cannot be (?:used|combined|empty|null|set|specified|provided|sent|passed|"
+    r"changed|modified)\b|"
+    # two settings that exclude each other
+    r"incompatible\b|not compatible\b|only one of\b|(?:cannot|can't|can not) both\b|"
+    r"mutually exclusive\b|simultaneously\b|"
+    r"please use (?:a |an |the )?(?:different|valid|supported|another|one of)\b|"
     r"unsupported\b|is required\b|required (?:field|parameter|property|argument)\b|"
     r"unknown (?:field|parameter|name|argument|property|tool|variant|value)\b|"
     r"exceed(?:s|ed)?\b|at (?:most|least)\b|not (?:provided|specified)\b|"
@@ -93,7 +101,7 @@ _WORD_CAUSES = (
     # model, a field, a schema): "Could not discover a valid Google Cloud Project ID", "the
     # provider rejected the gateway's credentials", "model identifier is invalid"
     r"(?:rejected|refused|denied|(?:could not|cannot|can't|unable to|failed to) "
-    r"(?:find|discover|resolve|parse|validate|verify|decode))[^\n.]{0,40}?"
+    r"(?:find|discover|resolve|parse|validate|verify|decode|process|read|open))[^\n.]{0,40}?"
     rf"\b{_THING}s?\b|"
     rf"{_THING}s?\b[^\n.]{{0,30}}?\b(?:is |are |was )?(?:rejected|not set|not valid|unknown)\b"
 )

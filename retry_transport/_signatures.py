@@ -995,7 +995,12 @@ RULES: tuple[Rule, ...] = (
         "(microsoft/vscode-copilot-release#6453); 'too many requests' in Japanese, Spanish, "
         "Portuguese, French, German and Russian as localised front ends word it",
         match=_re(
-            r"\bthrottl(?:ing|ed)|too many (?:requests|connections)|"
+            r"\bthrottl(?:ing|ed)|too many (?:[\w-]{1,20} ){0,2}?(?:requests|connections|streams)|"
+            # a limit on work in flight: concurrency, parallel or pending requests, a full queue
+            r"\b(?:max(?:imum)?|limit)\b (?:number of |on )?(?:concurrent|parallel|simultaneous|"
+            r"pending|in-flight|queued)\b|\bconcurren(?:t|cy)\b[^\n.]{0,30}?\b(?:limit|exceeded|"
+            r"reached|too high|max(?:imum)?)\b|\bpending requests\b[^\n.]{0,20}?\bexceed|"
+            r"\bqueue (?:is )?full\b|"
             r"request rate (?:is too high|increased too quickly)|"
             r"rate[ _-]?limit(?:ed|_error|_exceeded| exceeded| reached| is exceeded| error| hit)|"
             r"\btoo frequent|"
@@ -1022,6 +1027,13 @@ RULES: tuple[Rule, ...] = (
             "too frequent",
             "rate",
             "resource_exhausted",
+            "concurren",
+            "parallel",
+            "simultaneous",
+            "pending",
+            "in-flight",
+            "queued",
+            "queue",
             "负载已饱和",
             "并发",
             "频繁",

@@ -2493,3 +2493,43 @@ def test_a_501_naming_its_own_status_keeps_its_default() -> None:
     assert run('{"code": 501, "message": "Not Implemented"}', 501) == Classification(
         Verdict.FATAL, "status 501"
     )
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ('{"error":"Too many requests"}', 503),
+        ('{"error":{"message":"Too many concurrent requests, max 4"}}', 503),
+        ('{"error":"too many open connections"}', 502),
+        ('{"error":{"message":"Maximum number of concurrent requests exceeded"}}', 503),
+        ('{"error":{"message":"the number of pending requests exceeds the limit of 64"}}', 500),
+        ('{"error":{"message":"Too many concurrent requests"}}', 400),
+    ],
+)
+def test_a_limit_on_work_in_flight_is_load_and_no_cause_of_the_request(
+    body: str, status: int
+) -> None:
+    # the 5xx shape rule once read "too many" and "exceeds" here as a refused request's words
+    assert run(body, status) == Classification(Verdict.CONGESTION, "rule throttling")
+
+
+def test_a_500s_own_boilerplate_does_not_spare_a_named_cause() -> None:
+    # held-out-13: Ollama Cloud's proxy could not parse a reply it got because of the login
+    body = "Error: 500 Internal Server Error: unmarshal: invalid character 'I' looking for value"
+    assert run(body, 500).verdict is Verdict.FATAL
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"error":{"message":"Thinking mode is not compatible with forced tool use"}}',
+        '{"error":{"message":"Only one of max_tokens and max_completion_tokens can be set"}}',
+        '{"error":{"message":"temperature and top_p cannot both be specified for this model"}}',
+        '{"error":{"message":"reasoning_effort and thinking are mutually exclusive"}}',
+        '{"error":{"code":"1215","message":"a and b cannot be set simultaneously"}}',
+        '{"error":{"message":"Could not process image"}}',
+        '{"error":{"message":"Please use a different model"}}',
+    ],
+)
+def test_settings_that_exclude_each_other_name_a_cause(body: str) -> None:
+    assert run(body).verdict is Verdict.FATAL
