@@ -310,7 +310,8 @@ RULES: tuple[Rule, ...] = (
         "(FoundationAgents/OpenManus#438), DashScope Arrearage (tencentmusic/supersonic#1572), "
         "new-api 'token quota is not enough' (millylee/anyrouter-check-in#2), Moonshot "
         "'exceeded current quota' (MoonshotAI/Kimi-K2#5), 'account balance is $0.0' "
-        "(DaWe35/image-router#33)",
+        "(DaWe35/image-router#33); a count or an allowance used up, 调用次数已用完 / "
+        "免费用量已用尽",
         match=_re(
             r"\bbalance\b[^\n.]{0,30}?\b(?:insufficient|too low|not enough|exhausted|"
             r"depleted|negative|used up)|\binsufficient\b[^\n.]{0,20}?\bbalance\b|"
@@ -321,7 +322,9 @@ RULES: tuple[Rule, ...] = (
             r"余额|充值|欠费|资源包|残高|チャージ|잔액|충전|"
             r"\bsaldo insuficiente\b|\bcr[ée]ditos? insuficientes?\b|\bsolde insuffisant\b|"
             r"недостаточно средств|"
-            r"(?:额度|配额|限额|套餐|点数|积分)[^\n]{0,10}?(?:不足|已用完|用完|用尽|耗尽|已达上限|已到期|过期)"
+            r"(?:额度|配额|限额|套餐|点数|积分)[^\n]{0,10}?(?:不足|已用完|用完|用尽|耗尽|已达上限|已到期|过期)|"
+            # a count or an allowance used up (a rate says 过多 or 频繁 instead)
+            r"(?:次数|用量)[^\n]{0,6}?(?:已用完|用完|已用尽|用尽|耗尽)"
         ),
         needles=(
             "balance",
@@ -352,6 +355,8 @@ RULES: tuple[Rule, ...] = (
             "套餐",
             "点数",
             "积分",
+            "次数",
+            "用量",
         ),
     ),
     Rule(
@@ -451,7 +456,8 @@ RULES: tuple[Rule, ...] = (
         "names for a refused credential (ERNIE SDK InvalidTokenError '暂无权限使用', "
         "PaddlePaddle/ERNIE-SDK#348) and the Chinese no-permission / invalid-token wordings; "
         "credentials invalid or rejected, a gateway's own included (otari's 502 'the provider "
-        "rejected the gateway's credentials', held-out-17)",
+        "rejected the gateway's credentials', held-out-17); 无权访问 (no right to access), "
+        "账户未激活 (account not activated), 实名认证 (identity check required)",
         match=_re(
             r"\b(?:invalid|incorrect|expired|revoked)[ _-]?(?:x-)?(?:api[ _-]?)?key\b|"
             r"\b(?:invalid|incorrect|expired|revoked|bad) (?:[\w'-]+ )?credentials?\b|"
@@ -465,7 +471,8 @@ RULES: tuple[Rule, ...] = (
             r"UnrecognizedClientException|"
             r"\baccount (?:has been |is |was )?(?:suspended|banned|disabled|deactivated|"
             r"terminated|blocked|locked)\b|account_(?:suspended|disabled|banned)|"
-            r"(?:账户|账号|帐号|帐户)[^\n]{0,6}?(?:封禁|冻结|停用|禁用)|"
+            r"(?:账户|账号|帐号|帐户|用户)[^\n]{0,6}?(?:封禁|冻结|停用|禁用|未激活)|"
+            r"无权(?:访问|使用|调用)|实名认证|"
             r"\b(?:Invalid(?:Api)?(?:Token|Key|Credentials?)|Unauthori[sz]ed|Forbidden)"
             r"(?:Error|Exception)\b|"
             r"(?:暂无|没有|无)(?:访问|使用|调用)?权限|权限不足|未授权|"
@@ -489,6 +496,9 @@ RULES: tuple[Rule, ...] = (
             "授权",
             "令牌",
             "密钥",
+            "用户",
+            "无权",
+            "实名认证",
         ),
     ),
     Rule(
@@ -670,16 +680,30 @@ RULES: tuple[Rule, ...] = (
         Verdict.FATAL,
         "Anthropic's 429 rate_limit_error 'Extra usage is required for long context requests' "
         "(anthropics/claude-code#39948): the plan lacks a feature, which no wait brings back; "
-        "'requires a paid plan', 'not available on your plan'",
+        "'requires a paid plan', 'not available on your plan'; the Chinese relays' 需要订阅 "
+        "(a subscription needed) and 升级套餐 (upgrade the plan)",
         match=_re(
             r"\b(?:extra usage|a paid plan|a paid account|a subscription|an upgrade|"
             r"a (?:pro|plus|premium) (?:plan|subscription)) (?:is )?required\b|"
             r"\brequires? (?:a |an )?(?:paid|pro|plus|premium|higher|enterprise) "
             r"(?:plan|tier|subscription|account)\b|"
             r"\bnot (?:available|supported|included) (?:on|in|for|with) (?:your|the) "
-            r"(?:current |free )?(?:plan|tier|subscription)\b"
+            r"(?:current |free )?(?:plan|tier|subscription)\b|"
+            # the Chinese relays: a subscription, a purchase or an upgrade of the plan needed
+            r"需要(?:订阅|开通|购买|付费)|(?:订阅|开通|购买|升级)(?:套餐|会员|计划|付费)"
         ),
-        needles=("required", "require", "plan", "tier", "subscription"),
+        needles=(
+            "required",
+            "require",
+            "plan",
+            "tier",
+            "subscription",
+            "需要",
+            "套餐",
+            "会员",
+            "计划",
+            "付费",
+        ),
     ),
     Rule(
         "sdk-client-error",

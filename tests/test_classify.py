@@ -2533,3 +2533,25 @@ def test_a_500s_own_boilerplate_does_not_spare_a_named_cause() -> None:
 )
 def test_settings_that_exclude_each_other_name_a_cause(body: str) -> None:
     assert run(body).verdict is Verdict.FATAL
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "rule"),
+    [
+        ('{"error":{"message":"调用次数已用完"}}', 429, "balance-exhausted"),
+        ('{"error":{"message":"免费用量已用尽"}}', 429, "balance-exhausted"),
+        ('{"error":{"message":"该模型需要订阅会员才能使用"}}', 429, "plan-required"),
+        ('{"error":{"message":"请升级套餐以继续使用"}}', 429, "plan-required"),
+        ('{"error":{"message":"无权访问该模型"}}', 400, "auth"),
+        ('{"error":{"message":"账户未激活"}}', 400, "auth"),
+        ('{"error":{"message":"请先完成实名认证"}}', 400, "auth"),
+    ],
+)
+def test_the_chinese_relays_words_for_a_used_up_count_a_plan_and_access(
+    body: str, status: int, rule: str
+) -> None:
+    assert run(body, status) == Classification(Verdict.FATAL, f"rule {rule}")
+
+
+def test_a_chinese_per_minute_ceiling_stays_congestion() -> None:
+    assert run('{"error":{"message":"已达到每分钟请求上限"}}', 429).verdict is Verdict.CONGESTION
