@@ -243,6 +243,26 @@ def _names_another_retryable(head: str, status: int) -> bool:
     return any(int(found.group("status")) != status for found in _INNER_RETRYABLE.finditer(head))
 
 
+_MAPPED = frozenset({"provider-invalid-request"})
+"""Rules that read a relay's own mapped message, which says nothing of the cause."""
+_DETAIL = re.compile(r"\bupstream error:")
+
+
+def _upstream_detail(lowered: str) -> Classification | None:
+    """The shape rule's fatal verdict on the upstream error a relay's mapped message carries.
+
+    free-claude-code maps every upstream 400 to "Invalid request sent to provider." and then
+    quotes the upstream's own error under "Upstream error:"; when that error names a cause
+    ("The `reasoning_content` in the thinking mode must be passed back", held-out-20), the
+    upstream's words decide, not the relay's mapping."""
+    found = _DETAIL.search(lowered)
+    if found is None:
+        return None
+    part = lowered[found.end() :]
+    shape = judge_400(part, part)
+    return shape if shape.verdict is Verdict.FATAL else None
+
+
 _PATH_RULES = frozenset({"connection-fault", "stream-timeout", "model-output-fault"})
 """Retryable rules that name a fault of the path or the draw, as congestion rules name load:
 a 5xx either matches is not judged by the shape rule (a 500's own "internal server error"
@@ -364,6 +384,10 @@ def _classify_response(outcome: Outcome, rules: Sequence[Rule]) -> Classificatio
         if shape is not None:
             return Classification(Verdict.FATAL, f"{shape.reason} inside a {status}", wait)
     if allowed is not None:
+        if allowed.name in _MAPPED:
+            detail = _upstream_detail(lowered)
+            if detail is not None:
+                return Classification(Verdict.FATAL, f"{detail.reason} (upstream detail)", wait)
         return _from_rule(allowed, wait)
     if outcome.stream_error or not status_default(status).retryable or status == 400:
         # A retryable field rescues a 400, a stream event or another refused status; a 429 or

@@ -111,7 +111,9 @@ _OTHER_CAUSES = (
     r"参数(?:非法|错误|有误|无效|不合法|不正确)|不支持|格式(?:错误|不正确)|"
     r"(?:超过|超出)(?:了)?(?:最大|上限|限制)|不能为空|缺少[^\n]{0,6}参数|"
     # a param field names the parameter; new-api puts the upstream's status there instead
-    r"^param: (?!(?:5\d\d|429)$)\S|"
+    # (a parameter's name, or the upstream's 4xx new-api puts there; an API key or an
+    # upstream 5xx or 429 there names no parameter)
+    r"^param: (?:4\d\d|[a-z_][a-z0-9_.\[\]]{0,80})$|"
     # a location in the request: messages[3], messages.1.content, '/messages/*/content'
     r"(?<=[a-z_])(?:\[\d{1,6}\]|\.\d{1,6}\b)|'/[a-z_]{2,40}/|"
     # a server flag the request needs
@@ -153,7 +155,9 @@ TRANSIENT = re.compile(
     r"econnreset|etimedout|(?<![a-z])eof\b|please wait|wait before|no slots|deadline|"
     r"しばらく|混雑|過負荷|잠시 후|혼잡|과부하|más tarde|mais tarde|plus tard|später|позже|"
     # a refusal qualified by time ("not available right now") is a state, not the request's
-    r"right now|at the moment|at this time|for now|momentarily|workers?\b",
+    r"right now|at the moment|at this time|for now|momentarily|workers?\b|"
+    # a model or a server still starting: its state, not the request's
+    r"loading|warming up|cold start",
 )
 """A transient cause named anywhere (searched lower-cased): never judged fatal by shape."""
 
@@ -176,6 +180,9 @@ _LABELS = re.compile(
 
 
 _MAX_MESSAGE = 2048
+_WRAPPED = re.compile(r"(?<=\S)[ \t]?\n[ \t]{2,}")
+"""A line break and the indent of a wrapped line, as a terminal UI pastes a long message
+("… must\n  be passed back", free-claude-code via held-out-20): one space."""
 
 
 def judge_400(text: str, lowered: str | None = None) -> Classification:
@@ -194,6 +201,8 @@ def judge_400(text: str, lowered: str | None = None) -> Classification:
         return Classification(Verdict.UNRECOGNISED, "shape: names a fault of the model's output")
     # Causes are named near the start; reading 2 KiB keeps a hostile body's cost bounded.
     message = _LABELS.sub("", low[:_MAX_MESSAGE])
+    if "\n " in message:
+        message = _WRAPPED.sub(" ", message)
     found = SPECIFIC.search(message)
     if found is not None:
         start = found.start()

@@ -224,7 +224,9 @@ RULES: tuple[Rule, ...] = (
             r"\b(?:quota|limit)s?\b[^\n]{0,40}?\b(?:daily|weekly|monthly)\b|"
             r"\b(?:try|come back|retry) (?:again )?tomorrow\b|\buntil tomorrow\b|"
             r"\btoday'?s (?:[\w-]+ ){0,3}(?:limit|quota|allowance|budget|cap)\b|"
-            r"\b(?:limit|quota|allowance)\b[^\n]{0,30}?\bfor today\b|\b(?:rpd|tpd)\b|"
+            r"\b(?:limit|quota|allowance)\b[^\n]{0,30}?\bfor today\b|"
+            # RPD and TPD, in an identifier too (OpenRouter's 'limit_rpd/<model>')
+            r"(?<![a-z])(?:rpd|tpd)(?![a-z])|"
             r"\bbilling (?:period|cycle)\b|"
             r"\b(?:session|weekly|monthly|daily|plan|account) usage limits?\b|"
             r"\breached your (?:[\w-]+ )?usage limits?\b|"
@@ -533,6 +535,42 @@ RULES: tuple[Rule, ...] = (
         ),
     ),
     Rule(
+        "server-code-defect",
+        Verdict.FATAL,
+        "the server's own code failing on this request, as Python words it, on any status: "
+        "vLLM's 400 \"name 'Extension' is not defined\" (a NameError, vllm via held-out-19), "
+        "LiteLLM's 500 whose whole message is \"'eval_count'\" (a KeyError's text, autogen via "
+        "held-out-19), an attribute of None, an unexpected keyword argument: the same request "
+        "meets the same line of code again; a body that also names a broken connection, a "
+        "timeout or a retry is not matched",
+        match=_re(
+            r"\bname '[\w.]{1,60}' is not defined\b|"
+            r"\bobject (?:has no attribute|is not (?:subscriptable|iterable|callable))\b|"
+            r"\bgot an unexpected keyword argument\b|"
+            r"\btakes \d{1,2} positional arguments? but \d{1,2} (?:was|were) given\b|"
+            r"\bunhashable type\b|"
+            # str(KeyError('eval_count')) is the key in quotes, and nothing else
+            r"^message: '[a-z_][a-z0-9_]{1,40}'$|"
+            r"['\"]message['\"]: \"'[a-z_][a-z0-9_]{1,40}'\"",
+            _I | _M,
+        ),
+        unless=_re(
+            r"APIConnectionError|connection|time ?out|timed out|overload|rate[ _-]?limit|"
+            r"try again|retry"
+        ),
+        needles=(
+            "is not defined",
+            "object has no attribute",
+            "object is not",
+            "unexpected keyword argument",
+            "positional argument",
+            "unhashable type",
+            "message: '",
+            "message': \"'",
+            'message": "\'',
+        ),
+    ),
+    Rule(
         "content-policy",
         Verdict.FATAL,
         "Azure OpenAI content_filter (openai/openai-python#331), OpenAI safety system (docs), "
@@ -712,11 +750,16 @@ RULES: tuple[Rule, ...] = (
         "NotFoundError - Error code: 404' inside a 500 (rashadphz/farfalle#79); the OpenAI, "
         "Anthropic and LiteLLM exception names for a 401, 403, 404 and 422; any client status "
         "but 400 as an SDK or relay renders it ('Error code: 402', 'status code 413', 'HTTP "
-        "404', '[403]'): a refusal whose own status the outer one hides",
+        "404', '[403]'): a refusal whose own status the outer one hides; new-api's 'bad "
+        "response status code 400', its words for the upstream's own 400 (smallmain/"
+        "vscode-unify-chat-provider via held-out-20)",
         match=re.compile(
             # no leading \b: ModelNotFoundError counts, and a literal start is cheap to scan
             r"(?:NotFound|Authentication|PermissionDenied|UnprocessableEntity)Error\b|"
             r"(?:Error code|[Ss]tatus code|HTTP)[: ]{1,3}(?:40[1-4]|41[03]|422)\b|"
+            # new-api's words for the upstream's own status (its bad_response_status_code):
+            # an upstream 400 is a refused request even inside the relay's 400
+            r"\bbad response status code 400\b|"
             r"\[(?:40[1-4]|41[03]|422)\]"
         ),
         needles=(
@@ -1241,9 +1284,11 @@ RULES: tuple[Rule, ...] = (
 )
 """The default signature table, in the order the classifier checks it (deny rules first)."""
 
-_PERMANENT_5XX = frozenset({501, 505})
+_PERMANENT_5XX = frozenset({501, 505, 525, 526, 530})
 """5xx statuses that say the request itself cannot be served: Not Implemented, HTTP Version
-Not Supported (RFC 9110 15.6.2, 15.6.6)."""
+Not Supported (RFC 9110 15.6.2, 15.6.6), and Cloudflare's errors of an origin's setup: its TLS
+handshake (525) or certificate (526) failed, or its DNS or tunnel is missing (530 with an
+error 1016 or 1033; LobeChat via held-out-20: a wrong Azure endpoint)."""
 
 STATUS_DEFAULTS: Mapping[int, Verdict] = MappingProxyType(
     {
@@ -1279,15 +1324,15 @@ STATUS_DEFAULTS: Mapping[int, Verdict] = MappingProxyType(
 
 def status_default(status: int | None) -> Verdict:
     """The verdict for ``status`` when no rule matched (a 402, a 404, a 501: ``FATAL``; a 5xx
-    that :data:`STATUS_DEFAULTS` does not list, but 501 and 505: ``TRANSIENT``)."""
+    that :data:`STATUS_DEFAULTS` does not list, but 501, 505, 525, 526 and 530: ``TRANSIENT``)."""
     if status is None:
         return Verdict.UNRECOGNISED
     known = STATUS_DEFAULTS.get(status)
     if known is not None:
         return known
     if 500 <= status <= 599 and status not in _PERMANENT_5XX:
-        # a server failure no table names (507, Cloudflare's 525 and 530, a proxy's 598 or
-        # 599 network timeout): the server failed this request, so one retry is worth it
+        # a server failure no table names (507, a proxy's 598 or 599 network timeout): the
+        # server failed this request, so one retry is worth it
         return Verdict.TRANSIENT
     return Verdict.FATAL
 
@@ -1350,7 +1395,7 @@ def rules_markdown(rules: Sequence[Rule] = RULES) -> str:
         "| status | verdict |",
         "|---|---|",
         *(f"| {status} | {verdict.value} |" for status, verdict in sorted(STATUS_DEFAULTS.items())),
-        "| any other 5xx (but 501, 505) | transient |",
+        "| any other 5xx (but 501, 505, 525, 526, 530) | transient |",
         "| any other | fatal |",
         "",
     ]

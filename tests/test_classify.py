@@ -1531,7 +1531,7 @@ def test_a_missing_field_names_a_cause(source: str) -> None:
 
 LATE_BATCHES = [
     json.loads(line)
-    for number in (11, 12, 13, 14, 15, 16, 17, 18)
+    for number in (11, 12, 13, 14, 15, 16, 17, 18, 19, 20)
     for line in (Path(__file__).parent / "data" / f"held-out-{number}-error-bodies.jsonl")
     .read_text(encoding="utf-8")
     .splitlines()
@@ -2408,12 +2408,12 @@ def test_sensitive_information_in_the_input_is_a_content_refusal() -> None:
     assert run(body) == Classification(Verdict.FATAL, "rule content-policy")
 
 
-@pytest.mark.parametrize("status", [507, 525, 530, 598, 599])
+@pytest.mark.parametrize("status", [507, 508, 598, 599])
 def test_a_5xx_no_table_lists_is_retried_once(status: int) -> None:
     assert run("", status) == Classification(Verdict.TRANSIENT, f"status {status}")
 
 
-@pytest.mark.parametrize("status", [501, 505])
+@pytest.mark.parametrize("status", [501, 505, 525, 526, 530])
 def test_a_5xx_that_says_the_request_cannot_be_served_is_fatal(status: int) -> None:
     assert run("", status) == Classification(Verdict.FATAL, f"status {status}")
 
@@ -2555,3 +2555,55 @@ def test_the_chinese_relays_words_for_a_used_up_count_a_plan_and_access(
 
 def test_a_chinese_per_minute_ceiling_stays_congestion() -> None:
     assert run('{"error":{"message":"已达到每分钟请求上限"}}', 429).verdict is Verdict.CONGESTION
+
+
+# ---- general rules shown by held-out-19 and -20 ---------------------------------------------
+
+
+@pytest.mark.parametrize("source", ["QwenLM/Qwen3/issues/998", "microsoft/autogen/issues/2163"])
+def test_the_servers_own_code_failing_on_the_request_is_fatal(source: str) -> None:
+    # vLLM's NameError in a 400, LiteLLM's KeyError text as a 500's whole message
+    assert late(source) == Classification(Verdict.FATAL, "rule server-code-defect")
+
+
+def test_a_code_defect_beside_a_broken_connection_is_no_defect() -> None:
+    body = "litellm.APIConnectionError: 'NoneType' object has no attribute 'get'"
+    assert run(body, 500).verdict.retryable
+
+
+def test_a_param_that_is_no_parameter_name_names_no_cause() -> None:
+    # tgpt's relay put an API key in param on a 500 that cleared by itself
+    assert late("aandrew-me/tgpt/issues/149").verdict.retryable
+    assert run('{"error":{"message":"x","param":"messages[0].content"}}').verdict is Verdict.FATAL
+
+
+def test_a_model_still_loading_is_never_made_fatal_by_its_shape() -> None:
+    assert late("BerriAI/litellm/issues/1242") == Classification(
+        Verdict.UNRECOGNISED, "shape: names a transient cause", 20.0
+    )
+
+
+def test_a_per_day_limit_inside_an_identifier_is_a_period() -> None:
+    # OpenRouter's 'Rate limit exceeded: limit_rpd/…' on a free model
+    assert late("BerriAI/litellm/issues/9035") == Classification(Verdict.FATAL, "rule quota-period")
+
+
+def test_a_relays_mapped_message_yields_to_the_upstream_detail_it_quotes() -> None:
+    got = late("Alishahryar1/free-claude-code/issues/1327")
+    assert got == Classification(
+        Verdict.FATAL, "shape: names a cause ('must be') (upstream detail)"
+    )
+
+
+def test_a_mapped_message_without_a_specific_upstream_detail_stays_transient() -> None:
+    body = "Mapped message: Invalid request sent to provider.\n  Upstream error: {}"
+    assert run(body) == Classification(Verdict.TRANSIENT, "rule provider-invalid-request")
+
+
+def test_new_apis_upstream_400_is_a_refused_request() -> None:
+    got = late("smallmain/vscode-unify-chat-provider/issues/100")
+    assert got == Classification(Verdict.FATAL, "rule sdk-client-error")
+
+
+def test_cloudflares_origin_dns_error_is_fatal() -> None:
+    assert late("lobehub/lobehub/issues/996") == Classification(Verdict.FATAL, "status 530")
