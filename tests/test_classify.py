@@ -2179,7 +2179,9 @@ def test_new_apis_upstream_status_in_param_is_no_parameter() -> None:
 # fixes), each labelled from its thread before it was run (tests/data/sampled-while-batches.json,
 # not a corpus file): six sets scored 6/7, 6/7, 10/11, 11/12, 10/10 and 4/4 (one hard failure in
 # each of the first, second and fourth); the rules each miss showed are above (a 5xx that names a
-# cause, lowerCamel AWS exception names, a count mismatch, a 5xx repeating its own status).
+# cause, lowerCamel AWS exception names, a count mismatch, a 5xx repeating its own status). A
+# seventh set (sample-7), sampled after the held-out-19/20 fixes from threads in no corpus file,
+# scored 6/6 before any change.
 
 SAMPLED_LATER = json.loads(
     (Path(__file__).parent / "data" / "sampled-while-batches.json").read_text(encoding="utf-8")
