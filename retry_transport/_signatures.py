@@ -511,7 +511,8 @@ RULES: tuple[Rule, ...] = (
         "GLM Coding Plan package has expired' (docs.z.ai error codes), Baidu 111 'Access token "
         "expired', 'Your free trial has ended'; Volcengine's SetLimitExceeded 'the model service "
         "has been paused' (Ark error codes): access returns when someone renews it, not with "
-        "time; a deadline that expired (a gateway timeout) is not matched",
+        "time; a deadline that expired (a gateway timeout), or an expiry the body says a retry "
+        "mends ('Upstream session expired, please retry'), is not matched",
         match=_re(
             r"\b(?:api[ _-]?key|key|token|credentials?|session|subscription|plan|package|trial|"
             r"membership|licen[cs]e|certificate)s?\b[^\n.]{0,30}?\b(?:has |have |is |are |was |"
@@ -521,7 +522,7 @@ RULES: tuple[Rule, ...] = (
             r"\bservice (?:has been|is|was) (?:paused|suspended|deactivated)\b|"
             r"(?:套餐|订阅|令牌|密钥|会员|试用|授权)[^\n]{0,8}?(?:已过期|过期|已到期|到期|已失效|失效)"
         ),
-        unless=_re(r"temporar|maintenance|deadline"),
+        unless=_re(r"temporar|maintenance|deadline|please retry|try again"),
         needles=(
             "expired",
             "lapsed",

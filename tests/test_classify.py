@@ -2295,6 +2295,7 @@ def test_an_expired_credential_or_plan_is_fatal_on_any_status(body: str, status:
 def test_an_expired_deadline_is_no_expired_access() -> None:
     # held-out-17: a gateway timeout, retried
     assert run("504 Deadline expired before operation could complete.", 504).verdict.retryable
+    assert run('{"error":"Upstream session expired, please retry"}', 503).verdict.retryable
 
 
 def test_a_paused_model_service_is_fatal() -> None:
