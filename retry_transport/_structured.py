@@ -83,9 +83,12 @@ READERS: tuple[Reader, ...] = (
         "dashscope-error-code",
         "the error-code page anchor DashScope links (`error-code#token-limit`), "
         "`Throttling.*` codes",
-        "token-limit, rate-limit, Throttling.*: congestion (firm: DashScope words its "
-        "per-minute throttle as insufficient_quota); overdue-payment: fatal",
-        "can1357/oh-my-pi#8476, hawkxtreme/mini-ai-1c#23, anomalyco/opencode#22994",
+        "token-limit, rate-limit, Throttling.*, and OpenAI's 'exceeded your current quota' "
+        "beside Alibaba's name: congestion (firm: DashScope words its per-minute throttle as "
+        "insufficient_quota); overdue-payment: fatal",
+        "can1357/oh-my-pi#8476, hawkxtreme/mini-ai-1c#23, anomalyco/opencode#22994; a relay "
+        "that cut the anchor away but kept 'Error from provider (Alibaba)' "
+        "(anomalyco/opencode#23687, held-out-20)",
     ),
     Reader(
         "google-quota",
@@ -336,9 +339,19 @@ def _sampling(pairs: list[tuple[str, str]]) -> Finding | None:
     return None
 
 
+_ALIBABA = re.compile(r"\b(?:dashscope|aliyuncs|alibaba|bailian|model ?studio)\b", re.IGNORECASE)
+
+
 def _dashscope(text: str) -> Finding | None:
     found = _DASHSCOPE.search(text)
     if found is None:
+        if "exceeded your current quota" in text.lower() and _ALIBABA.search(text) is not None:
+            # DashScope words its per-minute throttle in OpenAI's exhausted-quota sentence
+            # (its token-limit anchor, hawkxtreme/mini-ai-1c#23); a relay that cuts the link
+            # away still names the provider ("Error from provider (Alibaba): You exceeded your
+            # current quota, please check you...", anomalyco/opencode#23687). Its own money
+            # errors are Arrearage and overdue-payment, read above and by the deny rules.
+            return Finding(Verdict.CONGESTION, Tier.FIRM, "dashscope-error-code", "Alibaba quota")
         return None
     anchor = found.group("anchor")
     if anchor is not None:

@@ -2610,3 +2610,11 @@ def test_new_apis_upstream_400_is_a_refused_request() -> None:
 
 def test_cloudflares_origin_dns_error_is_fatal() -> None:
     assert late("lobehub/lobehub/issues/996") == Classification(Verdict.FATAL, "status 530")
+
+
+def test_openais_quota_sentence_beside_alibabas_name_is_dashscopes_throttle() -> None:
+    assert late("anomalyco/opencode/issues/23687") == Classification(
+        Verdict.CONGESTION, "field Alibaba quota (dashscope-error-code)"
+    )
+    openai = '{"error":{"message":"You exceeded your current quota, please check your plan."}}'
+    assert run(openai, 429).verdict is Verdict.FATAL
