@@ -150,7 +150,7 @@ RULES: tuple[Rule, ...] = (
         "(gke-labs/gemini-for-kubernetes-development#1215, langgenius/dify#19838), "
         "one-api billing_not_active (songquanpeng/one-api#330), Anthropic spend limit (docs), Qwen "
         "'Free allocated quota exceeded' (QwenLM/qwen-code#1742), a quota or credits 'exhausted' "
-        "or 'used up' in any provider's words",
+        "or 'used up' in any provider's words, the verb first too ('used up all your credits')",
         match=_re(
             r"insufficient[_ ](?:user[_ ])?quota|exceeded your current quota|"
             r"billing[_ ]not[_ ]active|billing[_ ]hard[_ ]limit|"
@@ -209,8 +209,9 @@ RULES: tuple[Rule, ...] = (
         "(diegosouzapw/OmniRoute#6983), 'You've hit today's AI usage limit' "
         "(screenpipe/screenpipe#5046), Ollama Cloud 'reached your session usage limit, upgrade for "
         "higher limits' (continuedev/continue#11444), 超过每日使用限额 "
-        "(ZuodaoTech/everyone-can-use-english#643); a per-minute or per-second limit is not "
-        "matched",
+        "(ZuodaoTech/everyone-can-use-english#643), a period with a slash or an article ('100 "
+        "requests/day', Cohere's '1000 API calls / month'), OpenRouter's 'limit_rpd/<model>' "
+        "(BerriAI/litellm#9035, held-out-19); a per-minute or per-second limit is not matched",
         match=_re(
             r"\b(?:quota|limit|usage|allowance|tokens|requests|credits?|calls|queries|neurons)\b"
             r"[^\n]{0,80}?"
@@ -579,7 +580,9 @@ RULES: tuple[Rule, ...] = (
         "(DashScope error-code docs), iFlytek Spark 10013 '输入内容审核不通过' (moderation "
         "failed; Spark error-code docs), Cohere's 498 'Unsafe Request … violations of the "
         "Usage Guidelines' (Cohere error-code docs, cohere-ai/cohere-developer-experience#189; "
-        "Groq uses 498 for its flex tier's capacity, so the words decide)",
+        "Groq uses 498 for its flex tier's capacity, so the words decide), Volcengine Ark's "
+        "'input text may contain sensitive information' (Ark error codes): harmful, prohibited "
+        "or sensitive content, information, words or images",
         match=_re(
             r"content[_ ]filter|content[_ ]policy|content management policy|"
             r"\bsafety system\b|responsible ?AI|PROHIBITED_CONTENT|DataInspectionFailed|"
@@ -1061,7 +1064,9 @@ RULES: tuple[Rule, ...] = (
         "'并发数过高' (anomalyco/opencode#9789), Together 'reached the rate limit specific to this "
         "model' (xtekky/gpt4free#3032), Copilot 'you have exhausted this model's rate limit' "
         "(microsoft/vscode-copilot-release#6453); 'too many requests' in Japanese, Spanish, "
-        "Portuguese, French, German and Russian as localised front ends word it",
+        "Portuguese, French, German and Russian as localised front ends word it; a limit on "
+        "work in flight ('Too many concurrent requests', 'Maximum number of concurrent "
+        "requests exceeded', pending requests over a limit, a full queue)",
         match=_re(
             r"\bthrottl(?:ing|ed)|too many (?:[\w-]{1,20} ){0,2}?(?:requests|connections|streams)|"
             # a limit on work in flight: concurrency, parallel or pending requests, a full queue
