@@ -542,7 +542,8 @@ RULES: tuple[Rule, ...] = (
         "the server's own code failing on this request, as Python words it, on any status: "
         "vLLM's 400 \"name 'Extension' is not defined\" (a NameError, vllm via held-out-19), "
         "LiteLLM's 500 whose whole message is \"'eval_count'\" (a KeyError's text, autogen via "
-        "held-out-19), an attribute of None, an unexpected keyword argument: the same request "
+        "held-out-19; also Dify's OpenLLM 400 \"'responses'\", held-out-20), an attribute of "
+        "None, an unexpected keyword argument: the same request "
         "meets the same line of code again; a body that also names a broken connection, a "
         "timeout or a retry is not matched",
         match=_re(
