@@ -169,6 +169,27 @@ def test_an_exchange_cancels_its_task_once_and_only_while_it_forwards() -> None:
     asyncio.run(main())
 
 
+def test_a_delivered_exchange_takes_back_only_its_own_cancellation() -> None:
+    async def main() -> None:
+        async def forwarding() -> None:
+            await asyncio.Event().wait()
+
+        task = asyncio.create_task(forwarding())
+        exchange = _Exchange()
+        task.cancel()  # someone else's: it stays counted
+        exchange.delivered(task)
+        assert task.cancelling() == 1
+        exchange.cancellable = True
+        exchange.cancel(task)
+        assert task.cancelling() == 2
+        exchange.delivered(task)
+        assert task.cancelling() == 1
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+
+
 def test_a_body_no_longer_wanted_is_taken_at_once_and_ends() -> None:
     async def main() -> None:
         pipe = _Pipe()
