@@ -180,7 +180,7 @@ class SidecarProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()  # a clean exit, so its coverage data is written
             try:
-                self.process.wait(10.0)
+                self.process.wait(30.0)  # generous: killed, it would write none
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()

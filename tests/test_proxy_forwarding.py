@@ -279,3 +279,26 @@ def test_a_body_in_several_messages_an_empty_one_among_them_is_sent_whole() -> N
         assert sent[0]["status"] == 200
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("method", "expected"), [("POST", "0"), ("PUT", "0"), ("PATCH", "0"), ("GET", None)]
+)
+def test_a_bodiless_post_put_or_patch_is_sent_with_a_zero_length(
+    method: str, expected: str | None
+) -> None:
+    async def main() -> None:
+        seen: list[str | None] = []
+
+        async def handler(request: httpx.Request) -> httpx.Response:
+            seen.append(request.headers.get("content-length"))
+            return httpx.Response(200, content=b"ok")
+
+        client = _Client()
+        scope = {**_scope(), "method": method}  # no content-length, no body
+        task = asyncio.create_task(_forwarder(handler)(scope, client.receive, client.send))
+        await task
+        assert seen == [expected]
+        assert client.sent[0]["status"] == 200
+
+    asyncio.run(main())
