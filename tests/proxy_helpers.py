@@ -136,7 +136,7 @@ class SidecarProcess:
             self.process = subprocess.Popen(
                 self._argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
             )
-        deadline = time.monotonic() + 20.0
+        deadline = time.monotonic() + 60.0  # generous: a loaded machine, under coverage
         while not self.url:
             found = re.search(r"listening on (http://127\.0\.0\.1:\d+)/", self.log())
             if found:

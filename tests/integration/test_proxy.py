@@ -730,7 +730,7 @@ def test_sigterm_lets_an_inflight_stream_finish_then_exits_0(
             chunks = response.iter_raw()
             assert next(chunks) == b"first part;"
             sidecar.terminate()
-            deadline = time.monotonic() + 10.0
+            deadline = time.monotonic() + 30.0
             while _accepts(port):  # it stops accepting new connections...
                 assert time.monotonic() < deadline, "still accepting after SIGTERM"
                 time.sleep(0.01)
@@ -755,7 +755,7 @@ def test_sigterm_cuts_a_stream_off_after_the_grace_period_and_exits_0(
             chunks = response.iter_raw()
             assert next(chunks) == b"first part;"
             proc.terminate()
-            assert proc.wait(timeout=10) == 0
+            assert proc.wait(timeout=30) == 0  # the 1 s grace, then a shutdown under coverage
             with pytest.raises(httpx.RemoteProtocolError):
                 for _ in chunks:
                     pass
