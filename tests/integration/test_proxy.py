@@ -834,14 +834,15 @@ async def test_a_whole_stream_still_ends_cleanly_through_the_sidecar(upstream: U
 
 @pytest.mark.anyio
 async def test_a_stall_before_content_is_retried_by_the_sidecar(upstream: Upstream) -> None:
-    # The sidecar's transport runs on real time: a short deadline (0.2 s) stands for the
-    # default; nothing here measures time, it only checks that the stall was retried.
+    # The sidecar's transport runs on real time: a short deadline (1 s) stands for the
+    # default; nothing here measures time, it only checks that the stall was retried. (0.2 s
+    # could pass before the retry's first content on a loaded machine, and stall it too.)
     whole = stream_reply("anthropic")
     assert isinstance(whole.chunks, tuple)
     upstream.script(
         STREAM_PATHS["anthropic"], stream_reply("anthropic", fault="stall_after_headers"), whole
     )
-    with Sidecar("--upstream", upstream.url, "--first-content-timeout", "0.2") as sidecar:
+    with Sidecar("--upstream", upstream.url, "--first-content-timeout", "1") as sidecar:
         async with httpx.AsyncClient(timeout=10.0) as client:
             response = await client.post(sidecar.url + STREAM_PATHS["anthropic"], json={})
     assert response.content == b"".join(whole.chunks)
