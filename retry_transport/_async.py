@@ -236,7 +236,7 @@ class RetryTransport(DriverBase, AsyncTransportBase):
                     raise self._failure(action, request)
         finally:
             if ticket is not None:
-                ticket.done()
+                await ticket.done()
             if current is not None:
                 await async_close_shielded(self._close, current, chunks)
             if slot:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from typing import TextIO
 
 from ._classify import classify
 from ._signatures import RULES
 from ._structured import READERS
 from ._verdict import Classification, Outcome
+from ._waits import server_wait
 
 __all__ = ["add_arguments", "explain", "run"]
 
@@ -135,4 +137,8 @@ def run(args: argparse.Namespace, stdin: TextIO | None = None, stdout: TextIO | 
         stream_error=stream and status == 200,
     )
     out.write(explain(classify(outcome)))
+    wait = server_wait(headers, now=time.time())
+    if wait is not None:
+        # What the transport honours before any wait a body names.
+        out.write(f"wait named by the headers: {wait:g}s\n")
     return 0

@@ -6,7 +6,7 @@ import dataclasses
 import logging
 import random as _random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Self
 
 from ._desk import Desk
@@ -176,6 +176,9 @@ class DriverBase:
             raise TypeError(f"name must be a string or None, got {name!r}")
         self._name = name
         self._log_extra: dict[str, object] = {} if name is None else {"retry_transport_name": name}
+        given: object = hooks  # typed as a sequence; checked, since callers pass anything
+        if isinstance(given, str | bytes) or not isinstance(given, Iterable):
+            raise TypeError(f"hooks must be a sequence of callables, got {hooks!r}")
         self._hooks = tuple(hooks)
         # A limiter that paces per scope is told of each request's scope and answers.
         self._paced = (

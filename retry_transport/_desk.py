@@ -213,7 +213,7 @@ class Desk:
     def answered(self, ticket: Ticket) -> None:
         """The ticket's attempt ended without an answer (an exception): its origin is known."""
         with self._lock:
-            self._pacer.answered(ticket.scope.origin)
+            self._pacer.answered(ticket.scope.origin, ticket.scope)
             self._settle(self._clock(), None)
 
     def _settle(self, now: float, mark: int | None) -> None:
@@ -357,7 +357,7 @@ class Desk:
         with self._lock:
             if ticket.sent_at > -math.inf:
                 # A retry: its first attempt has ended, so the origin has answered somehow.
-                self._pacer.answered(ticket.scope.origin)
+                self._pacer.answered(ticket.scope.origin, ticket.scope)
             patient = ticket.polls < _MAX_POLLS
             booking = self._pacer.reserve(
                 ticket.scopes, ticket.cost, now, deadline, patient=patient, queue=ticket.queue
@@ -400,7 +400,7 @@ class Desk:
         now = self._clock()
         with self._lock:
             pacer = self._pacer
-            pacer.answered(ticket.scope.origin)
+            pacer.answered(ticket.scope.origin, ticket.scope)
             if pairs:
                 room = parse_headroom(pairs, now=now, wall_now=self._wall_clock())
                 pacer.report(ticket.scope, ticket.seq, room, now)
@@ -431,7 +431,8 @@ class Desk:
         ):
             if self.busy and not self._pacer.idle:
                 with self._lock:
-                    self._pacer.answered(self.ticket(request).scope.origin)
+                    scope = self.ticket(request).scope
+                    self._pacer.answered(scope.origin, scope)
                     self._settle(self._clock(), None)
             return
         ticket = self.ticket(request)

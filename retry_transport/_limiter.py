@@ -17,7 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 import anyio.lowlevel
@@ -28,6 +28,10 @@ from ._desk import Desk, Ticket
 from ._gate import FastGate
 from ._pacing import RateLimit, ScopeHeadroom
 from ._store import InProcessStore, Store
+
+if TYPE_CHECKING:
+    import httpx
+    import httpx2
 
 __all__ = ["Limiter", "SharedLimiter", "release_jitter"]
 
@@ -169,11 +173,16 @@ class PacedRequest:
         it again before it may go."""
         return self._desk.late(self.ticket)
 
-    def done(self) -> None:
-        """The request is over (answered, failed or cancelled)."""
-        self._desk.done(self.ticket)
+    async def done(self) -> None:
+        """The request is over (answered, failed or cancelled): a booking its attempt did not
+        go on is given back, in process and in a fleet's store (shielded from cancellation)."""
+        await self._limiter.finish_ticket(self.ticket)
 
-    def observe(self, response: Any) -> None:
+    def done_sync(self) -> None:
+        """`done` for synchronous callers."""
+        self._limiter.finish_ticket_sync(self.ticket)
+
+    def observe(self, response: httpx.Response | httpx2.Response) -> None:
         """Learn what an answer says of the scope's headroom."""
         self._desk.observe(self.ticket, response)
 
@@ -209,13 +218,22 @@ class SharedLimiter:
         max_concurrency: the most attempts in flight at once, or None for no cap.
         store: where the block is shared (a `Store`); None: an `InProcessStore` of its own.
         scope: the key of this limiter's state in ``store``.
+        rate: a declared `RateLimit` every attempt through the limiter keeps, retries
+            included (a rolling window), or None.
+        pacing: pace each scope (origin, credential fingerprint, model) from the providers'
+            rate-limit headers and adapt its rate where none come; a 429 or an overload then
+            blocks its scope only. False: one block for everything through the limiter.
         clock: monotonic time in seconds.
+        wall_clock: seconds since the Unix epoch (to read reset times given as dates).
         random: uniform random numbers in [0, 1), used for the release jitter.
+        fingerprint_key: the HMAC key of the credential fingerprints (bytes); None: a random
+            one per limiter.
 
     Raises:
         ValueError: ``max_concurrency`` is not an integer >= 1, or ``scope`` is empty.
-        TypeError: ``budget`` is not a `RetryBudget` (or None), ``scope`` is not a string, or
-            ``clock`` or ``random`` is not callable.
+        TypeError: ``budget`` is not a `RetryBudget` (or None), ``rate`` not a `RateLimit`
+            (or None), ``pacing`` not a bool, ``scope`` not a string, ``fingerprint_key`` not
+            bytes (or None), or ``clock``, ``wall_clock`` or ``random`` is not callable.
     """
 
     __slots__ = (
@@ -264,6 +282,12 @@ class SharedLimiter:
             raise ValueError(f"{owner}.scope must be a non-empty string, got {scope!r}")
         check_callable(owner, "clock", clock)
         check_callable(owner, "random", random)
+        if fingerprint_key is not None and not isinstance(fingerprint_key, bytes):
+            # The value is a secret: its type only, never its text.
+            raise TypeError(
+                f"{owner}: fingerprint_key must be bytes or None, "
+                f"got {type(fingerprint_key).__name__}"
+            )
         self._clock = clock
         self._random = random
         self._store: Store = InProcessStore(clock) if store is None else store
@@ -295,7 +319,11 @@ class SharedLimiter:
             else None
         )
 
-    def ticket(self, request: Any, first: Any = None) -> PacedRequest:
+    def ticket(
+        self,
+        request: httpx.Request | httpx2.Request,
+        first: object = None,
+    ) -> PacedRequest:
         """A request's pacing handle; ``first`` is its first attempt's answer (a response or
         an exception) if it was already sent."""
         desk = self._desk
@@ -310,7 +338,9 @@ class SharedLimiter:
                 desk.observe(paced.ticket, first)
         return paced
 
-    def desk_observe_fast(self, request: Any, response: Any) -> None:
+    def desk_observe_fast(
+        self, request: httpx.Request | httpx2.Request, response: httpx.Response | httpx2.Response
+    ) -> None:
         """A success admitted by `try_admit`: look at it for rate-limit headers."""
         desk = self._desk
         if desk is not None:
@@ -578,6 +608,20 @@ class SharedLimiter:
     def _share_pace_sync(self, ticket: Ticket, wait: float, left: float | None) -> float:
         """`_share_pace` for synchronous callers."""
         return wait
+
+    async def finish_ticket(self, ticket: Ticket) -> None:
+        """The ticket's request is over: give back what it holds (a booking never sent on, a
+        place in an adaptive queue). A store elsewhere gives back its share too
+        (`RedisLimiter`)."""
+        desk = self._desk
+        assert desk is not None
+        desk.done(ticket)
+
+    def finish_ticket_sync(self, ticket: Ticket) -> None:
+        """`finish_ticket` for synchronous callers."""
+        desk = self._desk
+        assert desk is not None
+        desk.done(ticket)
 
     async def block_ticket(self, ticket: Ticket, seconds: float, named: bool = False) -> None:
         """Block the ticket's scope (after a rate limit or an overload) or its origin (after

@@ -34,11 +34,14 @@ import math
 from collections import OrderedDict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ._ratelimit_headers import Headroom
 from ._scope import CostEstimate, Scope
 
 __all__ = ["Pacer", "RateLimit", "Reservation", "ScopeHeadroom", "declared_margin"]
+
+_K = TypeVar("_K", str, "Scope")
 
 DEFAULT_WINDOW = 60.0
 """Seconds a quota is assumed to be counted over when the headers do not say (per minute)."""
@@ -67,6 +70,14 @@ def declared_margin(per: float) -> float:
     return min(0.1 * per, max(0.1, min(1.0, 0.02 * per)))
 
 
+def _remember(seen: OrderedDict[_K, None], key: _K, most: int) -> None:
+    """Add ``key`` to ``seen``, forgetting the oldest past ``most``."""
+    if key not in seen:
+        seen[key] = None
+        if len(seen) > most:
+            seen.popitem(last=False)
+
+
 def _check_positive(name: str, value: object, *, integer: bool) -> None:
     if isinstance(value, bool) or not isinstance(value, int if integer else int | float):
         kind = "an integer" if integer else "a number"
@@ -93,6 +104,14 @@ class RateLimit:
         _check_positive("per", self.per, integer=False)
         if self.tokens is not None:
             _check_positive("tokens", self.tokens, integer=True)
+
+    @property
+    def margin(self) -> float:
+        """Seconds added to ``per`` between the bookings the window counts, so that the
+        upstream's own count of arrival times, which the network shifts, still never sees more
+        than ``requests`` in ``per`` seconds: 2% of ``per``, at least 0.1 s and at most 1 s,
+        never more than a tenth of ``per`` (0.1 s for ``per=2``, 1 s for ``per=60``)."""
+        return declared_margin(self.per)
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,8 +347,9 @@ class Pacer:
         scale: the cubic growth constant of the adaptive rate (per second cubed).
         min_rate: the adaptive rate's floor, attempts per second.
         headers: whether header truth paces at all.
-        probe_wait: the longest that other attempts to a new origin wait for the first
-            attempt's answer (which may tell the headroom) before going anyway.
+        probe_wait: the longest that other attempts to a new origin (or to a new scope of an
+            origin that sends rate-limit headers) wait for the first attempt's answer (which
+            may tell the headroom) before going anyway.
     """
 
     def __init__(
@@ -357,8 +377,12 @@ class Pacer:
         self._window = 0.0 if rate is None else rate.per + declared_margin(rate.per)
         self._grace = _GRACE if rate is None else min(_GRACE, 0.5 * declared_margin(rate.per))
         self._probe_wait = probe_wait
-        self._probes: dict[str, float] = {}
+        # First attempts out, by origin (a new origin) or by scope (a new scope of an origin
+        # that sends rate-limit headers): until when the others wait for their answers.
+        self._probes: dict[str | Scope, float] = {}
         self._answered: OrderedDict[str, None] = OrderedDict()
+        self._headed: OrderedDict[str, None] = OrderedDict()  # origins that sent header truth
+        self._answered_scopes: OrderedDict[Scope, None] = OrderedDict()
 
     @property
     def rate(self) -> RateLimit | None:
@@ -371,14 +395,15 @@ class Pacer:
         first attempt to a new origin out."""
         return self._rate is None and not self._scopes and not self._probes
 
-    def answered(self, origin: str) -> None:
-        """An attempt to ``origin`` has been answered (whatever its headers said)."""
-        self._probes.pop(origin, None)
-        answered = self._answered
-        if origin not in answered:
-            answered[origin] = None
-            if len(answered) > self._max_scopes:
-                answered.popitem(last=False)
+    def answered(self, origin: str, scope: Scope | None = None) -> None:
+        """An attempt to ``origin`` (of ``scope``) has been answered, whatever its headers
+        said: the others waiting for its answer go."""
+        probes = self._probes
+        probes.pop(origin, None)
+        _remember(self._answered, origin, self._max_scopes)
+        if scope is not None and origin in self._headed:
+            probes.pop(scope, None)
+            _remember(self._answered_scopes, scope, self._max_scopes)
 
     def __len__(self) -> int:
         return len(self._scopes)
@@ -461,10 +486,21 @@ class Pacer:
         paced_by = ""
         if self._headers and patient:
             origin = scopes[0].origin
+            probe: str | Scope | None = None
             if origin not in self._answered:
-                until = self._probes.get(origin)
+                probe = origin
+            elif (
+                origin in self._headed
+                and scopes[0] not in self._answered_scopes
+                and scopes[0] not in self._scopes
+            ):
+                # A new scope (another model or key) of an origin known to send rate-limit
+                # headers: its own limits are unknown until its first answer tells them.
+                probe = scopes[0]
+            if probe is not None:
+                until = self._probes.get(probe)
                 if until is None:
-                    self._probes[origin] = now + self._probe_wait
+                    self._probes[probe] = now + self._probe_wait
                 elif now < until:
                     wait = min(_PROBE_POLL, until - now)
                     if deadline is not None and now + wait >= deadline:
@@ -645,6 +681,7 @@ class Pacer:
         if state.dims:
             state.truth_until = max(state.truth_until, horizon)
             state.rate = None  # header truth replaces the guesswork
+            _remember(self._headed, scope.origin, self._max_scopes)
 
     def congestion(self, scope: Scope, now: float, sent_at: float, fallback_rate: float) -> bool:
         """A congestion signal (429, overload) for an attempt sent at ``sent_at``.

@@ -3,7 +3,15 @@
 A limiter keeps its concurrency slots and its retry budget in process. The block that follows
 a congestion signal is shared through a store, so that a store elsewhere (Redis, for a fleet
 of processes) can hold it for everyone. State in a store is keyed by a scope: a string naming
-what the state belongs to (an upstream today; an upstream, credential and model later).
+what the state belongs to (a limiter's name, then an upstream origin, credential fingerprint
+and model: see `Ticket.keys` in `_desk`).
+
+A new store implements `Store` and is passed as ``SharedLimiter(store=...)``: blocks are then
+shared through it. Pacing shared across a fleet (one pace per scope from the headers, one
+declared window) needs more than `Store`: `retry_transport.redis` shows the shape, a
+`SharedLimiter` subclass whose `_share_pace` books each attempt in the store too
+(`RedisStore.book_pace`, `book_window`) and whose `finish_ticket` gives back a booking never
+sent on.
 """
 
 from __future__ import annotations

@@ -238,7 +238,7 @@ class SyncRetryTransport(DriverBase, SyncTransportBase):
                     raise self._failure(action, request)
         finally:
             if ticket is not None:
-                ticket.done()
+                ticket.done_sync()
             if current is not None:
                 sync_close_shielded(self._close, current, chunks)
             if slot:

@@ -211,14 +211,18 @@ def write(
     return target
 
 
-def _find_record(dest: Path, package: str) -> Path:
-    for candidate in (dest, dest / package):
-        if (candidate / RECORD).is_file():
-            return candidate
-    found = sorted(path.parent for path in dest.glob(f"*/{RECORD}"))
-    if len(found) == 1:
-        return found[0]
-    raise VendorError(f"no vendored copy (a directory with {RECORD}) found in {dest}")
+def _find_records(dest: Path, package: str | None) -> list[Path]:
+    """The copies to check: ``dest`` itself if it is one, else ``dest/package`` if a package
+    is named, else every copy directly under ``dest``."""
+    if (dest / RECORD).is_file():
+        return [dest]
+    if package is not None:
+        found = [dest / package] if (dest / package / RECORD).is_file() else []
+    else:
+        found = sorted(path.parent for path in dest.glob(f"*/{RECORD}"))
+    if not found:
+        raise VendorError(f"no vendored copy (a directory with {RECORD}) found in {dest}")
+    return found
 
 
 def check(copy: Path) -> list[str]:
@@ -254,9 +258,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--package",
-        default="retry_transport",
+        default=None,
         metavar="NAME",
-        help="the copy's import name (default: retry_transport)",
+        help="the copy's import name (default: retry_transport); with --check, the copy to "
+        "verify (default: every copy in DEST)",
     )
     parser.add_argument(
         "--without",
@@ -282,14 +287,15 @@ def run(
     """Run the ``vendor`` command; returns the exit status."""
     out = out or sys.stdout
     err = err or sys.stderr
-    package: str = args.package
+    named: str | None = args.package
+    package = "retry_transport" if named is None else named
     if not package.isidentifier() or keyword.iskeyword(package):
         parser.error(f"--package must be a Python identifier and not a keyword, got {package!r}")
     if (args.dest is None) == (args.check is None):
         parser.error("give either DEST (to write a copy) or --check DEST (to verify one)")
     try:
         if args.check is not None:
-            return _run_check(args.check, package, out, err)
+            return _run_check(args.check, named, out, err)
         without = [name.strip() for item in args.without for name in item.split(",") if name]
         root = files(_PACKAGE)
         chosen = plan(root, without, package=_PACKAGE)
@@ -311,13 +317,17 @@ def run(
     return 0
 
 
-def _run_check(dest: Path, package: str, out: TextIO, err: TextIO) -> int:
-    copy = _find_record(dest, package)
-    problems = check(copy)
-    if problems:
-        err.write(f"{copy} differs from its record ({RECORD}):\n")
-        err.writelines(f"  {line}\n" for line in problems)
-        return 1
-    record = json.loads((copy / RECORD).read_text(encoding="utf-8"))
-    out.write(f"{copy}: {len(record['files'])} files match {DISTRIBUTION} {record['version']}\n")
-    return 0
+def _run_check(dest: Path, package: str | None, out: TextIO, err: TextIO) -> int:
+    status = 0
+    for copy in _find_records(dest, package):
+        problems = check(copy)
+        if problems:
+            err.write(f"{copy} differs from its record ({RECORD}):\n")
+            err.writelines(f"  {line}\n" for line in problems)
+            status = 1
+            continue
+        record = json.loads((copy / RECORD).read_text(encoding="utf-8"))
+        out.write(
+            f"{copy}: {len(record['files'])} files match {DISTRIBUTION} {record['version']}\n"
+        )
+    return status

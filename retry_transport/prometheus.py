@@ -47,10 +47,11 @@ class PrometheusHook:
       (``kind="truncation"``), whether retried or handed back;
     - ``retry_transport_blocked_seconds{host, name}``: seconds left of the shared block on
       requests to ``host`` (after a 429 or an overload), as last reported by a retry or
-      give-up there, counting down at scrape time to 0.
-
-    - ``retry_transport_paced_seconds_total{host}``: seconds attempts waited before they were
-      sent (pacing, or a block on their scope), as reported by retries and give-ups;
+      give-up there, counting down at scrape time to 0;
+    - ``retry_transport_paced_seconds_total{host, name}``: seconds attempts waited before
+      they were sent (pacing, or a block on their scope), as reported by retries and
+      give-ups: the wait of a request answered at its first attempt is in its history
+      (`Attempt.paced`) only, since hooks hear of retries and give-ups alone;
     - with `watch` (a limiter): ``retry_transport_headroom{origin, model, dimension}``, what the
       provider's rate-limit headers last said is left per scope (the least over the keys of
       one origin and model: neither a key nor its fingerprint is ever a label), and
@@ -92,8 +93,9 @@ class PrometheusHook:
         self._watched: list[SharedLimiter] = []
         self.paced_seconds = Counter(
             "retry_transport_paced_seconds",
-            "Seconds attempts waited before they were sent, by upstream host.",
-            ["host"],
+            "Seconds attempts of retried or given-up requests waited before they were sent, by "
+            "upstream host and transport name.",
+            ["host", "name"],
             registry=registry,
         )
         self.blocked_seconds = Gauge(
@@ -111,7 +113,7 @@ class PrometheusHook:
         if stream is not None:
             self.stream_failures.labels(host=host, kind=stream, name=name).inc()
         if event.paced > 0.0:
-            self.paced_seconds.labels(host=host).inc(event.paced)
+            self.paced_seconds.labels(host=host, name=name).inc(event.paced)
         key = (host, name)
         with self._lock:
             known = key in self._blocked_until

@@ -368,6 +368,28 @@ class RedisStore:
         keys, args = self._window_args(scope, rate, wait, tokens, left, drop)
         return _window_answer(self._call_sync(lambda: self._window_sync(keys, args)))
 
+    async def give_back(self, scope: str, booking: str) -> None:
+        """Give back ``booking`` (from `book_window`) in ``scope``'s declared window: its
+        attempt will not go. Redis skipped or failing: the booking expires with the window."""
+        key = f"retry_transport:rate:{scope}"
+        await self._call_async(
+            lambda: self._zrem_async(key, booking), lambda: self._zrem_sync(key, booking)
+        )
+
+    def give_back_sync(self, scope: str, booking: str) -> None:
+        """`give_back` for sync callers."""
+        self.require_sync()
+        key = f"retry_transport:rate:{scope}"
+        self._call_sync(lambda: self._zrem_sync(key, booking))
+
+    async def _zrem_async(self, key: str, member: str) -> None:
+        assert self._async_client is not None
+        await self._async_client.zrem(key, member)
+
+    def _zrem_sync(self, key: str, member: str) -> None:
+        assert self._sync_client is not None
+        self._sync_client.zrem(key, member)
+
     @staticmethod
     def _window_args(
         scope: str,
@@ -669,6 +691,26 @@ class RedisLimiter(SharedLimiter):
             booked = store.book_window_sync(self.scope, rate, wait, tokens, left, ticket.shared)
             wait = self._adopt_window(ticket, wait, booked, left)
         return wait
+
+    async def finish_ticket(self, ticket: Ticket) -> None:
+        """The ticket's request is over: give back its booking in the fleet's declared window
+        too, if its attempt never went on it (cancelled, or given up while it waited), so
+        that it does not hold a place there until the window has passed. Shielded: a
+        cancelled request still gives its place back (within the store's ``timeout``)."""
+        shared = ticket.shared
+        await super().finish_ticket(ticket)
+        if shared is not None:
+            ticket.shared = None
+            with anyio.CancelScope(shield=True):
+                await self._redis_store.give_back(self.scope, shared)
+
+    def finish_ticket_sync(self, ticket: Ticket) -> None:
+        """`finish_ticket` for synchronous callers."""
+        shared = ticket.shared
+        super().finish_ticket_sync(ticket)
+        if shared is not None:
+            ticket.shared = None
+            self._redis_store.give_back_sync(self.scope, shared)
 
     def _adopt_window(
         self,

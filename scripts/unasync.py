@@ -28,7 +28,8 @@ FILES = (
 )
 
 # Regular expressions and their replacements, applied in this order to every line. Words are
-# matched whole (``\b``); the limiter's two awaited calls are named with their receiver.
+# matched whole (``\b``); the limiter's and the ticket's awaited calls are named with their
+# receiver.
 RULES: tuple[tuple[str, str], ...] = (
     (r"\basync def ", "def "),
     (r"\basync with ", "with "),
@@ -52,6 +53,7 @@ RULES: tuple[tuple[str, str], ...] = (
     (r"\blimiter\.block\(", "limiter.block_sync("),
     (r"\bticket\.gate\(", "ticket.gate_sync("),
     (r"\bticket\.block\(", "ticket.block_sync("),
+    (r"\bticket\.done\(", "ticket.done_sync("),
     (r"\basync_(\w+)", r"sync_\1"),
     (r"\b_is_async = True\b", "_is_async = False"),
     (r"\b_replay_async\b", "_replay_sync"),

@@ -136,7 +136,7 @@ class SidecarProcess:
             self.process = subprocess.Popen(
                 self._argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
             )
-        deadline = time.monotonic() + 20.0
+        deadline = time.monotonic() + 60.0  # generous: a loaded machine, under coverage
         while not self.url:
             found = re.search(r"listening on (http://127\.0\.0\.1:\d+)/", self.log())
             if found:
@@ -180,7 +180,7 @@ class SidecarProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()  # a clean exit, so its coverage data is written
             try:
-                self.process.wait(10.0)
+                self.process.wait(30.0)  # generous: killed, it would write none
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()

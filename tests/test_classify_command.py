@@ -69,6 +69,26 @@ def test_a_header_and_a_pasted_stream_event() -> None:
     assert "attempts: at most 2 in total" in out
 
 
+@pytest.mark.parametrize(
+    ("header", "said"), [("Retry-After: 7", "7s"), ("retry-after-ms: 1500", "1.5s")]
+)
+def test_a_wait_named_by_a_header_is_reported(header: str, said: str) -> None:
+    # Before, a 429's Retry-After given with --header was not mentioned at all.
+    out = io.StringIO()
+    args = argparse.Namespace(status=429, header=[header], file="-")
+    assert run(args, stdin=io.StringIO('{"error": {"message": "slow down"}}'), stdout=out) == 0
+    assert out.getvalue().endswith(
+        f"wait named by the body: none named\nwait named by the headers: {said}\n"
+    )
+
+
+def test_no_header_wait_says_nothing_of_headers() -> None:
+    out = io.StringIO()
+    args = argparse.Namespace(status=429, header=["x-request-id: abc"], file="-")
+    assert run(args, stdin=io.StringIO("{}"), stdout=out) == 0
+    assert "headers" not in out.getvalue()
+
+
 def test_an_unknown_400_reports_its_shape() -> None:
     done = classify_cli(stdin=b"Bad Request")
     assert done.returncode == 0

@@ -98,6 +98,25 @@ def test_a_policy_that_is_not_one_is_refused(wrapper: Any) -> None:
         wrapper(policy={"max_attempts": 3})
 
 
+@pytest.mark.parametrize("wrapper", WRAPPERS)
+@pytest.mark.parametrize("hooks", [3, "alert", print])
+def test_hooks_that_are_not_a_sequence_are_refused_naming_the_parameter(
+    wrapper: Any, hooks: object
+) -> None:
+    with pytest.raises(TypeError, match=r"^hooks must be a sequence of callables, got "):
+        wrapper(hooks=hooks)
+
+
+@pytest.mark.parametrize("key", ["s3cret-fingerprint-key", 3])
+def test_a_fingerprint_key_that_is_not_bytes_is_refused_at_construction(key: object) -> None:
+    # Before, a str key was taken and the first request failed inside hmac.
+    with pytest.raises(
+        TypeError, match=r"^SharedLimiter: fingerprint_key must be bytes or None, got "
+    ) as caught:
+        SharedLimiter(fingerprint_key=key)  # type: ignore[arg-type]
+    assert str(key) not in str(caught.value)  # a secret: never echoed
+
+
 # -- a transport of the other library than the client's -------------------------------------------
 
 

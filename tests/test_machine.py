@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Generator
+from typing import Any
 
 import httpx
 import pytest
@@ -11,7 +13,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from retry_transport import Backoff, Classification, Outcome, RetryPolicy, Verdict
-from retry_transport._machine import Fail, Finish, Report, Sleep, Spend
+from retry_transport._machine import (
+    Action,
+    Fail,
+    Finish,
+    Gate,
+    Read,
+    Report,
+    RetryMachine,
+    Send,
+    Sleep,
+    Spend,
+    Stalled,
+)
 
 from .machine_helpers import FakeClock, FakeLimiter, response, run_machine, sse
 
@@ -470,3 +484,57 @@ def test_a_sleep_that_overran_the_deadline_sends_nothing_more() -> None:
         assert not isinstance(action, Gate | Send)
         action = steps.send(None)
     assert finished(action).response.status_code == 503
+
+
+def _peeking(policy: RetryPolicy, clock: FakeClock) -> tuple[Generator[Action, Any, None], Read]:
+    """A machine sent one POST, answered by a 200 event stream: it reads the preamble."""
+    machine = RetryMachine(
+        policy,
+        method="POST",
+        url="https://api.example.com/v1/messages",
+        idempotency_key=False,
+        replayable=True,
+        clock=clock,
+        wall_clock=lambda: 1_700_000_000.0,
+        random=lambda: 0.5,
+    )
+    steps = machine.run()
+    action = next(steps)
+    assert isinstance(action, Gate)
+    action = steps.send(0.0)
+    assert isinstance(action, Send)
+    stream = httpx.Response(200, headers={"content-type": "text/event-stream"})
+    action = steps.send(stream)
+    assert isinstance(action, Read)
+    return steps, action
+
+
+def test_a_preamble_stalled_past_the_deadline_is_handed_on_with_what_came() -> None:
+    clock = FakeClock()
+    steps, first = _peeking(RetryPolicy(deadline=30.0), clock)
+    assert first.timeout == 30.0
+    action = steps.send(b": keep-alive\n\n")
+    assert isinstance(action, Read)
+    assert action.timeout == 30.0
+    clock.advance(30.0)  # the read's timeout passed, and with it the deadline
+    action = steps.send(Stalled())
+    while not isinstance(action, Finish | Fail):
+        action = steps.send(None)
+    handed = finished(action)
+    assert (handed.response.status_code, handed.held, handed.failure) == (
+        200,
+        b": keep-alive\n\n",
+        None,
+    )
+
+
+def test_a_preamble_stalled_before_anything_came_is_a_stall() -> None:
+    clock = FakeClock()
+    steps, _ = _peeking(RetryPolicy(deadline=30.0, max_attempts=1), clock)
+    clock.advance(30.0)
+    action = steps.send(Stalled())
+    while not isinstance(action, Finish | Fail):
+        action = steps.send(None)
+    assert isinstance(action, Finish)
+    assert action.failure is not None
+    assert action.failure.kind == "stall"

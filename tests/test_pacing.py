@@ -51,6 +51,15 @@ def test_rate_limit_defaults() -> None:
     assert RateLimit(40) == RateLimit(requests=40, per=60.0, tokens=None)
 
 
+@pytest.mark.parametrize(
+    ("per", "margin"), [(0.5, 0.05), (2.0, 0.1), (10.0, 0.2), (60.0, 1.0), (3600.0, 1.0)]
+)
+def test_a_rate_limit_names_its_margin_as_the_readme_says(per: float, margin: float) -> None:
+    # Public: the README tells users the margin by this name.
+    assert RateLimit(40, per=per).margin == pytest.approx(margin)
+    assert RateLimit(40, per=per).margin == declared_margin(per)
+
+
 # -- nothing known: nothing slowed --------------------------------------------------------------
 
 
@@ -76,6 +85,44 @@ def test_a_probe_not_answered_holds_others_no_longer_than_its_wait() -> None:
     pacer = Pacer(probe_wait=2.0)
     pacer.reserve(SCOPES, ONE, 0.0, None)
     assert pacer.reserve(SCOPES, ONE, 2.0, None).booked
+
+
+def test_a_new_scope_of_an_origin_that_sends_headers_probes_before_the_rest_go() -> None:
+    pacer = Pacer()
+    pacer.answered(SCOPE.origin, SCOPE)
+    pacer.report(SCOPE, 0, {"requests": Headroom(60, 50, 60.0)}, 0.0)
+    others = (OTHER, OTHER.origin_scope)
+    assert pacer.reserve(others, ONE, 0.0, None).wait == 0.0  # its first attempt goes
+    held = pacer.reserve(others, ONE, 0.0, None)
+    assert (held.booked, held.paced_by) == (False, "probe")  # the rest wait for its answer
+    assert pacer.reserve(SCOPES, ONE, 0.0, None).paced_by != "probe"  # the known scope does not
+    pacer.answered(OTHER.origin, OTHER)  # answered without headers: its scope stays unknown
+    for _ in range(3):  # and is not probed again
+        assert pacer.reserve(others, ONE, 0.1, None).wait == 0.0
+
+
+def test_a_new_scope_of_an_origin_that_sends_no_headers_is_not_held() -> None:
+    pacer = Pacer()
+    pacer.answered(SCOPE.origin, SCOPE)
+    others = (OTHER, OTHER.origin_scope)
+    for _ in range(3):
+        assert pacer.reserve(others, ONE, 0.0, None).wait == 0.0
+    assert pacer.idle
+
+
+def test_the_record_of_answered_scopes_is_bounded() -> None:
+    pacer = Pacer(max_scopes=2)
+    pacer.answered(SCOPE.origin, SCOPE)
+    pacer.report(SCOPE, 0, {"requests": Headroom(60, 50, 60.0)}, 0.0)
+    models = [Scope(SCOPE.origin, "k", f"m{n}") for n in range(3)]
+    for model in models:
+        pacer.answered(model.origin, model)
+    for model in models[1:]:  # remembered: not probed
+        for _ in range(2):
+            assert pacer.reserve((model, model.origin_scope), ONE, 0.0, None).wait == 0.0
+    forgotten = (models[0], models[0].origin_scope)
+    assert pacer.reserve(forgotten, ONE, 0.0, None).booked  # a new probe goes
+    assert not pacer.reserve(forgotten, ONE, 0.0, None).booked  # and holds the next
 
 
 def test_header_pacing_can_be_switched_off() -> None:

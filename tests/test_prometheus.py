@@ -66,7 +66,8 @@ def test_retries_and_give_ups_are_counted_by_host_and_verdict() -> None:
     assert b"secret" not in generate_latest(registry)
 
 
-def test_seconds_an_attempt_waited_for_pacing_are_counted_by_host() -> None:
+@pytest.mark.parametrize("name", [None, "nim"])
+def test_seconds_an_attempt_waited_for_pacing_are_counted_by_host(name: str | None) -> None:
     # A declared limit of one attempt in 10 s: the retry waits 9 s more than its backoff, and
     # the window's margin (0.2 s).
     registry = CollectorRegistry()
@@ -82,6 +83,7 @@ def test_seconds_an_attempt_waited_for_pacing_are_counted_by_host() -> None:
         clock=sleeps.clock,
         random=lambda: 0.5,
         hooks=[hook, events.append],
+        name=name,
     )
     with httpx.Client(transport=transport) as paced:
         assert paced.post("http://a.test/v1/x", json={}).status_code == 503
@@ -90,7 +92,7 @@ def test_seconds_an_attempt_waited_for_pacing_are_counted_by_host() -> None:
         ("give_up", pytest.approx(9.2)),
     ]
     assert registry.get_sample_value(
-        "retry_transport_paced_seconds_total", {"host": "a.test"}
+        "retry_transport_paced_seconds_total", {"host": "a.test", "name": name or ""}
     ) == pytest.approx(9.2)
 
 

@@ -169,6 +169,27 @@ def test_an_exchange_cancels_its_task_once_and_only_while_it_forwards() -> None:
     asyncio.run(main())
 
 
+def test_a_delivered_exchange_takes_back_only_its_own_cancellation() -> None:
+    async def main() -> None:
+        async def forwarding() -> None:
+            await asyncio.Event().wait()
+
+        task = asyncio.create_task(forwarding())
+        exchange = _Exchange()
+        task.cancel()  # someone else's: it stays counted
+        exchange.delivered(task)
+        assert task.cancelling() == 1
+        exchange.cancellable = True
+        exchange.cancel(task)
+        assert task.cancelling() == 2
+        exchange.delivered(task)
+        assert task.cancelling() == 1
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+
+
 def test_a_body_no_longer_wanted_is_taken_at_once_and_ends() -> None:
     async def main() -> None:
         pipe = _Pipe()
@@ -445,5 +466,28 @@ def test_a_client_that_leaves_while_its_body_is_piped_is_not_forwarded() -> None
         await task
         assert task.cancelling() == 0
         assert client.sent == []
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("method", "expected"), [("POST", "0"), ("PUT", "0"), ("PATCH", "0"), ("GET", None)]
+)
+def test_a_bodiless_post_put_or_patch_is_sent_with_a_zero_length(
+    method: str, expected: str | None
+) -> None:
+    async def main() -> None:
+        seen: list[str | None] = []
+
+        async def handler(request: httpx.Request) -> httpx.Response:
+            seen.append(request.headers.get("content-length"))
+            return httpx.Response(200, content=b"ok")
+
+        client = _Client()
+        scope = {**_scope(), "method": method}  # no content-length, no body
+        task = asyncio.create_task(_forwarder(handler)(scope, client.receive, client.send))
+        await task
+        assert seen == [expected]
+        assert client.sent[0]["status"] == 200
 
     asyncio.run(main())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from retry_transport import RetryEvent, Verdict
 from retry_transport._signatures import rules_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,3 +37,28 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
 def test_readme_rules_table_is_the_classifiers_own() -> None:
     table = README.split("<!-- rules:start -->\n", 1)[1].split("<!-- rules:end -->", 1)[0]
     assert table == rules_markdown().rstrip("\n") + "\n"
+
+
+def test_readme_log_field_table_lists_every_field_a_record_carries() -> None:
+    # Before, `retry_paced` and `retry_cause` were on every record but not in the table.
+    table = README.split("| field | value |\n", 1)[1].split("\n\n", 1)[0]
+    named = {
+        name
+        for row in table.splitlines()[1:]
+        for name in re.findall(r"`(retry_\w+)`", row.split("|")[1])
+    }
+    event = RetryEvent(
+        kind="retry",
+        method="POST",
+        url="https://api.test/v1/x",
+        attempt=1,
+        max_attempts=5,
+        verdict=Verdict.CONGESTION,
+        reason="status 503",
+        delay=1.0,
+        status=503,
+        exception=None,
+        blocked_for=0.0,
+        transport_name="nim",
+    )
+    assert named == set(event.log_extra())

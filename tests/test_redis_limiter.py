@@ -30,9 +30,15 @@ pytest_plugins = ["tests.redis_fixtures"]
 
 pytestmark = pytest.mark.redis
 
-# Generous wall-clock bound for one limiter call while Redis is dead or frozen (its own
-# timeout is 0.1 s; redis-py's default retries alone would take 2.5-5 s).
-BOUND = 1.0
+# The limiter's Redis timeout where a live server must answer: generous, so that a loaded
+# machine is not taken for an outage (the default, 0.1 s, is for production).
+LIVE_TIMEOUT = 5.0
+# The timeout in the outage tests: a frozen server costs each one this long; a live reply (before
+# and after the outage) must still come within it.
+OUTAGE_TIMEOUT = 0.5
+# Generous wall-clock bound for one limiter call while Redis is dead or frozen (the timeout and
+# then some; redis-py's default retries alone would take 2.5-5 s).
+BOUND = OUTAGE_TIMEOUT + 1.0
 
 
 class FakeClock:
@@ -76,6 +82,7 @@ async def replicas(
     kwargs.setdefault("name", unique_name())
     kwargs.setdefault("random", lambda: 0.0)
     kwargs.setdefault("pacing", False)
+    kwargs.setdefault("timeout", LIVE_TIMEOUT)
     clients = [make_client(server, kind) for _ in clocks]
     limiters = [RedisLimiter(c, clock=k, **kwargs) for c, k in zip(clients, clocks, strict=True)]
     try:
@@ -94,6 +101,7 @@ def sync_replicas(
     kwargs.setdefault("name", unique_name())
     kwargs.setdefault("random", lambda: 0.0)
     kwargs.setdefault("pacing", False)
+    kwargs.setdefault("timeout", LIVE_TIMEOUT)
     clients = [redis.Redis.from_url(server.url) for _ in clocks]
     limiters = [RedisLimiter(c, clock=k, **kwargs) for c, k in zip(clients, clocks, strict=True)]
     try:
@@ -152,7 +160,7 @@ def test_importing_the_package_does_not_import_redis() -> None:
 
 def test_redis_limiter_satisfies_the_limiter_protocol(redis_server: RedisServer) -> None:
     client = redis.Redis.from_url(redis_server.url)
-    limiter: Limiter = RedisLimiter(client, name=unique_name())
+    limiter: Limiter = RedisLimiter(client, name=unique_name(), timeout=LIVE_TIMEOUT)
     assert limiter.gate_sync() == 0.0
     assert isinstance(limiter, RedisLimiter)
     limiter.close()
@@ -482,7 +490,9 @@ async def test_killed_redis_costs_milliseconds_one_warning_and_recovers(
 ) -> None:
     caplog.set_level(logging.INFO, logger="retry_transport")
     clock_a, clock_b = FakeClock(), FakeClock()
-    async with replicas(own_redis_server, kind, [clock_a, clock_b], retry_interval=5.0) as (a, b):
+    async with replicas(
+        own_redis_server, kind, [clock_a, clock_b], retry_interval=5.0, timeout=OUTAGE_TIMEOUT
+    ) as (a, b):
         await a.block(0.001)  # loads the script: after the restart it is gone
         assert await b.gate() <= 0.002
         clock_a.now += 1.0
@@ -523,7 +533,7 @@ async def test_frozen_redis_is_given_up_on_within_the_timeout(
 ) -> None:
     caplog.set_level(logging.INFO, logger="retry_transport")
     clock = FakeClock()
-    async with replicas(own_redis_server, kind, [clock]) as (a,):
+    async with replicas(own_redis_server, kind, [clock], timeout=OUTAGE_TIMEOUT) as (a,):
         assert await a.gate() == 0.0
         own_redis_server.pause()
         try:
@@ -551,7 +561,9 @@ async def test_while_down_one_caller_probes_per_interval(
 ) -> None:
     caplog.set_level(logging.INFO, logger="retry_transport")
     clock = FakeClock()
-    async with replicas(own_redis_server, kind, [clock], retry_interval=5.0) as (a,):
+    async with replicas(
+        own_redis_server, kind, [clock], retry_interval=5.0, timeout=OUTAGE_TIMEOUT
+    ) as (a,):
         own_redis_server.kill()
         assert await a.gate() == 0.0
         clock.now += 5.0
@@ -569,7 +581,9 @@ def test_killed_redis_with_sync_callers(
 ) -> None:
     caplog.set_level(logging.INFO, logger="retry_transport")
     clock = FakeClock()
-    with sync_replicas(own_redis_server, [clock], retry_interval=1.0) as (a,):
+    with sync_replicas(own_redis_server, [clock], retry_interval=1.0, timeout=OUTAGE_TIMEOUT) as (
+        a,
+    ):
         a.block_sync(0.001)
         own_redis_server.kill()
         started = time.monotonic()

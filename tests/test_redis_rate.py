@@ -16,12 +16,13 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING
 
+import anyio
 import httpx
 import pytest
 import redis
 import redis.asyncio
 
-from retry_transport import RateLimit
+from retry_transport import RateLimit, RetryTransport, SyncRetryTransport
 from retry_transport.redis import RedisLimiter
 
 if TYPE_CHECKING:
@@ -212,3 +213,78 @@ async def test_an_attempt_held_past_its_booking_gives_it_back_and_is_booked_agai
             limiter.close()
         for client in clients:
             client.close()
+
+
+def window_size(server: RedisServer, limiter: RedisLimiter) -> int:
+    """How many bookings the fleet's declared window of ``limiter`` holds in Redis."""
+    with redis.Redis.from_url(server.url) as client:
+        size: object = client.zcard(f"retry_transport:rate:{limiter.name}")
+    assert isinstance(size, int)
+    return size
+
+
+def ok(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200)
+
+
+async def test_a_request_cancelled_while_paced_gives_its_fleet_booking_back(
+    redis_server: RedisServer,
+) -> None:
+    """Before, the booking stayed in the fleet's window until it expired (a window later),
+    holding a place no attempt would use."""
+    rate = RateLimit(requests=1, per=60.0)
+    async with fleet(redis_server, rate) as (first, second):
+        assert await book(first) < time.monotonic() + 1.0  # the window's one place, taken
+        pacing = anyio.Event()
+        waits: list[float] = []
+
+        async def sleep(seconds: float) -> None:
+            waits.append(seconds)
+            pacing.set()
+            await anyio.sleep_forever()
+
+        transport = RetryTransport(httpx.MockTransport(ok), limiter=second, sleep=sleep)
+        async with (
+            httpx.AsyncClient(transport=transport) as client,
+            anyio.create_task_group() as tasks,
+        ):
+            tasks.start_soon(client.post, URL)
+            await pacing.wait()
+            assert [round(wait) for wait in waits] == [61]  # booked a window away
+            assert window_size(redis_server, second) == 2
+            tasks.cancel_scope.cancel()
+        assert window_size(redis_server, second) == 1
+        # The place it had is free: the next attempt gets it, not the one after.
+        assert round(await book(first) - time.monotonic()) == 61
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_a_sync_request_interrupted_while_paced_gives_its_fleet_booking_back(
+    redis_server: RedisServer,
+) -> None:
+    def sleep(seconds: float) -> None:
+        raise Interrupted
+
+    rate = RateLimit(requests=1, per=60.0)
+    with sync_fleet(redis_server, rate) as (first, second):
+        assert first.ticket(request()).gate_sync(None) == 0.0
+        transport = SyncRetryTransport(httpx.MockTransport(ok), limiter=second, sleep=sleep)
+        with httpx.Client(transport=transport) as client, pytest.raises(Interrupted):
+            client.post(URL)
+        assert window_size(redis_server, second) == 1
+        assert round(first.ticket(request()).gate_sync(None)) == 61
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_an_asyncio_client_gives_a_booking_back_too(redis_server: RedisServer) -> None:
+    rate = RateLimit(requests=1, per=60.0)
+    async with fleet(redis_server, rate, kind="async") as (first, second):
+        assert await book(first) < time.monotonic() + 1.0
+        waiting = second.ticket(request())
+        assert round(await waiting.gate(None)) == 61
+        assert window_size(redis_server, second) == 2
+        await waiting.done()  # given up before its turn
+        assert window_size(redis_server, second) == 1

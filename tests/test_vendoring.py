@@ -252,12 +252,34 @@ def test_unknown_parts_and_parts_the_package_needs_are_refused(
 
 
 def test_check_finds_no_record(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    for name in ("a", "b"):  # two copies: DEST is ambiguous without --package
-        assert vendor(tmp_path, "--package", name, "--without", MINIMAL) == 0
     capsys.readouterr()
     assert vendor("--check", tmp_path) == 2
     assert "no vendored copy" in capsys.readouterr().err
-    assert vendor("--check", tmp_path, "--package", "b") == 0
+    assert vendor(tmp_path, "--package", "a", "--without", MINIMAL) == 0
+    capsys.readouterr()
+    assert vendor("--check", tmp_path, "--package", "b") == 2
+    assert "no vendored copy" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("names", [("a", "b"), ("retry_transport", "rt")])
+def test_check_without_a_package_checks_every_copy_in_dest(
+    tmp_path: Path, names: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Before, a copy named retry_transport hid the other from the check, and two copies of
+    # other names were refused as "no vendored copy".
+    for name in names:
+        assert vendor(tmp_path, "--package", name, "--without", MINIMAL) == 0
+    capsys.readouterr()
+    assert vendor("--check", tmp_path) == 0
+    assert capsys.readouterr().out.count("files match retry-transport") == 2
+    first, second = names
+    with (tmp_path / second / "_policy.py").open("a") as edited:
+        edited.write("# a quick fix\n")
+    assert vendor("--check", tmp_path) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path / second} differs from its record" in err
+    assert "changed: _policy.py" in err
+    assert vendor("--check", tmp_path, "--package", first) == 0  # the one named, only
 
 
 @pytest.mark.parametrize(

@@ -125,6 +125,16 @@ def _valid_host(host: str) -> bool:
     return True
 
 
+def _listen_host(text: str) -> str:
+    """An address to listen on: an IP address (IPv6 without brackets) or a host name."""
+    host = text.strip()
+    if not _valid_host(host):
+        raise argparse.ArgumentTypeError(
+            f"must be an IP address (IPv6 without brackets, e.g. ::1) or a host name, got {text!r}"
+        )
+    return host
+
+
 def _same_place(upstream: UpstreamSpec, host: str, port: int) -> bool:
     """Whether ``upstream`` is the address the sidecar listens on (a loop, known at start)."""
     parts = urlsplit(upstream.url)
@@ -171,7 +181,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the provider to forward to, e.g. https://api.anthropic.com; repeat with "
         "NAME=URL to serve several under /NAME/... (at most one without a name, served at /)",
     )
-    where.add_argument("--host", default=defaults.host, help="address to listen on (%(default)s)")
+    where.add_argument(
+        "--host",
+        type=_listen_host,
+        default=defaults.host,
+        help="address to listen on (%(default)s)",
+    )
     where.add_argument(
         "--port", type=_port, default=defaults.port, help="port to listen on (%(default)s; 0: any)"
     )

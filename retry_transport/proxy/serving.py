@@ -511,6 +511,22 @@ def _serve_one(settings: ProxySettings, sock: socket.socket) -> int:
     return 0 if server.started else 1
 
 
+def _forked(pid: int, settings: ProxySettings, sock: socket.socket) -> int:
+    """What follows ``os.fork()``: in the parent, the worker's ``pid``; in the worker (``pid``
+    0), `_serve_one` and then the process's exit with its status. (A frame of its own: coverage,
+    restarted in the child by its ``fork`` patch, traces only frames entered after the fork.)"""
+    if pid != 0:
+        return pid
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_DFL)  # until uvicorn installs its own
+    status = 1
+    try:
+        status = _serve_one(settings, sock)
+    finally:
+        logging.shutdown()
+        os._exit(status)
+
+
 def _serve_workers(settings: ProxySettings, sock: socket.socket) -> int:
     """Fork ``settings.workers`` processes that accept on ``sock``, each serving as
     `_serve_one` does; pass SIGTERM and SIGINT on to them and wait for them all. A worker that
@@ -529,18 +545,7 @@ def _serve_workers(settings: ProxySettings, sock: socket.socket) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, stop)
     for _ in range(settings.workers):
-        pid = os.fork()
-        # The worker: it runs in the tests, but coverage cannot trace the forking frame there.
-        if pid == 0:  # pragma: no cover - forked child: the forking frame is not traced
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(signum, signal.SIG_DFL)  # until uvicorn installs its own
-            status = 1
-            try:
-                status = _serve_one(settings, sock)
-            finally:
-                logging.shutdown()
-                os._exit(status)
-        workers.add(pid)
+        workers.add(_forked(os.fork(), settings, sock))
     logger.info("%d workers serving (pids %s)", len(workers), ", ".join(map(str, sorted(workers))))
     failed = False
     while workers:

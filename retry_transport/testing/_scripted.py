@@ -8,14 +8,16 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from .._bases import AnyTransportBase as _Base
+from .._bases import BothResponse
 from .._errors import RetryTransportError
 from ._received import Received
 
 if TYPE_CHECKING:
-    pass
+    import httpx
+    import httpx2
 
 __all__ = ["ExceptionSpec", "ScriptExhausted", "ScriptedTransport", "Step"]
 
@@ -120,7 +122,7 @@ class ScriptedTransport(_Base):
     recorded twice); ``call_count`` is how many.
     """
 
-    def __new__(cls, *args: object, flavour: str = "httpx", **kwargs: object) -> Any:
+    def __new__(cls, *args: object, flavour: str = "httpx", **kwargs: object) -> Self:
         if flavour not in _FLAVOURS:
             raise ValueError(f"flavour must be one of {_FLAVOURS}, got {flavour!r}")
         key = (cls, flavour)
@@ -131,7 +133,8 @@ class ScriptedTransport(_Base):
             sub = type(cls.__name__, bases, {"__module__": cls.__module__})
             sub.__qualname__ = cls.__qualname__
             _SUBCLASSES[key] = sub
-        return object.__new__(sub)
+        made: Self = object.__new__(sub)
+        return made
 
     def __init__(
         self,
@@ -200,15 +203,17 @@ class ScriptedTransport(_Base):
         except TypeError:
             return make(message)
 
-    def handle_request(self, request: Any) -> Any:
+    def handle_request(self, request: httpx.Request | httpx2.Request) -> BothResponse:
         """Answer ``request`` with the next step."""
         request.read()
-        return self._answer(self._record(request), request)
+        response: BothResponse = self._answer(self._record(request), request)
+        return response
 
-    async def handle_async_request(self, request: Any) -> Any:
+    async def handle_async_request(self, request: httpx.Request | httpx2.Request) -> BothResponse:
         """Answer ``request`` with the next step."""
         await request.aread()
-        return self._answer(self._record(request), request)
+        response: BothResponse = self._answer(self._record(request), request)
+        return response
 
     def close(self) -> None:
         """Nothing to close."""

@@ -55,6 +55,8 @@ OVERLOADED = (
     b'data: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n'
 )
 MIB = 1 << 20
+HANG = 120.0
+"""Seconds after which a test of many concurrent requests counts as hung."""
 
 RATE_LIMITED = Reply.json(
     429,
@@ -349,6 +351,7 @@ async def test_a_hanging_upstream_is_cut_off_at_the_deadline(
         # No timeout of the client's own: only the deadline can end this request.
         with anyio.fail_after(5), pytest.raises(exc(flavour, "ReadTimeout")):
             await client.get("/h")
+    upstream.wait_received(1, "/h", timeout=10)  # the server may read it after the timeout
     assert upstream.count("/h") == 1
     assert in_flight(transport.transport) == 0
 
@@ -370,6 +373,7 @@ def test_a_hanging_upstream_is_cut_off_at_the_deadline_sync(
     ):
         client.get("/h")
     assert time.monotonic() - start < 5.0
+    upstream.wait_received(1, "/h", timeout=10)  # the server may read it after the timeout
     assert upstream.count("/h") == 1
 
 
@@ -379,11 +383,13 @@ async def test_a_retry_that_hangs_gets_only_the_deadlines_remainder(
     upstream.script("/h", Reply(503, headers=(("retry-after", "0"),)), Reply(fault="hang"))
     sleeps = Sleeps()
     transport = RetryTransport(
-        lib(flavour).AsyncHTTPTransport(), policy=RetryPolicy(deadline=0.15), sleep=sleeps
+        lib(flavour).AsyncHTTPTransport(), policy=RetryPolicy(deadline=1.0), sleep=sleeps
     )
+    # The deadline is real time here: long enough for the 503 to come on a loaded machine.
     async with async_client(transport, upstream, timeout=None) as client:
-        with anyio.fail_after(5), pytest.raises(exc(flavour, "ReadTimeout")):
+        with anyio.fail_after(30), pytest.raises(exc(flavour, "ReadTimeout")):
             await client.get("/h")
+    upstream.wait_received(2, "/h", timeout=10)  # the server may read it after the timeout
     assert upstream.count("/h") == 2
     assert sleeps.waits == [0.0]
 
@@ -396,6 +402,7 @@ async def test_a_hanging_upstream_costs_max_attempts_read_timeouts_for_a_get(
     async with async_client(transport, upstream, timeout=0.05) as client:
         with anyio.fail_after(5), pytest.raises(exc(flavour, "ReadTimeout")) as raised:
             await client.get("/h")
+    upstream.wait_received(3, "/h", timeout=10)  # the server may read it after the timeout
     assert upstream.count("/h") == 3
     assert sleeps.waits == [0.25, 0.5]
     assert "retry_transport: gave up after 3 attempts" in raised.value.__notes__
@@ -409,6 +416,7 @@ async def test_a_hanging_upstream_is_not_resent_for_a_post(
     async with async_client(transport, upstream, timeout=0.05) as client:
         with anyio.fail_after(5), pytest.raises(exc(flavour, "ReadTimeout")):
             await client.post("/h", content=b"charge the card")
+    upstream.wait_received(1, "/h", timeout=10)  # the server may read it after the timeout
     assert upstream.count("/h") == 1
     assert sleeps.waits == []
 
@@ -416,15 +424,59 @@ async def test_a_hanging_upstream_is_not_resent_for_a_post(
 # -- a slow trickle of an error body ---------------------------------------------------------
 
 
+class HeldBody:
+    """A body for ``Reply(chunks=...)``: ``head``, then ``tail`` only once `release` is called
+    (or 10 s pass). A response handed back while `tail_sent` is False did not wait for the
+    body's end. With ``clock``, the injected clock moves on ``by`` seconds just before the last
+    chunk of ``head`` goes: the body trickles past a deadline without anyone sleeping."""
+
+    def __init__(
+        self,
+        head: list[bytes],
+        tail: list[bytes],
+        *,
+        clock: FakeClock | None = None,
+        by: float = 0.0,
+    ) -> None:
+        self.head = head
+        self.tail = tail
+        self.clock = clock
+        self.by = by
+        self.tail_sent = False
+        self._released = threading.Event()
+
+    def release(self) -> None:
+        """Let the tail go."""
+        self._released.set()
+
+    def __call__(self) -> Iterator[bytes]:
+        *first, last = self.head
+        yield from first
+        if self.clock is not None:
+            self.clock.now += self.by
+        yield last
+        self._released.wait(10.0)
+        self.tail_sent = True
+        yield from self.tail
+
+
+TRICKLE = [b"%03d-trickle\n" % n for n in range(100)]
+
+
 async def test_trickling_error_body_is_peeked_only_up_to_peek_limit(
     flavour: str, upstream: Upstream
 ) -> None:
-    # 400 chunks 5 ms apart: two seconds to read it all; the peek must stop after 64 bytes.
-    upstream.script("/t", Reply(503, chunks=[b"x" * 16] * 400, chunk_delay=0.005), Reply())
+    # 80 bytes, then the rest held: the peek must stop after 64 bytes, not wait for the rest.
+    body = HeldBody([b"x" * 16] * 5, [b"x" * 16] * 395)
+    upstream.script("/t", Reply(503, chunks=body), Reply())
     transport, _ = make_async(flavour, RetryPolicy(peek_limit=64))
-    async with async_client(transport, upstream) as client:
-        with anyio.fail_after(1.5):
-            response = await client.get("/t")
+    try:
+        async with async_client(transport, upstream) as client:
+            with anyio.fail_after(30):
+                response = await client.get("/t")
+            assert not body.tail_sent
+    finally:
+        body.release()
     assert response.status_code == 200
     assert upstream.count("/t") == 2
 
@@ -435,8 +487,10 @@ async def test_stalled_error_body_is_bounded_by_the_read_timeout(
     stalled = Reply(503, chunks=[b'{"error": ', b'"busy"}'], chunk_delay=30.0)
     upstream.script("/t", stalled, Reply(body=b"ok"))
     transport, _ = make_async(flavour)
-    async with async_client(transport, upstream, timeout=0.1) as client:
-        with anyio.fail_after(5):
+    # A read timeout that cuts the 30 s stall and still lets the retry's answer come on a loaded
+    # machine (0.1 s did not, once).
+    async with async_client(transport, upstream, timeout=1.0) as client:
+        with anyio.fail_after(30):
             response = await client.post("/t", content=b"x")
     assert response.content == b"ok"
     first = response.extensions["retry_history"][0]
@@ -451,64 +505,162 @@ async def test_stalled_error_body_is_bounded_by_the_read_timeout(
 async def test_trickling_error_body_does_not_hold_the_request_past_the_deadline(
     flavour: str, upstream: Upstream
 ) -> None:
-    # 100 chunks 20 ms apart (two seconds), under peek_limit: only the deadline can cut it.
-    chunks = [b"%03d-trickle\n" % n for n in range(100)]
-    upstream.script("/t", Reply(503, chunks=chunks, chunk_delay=0.02))
-    transport = RetryTransport(lib(flavour).AsyncHTTPTransport(), policy=RetryPolicy(deadline=0.2))
-    async with async_client(transport, upstream) as client:
-        with anyio.fail_after(1.0):
-            async with client.stream("GET", "/t") as response:
-                pass  # handed back (at the deadline) without reading the rest
+    # Under peek_limit, the rest held until the test lets it go: only the deadline can cut it.
+    clock = FakeClock()
+    body = HeldBody(TRICKLE[:2], TRICKLE[2:], clock=clock, by=60.0)
+    upstream.script("/t", Reply(503, chunks=body))
+    transport = RetryTransport(
+        lib(flavour).AsyncHTTPTransport(), policy=RetryPolicy(deadline=30.0), clock=clock
+    )
+    try:
+        async with async_client(transport, upstream) as client:
+            with anyio.fail_after(30):
+                async with client.stream("GET", "/t") as response:
+                    assert not body.tail_sent  # handed back at the deadline, the rest unread
+    finally:
+        body.release()
     assert response.status_code == 503
     assert response.headers["x-should-retry"] == "false"
-    assert response.extensions["retry_history"][0].elapsed < 1.0
+    assert response.extensions["retry_history"][0].elapsed == 60.0
     assert upstream.count("/t") == 1
 
 
 def test_trickling_error_body_does_not_hold_the_request_past_the_deadline_sync(
     flavour: str, upstream: Upstream
 ) -> None:
-    chunks = [b"%03d-trickle\n" % n for n in range(100)]
-    upstream.script("/t", Reply(503, chunks=chunks, chunk_delay=0.02))
-    transport = SyncRetryTransport(lib(flavour).HTTPTransport(), policy=RetryPolicy(deadline=0.2))
-    start = time.monotonic()
-    with sync_client(transport, upstream) as client, client.stream("GET", "/t") as response:
-        assert time.monotonic() - start < 1.0
-        assert response.status_code == 503
-        first = next(response.iter_bytes())
-    assert first.startswith(chunks[0])
+    clock = FakeClock()
+    body = HeldBody(TRICKLE[:2], TRICKLE[2:], clock=clock, by=60.0)
+    upstream.script("/t", Reply(503, chunks=body))
+    transport = SyncRetryTransport(
+        lib(flavour).HTTPTransport(), policy=RetryPolicy(deadline=30.0), clock=clock
+    )
+    try:
+        with sync_client(transport, upstream) as client, client.stream("GET", "/t") as response:
+            assert not body.tail_sent
+            assert response.status_code == 503
+            first = next(response.iter_bytes())
+    finally:
+        body.release()
+    assert first.startswith(TRICKLE[0])
     assert upstream.count("/t") == 1
+
+
+def clock_moves_on_the_first_bytes(flavour: str, clock: FakeClock, by: float) -> Any:
+    """An httpx/httpx2 transport that moves ``clock`` on ``by`` seconds as a response body's
+    first bytes come in, before they are handed on: a body that trickles past a deadline, in
+    this order whatever the machine's load (the upstream cannot see when the client reads)."""
+    module = lib(flavour)
+
+    class Moving(module.AsyncByteStream):  # type: ignore[name-defined,misc]
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            moved = False
+            async for chunk in self.inner:
+                if not moved:
+                    clock.now += by
+                    moved = True
+                yield chunk
+
+        async def aclose(self) -> None:
+            await self.inner.aclose()
+
+    class MovingClock(module.AsyncBaseTransport):  # type: ignore[name-defined,misc]
+        def __init__(self) -> None:
+            self.inner = module.AsyncHTTPTransport()
+
+        async def handle_async_request(self, request: Any) -> Any:
+            response = await self.inner.handle_async_request(request)
+            response.stream = Moving(response.stream)
+            return response
+
+        async def aclose(self) -> None:
+            await self.inner.aclose()
+
+    return MovingClock()
 
 
 async def test_a_trickling_stream_preamble_is_handed_on_at_the_deadline(
     flavour: str, upstream: Upstream
 ) -> None:
-    # Keep-alive comments 20 ms apart for two seconds, never content: only the deadline ends
-    # the hold (no retry could follow it anyway).
-    upstream.script(
-        "/sse", Reply(200, headers=SSE, chunks=[b": keep-alive\n\n"] * 100, chunk_delay=0.02)
+    # Keep-alive comments past the deadline, never content: only the deadline ends the hold
+    # (no retry could follow it anyway).
+    clock = FakeClock()
+    comment = b": keep-alive\n\n"
+    body = HeldBody([comment] * 2, [comment] * 98)
+    upstream.script("/sse", Reply(200, headers=SSE, chunks=body))
+    transport = RetryTransport(
+        clock_moves_on_the_first_bytes(flavour, clock, 60.0),
+        policy=RetryPolicy(deadline=30.0),
+        clock=clock,
     )
-    transport = RetryTransport(lib(flavour).AsyncHTTPTransport(), policy=RetryPolicy(deadline=0.15))
-    async with async_client(transport, upstream) as client:
-        with anyio.fail_after(1.0):
-            async with client.stream("POST", "/sse", content=b"{}") as response:
-                pass  # handed back without reading the rest
+    try:
+        async with async_client(transport, upstream) as client:
+            with anyio.fail_after(30):
+                async with client.stream("POST", "/sse", content=b"{}") as response:
+                    assert not body.tail_sent  # handed back without reading the rest
+    finally:
+        body.release()
     assert response.status_code == 200
-    assert response.extensions["retry_history"][0].verdict is None
+    history = response.extensions["retry_history"]
+    assert [(a.verdict, a.elapsed) for a in history] == [(None, 60.0)]
     assert upstream.count("/sse") == 1
+
+
+def clock_moves_on_the_first_bytes_sync(flavour: str, clock: FakeClock, by: float) -> Any:
+    """`clock_moves_on_the_first_bytes`, for the sync transport."""
+    module = lib(flavour)
+
+    class Moving(module.SyncByteStream):  # type: ignore[name-defined,misc]
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def __iter__(self) -> Iterator[bytes]:
+            moved = False
+            for chunk in self.inner:
+                if not moved:
+                    clock.now += by
+                    moved = True
+                yield chunk
+
+        def close(self) -> None:
+            self.inner.close()
+
+    class MovingClock(module.BaseTransport):  # type: ignore[name-defined,misc]
+        def __init__(self) -> None:
+            self.inner = module.HTTPTransport()
+
+        def handle_request(self, request: Any) -> Any:
+            response = self.inner.handle_request(request)
+            response.stream = Moving(response.stream)
+            return response
+
+        def close(self) -> None:
+            self.inner.close()
+
+    return MovingClock()
 
 
 def test_a_trickling_stream_preamble_is_handed_on_at_the_deadline_sync(
     flavour: str, upstream: Upstream
 ) -> None:
-    upstream.script(
-        "/sse", Reply(200, headers=SSE, chunks=[b": keep-alive\n\n"] * 100, chunk_delay=0.02)
+    clock = FakeClock()
+    comment = b": keep-alive\n\n"
+    body = HeldBody([comment] * 2, [comment] * 98)
+    upstream.script("/sse", Reply(200, headers=SSE, chunks=body))
+    transport = SyncRetryTransport(
+        clock_moves_on_the_first_bytes_sync(flavour, clock, 60.0),
+        policy=RetryPolicy(deadline=30.0),
+        clock=clock,
     )
-    transport = SyncRetryTransport(lib(flavour).HTTPTransport(), policy=RetryPolicy(deadline=0.15))
-    start = time.monotonic()
-    with sync_client(transport, upstream) as client, client.stream("POST", "/sse") as response:
-        assert time.monotonic() - start < 1.0
-        assert next(response.iter_bytes()).startswith(b": keep-alive\n\n")
+    try:
+        with sync_client(transport, upstream) as client, client.stream("POST", "/sse") as response:
+            assert not body.tail_sent  # handed back without reading the rest
+            assert next(response.iter_bytes()).startswith(comment)
+    finally:
+        body.release()
+    assert [(a.verdict, a.elapsed) for a in response.extensions["retry_history"]] == [(None, 60.0)]
     assert upstream.count("/sse") == 1
 
 
@@ -1341,7 +1493,7 @@ async def test_200_concurrent_requests_with_mixed_verdicts_share_one_limiter(
 
     # A guard against a lost wake-up (a hang), not a timing check: generous, so that a loaded
     # machine serving 200 real connections is not taken for one.
-    with anyio.fail_after(120):
+    with anyio.fail_after(HANG):
         async with clients[0], clients[1], anyio.create_task_group() as tg:
             for n, path in enumerate(paths):
                 tg.start_soon(send, clients[n % 2], path)
@@ -1369,7 +1521,7 @@ def test_200_concurrent_requests_with_mixed_verdicts_share_one_limiter_sync(
         concurrent.futures.ThreadPoolExecutor(32) as pool,
     ):
         futures = {path: pool.submit(client.post, path, json={"n": path}) for path in paths}
-        _, pending = concurrent.futures.wait(futures.values(), timeout=120)
+        _, pending = concurrent.futures.wait(futures.values(), timeout=HANG)
         if pending:  # a lost wake-up: free the stuck threads, so that this fails, not hangs
             with contextlib.suppress(RuntimeError):
                 for _ in range(1000):

@@ -19,7 +19,14 @@ import httpx
 import pytest
 import redis
 
-from retry_transport import Backoff, RateLimit, RetryPolicy, RetryTransport, SharedLimiter
+from retry_transport import (
+    Backoff,
+    DeadlineExceeded,
+    RateLimit,
+    RetryPolicy,
+    RetryTransport,
+    SharedLimiter,
+)
 from retry_transport._pacing import declared_margin
 from retry_transport.redis import RedisLimiter
 from retry_transport.testing.upstream import ProviderRateLimit, Upstream
@@ -185,6 +192,42 @@ async def test_a_429_for_one_model_never_delays_another_models_requests(
     assert counts[UpstreamScope(KEY, "b")] == ScopeCounts(requests=1)
 
 
+async def test_a_new_model_of_an_origin_that_sends_headers_is_not_burst_into_429s(
+    limited: Upstream,
+) -> None:
+    """A model first used once the origin is known: its requests wait for the first one's
+    headers instead of all going at once on no truth (before: 10 of 20 refused)."""
+    limited.rate_limit = ProviderRateLimit(requests=10, window_seconds=60.0)
+    # Requests that cannot go within a second fail at once with DeadlineExceeded, unsent:
+    # the test waits for no refill.
+    policy = RetryPolicy(max_attempts=1, deadline=1.0)
+    transport = RetryTransport(httpx.AsyncHTTPTransport(), limiter=SharedLimiter(), policy=policy)
+    headers = {"authorization": f"Bearer {KEY}"}
+    outcomes: list[int | str] = []
+    async with httpx.AsyncClient(transport=transport, base_url=limited.url) as client:
+        known = await client.post("/v1/chat/completions", json=chat("known"), headers=headers)
+        assert known.status_code == 200
+
+        async def new_model() -> None:
+            try:
+                answer = await client.post(
+                    "/v1/chat/completions", json=chat("new"), headers=headers
+                )
+            except DeadlineExceeded:
+                outcomes.append("not sent")
+            else:
+                outcomes.append(answer.status_code)
+
+        with anyio.fail_after(30):  # a bound on a hang, not a timing check
+            async with anyio.create_task_group() as group:
+                for _ in range(20):
+                    group.start_soon(new_model)
+    counts = limited.rate_limit.counts()[UpstreamScope(KEY, "new")]
+    assert counts.limited == 0, counts
+    assert 429 not in outcomes
+    assert 2 <= outcomes.count(200) <= 10  # some of the bucket used, never more than it holds
+
+
 async def test_a_429_blocks_its_scope_not_the_other_model(limited: Upstream) -> None:
     # No headers, so no pacing: model a's second request is refused, and the 429 blocks its
     # scope for the backoff (10 s, held by the recording sleep), not model b's.
@@ -319,7 +362,9 @@ async def test_the_history_and_the_events_say_when_and_how_long_each_attempt_was
     # A first attempt paced behind the other request: it went 5.1 s after it arrived.
     (first,) = queued.extensions["retry_history"]
     assert (first.elapsed, first.paced) == pytest.approx((window, window))
-    paced = registry.get_sample_value("retry_transport_paced_seconds_total", {"host": "up.test"})
+    paced = registry.get_sample_value(
+        "retry_transport_paced_seconds_total", {"host": "up.test", "name": ""}
+    )
     assert paced == pytest.approx(history[1].paced)
 
 
