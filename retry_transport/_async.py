@@ -74,15 +74,15 @@ class RetryTransport(DriverBase, AsyncTransportBase):
         if used < gate.limit and type(request.stream) is self._byte_stream:
             # Fast path: the limiter's gate is open (no block, nothing to pace, no slot to
             # take), so the request goes at once; a plain success costs a status check and,
-            # for a 200, a look for an event stream's content type.
+            # for a 200, a look for an event stream's content type. No clock is read: an
+            # answer that needs the machine starts its clock when it came back (see
+            # `Attempt.elapsed` and `RetryPolicy.first_content_timeout`).
             gate.used = used + 1
-            clock = self._clock
-            start = clock()
             try:
                 response: BothResponse = await self._transport.handle_async_request(request)
             except Exception as exc:
                 gate.answered += 1
-                return await self._drive(request, exc, start)
+                return await self._drive(request, exc)
             gate.answered += 1
             status = response.status_code
             if status == self._sse_status:
@@ -93,10 +93,10 @@ class RetryTransport(DriverBase, AsyncTransportBase):
                             and value not in PLAIN_TYPES
                             and value[:17].lower() == EVENT_STREAM
                         ):
-                            return await self._drive(request, response, start)
+                            return await self._drive(request, response)
                         break
             elif status >= 400:
-                return await self._drive(request, response, start)
+                return await self._drive(request, response)
             return response
         return await self._admit(request)
 
@@ -105,7 +105,8 @@ class RetryTransport(DriverBase, AsyncTransportBase):
         may open the gate for the next ones), then the fast path's send, its success scanned
         for rate-limit headers; or the machine."""
         if type(request.stream) is self._byte_stream and self._try_admit():
-            start = self._clock() if self._deadline is None else self._fast_start(request)
+            # As on the fast path, no clock read unless a deadline counts from the send.
+            start = None if self._deadline is None else self._fast_start(request)
             desk = self._desk
             # The fast path's answers so far: a report on this one covers at least those.
             mark = 0 if desk is None else desk.fast_gate.answered
