@@ -213,12 +213,69 @@ _INNER_RETRYABLE = re.compile(
 the response's own status repeated in its body (llama.cpp's ``"code": 500``) is not one."""
 
 
+_UPSTREAM_RETRYABLE = re.compile(
+    r"""(?:status(?: code)?|code|http|param)["': =]{1,4}(?P<a>5\d\d|429)\b|"""
+    r"""\b(?:provider|upstream)\s?\((?P<b>5\d\d|429)\)|"""
+    r"""\b(?:upstream|provider|backend) (?:returned|responded|answered|error)[: ]{1,3}"""
+    r"""(?:with |status )?(?P<c>5\d\d|429)\b|"""
+    r"""\b(?P<d>5\d\d) (?:bad gateway|service (?:temporarily )?unavailable|"""
+    r"""gateway time-?out|internal server error)\b"""
+)
+"""An upstream 5xx or 429 named inside a relay's refused status (searched lower-cased)."""
+
+
+def _upstream_retryable(lowered: str, status: int) -> int | None:
+    """The upstream 5xx or 429 a relay's 403, 404, 422 … carries, if it names one.
+
+    Relays answer with a status of their own and put the upstream's inside: claude-code-
+    router's 404 "Error from provider: 503 Service Unavailable", new-api's "bad response
+    status code 503", sub2api's "upstream error: status 503". The upstream's status says what
+    happened; the relay's only that it relayed a failure. A deny rule or a permanent field
+    has decided before this is asked."""
+    for found in _UPSTREAM_RETRYABLE.finditer(lowered[:4096]):
+        inner = int(next(group for group in found.groups() if group is not None))
+        if inner != status:
+            return inner
+    return None
+
+
 def _names_another_retryable(head: str, status: int) -> bool:
     return any(int(found.group("status")) != status for found in _INNER_RETRYABLE.finditer(head))
 
 
+_MAPPED = frozenset({"provider-invalid-request"})
+"""Rules that read a relay's own mapped message, which says nothing of the cause."""
+_DETAIL = re.compile(r"\bupstream error:")
+
+
+def _upstream_detail(lowered: str) -> Classification | None:
+    """The shape rule's fatal verdict on the upstream error a relay's mapped message carries.
+
+    free-claude-code maps every upstream 400 to "Invalid request sent to provider." and then
+    quotes the upstream's own error under "Upstream error:"; when that error names a cause
+    ("The `reasoning_content` in the thinking mode must be passed back", held-out-20), the
+    upstream's words decide, not the relay's mapping."""
+    found = _DETAIL.search(lowered)
+    if found is None:
+        return None
+    part = lowered[found.end() :]
+    shape = judge_400(part, part)
+    return shape if shape.verdict is Verdict.FATAL else None
+
+
+_PATH_RULES = frozenset({"connection-fault", "stream-timeout", "model-output-fault"})
+"""Retryable rules that name a fault of the path or the draw, as congestion rules name load:
+a 5xx either matches is not judged by the shape rule (a 500's own "internal server error"
+boilerplate names neither)."""
+
+
 def _as_a_400(
-    text: str, lowered: str, headers: Mapping[str, str], wait: float | None, status: int
+    text: str,
+    lowered: str,
+    headers: Mapping[str, str],
+    wait: float | None,
+    status: int,
+    load: bool,
 ) -> Classification | None:
     """The shape rule's fatal verdict for a 5xx body, or ``None`` when the 5xx keeps its way.
 
@@ -227,9 +284,16 @@ def _as_a_400(
     nothing of the server's own state: the corpus's 5xx bodies that name a cause as a
     specific 400 does ("Requested input length 99009 exceeds maximum input length 8192",
     langchain-ai/langchain#25671; "Invalid llm model list", BerriAI/litellm#4143) fail again,
-    and none of its 67 retryable 5xx bodies names one (tests/data, held-out-11 to -14)."""
+    and none of its 67 retryable 5xx bodies names one (tests/data, held-out-11 to -14).
+
+    A 5xx that a retryable rule reads as load or as a fault of the path (``load``: "503 Too
+    many requests", "Maximum number of concurrent requests exceeded", a connection reset) is
+    never judged here: a rate's words ("too many", "exceeds the limit of 64") are not a
+    refused request's, whatever the verbs they share."""
     wrapped = wraps_a_4xx(lowered)
-    if not wrapped and (wait is not None or "retry-after" in headers):
+    if not wrapped and (load or wait is not None or "retry-after" in headers):
+        # a retryable rule knows this 5xx (load, throttling, a broken connection): "503 Too
+        # many requests" names its cause as a rate does, not as a refused request does
         return None
     shape = judge_400(text, lowered)
     if shape.verdict is not Verdict.FATAL:
@@ -302,15 +366,29 @@ def _classify_response(outcome: Outcome, rules: Sequence[Rule]) -> Classificatio
     for finding in findings:
         if finding.tier is Tier.PERMANENT:
             return _from_finding(finding, wait)
+    allowed = next(
+        (
+            rule
+            for rule in rules
+            if rule.verdict is not Verdict.FATAL and rule.applies(status, headers, text, lowered)
+        ),
+        None,
+    )
     if status is not None and status >= 500:
         # A relay's 5xx around the upstream's 4xx, or a server that wraps its refusal in a
         # 5xx: a cause named as a 400 names it is judged as a 400 is.
-        shape = _as_a_400(text, lowered, headers, wait, status)
+        load = allowed is not None and (
+            allowed.verdict is Verdict.CONGESTION or allowed.name in _PATH_RULES
+        )
+        shape = _as_a_400(text, lowered, headers, wait, status, load)
         if shape is not None:
             return Classification(Verdict.FATAL, f"{shape.reason} inside a {status}", wait)
-    for rule in rules:
-        if rule.verdict is not Verdict.FATAL and rule.applies(status, headers, text, lowered):
-            return _from_rule(rule, wait)
+    if allowed is not None:
+        if allowed.name in _MAPPED:
+            detail = _upstream_detail(lowered)
+            if detail is not None:
+                return Classification(Verdict.FATAL, f"{detail.reason} (upstream detail)", wait)
+        return _from_rule(allowed, wait)
     if outcome.stream_error or not status_default(status).retryable or status == 400:
         # A retryable field rescues a 400, a stream event or another refused status; a 429 or
         # 5xx keeps its status default (a 503's "server_error" still blocks, as a 503 should).
@@ -332,7 +410,13 @@ def _classify_response(outcome: Outcome, rules: Sequence[Rule]) -> Classificatio
     if status == 400:
         shape = judge_400(text, lowered)
         return Classification(shape.verdict, shape.reason, wait)
-    return Classification(status_default(status), f"status {status}", wait)
+    default = status_default(status)
+    if not default.retryable and status is not None:
+        upstream = _upstream_retryable(lowered, status)
+        if upstream is not None:
+            reason = f"upstream status {upstream} inside a {status}"
+            return Classification(status_default(upstream), reason, wait)
+    return Classification(default, f"status {status}", wait)
 
 
 def classify(outcome: Outcome, rules: Sequence[Rule] = RULES) -> Classification:
@@ -344,7 +428,8 @@ def classify(outcome: Outcome, rules: Sequence[Rule] = RULES) -> Classification:
     structured fields, the deny rules, the permanent structured fields, for a 5xx the
     unknown-400 shape rule (see :func:`_as_a_400`), the allow rules, the retryable structured
     fields (for a 400, a stream event or a refused status), then for a stream event the status
-    it carries and its shape, for a 400 its shape, for anything else its status's default. The
+    it carries and its shape, for a 400 its shape, for a refused status (403, 404, 422 …) the
+    upstream 5xx or 429 a relay names inside it, for anything else its status's default. The
     reason names the rule, field, shape or status; ``wait`` is a wait the body names.
     ``x-should-retry`` is not read here.
     """

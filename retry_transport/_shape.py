@@ -34,8 +34,15 @@ gateway's credentials", "The provided model identifier is invalid"); such a nega
 refused, denied, could not find/discover/resolve/parse/validate, not set, not valid, unknown)
 beside such a thing (project, credential, key, token, model, config, account, region, endpoint,
 url, path, parameter, field, schema, format, version, image, file) names a cause too; no
-retryable body in the corpus reaches the shape rule with one. The patterns are searched in the
-lower-cased text.
+retryable body in the corpus reaches the shape rule with one. Two settings that exclude each
+other name a cause the same way ("not compatible with", "only one of … can be set", "cannot
+both be specified", "mutually exclusive", Zhipu 1215's "cannot be set simultaneously"), and so
+does an instruction to use something else ("Please use a different model"). A fault of the
+model's own output ("model output must contain either output text or tool calls", "Unable to
+parse the model output as JSON", OpenAI's "The model produced invalid content") is no cause of
+the request either: another draw may succeed (METR/vivaria#875 retries it), so the shape rule
+never makes it fatal and the ``model-output-fault`` rule gives it one retry. The patterns are
+searched in the lower-cased text.
 """
 
 from __future__ import annotations
@@ -44,7 +51,15 @@ import re
 
 from ._verdict import Classification, Verdict
 
-__all__ = ["GENERIC", "SPECIFIC", "TRANSIENT", "UPSTREAM_4XX", "judge_400", "wraps_a_4xx"]
+__all__ = [
+    "GENERIC",
+    "MODEL_OUTPUT",
+    "SPECIFIC",
+    "TRANSIENT",
+    "UPSTREAM_4XX",
+    "judge_400",
+    "wraps_a_4xx",
+]
 
 _THING = (
     r"(?:project|credentials?|api[ _-]?key|token|model|config(?:uration)?|setting|account|"
@@ -58,7 +73,12 @@ _WORD_CAUSES = (
     r"(?:is |are )?not (?:currently |yet |yet been )?(?:supported|available|allowed|permitted|"
     r"enabled|valid|recognized|accessible)\b|"
     r"(?:does|do|did|is|are|can) not (?:currently |yet )?(?:support|accept|allow|exist|match|"
-    r"contain)|cannot be (?:used|combined|empty|null)\b|"
+    r"contain)|cannot be (?:used|combined|empty|null|set|specified|provided|sent|passed|"
+    r"changed|modified)\b|"
+    # two settings that exclude each other
+    r"incompatible\b|not compatible\b|only one of\b|(?:cannot|can't|can not) both\b|"
+    r"mutually exclusive\b|simultaneously\b|"
+    r"please use (?:a |an |the )?(?:different|valid|supported|another|one of)\b|"
     r"unsupported\b|is required\b|required (?:field|parameter|property|argument)\b|"
     r"unknown (?:field|parameter|name|argument|property|tool|variant|value)\b|"
     r"exceed(?:s|ed)?\b|at (?:most|least)\b|not (?:provided|specified)\b|"
@@ -81,7 +101,7 @@ _WORD_CAUSES = (
     # model, a field, a schema): "Could not discover a valid Google Cloud Project ID", "the
     # provider rejected the gateway's credentials", "model identifier is invalid"
     r"(?:rejected|refused|denied|(?:could not|cannot|can't|unable to|failed to) "
-    r"(?:find|discover|resolve|parse|validate|verify|decode))[^\n.]{0,40}?"
+    r"(?:find|discover|resolve|parse|validate|verify|decode|process|read|open))[^\n.]{0,40}?"
     rf"\b{_THING}s?\b|"
     rf"{_THING}s?\b[^\n.]{{0,30}}?\b(?:is |are |was )?(?:rejected|not set|not valid|unknown)\b"
 )
@@ -91,7 +111,9 @@ _OTHER_CAUSES = (
     r"参数(?:非法|错误|有误|无效|不合法|不正确)|不支持|格式(?:错误|不正确)|"
     r"(?:超过|超出)(?:了)?(?:最大|上限|限制)|不能为空|缺少[^\n]{0,6}参数|"
     # a param field names the parameter; new-api puts the upstream's status there instead
-    r"^param: (?!(?:5\d\d|429)$)\S|"
+    # (a parameter's name, or the upstream's 4xx new-api puts there; an API key or an
+    # upstream 5xx or 429 there names no parameter)
+    r"^param: (?:4\d\d|[a-z_][a-z0-9_.\[\]]{0,80})$|"
     # a location in the request: messages[3], messages.1.content, '/messages/*/content'
     r"(?<=[a-z_])(?:\[\d{1,6}\]|\.\d{1,6}\b)|'/[a-z_]{2,40}/|"
     # a server flag the request needs
@@ -106,6 +128,26 @@ _OTHER_CAUSES = (
 SPECIFIC = re.compile(rf"\b(?:{_WORD_CAUSES})|{_OTHER_CAUSES}", re.MULTILINE)
 """A 400 that names a parameter, a value, a constraint or a feature (searched lower-cased)."""
 
+MODEL_OUTPUT = (
+    r"\b(?:the )?(?:model|llm|generation)(?:'s)? (?:output|response|reply|completion|"
+    r"generation|tool[ _]calls?|function[ _]calls?)\b"
+    # a setting of the request named after the output ("response format", "output tokens")
+    r"(?! ?(?:format|schema|mode|type|limit|length|size|tokens?|modalit))"
+    r"[^\n.]{0,40}?\b(?:was |is |were )?"
+    r"(?:invalid|malformed|empty|unparseable|truncated|incomplete|must contain|"
+    r"could not be parsed|cannot be parsed)|"
+    r"\b(?:model|llm)\b (?:returned|produced|generated|emitted|gave|sent) (?:an? )?"
+    r"(?:empty|invalid|malformed|unparseable|incomplete|truncated|no) ?(?:output|content|"
+    r"response|text|json|tool|function|candidates|choices|token|sequence)?|"
+    r"\b(?:unable|failed|could not|cannot|can't) (?:to )?parse (?:the )?(?:model|llm|"
+    r"generated)(?:'s)? (?:output|response|tool|function|json)|"
+    r"\b(?:error|failed|failure) parsing (?:the )?(?:tool|function) call\b|"
+    r"\binvalid (?:json|content|output) (?:in|from) (?:the )?(?:response from )?(?:the )?"
+    r"(?:model|llm)\b|\bempty response from (?:the )?(?:model|llm)\b"
+)
+"""The model's own output named as faulty (malformed, empty, unparseable): a bad draw, not a
+fault of the request, so another draw may succeed (searched case-blind)."""
+
 TRANSIENT = re.compile(
     r"temporar|(?<!and )try again|retry|busy|overload|unavailable|time ?out|timed out|capacity|"
     r"rate[ _-]?limit|throttl|upstream (?:error|failure)|bad gateway|暂时|稍后|繁忙|"
@@ -113,9 +155,14 @@ TRANSIENT = re.compile(
     r"econnreset|etimedout|(?<![a-z])eof\b|please wait|wait before|no slots|deadline|"
     r"しばらく|混雑|過負荷|잠시 후|혼잡|과부하|más tarde|mais tarde|plus tard|später|позже|"
     # a refusal qualified by time ("not available right now") is a state, not the request's
-    r"right now|at the moment|at this time|for now|momentarily|workers?\b",
+    r"right now|at the moment|at this time|for now|momentarily|workers?\b|"
+    # a model or a server still starting: its state, not the request's
+    r"loading|warming up|cold start",
 )
 """A transient cause named anywhere (searched lower-cased): never judged fatal by shape."""
+
+_MODEL_OUTPUT = re.compile(MODEL_OUTPUT)
+_MODEL_WORDS = ("model", "llm", "generation", "parsing")
 
 GENERIC = re.compile(r"<(?:!doctype|html|head|body)\b")
 """An HTML page (a proxy's error page): says nothing about the request."""
@@ -133,6 +180,9 @@ _LABELS = re.compile(
 
 
 _MAX_MESSAGE = 2048
+_WRAPPED = re.compile(r"(?<=\S)[ \t]?\n[ \t]{2,}")
+"""A line break and the indent of a wrapped line, as a terminal UI pastes a long message
+("… must\n  be passed back", free-claude-code via held-out-20): one space."""
 
 
 def judge_400(text: str, lowered: str | None = None) -> Classification:
@@ -146,8 +196,13 @@ def judge_400(text: str, lowered: str | None = None) -> Classification:
         return Classification(Verdict.UNRECOGNISED, "shape: an HTML page")
     if TRANSIENT.search(low) is not None:
         return Classification(Verdict.UNRECOGNISED, "shape: names a transient cause")
+    if any(word in low for word in _MODEL_WORDS) and _MODEL_OUTPUT.search(low) is not None:
+        # the model's output at fault, not the request: another draw may succeed
+        return Classification(Verdict.UNRECOGNISED, "shape: names a fault of the model's output")
     # Causes are named near the start; reading 2 KiB keeps a hostile body's cost bounded.
     message = _LABELS.sub("", low[:_MAX_MESSAGE])
+    if "\n " in message:
+        message = _WRAPPED.sub(" ", message)
     found = SPECIFIC.search(message)
     if found is not None:
         start = found.start()

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from ._shape import MODEL_OUTPUT
 from ._verdict import Verdict
 
 __all__ = [
@@ -149,7 +150,7 @@ RULES: tuple[Rule, ...] = (
         "(gke-labs/gemini-for-kubernetes-development#1215, langgenius/dify#19838), "
         "one-api billing_not_active (songquanpeng/one-api#330), Anthropic spend limit (docs), Qwen "
         "'Free allocated quota exceeded' (QwenLM/qwen-code#1742), a quota or credits 'exhausted' "
-        "or 'used up' in any provider's words",
+        "or 'used up' in any provider's words, the verb first too ('used up all your credits')",
         match=_re(
             r"insufficient[_ ](?:user[_ ])?quota|exceeded your current quota|"
             r"billing[_ ]not[_ ]active|billing[_ ]hard[_ ]limit|"
@@ -161,6 +162,10 @@ RULES: tuple[Rule, ...] = (
             r"\b(?:quota|allowance|credits?)\b[^\n.]{0,20}?\b(?:has been |is |was |are )?"
             r"(?:exhausted|used up|depleted|run out)\b|\bout of (?:quota|allowance)\b|"
             r"\bno (?:remaining |more |available )?quota\b|"
+            # the verb first: "You have used up all your credits", "exhausted the free quota"
+            r"\b(?:used up|exhausted|depleted)\b (?:all )?(?:of )?"
+            r"(?:your |the |its |this |their )?(?:[\w'-]+ ){0,3}?(?:quota|credits?|allowance|"
+            r"balance|budget|free (?:requests|tokens|messages|uses|tier|plan))\b|"
             r"\b(?:spending|spend|budget) limit\b|budget_exceeded|"
             r"\bbudget (?:has been |was |is )?(?:exceeded|exhausted|reached|used up)|"
             r"\b(?:allowed|included) (?:for|in|on|with) (?:the |your )?free (?:plan|tier)\b|"
@@ -177,6 +182,11 @@ RULES: tuple[Rule, ...] = (
             "budget",
             "free plan",
             "free tier",
+            "balance",
+            "free requests",
+            "free tokens",
+            "free messages",
+            "free uses",
         ),
     ),
     Rule(
@@ -199,18 +209,25 @@ RULES: tuple[Rule, ...] = (
         "(diegosouzapw/OmniRoute#6983), 'You've hit today's AI usage limit' "
         "(screenpipe/screenpipe#5046), Ollama Cloud 'reached your session usage limit, upgrade for "
         "higher limits' (continuedev/continue#11444), 超过每日使用限额 "
-        "(ZuodaoTech/everyone-can-use-english#643); a per-minute or per-second limit is not "
-        "matched",
+        "(ZuodaoTech/everyone-can-use-english#643), a period with a slash or an article ('100 "
+        "requests/day', Cohere's '1000 API calls / month'), OpenRouter's 'limit_rpd/<model>' "
+        "(BerriAI/litellm#9035, held-out-19); a per-minute or per-second limit is not matched",
         match=_re(
             r"\b(?:quota|limit|usage|allowance|tokens|requests|credits?|calls|queries|neurons)\b"
             r"[^\n]{0,80}?"
             r"\bper[ _-](?:user[ _-]per[ _-])?(?:day|week|month|tier)\b|"
+            # "100 requests/day", "1000 API calls / month", "50 requests a day", "each month"
+            r"\b(?:quota|limit|usage|allowance|tokens|requests|credits?|calls|queries|messages|"
+            r"generations|images)\b[^\n]{0,80}?(?:\s?/\s?|\b(?:an?|each|every) )(?:calendar )?"
+            r"(?:day|week|month)\b|"
             r"\b(?:daily|weekly|monthly)\b[^\n]{0,40}?"
             r"\b(?:quota|limit|cap|allowance|usage|allocation|credits?|budget)|"
             r"\b(?:quota|limit)s?\b[^\n]{0,40}?\b(?:daily|weekly|monthly)\b|"
             r"\b(?:try|come back|retry) (?:again )?tomorrow\b|\buntil tomorrow\b|"
             r"\btoday'?s (?:[\w-]+ ){0,3}(?:limit|quota|allowance|budget|cap)\b|"
-            r"\b(?:limit|quota|allowance)\b[^\n]{0,30}?\bfor today\b|\b(?:rpd|tpd)\b|"
+            r"\b(?:limit|quota|allowance)\b[^\n]{0,30}?\bfor today\b|"
+            # RPD and TPD, in an identifier too (OpenRouter's 'limit_rpd/<model>')
+            r"(?<![a-z])(?:rpd|tpd)(?![a-z])|"
             r"\bbilling (?:period|cycle)\b|"
             r"\b(?:session|weekly|monthly|daily|plan|account) usage limits?\b|"
             r"\breached your (?:[\w-]+ )?usage limits?\b|"
@@ -235,6 +252,15 @@ RULES: tuple[Rule, ...] = (
             "per_month",
             "per tier",
             "per_tier",
+            "/day",
+            "/ day",
+            "/week",
+            "/ week",
+            "/month",
+            "/ month",
+            " day",
+            " week",
+            " month",
             "daily",
             "weekly",
             "monthly",
@@ -287,7 +313,8 @@ RULES: tuple[Rule, ...] = (
         "(FoundationAgents/OpenManus#438), DashScope Arrearage (tencentmusic/supersonic#1572), "
         "new-api 'token quota is not enough' (millylee/anyrouter-check-in#2), Moonshot "
         "'exceeded current quota' (MoonshotAI/Kimi-K2#5), 'account balance is $0.0' "
-        "(DaWe35/image-router#33)",
+        "(DaWe35/image-router#33); a count or an allowance used up, 调用次数已用完 / "
+        "免费用量已用尽",
         match=_re(
             r"\bbalance\b[^\n.]{0,30}?\b(?:insufficient|too low|not enough|exhausted|"
             r"depleted|negative|used up)|\binsufficient\b[^\n.]{0,20}?\bbalance\b|"
@@ -298,7 +325,9 @@ RULES: tuple[Rule, ...] = (
             r"余额|充值|欠费|资源包|残高|チャージ|잔액|충전|"
             r"\bsaldo insuficiente\b|\bcr[ée]ditos? insuficientes?\b|\bsolde insuffisant\b|"
             r"недостаточно средств|"
-            r"(?:额度|配额|限额|套餐|点数|积分)[^\n]{0,10}?(?:不足|已用完|用完|用尽|耗尽|已达上限|已到期|过期)"
+            r"(?:额度|配额|限额|套餐|点数|积分)[^\n]{0,10}?(?:不足|已用完|用完|用尽|耗尽|已达上限|已到期|过期)|"
+            # a count or an allowance used up (a rate says 过多 or 频繁 instead)
+            r"(?:次数|用量)[^\n]{0,6}?(?:已用完|用完|已用尽|用尽|耗尽)"
         ),
         needles=(
             "balance",
@@ -329,6 +358,8 @@ RULES: tuple[Rule, ...] = (
             "套餐",
             "点数",
             "积分",
+            "次数",
+            "用量",
         ),
     ),
     Rule(
@@ -428,7 +459,8 @@ RULES: tuple[Rule, ...] = (
         "names for a refused credential (ERNIE SDK InvalidTokenError '暂无权限使用', "
         "PaddlePaddle/ERNIE-SDK#348) and the Chinese no-permission / invalid-token wordings; "
         "credentials invalid or rejected, a gateway's own included (otari's 502 'the provider "
-        "rejected the gateway's credentials', held-out-17)",
+        "rejected the gateway's credentials', held-out-17); 无权访问 (no right to access), "
+        "账户未激活 (account not activated), 实名认证 (identity check required)",
         match=_re(
             r"\b(?:invalid|incorrect|expired|revoked)[ _-]?(?:x-)?(?:api[ _-]?)?key\b|"
             r"\b(?:invalid|incorrect|expired|revoked|bad) (?:[\w'-]+ )?credentials?\b|"
@@ -442,7 +474,8 @@ RULES: tuple[Rule, ...] = (
             r"UnrecognizedClientException|"
             r"\baccount (?:has been |is |was )?(?:suspended|banned|disabled|deactivated|"
             r"terminated|blocked|locked)\b|account_(?:suspended|disabled|banned)|"
-            r"(?:账户|账号|帐号|帐户)[^\n]{0,6}?(?:封禁|冻结|停用|禁用)|"
+            r"(?:账户|账号|帐号|帐户|用户)[^\n]{0,6}?(?:封禁|冻结|停用|禁用|未激活)|"
+            r"无权(?:访问|使用|调用)|实名认证|"
             r"\b(?:Invalid(?:Api)?(?:Token|Key|Credentials?)|Unauthori[sz]ed|Forbidden)"
             r"(?:Error|Exception)\b|"
             r"(?:暂无|没有|无)(?:访问|使用|调用)?权限|权限不足|未授权|"
@@ -466,6 +499,78 @@ RULES: tuple[Rule, ...] = (
             "授权",
             "令牌",
             "密钥",
+            "用户",
+            "无权",
+            "实名认证",
+        ),
+    ),
+    Rule(
+        "access-ended",
+        Verdict.FATAL,
+        "a credential, plan or trial that has expired or ended, or an account's service that "
+        "was paused, on any status: Zhipu 1003 'Authentication Token expired' and 1309 'Your "
+        "GLM Coding Plan package has expired' (docs.z.ai error codes), Baidu 111 'Access token "
+        "expired', 'Your free trial has ended'; Volcengine's SetLimitExceeded 'the model service "
+        "has been paused' (Ark error codes): access returns when someone renews it, not with "
+        "time; a deadline that expired (a gateway timeout), or an expiry the body says a retry "
+        "mends ('Upstream session expired, please retry'), is not matched",
+        match=_re(
+            r"\b(?:api[ _-]?key|key|token|credentials?|session|subscription|plan|package|trial|"
+            r"membership|licen[cs]e|certificate)s?\b[^\n.]{0,30}?\b(?:has |have |is |are |was |"
+            r"had )?(?:expired|lapsed|ended|been paused|been deactivated)\b|"
+            r"\bexpired (?:api[ _-]?key|key|token|access token|credentials?|session|"
+            r"subscription|plan|trial|membership|licen[cs]e)\b|"
+            r"\bservice (?:has been|is|was) (?:paused|suspended|deactivated)\b|"
+            r"(?:套餐|订阅|令牌|密钥|会员|试用|授权)[^\n]{0,8}?(?:已过期|过期|已到期|到期|已失效|失效)"
+        ),
+        unless=_re(r"temporar|maintenance|deadline|please retry|try again"),
+        needles=(
+            "expired",
+            "lapsed",
+            "ended",
+            "paused",
+            "deactivated",
+            "suspended",
+            "过期",
+            "到期",
+            "失效",
+        ),
+    ),
+    Rule(
+        "server-code-defect",
+        Verdict.FATAL,
+        "the server's own code failing on this request, as Python words it, on any status: "
+        "vLLM's 400 \"name 'Extension' is not defined\" (a NameError, vllm via held-out-19), "
+        "LiteLLM's 500 whose whole message is \"'eval_count'\" (a KeyError's text, autogen via "
+        "held-out-19; also Dify's OpenLLM 400 \"'responses'\", held-out-20), an attribute of "
+        "None, an unexpected keyword argument: the same request "
+        "meets the same line of code again; a body that also names a broken connection, a "
+        "timeout or a retry is not matched",
+        match=_re(
+            r"\bname '[\w.]{1,60}' is not defined\b|"
+            r"\bobject (?:has no attribute|is not (?:subscriptable|iterable|callable))\b|"
+            r"\bgot an unexpected keyword argument\b|"
+            r"\btakes \d{1,2} positional arguments? but \d{1,2} (?:was|were) given\b|"
+            r"\bunhashable type\b|"
+            # str(KeyError('eval_count')) is the key in quotes, and nothing else
+            r"^message: '[a-z_][a-z0-9_]{1,40}'$|"
+            r"['\"]message['\"]: \"'[a-z_][a-z0-9_]{1,40}'\"",
+            _I | _M,
+        ),
+        unless=_re(
+            r"APIConnectionError|connection|time ?out|timed out|overload|rate[ _-]?limit|"
+            r"try again|retry"
+        ),
+        needles=(
+            "is not defined",
+            "object has no attribute",
+            "object is not",
+            "unexpected keyword argument",
+            "positional argument",
+            "unhashable type",
+            "message: '",
+            "message': \"'",
+            'message": "\'',
         ),
     ),
     Rule(
@@ -476,11 +581,15 @@ RULES: tuple[Rule, ...] = (
         "(DashScope error-code docs), iFlytek Spark 10013 '输入内容审核不通过' (moderation "
         "failed; Spark error-code docs), Cohere's 498 'Unsafe Request … violations of the "
         "Usage Guidelines' (Cohere error-code docs, cohere-ai/cohere-developer-experience#189; "
-        "Groq uses 498 for its flex tier's capacity, so the words decide)",
+        "Groq uses 498 for its flex tier's capacity, so the words decide), Volcengine Ark's "
+        "'input text may contain sensitive information' (Ark error codes): harmful, prohibited "
+        "or sensitive content, information, words or images",
         match=_re(
             r"content[_ ]filter|content[_ ]policy|content management policy|"
             r"\bsafety system\b|responsible ?AI|PROHIBITED_CONTENT|DataInspectionFailed|"
-            r"data_inspection_failed|\b(?:inappropriate|sensitive|unsafe) content\b|敏感|违规|"
+            r"data_inspection_failed|\b(?:inappropriate|sensitive|unsafe|harmful|prohibited|"
+            r"disallowed|offensive) (?:content|information|words|material|language|text|"
+            r"images?)\b|敏感|违规|"
             r"审核(?:不|未)通过|\bunsafe request\b|"
             r"violat[a-z]{0,5} of (?:our |the )?(?:usage |content |safety )?"
             r"(?:polic|guideline|terms)|"
@@ -496,8 +605,14 @@ RULES: tuple[Rule, ...] = (
             "敏感",
             "违规",
             "审核",
-            "unsafe request",
+            "unsafe",
             "violat",
+            "inappropriate",
+            "sensitive",
+            "harmful",
+            "prohibited",
+            "disallowed",
+            "offensive",
         ),
     ),
     Rule(
@@ -510,6 +625,7 @@ RULES: tuple[Rule, ...] = (
             r"\bjson parse error\b|\b(?:invalid|malformed) json\b|json_invalid|"
             r"Invalid JSON payload received"
         ),
+        unless=_re(MODEL_OUTPUT),
         needles=("json", "deseriali", "unmarshal"),
     ),
     Rule(
@@ -607,16 +723,30 @@ RULES: tuple[Rule, ...] = (
         Verdict.FATAL,
         "Anthropic's 429 rate_limit_error 'Extra usage is required for long context requests' "
         "(anthropics/claude-code#39948): the plan lacks a feature, which no wait brings back; "
-        "'requires a paid plan', 'not available on your plan'",
+        "'requires a paid plan', 'not available on your plan'; the Chinese relays' 需要订阅 "
+        "(a subscription needed) and 升级套餐 (upgrade the plan)",
         match=_re(
             r"\b(?:extra usage|a paid plan|a paid account|a subscription|an upgrade|"
             r"a (?:pro|plus|premium) (?:plan|subscription)) (?:is )?required\b|"
             r"\brequires? (?:a |an )?(?:paid|pro|plus|premium|higher|enterprise) "
             r"(?:plan|tier|subscription|account)\b|"
             r"\bnot (?:available|supported|included) (?:on|in|for|with) (?:your|the) "
-            r"(?:current |free )?(?:plan|tier|subscription)\b"
+            r"(?:current |free )?(?:plan|tier|subscription)\b|"
+            # the Chinese relays: a subscription, a purchase or an upgrade of the plan needed
+            r"需要(?:订阅|开通|购买|付费)|(?:订阅|开通|购买|升级)(?:套餐|会员|计划|付费)"
         ),
-        needles=("required", "require", "plan", "tier", "subscription"),
+        needles=(
+            "required",
+            "require",
+            "plan",
+            "tier",
+            "subscription",
+            "需要",
+            "套餐",
+            "会员",
+            "计划",
+            "付费",
+        ),
     ),
     Rule(
         "sdk-client-error",
@@ -625,11 +755,16 @@ RULES: tuple[Rule, ...] = (
         "NotFoundError - Error code: 404' inside a 500 (rashadphz/farfalle#79); the OpenAI, "
         "Anthropic and LiteLLM exception names for a 401, 403, 404 and 422; any client status "
         "but 400 as an SDK or relay renders it ('Error code: 402', 'status code 413', 'HTTP "
-        "404', '[403]'): a refusal whose own status the outer one hides",
+        "404', '[403]'): a refusal whose own status the outer one hides; new-api's 'bad "
+        "response status code 400', its words for the upstream's own 400 (smallmain/"
+        "vscode-unify-chat-provider via held-out-20)",
         match=re.compile(
             # no leading \b: ModelNotFoundError counts, and a literal start is cheap to scan
             r"(?:NotFound|Authentication|PermissionDenied|UnprocessableEntity)Error\b|"
             r"(?:Error code|[Ss]tatus code|HTTP)[: ]{1,3}(?:40[1-4]|41[03]|422)\b|"
+            # new-api's words for the upstream's own status (its bad_response_status_code):
+            # an upstream 400 is a refused request even inside the relay's 400
+            r"\bbad response status code 400\b|"
             r"\[(?:40[1-4]|41[03]|422)\]"
         ),
         needles=(
@@ -930,9 +1065,16 @@ RULES: tuple[Rule, ...] = (
         "'并发数过高' (anomalyco/opencode#9789), Together 'reached the rate limit specific to this "
         "model' (xtekky/gpt4free#3032), Copilot 'you have exhausted this model's rate limit' "
         "(microsoft/vscode-copilot-release#6453); 'too many requests' in Japanese, Spanish, "
-        "Portuguese, French, German and Russian as localised front ends word it",
+        "Portuguese, French, German and Russian as localised front ends word it; a limit on "
+        "work in flight ('Too many concurrent requests', 'Maximum number of concurrent "
+        "requests exceeded', pending requests over a limit, a full queue)",
         match=_re(
-            r"\bthrottl(?:ing|ed)|too many (?:requests|connections)|"
+            r"\bthrottl(?:ing|ed)|too many (?:[\w-]{1,20} ){0,2}?(?:requests|connections|streams)|"
+            # a limit on work in flight: concurrency, parallel or pending requests, a full queue
+            r"\b(?:max(?:imum)?|limit)\b (?:number of |on )?(?:concurrent|parallel|simultaneous|"
+            r"pending|in-flight|queued)\b|\bconcurren(?:t|cy)\b[^\n.]{0,30}?\b(?:limit|exceeded|"
+            r"reached|too high|max(?:imum)?)\b|\bpending requests\b[^\n.]{0,20}?\bexceed|"
+            r"\bqueue (?:is )?full\b|"
             r"request rate (?:is too high|increased too quickly)|"
             r"rate[ _-]?limit(?:ed|_error|_exceeded| exceeded| reached| is exceeded| error| hit)|"
             r"\btoo frequent|"
@@ -959,6 +1101,13 @@ RULES: tuple[Rule, ...] = (
             "too frequent",
             "rate",
             "resource_exhausted",
+            "concurren",
+            "parallel",
+            "simultaneous",
+            "pending",
+            "in-flight",
+            "queued",
+            "queue",
             "负载已饱和",
             "并发",
             "频繁",
@@ -998,6 +1147,19 @@ RULES: tuple[Rule, ...] = (
             "invalid sequence",
             "malformed_function_call",
         ),
+        attempts=2,
+    ),
+    Rule(
+        "model-output-fault",
+        Verdict.TRANSIENT,
+        "the model's own output named as faulty, on any status: OpenAI's 500 'The model "
+        "produced invalid content' (retried by METR/vivaria#875, #881), 'model output must "
+        "contain either output text or tool calls, these cannot both be empty', 'Unable to "
+        "parse the model output as JSON', 'error parsing tool call': the request was fine and "
+        "another draw may succeed, so one retry, never a block; the shape rule never makes such "
+        "a body fatal, and the deserialization rule leaves it",
+        match=_re(MODEL_OUTPUT),
+        needles=("model", "llm", "generation", "parsing"),
         attempts=2,
     ),
     Rule(
@@ -1129,6 +1291,12 @@ RULES: tuple[Rule, ...] = (
 )
 """The default signature table, in the order the classifier checks it (deny rules first)."""
 
+_PERMANENT_5XX = frozenset({501, 505, 525, 526, 530})
+"""5xx statuses that say the request itself cannot be served: Not Implemented, HTTP Version
+Not Supported (RFC 9110 15.6.2, 15.6.6), and Cloudflare's errors of an origin's setup: its TLS
+handshake (525) or certificate (526) failed, or its DNS or tunnel is missing (530 with an
+error 1016 or 1033; LobeChat via held-out-20: a wrong Azure endpoint)."""
+
 STATUS_DEFAULTS: Mapping[int, Verdict] = MappingProxyType(
     {
         400: Verdict.UNRECOGNISED,
@@ -1162,10 +1330,18 @@ STATUS_DEFAULTS: Mapping[int, Verdict] = MappingProxyType(
 
 
 def status_default(status: int | None) -> Verdict:
-    """The verdict for ``status`` when no rule matched (a 402, a 404, a 501: ``FATAL``)."""
+    """The verdict for ``status`` when no rule matched (a 402, a 404, a 501: ``FATAL``; a 5xx
+    that :data:`STATUS_DEFAULTS` does not list, but 501, 505, 525, 526 and 530: ``TRANSIENT``)."""
     if status is None:
         return Verdict.UNRECOGNISED
-    return STATUS_DEFAULTS.get(status, Verdict.FATAL)
+    known = STATUS_DEFAULTS.get(status)
+    if known is not None:
+        return known
+    if 500 <= status <= 599 and status not in _PERMANENT_5XX:
+        # a server failure no table names (507, a proxy's 598 or 599 network timeout): the
+        # server failed this request, so one retry is worth it
+        return Verdict.TRANSIENT
+    return Verdict.FATAL
 
 
 def _cell(text: str) -> str:
@@ -1226,6 +1402,7 @@ def rules_markdown(rules: Sequence[Rule] = RULES) -> str:
         "| status | verdict |",
         "|---|---|",
         *(f"| {status} | {verdict.value} |" for status, verdict in sorted(STATUS_DEFAULTS.items())),
+        "| any other 5xx (but 501, 505, 525, 526, 530) | transient |",
         "| any other | fatal |",
         "",
     ]

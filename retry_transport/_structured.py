@@ -83,9 +83,12 @@ READERS: tuple[Reader, ...] = (
         "dashscope-error-code",
         "the error-code page anchor DashScope links (`error-code#token-limit`), "
         "`Throttling.*` codes",
-        "token-limit, rate-limit, Throttling.*: congestion (firm: DashScope words its "
-        "per-minute throttle as insufficient_quota); overdue-payment: fatal",
-        "can1357/oh-my-pi#8476, hawkxtreme/mini-ai-1c#23, anomalyco/opencode#22994",
+        "token-limit, rate-limit, Throttling.*, and OpenAI's 'exceeded your current quota' "
+        "beside Alibaba's name: congestion (firm: DashScope words its per-minute throttle as "
+        "insufficient_quota); overdue-payment: fatal",
+        "can1357/oh-my-pi#8476, hawkxtreme/mini-ai-1c#23, anomalyco/opencode#22994; a relay "
+        "that cut the anchor away but kept 'Error from provider (Alibaba)' "
+        "(anomalyco/opencode#23687, held-out-20)",
     ),
     Reader(
         "google-quota",
@@ -132,19 +135,41 @@ READERS: tuple[Reader, ...] = (
         "Bedrock runtime errors (anthropics/claude-code#1466, posit-dev/positron#7844)",
     ),
     Reader(
+        "numbered-error-code",
+        'Zhipu\'s quoted four-digit `code` (`"code":"1113"`), Baidu Qianfan\'s `error_code` '
+        "beside `error_msg`",
+        "Zhipu 1000-1004 (authentication), 1110-1113 and 1121 (account inactive, missing, "
+        "locked, in arrears), 1211-1215, 1220-1222 (model, method or parameter refused), 1261 "
+        "(prompt too long), 1301 (sensitive content), 1304 (daily call limit), 1309 (plan "
+        "expired), 1310 (weekly or monthly limit): fatal; 1302, 1303, 1305 (concurrency, "
+        "frequency, load): congestion. Baidu 17, 19 (daily and total request limits), 110, 111 "
+        "(access token invalid or expired): fatal; 18, 336501, 336502 (QPS, RPM, TPM): "
+        "congestion; 336100 (try again later): transient",
+        "docs.z.ai API error codes (Zhipu 1113 on a 429, issue 12); Baidu Qianfan error codes; "
+        "a relay that rewords the message keeps the code",
+    ),
+    Reader(
         "provider-error-type",
-        "`type` / `code` / `error_type` values documented by OpenAI, Anthropic and others",
+        "`type` / `code` / `error_type` values documented by OpenAI, Anthropic, Azure, "
+        "Moonshot, Volcengine Ark, DashScope, TGI and others",
         "insufficient_quota, context_length_exceeded, authentication_error, permission_error, "
         "not_found_error, billing_error, model_not_available, Arrearage, "
-        "exceeded_current_quota_error, and any name of a plan's limit (FreeUsageLimitError, "
-        "quota_exceeded, UsageLimitExceeded) unless the text names a per-minute or per-second "
-        "window: fatal; rate_limit_exceeded, rate_limit_error, "
-        "rate_limited, overloaded_error, engine_overloaded_error: congestion; api_error, "
-        "server_error, internal_server_error: transient",
+        "exceeded_current_quota_error, unsupported_value, invalid_value, content_filter, "
+        "Moonshot's invalid_authentication_error / permission_denied_error / "
+        "resource_not_found_error, Ark's AccountOverdueError, AccessDenied, ModelNotOpen, "
+        "SetLimitExceeded, InvalidEndpointOrModel.NotFound and its content-security codes "
+        "(InputTextSensitiveContentDetected, InputTextRiskDetection), DashScope's InvalidApiKey "
+        "and ModelNotFound, TGI's validation, and any name of a plan's limit "
+        "(FreeUsageLimitError, quota_exceeded, UsageLimitExceeded) unless the text names a "
+        "per-minute or per-second window: fatal; rate_limit_exceeded, rate_limit_error, "
+        "rate_limited, rate_limit_reached_error, overloaded_error, engine_overloaded_error, "
+        "Ark's ServerOverloaded and RPM / TPM codes, TGI's overloaded: congestion; api_error, "
+        "server_error, internal_server_error, Ark's InternalServiceError: transient",
         "OpenAI and Anthropic error docs; Mistral rate_limited (cline/cline#9085), Together "
         "model_not_available (HeyPuter/puter#3168), DashScope Arrearage "
         "(QuantumNous/new-api#1401), OpenCode Zen FreeUsageLimitError under 'Rate limit "
-        "exceeded' (anomalyco/opencode#42029)",
+        "exceeded' (anomalyco/opencode#42029); Moonshot rate_limit_reached_error "
+        "(MoonshotAI/kimi-cli#901); Volcengine Ark public error codes; TGI error types",
     ),
     Reader(
         "problem-details",
@@ -241,6 +266,41 @@ _TYPES: Mapping[str, Verdict] = MappingProxyType(
         "arrearage": Verdict.FATAL,
         "exceeded_current_quota_error": Verdict.FATAL,
         "unsupported_country_region_territory": Verdict.FATAL,
+        # documented codes the phrase rules may not see when a relay rewords the message:
+        # OpenAI's parameter codes, Azure's content filter, Moonshot's types, Volcengine Ark's
+        # and DashScope's CamelCase codes, TGI's error_type
+        "unsupported_value": Verdict.FATAL,
+        "invalid_value": Verdict.FATAL,
+        "unsupported_parameter": Verdict.FATAL,
+        "invalid_prompt": Verdict.FATAL,
+        "account_deactivated": Verdict.FATAL,
+        "content_filter": Verdict.FATAL,
+        "invalid_authentication_error": Verdict.FATAL,
+        "permission_denied_error": Verdict.FATAL,
+        "resource_not_found_error": Verdict.FATAL,
+        "accountoverdueerror": Verdict.FATAL,
+        "accessdenied": Verdict.FATAL,
+        "authenticationerror": Verdict.FATAL,
+        "invalidendpointormodel.notfound": Verdict.FATAL,
+        "invalidendpoint.notfound": Verdict.FATAL,
+        "modelnotopen": Verdict.FATAL,
+        "setlimitexceeded": Verdict.FATAL,
+        "missingparameter": Verdict.FATAL,
+        "invalidparameter": Verdict.FATAL,
+        "invalidapikey": Verdict.FATAL,
+        "modelnotfound": Verdict.FATAL,
+        "model.accessdenied": Verdict.FATAL,
+        "accessdenied.unpurchased": Verdict.FATAL,
+        "validation": Verdict.FATAL,
+        "serveroverloaded": Verdict.CONGESTION,
+        "rate_limit_reached_error": Verdict.CONGESTION,
+        "ratelimitexceeded.endpointrpmexceeded": Verdict.CONGESTION,
+        "ratelimitexceeded.endpointtpmexceeded": Verdict.CONGESTION,
+        "modelaccountrpmratelimitexceeded": Verdict.CONGESTION,
+        "modelaccounttpmratelimitexceeded": Verdict.CONGESTION,
+        "accountratelimitexceeded": Verdict.CONGESTION,
+        "overloaded": Verdict.CONGESTION,
+        "internalserviceerror": Verdict.TRANSIENT,
         "rate_limit_exceeded": Verdict.CONGESTION,
         "rate_limit_error": Verdict.CONGESTION,
         "rate_limited": Verdict.CONGESTION,
@@ -279,9 +339,19 @@ def _sampling(pairs: list[tuple[str, str]]) -> Finding | None:
     return None
 
 
+_ALIBABA = re.compile(r"\b(?:dashscope|aliyuncs|alibaba|bailian|model ?studio)\b", re.IGNORECASE)
+
+
 def _dashscope(text: str) -> Finding | None:
     found = _DASHSCOPE.search(text)
     if found is None:
+        if "exceeded your current quota" in text.lower() and _ALIBABA.search(text) is not None:
+            # DashScope words its per-minute throttle in OpenAI's exhausted-quota sentence
+            # (its token-limit anchor, hawkxtreme/mini-ai-1c#23); a relay that cuts the link
+            # away still names the provider ("Error from provider (Alibaba): You exceeded your
+            # current quota, please check you...", anomalyco/opencode#23687). Its own money
+            # errors are Arrearage and overdue-payment, read above and by the deny rules.
+            return Finding(Verdict.CONGESTION, Tier.FIRM, "dashscope-error-code", "Alibaba quota")
         return None
     anchor = found.group("anchor")
     if anchor is not None:
@@ -442,12 +512,60 @@ def _named_plan_limit(value: str) -> bool:
     return _PLAN_WORD.search(name) is not None and _LIMIT_WORD.search(name) is not None
 
 
+_ZHIPU_CODE = re.compile(r"""["']code["']\s{0,3}:\s{0,3}["'](?P<code>1[0-3]\d\d)["']""")
+_BAIDU_CODE = re.compile(r"""["']error_code["']\s{0,3}:\s{0,3}(?P<code>\d{1,6})\b""")
+_ZHIPU: Mapping[str, Verdict] = MappingProxyType(
+    {
+        **dict.fromkeys(("1000", "1001", "1002", "1003", "1004"), Verdict.FATAL),
+        **dict.fromkeys(("1110", "1111", "1112", "1113", "1121"), Verdict.FATAL),
+        **dict.fromkeys(("1211", "1212", "1213", "1214", "1215"), Verdict.FATAL),
+        **dict.fromkeys(("1220", "1221", "1222", "1261", "1301"), Verdict.FATAL),
+        **dict.fromkeys(("1304", "1309", "1310"), Verdict.FATAL),
+        **dict.fromkeys(("1302", "1303", "1305"), Verdict.CONGESTION),
+    }
+)
+_BAIDU: Mapping[str, Verdict] = MappingProxyType(
+    {
+        **dict.fromkeys(("17", "19", "110", "111"), Verdict.FATAL),
+        **dict.fromkeys(("18", "336501", "336502"), Verdict.CONGESTION),
+        "336100": Verdict.TRANSIENT,
+    }
+)
+
+
+def _numbered(text: str) -> Finding | None:
+    """A documented numbered error code: Zhipu's quoted four-digit ``code``, or Baidu
+    Qianfan's ``error_code`` beside an ``error_msg``. A bare number means nothing across
+    providers (Cloudflare's 1015 is a rate limit), so each table is read only in its own
+    provider's shape: Zhipu quotes its codes, Cloudflare does not."""
+    found = _ZHIPU_CODE.search(text)
+    table, where = _ZHIPU, "code"
+    if found is None or found.group("code") not in _ZHIPU:
+        found = _BAIDU_CODE.search(text) if "error_msg" in text else None
+        table, where = _BAIDU, "error_code"
+    if found is None:
+        return None
+    verdict = table.get(found.group("code"))
+    if verdict is None:
+        return None
+    tier = Tier.PERMANENT if verdict is Verdict.FATAL else Tier.RETRYABLE
+    return Finding(verdict, tier, "numbered-error-code", f"{where}={found.group('code')}")
+
+
+_SENSITIVE_CODE = re.compile(
+    r"(?:Input|Output)(?:Text|Image|Video|Audio)(?:SensitiveContentDetected|RiskDetection)"
+)
+"""Volcengine Ark's content-security codes (``InputTextSensitiveContentDetected``)."""
+
+
 def _types(pairs: list[tuple[str, str]], text: str) -> Finding | None:
     retryable = None
     for key, value in pairs:
         if key not in _TYPE_KEYS:
             continue
         verdict = _TYPES.get(value.lower())
+        if verdict is None and _SENSITIVE_CODE.match(value) is not None:
+            verdict = Verdict.FATAL
         if verdict is None and _named_plan_limit(value) and _SHORT_WINDOW.search(text) is None:
             verdict = Verdict.FATAL
         if verdict is Verdict.FATAL:
@@ -514,6 +632,7 @@ def read(text: str, headers: Mapping[str, str]) -> list[Finding]:
         _error_info(pairs),
         _google_status(scan, pairs),
         _aws(scan, pairs, headers),
+        _numbered(scan),
         _types(pairs, scan),
     ]
     stripped = text.lstrip()

@@ -218,6 +218,108 @@ RELABELLED: dict[tuple[str, int], tuple[Verdict, str]] = {
         "transient cause named in an unknown 400 keeps the capped retry by design; retried "
         "once either way",
     ),
+    ("held-out-19-error-bodies.jsonl", 8): (
+        Verdict.CONGESTION,
+        "Mistral's 'Cannot stream response. Status: 429' names nothing but the status; that "
+        "the monthly usage limit was reached was only found in the thread (vanna-ai/vanna#177)",
+    ),
+    ("held-out-19-error-bodies.jsonl", 24): (
+        Verdict.CONGESTION,
+        "'Throttling: Too many requests, HTTP status: 429' is a rate limit's wording; that the "
+        "free credit had expired was only found in the thread (microsoft/semantic-kernel#973)",
+    ),
+    ("held-out-19-error-bodies.jsonl", 27): (
+        Verdict.UNRECOGNISED,
+        "Hugging Face's 'Model … is currently loading' via LiteLLM with no status in the "
+        "thread, so tried as a 400: a transient cause named in an unknown 400 keeps the capped "
+        "retry by design (held-out-18 rows 6 and 26); retried once either way",
+    ),
+    ("held-out-19-error-bodies.jsonl", 37): (
+        Verdict.FATAL,
+        "'llama runner process has terminated' is the wording of the corpus's runner crashes "
+        "that repeat (held-out-2 'exit status 2', after-rules 'error:fault'); that this one "
+        "(no cause: Go's '%!w(<nil>)') cleared on a retry was only the thread's word "
+        "(ollama/ollama#8689)",
+    ),
+    ("held-out-19-error-bodies.jsonl", 40): (
+        Verdict.CONGESTION,
+        "Vertex's 'Quota exceeded for …requests_per_minute_per_project_per_base_model' is a "
+        "per-minute quota, labelled congestion in tracker-error-bodies row 44; that this call "
+        "path had no quota at all was only found in the thread "
+        "(langchain-ai/langchain-google#355), as for held-out-2 row 20",
+    ),
+    ("held-out-19-error-bodies.jsonl", 41): (
+        Verdict.CONGESTION,
+        "Vertex's 'Quota exceeded for …online_prediction_requests_per_base_model' is a "
+        "per-minute quota, labelled congestion in held-out-20 row 53; that this project's "
+        "allowance was zero was only found in the thread (Intelligent-Internet/ii-agent#41), "
+        "as for held-out-2 row 20",
+    ),
+    ("held-out-19-error-bodies.jsonl", 42): (
+        Verdict.TRANSIENT,
+        "Gemini's 500 INTERNAL 'An internal error has occurred. Please retry' is the wording of "
+        "its transient faults; that a client timeout option caused it every time was only found "
+        "in the thread (googleapis/python-genai#1330)",
+    ),
+    ("held-out-20-error-bodies.jsonl", 23): (
+        Verdict.FATAL,
+        "Cloudflare AI Gateway's 401 2009 'Unauthorized' is a refused credential by its status "
+        "and words; that it came from request spacing was only found by the reporter "
+        "(can1357/oh-my-pi#11327)",
+    ),
+    ("held-out-20-error-bodies.jsonl", 25): (
+        Verdict.UNRECOGNISED,
+        "Jan's 'Engine is not loaded yet' names a state that can change ('yet'), so the capped "
+        "retry; that the app had no way to load one was only found in the thread "
+        "(janhq/jan#4686)",
+    ),
+    ("held-out-20-error-bodies.jsonl", 27): (
+        Verdict.CONGESTION,
+        "'502 status code (no body)' names no cause: the status default (congestion) decides; "
+        "labelled transient from the thread (vm0-ai/vm0#32106), retried once either way",
+    ),
+    ("held-out-20-error-bodies.jsonl", 32): (
+        Verdict.CONGESTION,
+        "Moonshot's 429 'The engine is currently overloaded, please try again later' is load by "
+        "its words; that one thinking-effort value causes it every time was only found in the "
+        "thread (MoonshotAI/kimi-code#1252)",
+    ),
+    ("held-out-20-error-bodies.jsonl", 33): (
+        Verdict.CONGESTION,
+        "new-api's 500 'upstream error: do request failed' names the upstream and no cause; "
+        "that the relay's timeout setup failed every request was only found in the thread "
+        "(QuantumNous/new-api#2974)",
+    ),
+    ("held-out-20-error-bodies.jsonl", 34): (
+        Verdict.CONGESTION,
+        "openresty's 504 Gateway Time-out page names no cause: the status default (congestion) "
+        "decides; labelled transient from the thread (MartialBE/one-hub#411), retried once "
+        "either way",
+    ),
+    ("held-out-20-error-bodies.jsonl", 35): (
+        Verdict.UNRECOGNISED,
+        "sub2api's stream event 'stream_read_error' / 'Upstream request failed' names no "
+        "cause, so the capped retry; that a relay release failed every such stream was only "
+        "found in the thread (Wei-Shaw/sub2api#6506)",
+    ),
+    ("held-out-20-error-bodies.jsonl", 45): (
+        Verdict.CONGESTION,
+        "'524 status code (no body)' names no cause: the status default (congestion) decides; "
+        "labelled transient from the thread (earendil-works/pi#6239), retried once either way",
+    ),
+    ("held-out-20-error-bodies.jsonl", 48): (
+        Verdict.TRANSIENT,
+        "gemini-balance's 500 'Internal server error during chat_completion' names no cause; "
+        "that Google had paused the model's free tier was only found in the thread "
+        "(snailyp/gemini-balance#115)",
+    ),
+    ("held-out-20-error-bodies.jsonl", 54): (
+        Verdict.CONGESTION,
+        "Vertex's 'Quota exceeded for …online_prediction_requests_per_base_model' is a "
+        "per-minute quota, labelled congestion in row 53 of this batch; that free-trial "
+        "projects have it at zero was only found in the thread (cg-dot/vertexai-cf-workers#18), "
+        "as for held-out-2 row 20",
+    ),
 }
 
 
@@ -393,7 +495,12 @@ def test_corpus_ideal_score_is_at_least_97_percent_without_a_hard_failure(
     # blind on the classifier after the held-out-15/16 fixes: 28/34 with 5 hard failures (one
     # of them, a 504 naming "exceeded", made fatal by the new 5xx shape rule) and 32/35 with 2
     # (before the held-out-11..16 rules: 28/34 with 4, 32/35 with 2), and 32/34 (2 disputed)
-    # and 35/35 after their own fixes; see the README.
+    # and 35/35 after their own fixes. held-out-19 (59, collect-c) and held-out-20 (61,
+    # collect-d) scored blind on main's classifier 48/59 with 10 hard failures and 51/61 with 7;
+    # on classify3's general rules written before they were seen, 48/59 with 10 and 50/61 with 8
+    # (Cloudflare's 530 lost to an unlisted-5xx rule); after their own fixes 53/59 and 54/61,
+    # every miss a disputed row (13 of their 22 first-time misses cannot be told from the
+    # body); see the README.
     assert result.hard == []
     assert result.ratio_as_disputed >= 0.97
 
