@@ -111,8 +111,9 @@ def _line_costs(number: int) -> list[JSONObj]:
             _best_ns(lambda: gate.used < gate.limit, number),
         ),
         (
-            "_async.py",
-            "self._clock() (time.monotonic: the start, for a retry's history)",
+            "(removed)",
+            "self._clock() (time.monotonic): the start a retry's history counted from, "
+            "read before every send until the fast path stopped reading a clock",
             _best_ns(time.monotonic, number),
         ),
         (

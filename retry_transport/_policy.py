@@ -54,8 +54,10 @@ class RetryPolicy:
     """Methods that are safe to resend after a read timeout or a mid-response disconnect."""
     first_content_timeout: float | None = 120.0
     """Per attempt, the longest wait in seconds from sending the request to the first content
-    event of a 200 event stream (pings, comments and lifecycle events such as Anthropic's
-    ``message_start`` are not content). Past it the attempt is abandoned and retried; on the
+    event of a 200 event stream (for a first attempt sent at once without a ``deadline``, from
+    when its headers came back: no clock is read before it; see `Attempt.elapsed`). Pings,
+    comments and lifecycle events such as Anthropic's ``message_start`` are not content.
+    Past it the attempt is abandoned and retried; on the
     last attempt, or past the deadline, the caller gets the library's ``ReadTimeout``. ``None``
     turns it off (the request's own read timeout still applies).
 

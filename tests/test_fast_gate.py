@@ -534,3 +534,94 @@ def test_a_failure_of_an_admitted_attempt_is_retried_sync(flavour: str, which: i
         response = client.post(URL, json={})
     assert response.content == b"ok"
     assert script.count == 2
+
+
+# -- no clock read before a first attempt sent at once ------------------------------------------
+
+
+class CountingClock(FakeClock):
+    """A `FakeClock` that counts its readings."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def __call__(self) -> float:
+        self.reads += 1
+        return self.now
+
+
+@pytest.mark.anyio
+async def test_a_success_through_the_gate_reads_no_clock(flavour: str) -> None:
+    clock = CountingClock()
+    script = Script(flavour, [R(200, "{}", (("content-type", "application/json"),))])
+    limiter = quiet_limiter(clock, pacing=False)
+    transport = RetryTransport(
+        script.mock(), limiter=limiter, sleep=Sleeps(clock), clock=clock, wall_clock=clock
+    )
+    async with lib(flavour).AsyncClient(transport=transport) as client:
+        for _ in range(3):  # admitted (a run of 1), through the gate, admitted (a run of 2)
+            await client.post(URL, json={})
+        assert is_open(limiter.fast_gate)
+        reads, used = clock.reads, limiter.fast_gate.used
+        for _ in range(2):
+            assert (await client.post(URL, json={})).status_code == 200
+    assert limiter.fast_gate.used == used + 2  # both through the gate
+    assert clock.reads == reads
+
+
+def test_a_success_through_the_gate_reads_no_clock_sync(flavour: str) -> None:
+    clock = CountingClock()
+    script = Script(flavour, [R(200, "{}", (("content-type", "application/json"),))])
+    limiter = quiet_limiter(clock, pacing=False)
+    transport = SyncRetryTransport(
+        script.mock(), limiter=limiter, sleep=Sleeps(clock).sync, clock=clock, wall_clock=clock
+    )
+    with lib(flavour).Client(transport=transport) as client:
+        for _ in range(3):
+            client.post(URL, json={})
+        assert is_open(limiter.fast_gate)
+        reads, used = clock.reads, limiter.fast_gate.used
+        for _ in range(2):
+            assert client.post(URL, json={}).status_code == 200
+    assert limiter.fast_gate.used == used + 2
+    assert clock.reads == reads
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("through_gate", [False, True])
+@pytest.mark.parametrize("deadline", [None, 60.0])
+async def test_a_first_attempt_sent_at_once_is_timed_from_its_answer(
+    flavour: str, through_gate: bool, deadline: float | None
+) -> None:
+    # The first attempt takes 5 s to fail. Sent at once, no clock was read before it, so the
+    # history counts from its answer; with a deadline (which counts from the send) it does not.
+    sleeps = Sleeps()
+    primes = 3 if through_gate else 0
+    script = Script(flavour, [*[R(200)] * primes, R(503, "busy"), R(200, "ok")])
+
+    def handler(request: Any) -> Any:
+        if script.count == primes:
+            sleeps.clock.now += 5.0
+        return script(request)
+
+    limiter = quiet_limiter(sleeps.clock, pacing=False)
+    transport = RetryTransport(
+        lib(flavour).MockTransport(handler),
+        policy=RetryPolicy(deadline=deadline),
+        limiter=limiter,
+        sleep=sleeps,
+        clock=sleeps.clock,
+    )
+    async with lib(flavour).AsyncClient(transport=transport) as client:
+        for _ in range(primes):
+            await client.post(URL, json={})
+        # (A transport with a deadline never takes the gate, open or not: it is admitted.)
+        assert is_open(limiter.fast_gate) == through_gate
+        response = await client.post(URL, json={})
+    assert response.content == b"ok"
+    (wait,) = sleeps.waits
+    taken = 0.0 if deadline is None else 5.0
+    assert [a.elapsed for a in response.extensions["retry_history"]] == pytest.approx(
+        [taken, taken + wait]
+    )
