@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 venv="${LEGACY_VENV:-${TMPDIR:-/tmp}/retry-transport-legacy-sdks}"
 python3 -m venv "$venv"
 "$venv/bin/pip" install -q -e . \
-  "httpx2>=2.16" "pytest>=8" "trio>=0.25" \
+  "httpx2>=2.16" "pytest>=8" "trio>=0.25" "hypothesis>=6" \
   "openai>=1.66,<2" "anthropic>=0.40,<1" "langchain-openai>=0.3,<0.4"
 "$venv/bin/python" -c '
 import anthropic, httpx, openai
