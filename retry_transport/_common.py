@@ -174,6 +174,9 @@ class DriverBase:
         self._deadline = self._policy.deadline
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a string or None, got {name!r}")
+        if name is not None and not name.strip():
+            # An empty label would be no label on the log lines and metrics that carry it.
+            raise ValueError(f"name must not be empty or blank, got {name!r}")
         self._name = name
         self._log_extra: dict[str, object] = {} if name is None else {"retry_transport_name": name}
         given: object = hooks  # typed as a sequence; checked, since callers pass anything

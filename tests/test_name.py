@@ -98,6 +98,12 @@ def test_a_name_that_is_no_string_raises_type_error_naming_it(name: object) -> N
         SyncRetryTransport(ScriptedTransport([200]), name=name)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("name", ["", "  "])
+def test_an_empty_name_raises_value_error_naming_it(name: str) -> None:
+    with pytest.raises(ValueError, match="name must not be empty"):
+        SyncRetryTransport(ScriptedTransport([200]), name=name)
+
+
 def test_dict_config_can_route_the_logger_and_keep_the_structured_fields() -> None:
     seen: list[logging.LogRecord] = []
 
