@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 
@@ -71,6 +72,23 @@ def test_a_redis_url_is_logged_without_its_password() -> None:
     assert _redact("redis://h:6379/0") == "redis://h:6379/0"
     assert _redact("redis://user:pw@h:6379/0") == "redis://user:***@h:6379/0"
     assert _redact("redis://:pw@h/0") == "redis://:***@h/0"
+
+
+def test_the_redis_timeout_option_reaches_each_upstreams_limiter() -> None:
+    import redis.asyncio
+
+    from retry_transport.proxy.app import _limiter
+    from retry_transport.redis import RedisLimiter
+
+    argv = ("--upstream", "http://upstream.test", "--redis", "redis://127.0.0.1:1/0")
+    default, given = settings_for(*argv), settings_for(*argv, "--redis-timeout", "2.5")
+    assert (default.redis_timeout, given.redis_timeout) == (0.1, 2.5)
+    client = redis.asyncio.Redis.from_url("redis://127.0.0.1:1/0")  # never connected
+    for settings, seconds in ((default, 0.1), (given, 2.5)):
+        limiter = _limiter(settings, settings.upstreams[0], client)
+        assert isinstance(limiter, RedisLimiter)
+        assert limiter._redis_store._timeout == seconds
+    asyncio.run(client.aclose())
 
 
 def test_without_prometheus_client_the_counters_are_no_ops(

@@ -208,4 +208,5 @@ def _limiter(settings: ProxySettings, spec: UpstreamSpec, redis_client: Any) -> 
         name=spec.limiter_name,
         budget=settings.budget,
         max_concurrency=settings.max_concurrency,
+        timeout=settings.redis_timeout,
     )

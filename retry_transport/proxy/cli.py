@@ -302,6 +302,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         + REDIS_PASSWORD_ENV
         + "); keeps it out of the URL and the process list",
     )
+    retry.add_argument(
+        "--redis-timeout",
+        type=_positive,
+        default=defaults.redis_timeout,
+        metavar="SECONDS",
+        help="longest wait for each Redis call; past it the sidecar goes on with its own "
+        "state for that call, never an error (%(default)s)",
+    )
     serving = parser.add_argument_group("serving")
     serving.add_argument(
         "--replay-limit",
@@ -427,6 +435,7 @@ def settings_from_args(
         read_timeout=args.read_timeout or None,
         redis_url=args.redis,
         redis_password=password,
+        redis_timeout=args.redis_timeout,
         grace=args.grace,
         log_level=args.log_level,
         workers=args.workers,

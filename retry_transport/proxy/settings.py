@@ -73,6 +73,8 @@ class ProxySettings:
     read_timeout: float | None = 600.0
     redis_url: str | None = field(default=None, repr=False)  # may hold a password
     redis_password: str | None = field(default=None, repr=False)
+    redis_timeout: float = 0.1
+    """Seconds each call to Redis may take before the limiter goes on alone for it."""
     grace: int = 25
     """Seconds in-flight responses get to finish after SIGTERM."""
     log_level: str = "info"

@@ -194,6 +194,7 @@ def test_the_library_never_imports_the_proxy_stack() -> None:
         (["--upstream", "https://a.example", "--host", "[::1]"], "IPv6 without brackets"),
         (["--upstream", "https://a.example", "--host", "bad host!"], "or a host name, got"),
         (["--upstream", "https://a.example", "--redis", "http://x"], "argument --redis: must be"),
+        (["--upstream", "https://a.example", "--redis-timeout", "0"], "--redis-timeout: must be"),
         (["--upstream", "https://a.example", "--log-level", "loud"], "invalid choice"),
     ],
 )
