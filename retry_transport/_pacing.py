@@ -12,7 +12,7 @@ Three sources of pacing, combined (an attempt goes when all of them allow it):
   provider says is left. With no report, nothing is slowed.
 - **A declared limit** (`RateLimit`): never more than ``requests`` attempts (and ``tokens``)
   in any rolling window of ``per`` seconds, for the whole limiter. The window counts the
-  times attempts are booked to go, spaced ``per`` plus a small margin (`declared_margin`)
+  times attempts are booked to go, spaced ``per`` plus a small margin (`RateLimit.margin`)
   apart, so that the upstream's own count of their arrival times holds too; an attempt that
   goes later than its booking allows (``Reservation.grace``: held by a block, a slot wait)
   gives its booking back and is booked anew for the moment it goes (`Pacer.cancel`).
@@ -59,13 +59,10 @@ _GRACE = 0.25  # seconds an attempt may go after its booking and still count at 
 
 
 def declared_margin(per: float) -> float:
-    """Seconds added to a declared window of ``per`` seconds between the bookings it counts.
+    """`RateLimit.margin` for a window of ``per`` seconds.
 
-    Bookings ``per`` apart arrive at the upstream up to the network's jitter closer than
-    that; the margin keeps the upstream's own window check whole: 2% of ``per``, at least
-    0.1 s and at most 1 s, never more than a tenth of ``per``. An attempt may go up to half
-    the margin after its booking (its `Reservation.grace`), so the upstream still sees the
-    attempts at least ``per`` plus half the margin apart.
+    An attempt may go up to half the margin after its booking (its `Reservation.grace`), so
+    the upstream still sees the attempts at least ``per`` plus half the margin apart.
     """
     return min(0.1 * per, max(0.1, min(1.0, 0.02 * per)))
 
@@ -374,8 +371,8 @@ class Pacer:
         self._headers = headers
         self._declared: deque[tuple[float, float]] = deque()
         self._declared_tokens = 0.0
-        self._window = 0.0 if rate is None else rate.per + declared_margin(rate.per)
-        self._grace = _GRACE if rate is None else min(_GRACE, 0.5 * declared_margin(rate.per))
+        self._window = 0.0 if rate is None else rate.per + rate.margin
+        self._grace = _GRACE if rate is None else min(_GRACE, 0.5 * rate.margin)
         self._probe_wait = probe_wait
         # First attempts out, by origin (a new origin) or by scope (a new scope of an origin
         # that sends rate-limit headers): until when the others wait for their answers.
@@ -632,7 +629,7 @@ class Pacer:
 
         Declared bookings are kept in time order (a booking never goes before an earlier
         one), so only the window ending at the new one needs checking. The window counted is
-        ``per`` plus `declared_margin`.
+        ``per`` plus `RateLimit.margin`.
         """
         rate = self._rate
         assert rate is not None

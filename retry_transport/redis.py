@@ -30,7 +30,7 @@ from ._budget import RetryBudget
 from ._checks import check_callable, check_number, check_type
 from ._desk import Ticket, default_fingerprint_key
 from ._limiter import SharedLimiter
-from ._pacing import RateLimit, declared_margin
+from ._pacing import RateLimit
 
 __all__ = ["RedisLimiter", "RedisStore"]
 
@@ -343,7 +343,7 @@ class RedisStore:
         drop: str | None = None,
     ) -> tuple[float, str | None] | None:
         """Book an attempt of ``tokens`` estimated tokens in ``scope``'s declared rolling
-        window of ``rate`` (``rate.per`` plus `declared_margin`), kept fleet-wide (see
+        window of ``rate`` (``rate.per`` plus `RateLimit.margin`), kept fleet-wide (see
         `_BOOK_WINDOW`): the seconds it must wait, at least ``wait``, and the booking (to give
         back as ``drop`` when booking the same attempt again); booked only if that is less
         than ``left`` seconds (None: no limit), else the booking is None. ``drop`` is given
@@ -403,7 +403,7 @@ class RedisStore:
         args: list[int | str] = [
             max(0, math.ceil(wait * 1000.0)),
             rate.requests,
-            max(1, math.ceil((rate.per + declared_margin(rate.per)) * 1000.0)),
+            max(1, math.ceil((rate.per + rate.margin) * 1000.0)),
             0 if rate.tokens is None else rate.tokens,
             max(0, math.ceil(tokens)),
             -1 if left is None else max(0, math.floor(left * 1000.0)),
