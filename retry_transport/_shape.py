@@ -79,6 +79,8 @@ _WORD_CAUSES = (
     r"incompatible\b|not compatible\b|only one of\b|(?:cannot|can't|can not) both\b|"
     r"mutually exclusive\b|simultaneously\b|"
     r"please use (?:a |an |the )?(?:different|valid|supported|another|one of)\b|"
+    # an enumeration constraint: "developer is not one of ['system', 'user', …]"
+    r"not one of\b|"
     r"unsupported\b|is required\b|required (?:field|parameter|property|argument)\b|"
     r"unknown (?:field|parameter|name|argument|property|tool|variant|value)\b|"
     r"exceed(?:s|ed)?\b|at (?:most|least)\b|not (?:provided|specified)\b|"

@@ -460,7 +460,10 @@ RULES: tuple[Rule, ...] = (
         "PaddlePaddle/ERNIE-SDK#348) and the Chinese no-permission / invalid-token wordings; "
         "credentials invalid or rejected, a gateway's own included (otari's 502 'the provider "
         "rejected the gateway's credentials', held-out-17); 无权访问 (no right to access), "
-        "账户未激活 (account not activated), 实名认证 (identity check required)",
+        "账户未激活 (account not activated), 实名认证 (identity check required); a CamelCase "
+        "error name spelling a refused grant (iFlytek Spark's 11200 AppIdNoAuthError, "
+        "CCLMSY/nonebot-plugin-sparkapi#8, held-out-22; PermissionDenied, AccessDenied, "
+        "AuthFailed)",
         match=_re(
             r"\b(?:invalid|incorrect|expired|revoked)[ _-]?(?:x-)?(?:api[ _-]?)?key\b|"
             r"\b(?:invalid|incorrect|expired|revoked|bad) (?:[\w'-]+ )?credentials?\b|"
@@ -478,6 +481,12 @@ RULES: tuple[Rule, ...] = (
             r"无权(?:访问|使用|调用)|实名认证|"
             r"\b(?:Invalid(?:Api)?(?:Token|Key|Credentials?)|Unauthori[sz]ed|Forbidden)"
             r"(?:Error|Exception)\b|"
+            # a CamelCase error name that spells a refused grant, whatever prefixes it:
+            # iFlytek Spark's AppIdNoAuthError, google.api_core's PermissionDenied
+            # (the SDKs' PermissionDeniedError is sdk-client-error's, below)
+            r"(?-i:\b(?:[A-Z][a-z0-9]+){0,4}(?:(?:NoAuth|NotAuthori[sz]ed|AuthFailed|"
+            r"AuthenticationFailed|AccessDenied)(?:Error|Exception)?|"
+            r"PermissionDenied(?:Exception)?)\b)|"
             r"(?:暂无|没有|无)(?:访问|使用|调用)?权限|权限不足|未授权|"
             r"(?:令牌|密钥|token)[^\n]{0,4}?(?:无效|已过期|过期|错误)|无效的?(?:令牌|密钥)"
         ),
@@ -543,18 +552,32 @@ RULES: tuple[Rule, ...] = (
         "vLLM's 400 \"name 'Extension' is not defined\" (a NameError, vllm via held-out-19), "
         "LiteLLM's 500 whose whole message is \"'eval_count'\" (a KeyError's text, autogen via "
         "held-out-19; also Dify's OpenLLM 400 \"'responses'\", held-out-20), an attribute of "
-        "None, an unexpected keyword argument: the same request "
+        "None, an unexpected keyword argument; the KeyError's text behind a FastAPI detail or "
+        "a server's prefix (Xinference's 500 \"[xinference] Error: 'server_url'\", "
+        "chatchat-space/Langchain-Chatchat#4332, held-out-22); Go's runtime words for the same "
+        "(one-hub's 'interface conversion: interface {} is string, not int', "
+        "MartialBE/one-hub#55, held-out-22; new-api's 'index out of range [51] with length 48', "
+        "QuantumNous/new-api#922): the same request "
         "meets the same line of code again; a body that also names a broken connection, a "
-        "timeout or a retry is not matched",
+        "timeout or a retry is not matched, nor a nil pointer (Go code dereferences one on the "
+        "error path of a timeout)",
         match=_re(
             r"\bname '[\w.]{1,60}' is not defined\b|"
             r"\bobject (?:has no attribute|is not (?:subscriptable|iterable|callable))\b|"
             r"\bgot an unexpected keyword argument\b|"
             r"\btakes \d{1,2} positional arguments? but \d{1,2} (?:was|were) given\b|"
             r"\bunhashable type\b|"
-            # str(KeyError('eval_count')) is the key in quotes, and nothing else
-            r"^message: '[a-z_][a-z0-9_]{1,40}'$|"
-            r"['\"]message['\"]: \"'[a-z_][a-z0-9_]{1,40}'\"",
+            # str(KeyError('eval_count')) is the key in quotes, and nothing else, as a message
+            # or a FastAPI detail, behind a server's own prefix at most ("[xinference] Error:")
+            r"^(?:message|detail|error|msg): (?:\[[\w .-]{1,30}\] ?)?(?:error: )?"
+            r"'[a-z_][a-z0-9_]{1,40}'$|"
+            r"['\"](?:message|detail|error|msg)['\"]: \"(?:\[[\w .-]{1,30}\] ?)?(?:error: )?"
+            r"'[a-z_][a-z0-9_]{1,40}'\"|"
+            # Go's runtime words for the same: a value of another type than the code assumed,
+            # an index past a slice's end (not a nil pointer: Go code dereferences one on the
+            # error path after a timeout, which a retry clears)
+            r"\binterface conversion: [^\n]{0,80}? is (?!nil\b)[\w.*\[\]{}]{1,60}, not\b|"
+            r"\b(?:index|slice bounds) out of range \[[-:\d]{1,20}\] with (?:length|capacity)\b",
             _I | _M,
         ),
         unless=_re(
@@ -568,9 +591,10 @@ RULES: tuple[Rule, ...] = (
             "unexpected keyword argument",
             "positional argument",
             "unhashable type",
-            "message: '",
-            "message': \"'",
-            'message": "\'',
+            ": '",
+            ': "\'',
+            "interface conversion",
+            "out of range",
         ),
     ),
     Rule(

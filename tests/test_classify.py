@@ -1531,7 +1531,7 @@ def test_a_missing_field_names_a_cause(source: str) -> None:
 
 LATE_BATCHES = [
     json.loads(line)
-    for number in (11, 12, 13, 14, 15, 16, 17, 18, 19, 20)
+    for number in (11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 22)
     for line in (Path(__file__).parent / "data" / f"held-out-{number}-error-bodies.jsonl")
     .read_text(encoding="utf-8")
     .splitlines()
@@ -2618,3 +2618,65 @@ def test_openais_quota_sentence_beside_alibabas_name_is_dashscopes_throttle() ->
     )
     openai = '{"error":{"message":"You exceeded your current quota, please check your plan."}}'
     assert run(openai, 429).verdict is Verdict.FATAL
+
+
+# ---- general rules shown by held-out-21 and -22 ---------------------------------------------
+
+
+def test_an_enumeration_constraint_names_a_cause() -> None:
+    # Bailian's invalid_parameter_error: "developer is not one of ['system', 'assistant', …]"
+    assert late("proma-ai/Proma/issues/1244") == Classification(
+        Verdict.FATAL, "shape: names a cause ('not one of')"
+    )
+    assert run(openai_error("role must be one of ['system', 'user']")).verdict is Verdict.FATAL
+
+
+def test_a_keyerror_behind_a_detail_field_or_a_servers_prefix_is_a_code_defect() -> None:
+    # Xinference's 500 "[xinference] Error: 'server_url'" in a detail field, SDK-rendered
+    got = late("chatchat-space/Langchain-Chatchat/issues/4332")
+    assert got == Classification(Verdict.FATAL, "rule server-code-defect")
+    assert run('{"detail":"\'choices\'"}', 500) == got
+    assert run('{"detail":"[vllm] Error: \'usage\'"}', 500) == got
+    # a quoted word beside other words is no KeyError's text
+    assert run('{"detail":"Error: \'server_url\' went away"}', 500) == Classification(
+        Verdict.CONGESTION, "status 500"
+    )
+
+
+def test_gos_runtime_words_for_a_code_defect_are_fatal() -> None:
+    # one-hub's recovered panic, tried as a 400 (no status in the thread)
+    got = late("MartialBE/one-hub/issues/55")
+    assert got == Classification(Verdict.FATAL, "rule server-code-defect")
+    panic = "Panic detected, error: runtime error: index out of range [51] with length 48."
+    assert run(openai_error(panic, "new_api_panic"), 500) == got
+
+
+def test_a_nil_pointer_or_a_nil_interface_is_no_code_defect() -> None:
+    # Go code dereferences a nil response on the error path of a timeout: a retry clears it
+    for text in (
+        "Panic detected, error: runtime error: invalid memory address or nil pointer "
+        "dereference.",
+        "panic: interface conversion: interface {} is nil, not *http.Response",
+    ):
+        assert run(openai_error(text, "one_api_panic"), 500).verdict.retryable
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "google.api_core.exceptions.PermissionDenied: the caller does not hold the grant",
+        '{"error":{"message":"ModelAccessDeniedException: no grant for this model"}}',
+    ],
+)
+def test_a_camelcase_error_name_spelling_a_refused_grant_is_fatal(body: str) -> None:
+    assert run(body, 500) == Classification(Verdict.FATAL, "rule auth")
+
+
+def test_sparks_app_id_without_a_grant_is_fatal() -> None:
+    # iFlytek Spark's websocket code 11200, tried as a 400 (no status in the thread)
+    got = late("CCLMSY/nonebot-plugin-sparkapi/issues/8")
+    assert got == Classification(Verdict.FATAL, "rule auth")
+    # the words in lower case are no error name
+    assert run("noauth mode: error while starting", 500) == Classification(
+        Verdict.CONGESTION, "status 500"
+    )

@@ -320,6 +320,24 @@ RELABELLED: dict[tuple[str, int], tuple[Verdict, str]] = {
         "projects have it at zero was only found in the thread (cg-dot/vertexai-cf-workers#18), "
         "as for held-out-2 row 20",
     ),
+    ("held-out-22-error-bodies.jsonl", 1): (
+        Verdict.CONGESTION,
+        "Moonshot's 429 'The engine is currently overloaded, please try again later' is load by "
+        "its words; that one channel was blocked for 48 hours while the others worked was only "
+        "found in the thread (MoonshotAI/kimi-cli#2209), as for held-out-20 row 32",
+    ),
+    ("held-out-22-error-bodies.jsonl", 6): (
+        Verdict.FATAL,
+        "'Insufficient balance' with type CreditsError is a billing refusal by its words; that "
+        "it was spurious on a funded account and passed on a retry was only found by the "
+        "reporter (TiaraBasori/OpenCode2API#5)",
+    ),
+    ("held-out-22-error-bodies.jsonl", 32): (
+        Verdict.UNRECOGNISED,
+        "FastChat's own words name high traffic and a read timeout, so the capped retry; that "
+        "the worker's timeout was too short for the hardware every time was only found in the "
+        "thread (lm-sys/FastChat#1527)",
+    ),
 }
 
 
