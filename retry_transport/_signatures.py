@@ -592,7 +592,7 @@ RULES: tuple[Rule, ...] = (
             "positional argument",
             "unhashable type",
             ": '",
-            ': "\'',
+            ": \"'",
             "interface conversion",
             "out of range",
         ),

@@ -2654,8 +2654,7 @@ def test_gos_runtime_words_for_a_code_defect_are_fatal() -> None:
 def test_a_nil_pointer_or_a_nil_interface_is_no_code_defect() -> None:
     # Go code dereferences a nil response on the error path of a timeout: a retry clears it
     for text in (
-        "Panic detected, error: runtime error: invalid memory address or nil pointer "
-        "dereference.",
+        "Panic detected, error: runtime error: invalid memory address or nil pointer dereference.",
         "panic: interface conversion: interface {} is nil, not *http.Response",
     ):
         assert run(openai_error(text, "one_api_panic"), 500).verdict.retryable
