@@ -76,7 +76,8 @@ _WORD_CAUSES = (
     r"contain)|cannot be (?:used|combined|empty|null|set|specified|provided|sent|passed|"
     r"changed|modified)\b|"
     # two settings that exclude each other
-    r"incompatible\b|not compatible\b|only one of\b|(?:cannot|can't|can not) both\b|"
+    r"incompatible\b|not compatible\b|only one of\b|"
+    r"(?:cannot|can't|can not) (?:(?:specify|set|use|pass|provide|send|combine) )?both\b|"
     r"mutually exclusive\b|simultaneously\b|"
     r"please use (?:a |an |the )?(?:different|valid|supported|another|one of)\b|"
     # an enumeration constraint: "developer is not one of ['system', 'user', …]"

@@ -607,7 +607,9 @@ RULES: tuple[Rule, ...] = (
         "Usage Guidelines' (Cohere error-code docs, cohere-ai/cohere-developer-experience#189; "
         "Groq uses 498 for its flex tier's capacity, so the words decide), Volcengine Ark's "
         "'input text may contain sensitive information' (Ark error codes): harmful, prohibited "
-        "or sensitive content, information, words or images",
+        "or sensitive content, information, words or images; content named as a risk "
+        "(DeepSeek's 'Content Exists Risk' in a bare FastAPI detail, deepseek-ai/DeepSeek-V2#30, "
+        "held-out-21)",
         match=_re(
             r"content[_ ]filter|content[_ ]policy|content management policy|"
             r"\bsafety system\b|responsible ?AI|PROHIBITED_CONTENT|DataInspectionFailed|"
@@ -617,7 +619,11 @@ RULES: tuple[Rule, ...] = (
             r"审核(?:不|未)通过|\bunsafe request\b|"
             r"violat[a-z]{0,5} of (?:our |the )?(?:usage |content |safety )?"
             r"(?:polic|guideline|terms)|"
-            r"violat[a-z]{0,5} (?:our |the )?(?:usage |content )?polic"
+            r"violat[a-z]{0,5} (?:our |the )?(?:usage |content )?polic|"
+            # content named as a risk: DeepSeek's 'Content Exists Risk', a gateway's 'rejected
+            # because it was considered high risk'
+            r"\bcontent (?:exists |has |carries |contains |poses |is at )?(?:an? )?(?:high )?"
+            r"risks?\b|\bconsidered (?:an? )?(?:high )?risk\b|内容(?:存在)?风险"
         ),
         needles=(
             "content",
@@ -637,6 +643,8 @@ RULES: tuple[Rule, ...] = (
             "prohibited",
             "disallowed",
             "offensive",
+            "risk",
+            "风险",
         ),
     ),
     Rule(
@@ -999,7 +1007,9 @@ RULES: tuple[Rule, ...] = (
         "'upstream connect error or disconnect/reset before headers' in an OpenAI 503 "
         "(openai/openai-python#1626) and relayed by Zed (zed-industries/zed#34624), LiteLLM's "
         "APIConnectionError (Aider-AI/aider#3550), a relay's temporary DNS failure 'getaddrinfo "
-        "EAI_AGAIN' (LLM-Red-Team/kimi-free-api#165): this request's path failed, so it is retried "
+        "EAI_AGAIN' (LLM-Red-Team/kimi-free-api#165), a relay's HTTP/2 stream to the upstream "
+        "not closed cleanly (chatgpt2api's curl error 92, basketikun/chatgpt2api#369, "
+        "held-out-22): this request's path failed, so it is retried "
         "without blocking the scope; Envoy's 'reset reason: overflow' or 'connection timeout' "
         "is load and keeps the status default",
         statuses=frozenset({200, 400, 500, 502, 503, 504, 520, 521, 522, 523, 524}),
@@ -1007,7 +1017,12 @@ RULES: tuple[Rule, ...] = (
             r"\bdisconnect/reset before headers\b|\bupstream connect error\b|"
             r"\bconnection (?:reset|refused|termination|closed|aborted)\b|"
             r"\bsocket hang up\b|\bECONNRESET\b|\bECONNREFUSED\b|APIConnectionError|"
-            r"\bEAI_AGAIN\b|\bETIMEDOUT\b|\bEPIPE\b|\b(?:network )?connection (?:was )?lost\b"
+            r"\bEAI_AGAIN\b|\bETIMEDOUT\b|\bEPIPE\b|\b(?:network )?connection (?:was )?lost\b|"
+            # an HTTP/2 stream broken on the way (curl's 92, Go's stream reset) and curl's own
+            # words for a reply cut off (52 empty reply, 55 send, 56 receive failure)
+            r"\bHTTP/2 stream \d{1,10} was not closed cleanly\b|"
+            r"\bstream error: stream ID \d{1,10}; (?:INTERNAL_ERROR|REFUSED_STREAM|CANCEL)\b|"
+            r"\bcurl: \((?:52|55|56|92)\)"
         ),
         # Envoy's reset reasons 'overflow' (its circuit breaker) and 'connection timeout' are
         # load: the status default (congestion) decides them (anthropics/claude-code via
@@ -1020,6 +1035,9 @@ RULES: tuple[Rule, ...] = (
             "eai_again",
             "etimedout",
             "epipe",
+            "http/2 stream",
+            "stream error",
+            "curl: (",
         ),
     ),
     Rule(
@@ -1280,14 +1298,16 @@ RULES: tuple[Rule, ...] = (
         "(google-gemini/gemini-cli#3665), OpenAI's 'An error occurred while processing your "
         "request' in a Codex stream (openai/codex#41895), Bedrock InternalServerException's "
         "'The system encountered an unexpected error during processing' "
-        "(hydro-project/infinity#124): a per-request fault, not load",
+        "(hydro-project/infinity#124), Cerebras's 400 'Encountered a server error, please try "
+        "again' (elizaOS/eliza#10122, held-out-21): a per-request fault, not load",
         statuses=frozenset({200, 400, 500}),
         match=_re(
             r"\b(?:api_error|server_error|internal_error|internal_server_error)\b|"
             r"\binternal (?:server )?error\b|^status: INTERNAL$|"
             r"\ban error occurred while processing your request\b|"
             r"\bthe server had an error (?:while )?processing your request\b|"
-            r"\bencountered an unexpected error during processing\b",
+            r"\bencountered an unexpected error during processing\b|"
+            r"\bencountered an? (?:unexpected )?(?:internal )?server error\b",
             _I | _M,
         ),
         needles=(
@@ -1296,6 +1316,7 @@ RULES: tuple[Rule, ...] = (
             "internal",
             "processing your request",
             "unexpected error during processing",
+            "server error",
         ),
     ),
     Rule(

@@ -80,6 +80,16 @@ READERS: tuple[Reader, ...] = (
         "anomalyco/opencode#1018): the same request succeeds on another draw",
     ),
     Reader(
+        "input-fetch-timeout",
+        "the error text: the server's own download of a remote input (an image URL, a file) "
+        "timed out",
+        "transient, at most 2 attempts, never a block (firm: it outranks the input's error code, "
+        "invalid_image_url or invalid_value)",
+        "OpenAI's 400 'Timeout while downloading <url>' (vercel/ai#8857, "
+        "riverscuomo/cuomputer#95, held-out-21): the same attachment passes on another try; a "
+        "URL that cannot be fetched at all words itself otherwise and stays fatal",
+    ),
+    Reader(
         "dashscope-error-code",
         "the error-code page anchor DashScope links (`error-code#token-limit`), "
         "`Throttling.*` codes",
@@ -337,6 +347,33 @@ def _sampling(pairs: list[tuple[str, str]]) -> Finding | None:
                 SAMPLING_ATTEMPTS,
             )
     return None
+
+
+_FETCH_TIMEOUT = re.compile(
+    r"\b(?:timeout|timed out|time-out) (?:while |when |during )?(?:downloading|fetching|"
+    r"retrieving)\b|"
+    r"\b(?:download|fetch|retriev)(?:ing|al|e)? (?:of )?(?:the |an? |your )?(?:image|file|url|"
+    r"media|document|attachment|audio|video|input)s?\b[^\n]{0,80}?\b(?:timed out|timeout)\b",
+    re.IGNORECASE,
+)
+_FETCH_WORDS = ("download", "fetch", "retriev")
+
+
+def _fetch_timeout(scan: str) -> Finding | None:
+    """The server's own fetch of a remote input timed out: the input may be fine."""
+    low = scan.lower()
+    if not any(word in low for word in _FETCH_WORDS):
+        return None  # a cheap test before the pattern
+    found = _FETCH_TIMEOUT.search(scan)
+    if found is None:
+        return None
+    return Finding(
+        Verdict.TRANSIENT,
+        Tier.FIRM,
+        "input-fetch-timeout",
+        repr(found.group(0)),
+        SAMPLING_ATTEMPTS,
+    )
 
 
 _ALIBABA = re.compile(r"\b(?:dashscope|aliyuncs|alibaba|bailian|model ?studio)\b", re.IGNORECASE)
@@ -627,6 +664,7 @@ def read(text: str, headers: Mapping[str, str]) -> list[Finding]:
     pairs = _pairs(scan)
     findings = [
         _sampling(pairs),
+        _fetch_timeout(scan),
         _dashscope(scan),
         _quota(scan),
         _error_info(pairs),

@@ -1531,7 +1531,7 @@ def test_a_missing_field_names_a_cause(source: str) -> None:
 
 LATE_BATCHES = [
     json.loads(line)
-    for number in (11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 22)
+    for number in (11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22)
     for line in (Path(__file__).parent / "data" / f"held-out-{number}-error-bodies.jsonl")
     .read_text(encoding="utf-8")
     .splitlines()
@@ -2678,4 +2678,53 @@ def test_sparks_app_id_without_a_grant_is_fatal() -> None:
     # the words in lower case are no error name
     assert run("noauth mode: error while starting", 500) == Classification(
         Verdict.CONGESTION, "status 500"
+    )
+
+
+@pytest.mark.parametrize("source", ["vercel/ai/issues/8857", "riverscuomo/cuomputer/issues/95"])
+def test_the_servers_own_download_timing_out_is_worth_one_retry(source: str) -> None:
+    # OpenAI's 400 "Timeout while downloading …" under invalid_value / invalid_image_url
+    got = late(source)
+    assert got == Classification(
+        Verdict.TRANSIENT, "field 'Timeout while downloading' (input-fetch-timeout)", None, 2
+    )
+
+
+def test_a_remote_input_that_cannot_be_fetched_stays_fatal() -> None:
+    # OpenAI words an unreachable URL otherwise: no timeout named, the error type decides
+    message = "Error while downloading https://x.invalid/a.png."
+    body = openai_error(message, "invalid_request_error", "invalid_image_url")
+    assert run(body) == Classification(Verdict.FATAL, "rule invalid-request")
+    slow = openai_error("Fetching the image at https://x.invalid/a.png timed out")
+    assert run(slow).attempts == 2
+
+
+def test_content_named_as_a_risk_is_a_content_refusal() -> None:
+    # DeepSeek's 'Content Exists Risk' in a bare FastAPI detail
+    assert late("deepseek-ai/DeepSeek-V2/issues/30") == Classification(
+        Verdict.FATAL, "rule content-policy"
+    )
+
+
+def test_two_parameters_that_cannot_both_be_given_name_a_cause() -> None:
+    # Cohere's "cannot specify both message and tool_results in multistep mode"
+    assert late("cohere-ai/cohere-python/issues/525") == Classification(
+        Verdict.FATAL, "shape: names a cause ('cannot specify both')"
+    )
+
+
+def test_a_server_error_named_in_a_400_is_a_per_request_fault() -> None:
+    # Cerebras's 400 "Encountered a server error, please try again"
+    assert late("elizaOS/eliza/pull/10122") == Classification(
+        Verdict.TRANSIENT, "rule internal-error"
+    )
+
+
+def test_a_broken_http2_stream_behind_a_relay_is_a_path_fault() -> None:
+    # chatgpt2api's 502: curl (92) "HTTP/2 stream 1 was not closed cleanly"
+    assert late("basketikun/chatgpt2api/issues/369") == Classification(
+        Verdict.TRANSIENT, "rule connection-fault"
+    )
+    assert run("curl: (56) Recv failure: Connection reset by peer", 502).verdict is (
+        Verdict.TRANSIENT
     )

@@ -338,6 +338,13 @@ RELABELLED: dict[tuple[str, int], tuple[Verdict, str]] = {
         "the worker's timeout was too short for the hardware every time was only found in the "
         "thread (lm-sys/FastChat#1527)",
     ),
+    ("held-out-21-error-bodies.jsonl", 25): (
+        Verdict.CONGESTION,
+        "Gemini's bare RESOURCE_EXHAUSTED 'Resource has been exhausted (e.g. check quota).' "
+        "with no details[] is what its per-minute 429s say elsewhere in the corpus; that it "
+        "held for two hours on this experimental model was only found in the thread "
+        "(Aider-AI/aider#2597)",
+    ),
 }
 
 
