@@ -36,8 +36,11 @@ beside such a thing (project, credential, key, token, model, config, account, re
 url, path, parameter, field, schema, format, version, image, file) names a cause too; no
 retryable body in the corpus reaches the shape rule with one. Two settings that exclude each
 other name a cause the same way ("not compatible with", "only one of … can be set", "cannot
-both be specified", "mutually exclusive", Zhipu 1215's "cannot be set simultaneously"), and so
-does an instruction to use something else ("Please use a different model"). A fault of the
+both be specified", "mutually exclusive", Zhipu 1215's "cannot be set simultaneously", Cohere's
+"cannot specify both message and tool_results", cohere-ai/cohere-python#525), and so does an
+enumeration constraint (Bailian's "developer is not one of ['system', 'assistant', …]",
+proma-ai/Proma#1244; "must be one of") and an instruction to use something else ("Please use a
+different model"). A fault of the
 model's own output ("model output must contain either output text or tool calls", "Unable to
 parse the model output as JSON", OpenAI's "The model produced invalid content") is no cause of
 the request either: another draw may succeed (METR/vivaria#875 retries it), so the shape rule
