@@ -349,11 +349,16 @@ def _sampling(pairs: list[tuple[str, str]]) -> Finding | None:
     return None
 
 
+_INPUT = (
+    r"(?:the |an? |your )?(?:image|file|url|media|document|attachment|audio|video|input|https?://)"
+)
 _FETCH_TIMEOUT = re.compile(
-    r"\b(?:timeout|timed out|time-out) (?:while |when |during )?(?:downloading|fetching|"
-    r"retrieving)\b|"
-    r"\b(?:download|fetch|retriev)(?:ing|al|e)? (?:of )?(?:the |an? |your )?(?:image|file|url|"
-    r"media|document|attachment|audio|video|input)s?\b[^\n]{0,80}?\b(?:timed out|timeout)\b",
+    # "Timeout while downloading <url>"; a fetch only of a named input: a relay's "timeout
+    # while fetching" from its upstream is the path's, which the status and phrase rules read
+    rf"\b(?:timeout|timed out|time-out) (?:while |when |during )?(?:downloading\b|"
+    rf"(?:fetching|retrieving) {_INPUT})|"
+    rf"\b(?:download|fetch|retriev)(?:ing|al|e)? (?:of )?{_INPUT}s?\b[^\n]{{0,80}}?"
+    r"\b(?:timed out|timeout)\b",
     re.IGNORECASE,
 )
 _FETCH_WORDS = ("download", "fetch", "retriev")

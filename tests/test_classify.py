@@ -2697,6 +2697,9 @@ def test_a_remote_input_that_cannot_be_fetched_stays_fatal() -> None:
     assert run(body) == Classification(Verdict.FATAL, "rule invalid-request")
     slow = openai_error("Fetching the image at https://x.invalid/a.png timed out")
     assert run(slow).attempts == 2
+    # a relay's own fetch from its upstream is the path's timeout: the status decides
+    relay = openai_error("timeout while fetching response from upstream")
+    assert run(relay, 504) == Classification(Verdict.CONGESTION, "status 504")
 
 
 def test_content_named_as_a_risk_is_a_content_refusal() -> None:
