@@ -31,6 +31,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httptools
 import uvicorn
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import (
     HEADER_RE,
     HEADER_VALUE_RE,
@@ -46,7 +47,12 @@ from .replies import error_body, printable
 from .settings import ProxySettings, address_kind
 
 if TYPE_CHECKING:
-    from uvicorn._types import ASGISendEvent, HTTPResponseBodyEvent, HTTPResponseStartEvent
+    from uvicorn._types import (
+        ASGISendEvent,
+        HTTPResponseBodyEvent,
+        HTTPResponseStartEvent,
+        HTTPScope,
+    )
 
 __all__ = ["fast_loop", "serve", "server_config"]
 
@@ -130,6 +136,9 @@ class _Coalescing(asyncio.Transport):
         self.flush()
         self._transport.close()
 
+
+_NOTED = frozenset({b"host", b"transfer-encoding", b"expect"})
+"""The request header fields the protocol itself looks at."""
 
 MAX_HEAD = 64 * 1024
 """Bytes a request's target and header fields may take together (431 past them)."""
@@ -297,6 +306,10 @@ class _Protocol(HttpToolsProtocol):
     """Requests whose headers are in and whose response is not complete yet."""
     _head = 0
     """Bytes of the current request's target and header fields so far."""
+    _hosts = 0
+    """Its Host header fields so far."""
+    _codings: list[bytes] | None = None
+    """The transfer codings its Transfer-Encoding fields name, if it has any."""
     _out: _Coalescing
     cycle: _Cycle
 
@@ -304,6 +317,7 @@ class _Protocol(HttpToolsProtocol):
         # A cast, not an isinstance check: uvloop's transports are no asyncio.Transport
         # subclasses, yet have all its methods.
         super().connection_made(cast(asyncio.Transport, transport))
+        self._asgi = {"version": self.asgi_version, "spec_version": "2.3"}
         transport = self.transport
         self._out = _Coalescing(transport, self.loop)
         if len(self.connections) > self.max_connections:
@@ -376,8 +390,14 @@ class _Protocol(HttpToolsProtocol):
     # -- the parser's callbacks ----------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        super().on_message_begin()
+        # uvicorn's own also starts the request's scope: here it is made whole, at once, by
+        # `on_headers_complete`.
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
         self._head = 0
+        self._hosts = 0
+        self._codings = None
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -391,8 +411,14 @@ class _Protocol(HttpToolsProtocol):
         if self._head > MAX_HEAD:
             raise _head_too_large()
         name = name.lower()
-        if name == b"expect" and value.lower() == b"100-continue":
-            self.expect_100_continue = True
+        if name in _NOTED:
+            if name == b"host":
+                self._hosts += 1
+            elif name == b"transfer-encoding":
+                codings = self._codings = self._codings or []
+                codings.extend(token.strip().lower() for token in value.split(b","))
+            elif value.lower() == b"100-continue":  # expect
+                self.expect_100_continue = True
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -400,28 +426,33 @@ class _Protocol(HttpToolsProtocol):
         self._ahead += 1
         parser = self.parser
         version = parser.get_http_version()
-        scope = self.scope
-        scope["method"] = parser.get_method().decode("ascii")
-        if version != "1.1":
-            scope["http_version"] = version
-        hosts = 0
-        codings: list[bytes] = []
-        for name, value in self.headers:
-            if name == b"host":
-                hosts += 1
-            elif name == b"transfer-encoding":
-                codings.extend(token.strip().lower() for token in value.split(b","))
+        hosts = self._hosts
         if hosts > 1 or (hosts == 0 and version == "1.1"):
             raise _Unparsable(400, "an HTTP/1.1 request needs exactly one Host header")
-        if codings and codings != [b"chunked"]:
+        if self._codings is not None and self._codings != [b"chunked"]:
             raise _Unparsable(400, "the only transfer coding served is chunked")
         # The target as it came (absolute-form and asterisk-form included), for the screen;
         # llhttp lets visible ASCII through only.
         raw_path, _, query = self.url.partition(b"?")
         path = raw_path.decode("ascii")
-        scope["path"] = unquote(path) if "%" in path else path
-        scope["raw_path"] = raw_path
-        scope["query_string"] = query
+        scope = self.scope = cast(
+            "HTTPScope",
+            {
+                "type": "http",
+                "asgi": self._asgi,
+                "http_version": version,
+                "server": self.server,
+                "client": self.client,
+                "scheme": self.scheme,
+                "root_path": self.root_path,
+                "headers": self.headers,
+                "state": self.app_state.copy(),
+                "method": parser.get_method().decode("ascii"),
+                "path": unquote(path) if "%" in path else path,
+                "raw_path": raw_path,
+                "query_string": query,
+            },
+        )
         previous = self.cycle
         cycle = self.cycle = _Cycle(
             scope=scope,
@@ -444,6 +475,23 @@ class _Protocol(HttpToolsProtocol):
         else:  # pipelined: it waits for the answer to the one before
             self.flow.pause_reading()
             self.pipeline.appendleft((cycle, self.app))
+
+    def on_body(self, body: bytes) -> None:
+        # uvicorn's own first asks the parser whether an upgrade is under way: none is served.
+        cycle = self.cycle
+        if cycle.response_complete:
+            return
+        cycle.body += body
+        if len(cycle.body) > HIGH_WATER_LIMIT:
+            self.flow.pause_reading()
+        cycle.message_event.set()
+
+    def on_message_complete(self) -> None:
+        cycle = self.cycle
+        if cycle.response_complete:
+            return
+        cycle.more_body = False
+        cycle.message_event.set()
 
     def on_response_complete(self) -> None:
         self._ahead -= 1
