@@ -20,7 +20,10 @@ from typing import Any
 import pytest
 import uvicorn
 
+from retry_transport.proxy.app import build_app
+from retry_transport.proxy.screening import Screen
 from retry_transport.proxy.serving import _protocol, fast_loop
+from retry_transport.testing.upstream import Reply, Upstream
 
 from ..proxy_helpers import settings_for
 from .test_proxy_hardening import eventually, raw, read_answer
@@ -336,3 +339,35 @@ def test_a_body_the_app_does_not_read_yet_pauses_reading_past_64_kib() -> None:
         released.set()
         answer = read_answer(sock, method=b"POST")
     assert (answer.status, answer.body) == (200, str(len(data)).encode())
+
+
+def test_starlettes_router_alone_reaches_the_same_forwarders(upstream: Upstream) -> None:
+    # SidecarApp dispatches past the router; the router itself (and its lifespan) still works.
+    upstream.script("/v1/x", Reply(200, b"through the router"))
+    app = build_app(settings_for("--upstream", upstream.url))
+    with Served(app.router, lifespan="on") as served:
+        answer = raw(served.port, b"GET /v1/x HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (answer.status, answer.body) == (200, b"through the router")
+    assert upstream.received()[0].path == "/v1/x"
+
+
+def test_the_screen_works_as_middleware_on_its_own() -> None:
+    phases: list[str] = []
+
+    async def inner(scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                phases.append(message["type"])
+                await send({"type": message["type"] + ".complete"})
+                if message["type"] == "lifespan.shutdown":
+                    return
+        await answering(start(200, (b"content-length", b"2")), body(b"ok"))(scope, receive, send)
+
+    with Served(Screen(inner, via_token=b"me"), lifespan="on") as served:
+        passed = raw(served.port, GET)
+        looped = raw(served.port, b"GET /x HTTP/1.1\r\nHost: x\r\nVia: 1.1 me\r\n\r\n")
+    assert (passed.status, passed.body) == (200, b"ok")
+    assert (looped.status, looped.closed) == (508, True)
+    assert looped.error()["type"] == "loop_detected"
+    assert phases == ["lifespan.startup", "lifespan.shutdown"]
