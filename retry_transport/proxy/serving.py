@@ -12,7 +12,7 @@ judges absolute-form and asterisk-form targets itself. Past the ``--grace`` peri
 SIGTERM, the connections still open are closed (each request then ends as its client going
 away) rather than their tasks cancelled. A response's writes made in one turn of the event
 loop (its head and its first body chunk, typically) go out as one (`_Coalescing`): one packet
-and one wake-up of the client instead of two.
+and one wake-up of the client instead of two; a response goes out the moment it is complete.
 """
 
 from __future__ import annotations
