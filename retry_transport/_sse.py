@@ -13,7 +13,7 @@ import json
 import re
 from dataclasses import dataclass
 
-__all__ = ["PreambleScanner", "ScanKind", "ScanResult"]
+__all__ = ["CONTENT", "PreambleScanner", "ScanKind", "ScanResult"]
 
 
 class ScanKind(enum.Enum):
@@ -38,7 +38,8 @@ class ScanResult:
     """The error event's ``event:`` name, if it had one."""
 
 
-_CONTENT = ScanResult(ScanKind.CONTENT)
+CONTENT = _CONTENT = ScanResult(ScanKind.CONTENT)
+"""The scanner's one ``CONTENT`` result."""
 _END = ScanResult(ScanKind.END)
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _BOM = b"\xef\xbb\xbf"
