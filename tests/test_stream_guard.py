@@ -4,6 +4,7 @@ where, read errors after content, and the first-content deadline, async and sync
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import nullcontext
 from typing import Any
 
 import anyio
@@ -510,3 +511,48 @@ def test_sync_a_base_exception_while_the_stream_is_held_closes_it() -> None:
     with pytest.raises(Abort):
         sync_read(transport)
     assert body.closed
+
+
+# -- what a reader may ask a watched stream: did it end with its final event ----------------
+# (The sidecar asks, rather than look for the final event again in every chunk it passes on.)
+
+
+async def _async_stream(body: AsyncBody) -> Any:
+    transport = async_transport([body], limiter=SharedLimiter(pacing=False))
+    response = await transport.handle_async_request(httpx.Request("POST", "http://up/v1/x"))
+    stream: Any = response.stream
+    try:
+        async for _ in stream:
+            pass
+    except httpx.TransportError:
+        pass
+    await stream.aclose()
+    return stream
+
+
+@pytest.mark.anyio
+async def test_async_a_watched_stream_tells_whether_it_ended_properly() -> None:
+    whole = await _async_stream(AsyncBody([START, DELTA, STOP]))
+    assert whole.watched
+    assert whole.ended_properly()
+    cut = await _async_stream(AsyncBody([START, DELTA], httpx.ReadError("reset")))
+    assert cut.watched
+    assert not cut.ended_properly()
+    unknown = await _async_stream(AsyncBody([UNKNOWN, PLAIN_EVENT]))
+    assert not getattr(unknown, "watched", False)
+
+
+def test_sync_a_watched_stream_tells_whether_it_ended_properly() -> None:
+    for chunks, whole in (([START, DELTA, STOP], True), ([START, DELTA], False)):
+        transport = sync_transport([SyncBody(chunks)], limiter=SharedLimiter(pacing=False))
+        response = transport.handle_request(httpx.Request("POST", "http://up/v1/x"))
+        stream: Any = response.stream
+        assert stream.watched
+        with pytest.raises(retry_transport.StreamTruncated) if not whole else nullcontext():
+            for _ in stream:
+                pass
+        stream.close()
+        assert stream.ended_properly() is whole
+    failed = sync_transport([SyncBody([START])])  # given up before content: raises at once
+    given_up: Any = failed.handle_request(httpx.Request("POST", "http://up/v1/x")).stream
+    assert not given_up.watched
