@@ -22,7 +22,8 @@ the upstream). This process is the client: one keep-alive httpx client per targe
   round (``--rounds``, order rotating): latency percentiles and requests per second;
 - **CPU per request**: the CPU time (user + system) each server process (and its workers) used
   during the request rounds, divided by the requests it served; the least noisy figure on a
-  shared machine.
+  shared machine. **CPU per stream** the same over the streamed rounds (each stream read to
+  its end).
 
 "Added" is a target's percentile minus the upstream's own. The machine's load (load average,
 and the CPU time that other processes used while the benchmark ran) is part of the report.
@@ -481,9 +482,14 @@ def _measure(
             for name in pids
         }
         streams: dict[str, list[float]] = {name: [] for name in names}
+        cpu_before = {name: _cpu_seconds(pids[name]()) for name in pids}
         for order in _rotations(names, args.streams):
             for name in order:
                 streams[name].append(_first_content(clients[name], urls[name]))
+        cpu_stream_us = {
+            name: (_cpu_seconds(pids[name]()) - cpu_before[name]) / args.streams * 1e6
+            for name in pids
+        }
     finally:
         for client in clients.values():
             client.close()
@@ -499,6 +505,7 @@ def _measure(
         out[name] = {
             "request": _percentiles(requests[name]),
             "cpu_us_per_request": None if name not in cpu_us else round(cpu_us[name]),
+            "cpu_us_per_stream": None if name not in cpu_us else round(cpu_stream_us[name]),
             "first_content": _percentiles(streams[name]),
             "concurrent": {
                 **_percentiles(concurrent[name]),
@@ -525,8 +532,8 @@ def table(results: dict[str, Any]) -> str:
     lines = [
         f"| added ms over the upstream (its own in the first row) | request: median | p90 | p99 "
         f"| first content: median | p90 | p99 | {options['concurrency']} at once: median | p99 "
-        "| req/s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| req/s | CPU per request | CPU per stream |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, figures in measure.items():
         cells = []
@@ -541,8 +548,9 @@ def table(results: dict[str, Any]) -> str:
                 else:
                     cells.append(f"{figures[kind]['added'][key]:+.3f}")
         cells.append(f"{figures['concurrent']['requests_per_s']:,.0f}")
-        cpu = figures["cpu_us_per_request"]
-        cells.append("" if cpu is None else f"{cpu} us")
+        for key in ("cpu_us_per_request", "cpu_us_per_stream"):
+            cpu = figures.get(key)
+            cells.append("" if cpu is None else f"{cpu} us")
         label = "upstream directly" if name == "direct" else name
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     cpu = results["cpu"]

@@ -8,19 +8,22 @@ from typing import TYPE_CHECKING, Any, Self
 
 from ._bases import AsyncTransportBase, BothResponse
 from ._common import EVENT_STREAM, JSON_TYPE, PLAIN_TYPES, DriverBase, is_event_stream
+from ._desk import Desk
 from ._events import Hook
 from ._io import (
     AsyncSleep,
     async_close_shielded,
     async_default_sleep,
     async_finish_iterator,
+    async_peek,
     async_read_chunk,
     async_tell_hooks,
     async_wait_for_slot,
 )
 from ._limiter import Limiter
-from ._machine import Block, Close, Fail, Finish, Gate, Read, Report, Send, Sleep, Spend
+from ._machine import Block, Close, Fail, Finish, Gate, Peeked, Read, Report, Send, Sleep, Spend
 from ._policy import RetryPolicy
+from ._sse import ScanKind, ScanResult
 from ._switch import SWITCH
 
 if TYPE_CHECKING:
@@ -97,7 +100,7 @@ class RetryTransport(DriverBase, AsyncTransportBase):
                         or not self._peek_sse
                     ):
                         return response
-                    return await self._drive(request, response)
+                    return await self._stream(request, response)
             return response
         if status < 400:
             return response
@@ -122,7 +125,11 @@ class RetryTransport(DriverBase, AsyncTransportBase):
             if desk is not None:
                 desk.fast_gate.answered += 1
             status = response.status_code
-            if status >= 400 or (status == self._sse_status and is_event_stream(response.headers)):
+            if status >= 400:
+                return await self._drive(request, response, start)
+            if status == self._sse_status and is_event_stream(response.headers):
+                if start is None:
+                    return await self._stream(request, response, desk, mark)
                 return await self._drive(request, response, start)
             if desk is not None:
                 desk.observe_fast(request, response, mark)
@@ -130,16 +137,59 @@ class RetryTransport(DriverBase, AsyncTransportBase):
         self._limiter.note_first_attempt()
         return await self._drive(request, None)
 
-    async def _drive(self, request: Any, first: object, start: float | None = None) -> BothResponse:
+    async def _stream(
+        self, request: Any, response: Any, desk: Desk | None = None, mark: int = 0
+    ) -> BothResponse:
+        """A 200 event stream answering a first attempt sent at once (on the fast path, or
+        admitted by the limiter without a deadline): its preamble is held here, all its reads
+        under one time limit (``first_content_timeout``, counted from now). A start with
+        content is handed back at once, as the machine would hand it back, and, admitted by a
+        pacing limiter, scanned for rate-limit headers as any such success (``desk``, ``mark``:
+        see `Desk.observe_fast`); anything else goes on in the machine from what was read. An
+        encoded body is the machine's from the start."""
+        peek = self._stream_peek(response)
+        if peek is None:
+            return await self._drive(request, response)
+        start = self._clock()
+        first = self._first_content
+        self._first_read(request, first)
+        chunks = response.stream.__aiter__()
+        try:
+            outcome = await async_peek(chunks, peek.feed, first)
+        except BaseException:  # cancelled while it waited: the response is done with
+            await async_close_shielded(self._close, response, chunks)
+            raise
+        if type(outcome) is not ScanResult or outcome.kind is not ScanKind.CONTENT:
+            return await self._drive(request, response, start, Peeked(peek, outcome), chunks)
+        if hasattr(response, "_content"):
+            # A body built in memory (MockTransport): it is all there already.
+            await chunks.aclose()
+            chunks = None
+        if desk is not None:
+            desk.observe_fast(request, response, mark)
+        finish = self._streamed(response, peek, start)
+        stream = self._final_stream(
+            finish, chunks, response, False, self._flavour.async_replay_stream, request
+        )
+        handed: BothResponse = self._hand_back(finish, stream)
+        return handed
+
+    async def _drive(
+        self,
+        request: Any,
+        first: object,
+        start: float | None = None,
+        peeked: Peeked | None = None,
+        chunks: Any = None,
+    ) -> BothResponse:
         rewind = self._replay_plan(request)
         machine = self._machine(request, replayable=rewind is not None)
         limiter = self._limiter
         current: Any = None if isinstance(first, BaseException) else first
         paced = self._paced
         ticket = None if paced is None else paced.ticket(request, first)
-        chunks: Any = None
         slot = False
-        steps = machine.run(first, start)
+        steps = machine.run(first, start, peeked)
         action = next(steps)
         try:
             while True:

@@ -14,8 +14,9 @@ from ._events import Hook, RetryEvent
 from ._flavour import Flavour, flavour_named, flavour_of, replay_plan, request_flavour
 from ._gate import FastGate
 from ._guard import StreamGuard
+from ._history import Attempt
 from ._limiter import Limiter, SharedLimiter
-from ._machine import Fail, Finish, Report, RetryMachine, StreamFailure
+from ._machine import Fail, Finish, Report, RetryMachine, StreamFailure, StreamPeek
 from ._policy import RetryPolicy
 from ._switch import SWITCH
 from ._types import HeadersLike, RequestLike, URLLike
@@ -105,6 +106,8 @@ class DriverBase:
     _peek_sse: bool
     _sse_status: int
     _deadline: float | None
+    _first_content: float | None
+    _peek_limit: int
     _hooks: tuple[Hook, ...]
     _paced: SharedLimiter | None
     _desk: Desk | None
@@ -172,6 +175,8 @@ class DriverBase:
         # The status whose content type the fast path checks for an event stream (none: -1).
         self._sse_status = 200 if self._peek_sse else -1
         self._deadline = self._policy.deadline
+        self._first_content = self._policy.first_content_timeout
+        self._peek_limit = self._policy.peek_limit
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a string or None, got {name!r}")
         if name is not None and not name.strip():
@@ -281,6 +286,25 @@ class DriverBase:
             request=request,
         )
         return raised
+
+    def _stream_peek(self, response: Any) -> StreamPeek | None:
+        """The peek of a fast path's 200 event stream; ``None`` for an encoded body (the
+        machine's: it knows the encodings)."""
+        for entry in response.headers._list:
+            if entry[1] == b"content-encoding":
+                return None
+        return StreamPeek(self._peek_limit)
+
+    def _streamed(self, response: Any, peek: StreamPeek, start: float) -> Finish:
+        """How a fast path's 200 event stream whose content came is handed back: as the
+        machine hands back a first attempt's success, its held bytes replayed in front of the
+        rest and the rest watched for its final event (if of a protocol the watcher knows)."""
+        elapsed = self._clock() - start
+        history = (Attempt(1, response.status_code, None, None, "success", None, elapsed),)
+        watcher = peek.watcher
+        if watcher is not None and not watcher.watching:
+            watcher = None
+        return Finish(response, peek.held(), False, False, history, watcher=watcher)
 
     def _final_stream(
         self, finish: Finish, chunks: Any, current: Any, slot: bool, replay: type, request: Any

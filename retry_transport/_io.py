@@ -27,12 +27,14 @@ __all__ = [
     "async_close_shielded",
     "async_default_sleep",
     "async_finish_iterator",
+    "async_peek",
     "async_read_chunk",
     "async_tell_hooks",
     "async_wait_for_slot",
     "sync_close_shielded",
     "sync_default_sleep",
     "sync_finish_iterator",
+    "sync_peek",
     "sync_read_chunk",
     "sync_tell_hooks",
     "sync_wait_for_slot",
@@ -118,6 +120,48 @@ def sync_read_chunk(chunks: Iterator[bytes], patience: float | None) -> object:
     except Exception as exc:
         return exc
     return chunk
+
+
+async def async_peek(
+    chunks: AsyncIterator[bytes], feed: Callable[[bytes], object], patience: float | None
+) -> object:
+    """Feed ``chunks`` to ``feed`` until it answers (not ``None``): that answer; else what
+    ended the reading: ``None`` at the end of the body, the exception raised, or a `Stalled`
+    when ``patience`` seconds (``None``: no limit) passed first. One time limit covers all the
+    reads (one cancel scope, not one per read)."""
+    with anyio.move_on_after(patience):
+        while True:
+            try:
+                chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                return None
+            except Exception as exc:
+                return exc
+            if chunk:
+                answer = feed(chunk)
+                if answer is not None:
+                    return answer
+    return Stalled()
+
+
+def sync_peek(
+    chunks: Iterator[bytes], feed: Callable[[bytes], object], patience: float | None
+) -> object:
+    """Feed ``chunks`` to ``feed`` until it answers (not ``None``): that answer; else ``None``
+    at the end of the body, or the exception raised. A blocking read cannot be raced: the
+    read timeout bounds each read (see ``DriverBase._first_read``), so ``patience`` is not
+    used here."""
+    while True:
+        try:
+            chunk = next(chunks)
+        except StopIteration:
+            return None
+        except Exception as exc:
+            return exc
+        if chunk:
+            answer = feed(chunk)
+            if answer is not None:
+                return answer
 
 
 async def async_finish_iterator(chunks: AsyncIterator[bytes]) -> None:

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 from ._classify import classify
-from ._decoding import decoder_for
+from ._decoding import Decoder, decoder_for
 from ._events import RetryEvent
 from ._exceptions import Sent, meaning_of
 from ._history import Attempt
 from ._policy import RetryPolicy
+from ._sse import CONTENT as _CONTENT
 from ._sse import PreambleScanner, ScanKind, ScanResult
 from ._stateful import is_stateful
 from ._terminal import TerminalWatcher
@@ -33,6 +34,7 @@ __all__ = [
     "Fail",
     "Finish",
     "Gate",
+    "Peeked",
     "Read",
     "Report",
     "RetryMachine",
@@ -40,8 +42,10 @@ __all__ = [
     "Sleep",
     "Spend",
     "StreamFailure",
+    "StreamPeek",
 ]
 
+_NO_READ = object()  # no read result waiting to be looked at
 STALLED = "stream stalled before its first content"
 TRUNCATED = "stream truncated before its first content"
 
@@ -87,6 +91,61 @@ class StreamFailure:
     message: str
     exception: BaseException | None = None
     note: str | None = None
+
+
+class StreamPeek:
+    """A 200 event stream's start as it is read: the bytes held back, the preamble scanner and
+    the final-event watcher fed them (the watcher sees the bytes as they came, so none for an
+    encoded stream, whose ``decoder`` feeds the scanner). Pure: whoever reads the stream (the
+    machine, or a driver's fast path) feeds it each chunk until it decides."""
+
+    __slots__ = ("_decoder", "_limit", "_parts", "_scanner", "_size", "watcher")
+
+    def __init__(self, limit: int, decoder: Decoder | None = None) -> None:
+        self._limit = limit
+        self._decoder = decoder
+        self._scanner = PreambleScanner(limit)
+        self._parts: list[bytes] = []
+        self._size = 0
+        self.watcher = TerminalWatcher() if decoder is None else None
+
+    def feed(self, chunk: bytes) -> ScanResult | None:
+        """Hold ``chunk``; what the start turned out to be (``CONTENT`` once ``limit`` bytes
+        are held), or ``None`` to read on."""
+        self._parts.append(chunk)
+        self._size += len(chunk)
+        watcher = self.watcher
+        if watcher is not None:
+            watcher.feed(chunk)
+        decoder = self._decoder
+        scan = self._scanner.feed(chunk if decoder is None else decoder.feed(chunk))
+        if scan is None and self._size >= self._limit:
+            return _CONTENT
+        return scan
+
+    def eof(self) -> ScanResult:
+        """The body ended: what its start was."""
+        return self._scanner.eof()
+
+    @property
+    def size(self) -> int:
+        """How many bytes are held."""
+        return self._size
+
+    def held(self) -> bytes:
+        """The bytes read so far, in order."""
+        parts = self._parts
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+@dataclass(slots=True)
+class Peeked:
+    """A first attempt's stream start, read by the driver's fast path: ``peek`` as fed so far,
+    and ``outcome``, what ended the reading: the scanner's result, or the read's own (``None``
+    at the end of the body, `Stalled`, or the exception raised)."""
+
+    peek: StreamPeek
+    outcome: object
 
 
 @dataclass(slots=True)
@@ -287,15 +346,20 @@ class RetryMachine:
 
     # -- the loop -------------------------------------------------------------------------
 
-    def run(self, first: object = None, start: float | None = None) -> Generator[Action, Any, None]:
+    def run(
+        self, first: object = None, start: float | None = None, peeked: Peeked | None = None
+    ) -> Generator[Action, Any, None]:
         """The loop. ``first`` is the first attempt's result when the driver already sent it;
         ``start`` is then the clock reading taken before that attempt (the deadline counts from
-        it), ``None`` meaning now. The last action yielded is a `Finish` or a `Fail`, after
-        which the driver does not resume the generator."""
-        final = yield from self._loop(first, start)
+        it), ``None`` meaning now; ``peeked``, the start of its 200 event stream as far as the
+        driver read it (the machine goes on from there). The last action yielded is a `Finish`
+        or a `Fail`, after which the driver does not resume the generator."""
+        final = yield from self._loop(first, start, peeked)
         yield final
 
-    def _loop(self, first: object, start: float | None) -> Generator[Action, Any, Finish | Fail]:
+    def _loop(
+        self, first: object, start: float | None, peeked: Peeked | None
+    ) -> Generator[Action, Any, Finish | Fail]:
         policy = self._policy
         clock = self._clock
         start = clock() if start is None else start
@@ -326,7 +390,8 @@ class RetryMachine:
                 remaining = None if deadline is None else max(deadline - sent, 0.0)
                 result = yield Send(attempt > 0, remaining)
             attempt += 1
-            seen = yield from self._examine(result, deadline, sent)
+            seen = yield from self._examine(result, deadline, sent, peeked)
+            peeked = None
             now = clock()
             if seen.classification is None:  # a success, or a stream with content coming
                 history.append(
@@ -417,7 +482,7 @@ class RetryMachine:
             yield Sleep(wait)
 
     def _examine(
-        self, result: object, deadline: float | None, sent: float
+        self, result: object, deadline: float | None, sent: float, peeked: Peeked | None = None
     ) -> Generator[Action, Any, _Seen]:
         """Classify one attempt's result, peeking at its body when needed."""
         if isinstance(result, BaseException):
@@ -427,7 +492,9 @@ class RetryMachine:
         response: Any = result
         status: int = response.status_code
         headers: Mapping[str, str] = response.headers
-        if status < 400:
+        if peeked is not None:
+            seen = yield from self._peek_stream(response, headers, deadline, sent, peeked)
+        elif status < 400:
             content_type: str = headers.get("content-type", "")
             if not (
                 self._policy.peek_sse
@@ -443,37 +510,51 @@ class RetryMachine:
         return seen
 
     def _peek_stream(
-        self, response: Any, headers: Mapping[str, str], deadline: float | None, sent: float
+        self,
+        response: Any,
+        headers: Mapping[str, str],
+        deadline: float | None,
+        sent: float,
+        peeked: Peeked | None = None,
     ) -> Generator[Action, Any, _Seen]:
         """Hold a 200 event stream's preamble until content, an error event, the end, the
         first-content deadline or the deadline (no retry could follow it: the held bytes are
-        then handed on). A stream that stalls, or ends or breaks before its content, fails."""
+        then handed on). A stream that stalls, or ends or breaks before its content, fails.
+        With ``peeked``, the driver read its start already: go on from there."""
         policy = self._policy
-        limit = policy.peek_limit
         clock = self._clock
         seen = _Seen(response=response, status=response.status_code)
-        decoder = decoder_for(headers, limit)
-        if decoder is not None and not decoder.decodable:
-            return seen  # an encoding we cannot read: hand the stream on untouched
-        # The final event is looked for in the bytes as they came: not in an encoded stream.
-        watcher = TerminalWatcher() if decoder is None else None
+        scan: ScanResult | None = None
+        pending: object = _NO_READ
+        if peeked is None:
+            decoder = decoder_for(headers, policy.peek_limit)
+            if decoder is not None and not decoder.decodable:
+                return seen  # an encoding we cannot read: hand the stream on untouched
+            peek = StreamPeek(policy.peek_limit, decoder)
+        else:
+            peek = peeked.peek
+            if isinstance(peeked.outcome, ScanResult):
+                scan = peeked.outcome
+            else:
+                pending = peeked.outcome
+        watcher = peek.watcher
         first = policy.first_content_timeout
         stall_at = None if first is None else sent + first
         if deadline is not None and (stall_at is None or deadline < stall_at):
             stall_at = deadline
-        scanner = PreambleScanner(limit)
-        parts: list[bytes] = []
-        size = 0
-        scan: ScanResult | None = None
+        chunk: Any
         while scan is None:
-            timeout = None if stall_at is None else stall_at - clock()
-            chunk = Stalled() if timeout is not None and timeout <= 0 else (yield Read(timeout))
+            if pending is not _NO_READ:
+                chunk, pending = pending, _NO_READ
+            else:
+                timeout = None if stall_at is None else stall_at - clock()
+                chunk = Stalled() if timeout is not None and timeout <= 0 else (yield Read(timeout))
             if chunk is None:
-                scan = scanner.eof()
+                scan = peek.eof()
                 seen.complete = True
             elif isinstance(chunk, Stalled):
-                if deadline is not None and clock() >= deadline and parts:
-                    scan = ScanResult(ScanKind.CONTENT)  # what came is handed on
+                if deadline is not None and clock() >= deadline and peek.size:
+                    scan = _CONTENT  # what came is handed on
                     break
                 seen.failure = StreamFailure("stall", self._stall_message(deadline))
                 break
@@ -482,16 +563,10 @@ class RetryMachine:
                 seen.failure = self._broken(chunk, watcher)
                 break
             else:
-                parts.append(chunk)
-                size += len(chunk)
-                if watcher is not None:
-                    watcher.feed(chunk)
-                scan = scanner.feed(chunk if decoder is None else decoder.feed(chunk))
-                if scan is None and (
-                    size >= limit or (deadline is not None and clock() >= deadline)
-                ):
-                    scan = ScanResult(ScanKind.CONTENT)
-        seen.held = b"".join(parts)
+                scan = peek.feed(chunk)
+                if scan is None and deadline is not None and clock() >= deadline:
+                    scan = _CONTENT
+        seen.held = peek.held()
         if seen.failure is not None:
             reason = STALLED if seen.failure.kind == "stall" else TRUNCATED
             seen.classification = Classification(Verdict.TRANSIENT, reason)

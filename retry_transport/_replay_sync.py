@@ -65,6 +65,21 @@ class SyncReplay:
         self._ended = True
         guard.ended()
 
+    @property
+    def watched(self) -> bool:
+        """Whether the bytes after the held ones are watched for the stream's final event."""
+        guard = self._guard
+        return guard is not None and guard.error is None and guard.watcher is not None
+
+    def ended_properly(self) -> bool:
+        """Whether the bytes read so far end with the stream's final event (for a `watched`
+        stream; asked once its reader is done with it): a whole answer, or a cut one."""
+        guard = self._guard
+        assert guard is not None, "only a watched stream knows"
+        watcher = guard.watcher
+        assert watcher is not None, "only a watched stream knows"
+        return watcher.missing() is None
+
     def close(self) -> None:
         try:
             if self._rest is not None and not self._ended:

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import enum
 import json
-import re
 from dataclasses import dataclass
 
-__all__ = ["PreambleScanner", "ScanKind", "ScanResult"]
+__all__ = ["CONTENT", "PreambleScanner", "ScanKind", "ScanResult"]
 
 
 class ScanKind(enum.Enum):
@@ -38,9 +37,9 @@ class ScanResult:
     """The error event's ``event:`` name, if it had one."""
 
 
-_CONTENT = ScanResult(ScanKind.CONTENT)
+CONTENT = _CONTENT = ScanResult(ScanKind.CONTENT)
+"""The scanner's one ``CONTENT`` result."""
 _END = ScanResult(ScanKind.END)
-_LINE_END = re.compile(rb"\r\n|\r|\n")
 _BOM = b"\xef\xbb\xbf"
 _FIELDS = frozenset({b"event", b"data", b"id", b"retry"})
 _ERROR_EVENTS = frozenset({"error", "response.failed"})
@@ -174,22 +173,25 @@ class PreambleScanner:
         return self._result
 
     def _scan(self, part: bytes) -> ScanResult | None:
-        start = 0
         if self._skip_lf and part:
             self._skip_lf = False
             if part[:1] == b"\n":
-                start = 1
-        for end in _LINE_END.finditer(part, start):
-            self._line += part[start : end.start()]
-            start = end.end()
-            line = bytes(self._line)
+                part = part[1:]
+        # Lines as "\r\n", "\r" and "\n" end them, each with its one line end.
+        lines = part.splitlines(keepends=True)
+        if not lines:
+            return None
+        if self._line:
+            lines[0] = bytes(self._line) + lines[0]
             self._line.clear()
-            result = self._take_line(line)
+        if not lines[-1].endswith((b"\n", b"\r")):
+            self._line += lines.pop()  # the start of a line still to come
+        elif part.endswith(b"\r"):
+            self._skip_lf = True  # a "\n" starting the next bytes ends no other line
+        for line in lines:
+            result = self._take_line(line.rstrip(b"\r\n"))
             if result is not None:
                 return result
-        self._line += part[start:]
-        if part.endswith(b"\r"):
-            self._skip_lf = True
         return None
 
     def _take_line(self, line: bytes) -> ScanResult | None:

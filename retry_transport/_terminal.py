@@ -106,6 +106,25 @@ _GEMINI_DATA = re.compile(rb'^\s*\{\s*"candidates"\s*:')
 _FIELDS = (b"id", b"retry")
 _BOM = b"\xef\xbb\xbf"
 _LINE_END = re.compile(rb"\r\n|\r|\n")
+_LAST_LINES = 16
+"""Lines at the window's end tried one by one for the terminal event, before the whole window
+is searched (where a clean stream's terminal event is, at a fraction of a full search's cost)."""
+
+
+def _ends_properly(pattern: re.Pattern[bytes], tail: bytes) -> bool:
+    """Whether ``pattern`` matches in ``tail``: the same answer as ``pattern.search(tail)``,
+    found in a clean stream's last lines first. (A match of a line-anchored pattern at a line's
+    start is one that a search of the whole would also find; none there, the whole is
+    searched.)"""
+    stop = len(tail)
+    for _ in range(_LAST_LINES):
+        newline = tail.rfind(b"\n", 0, stop)
+        if pattern.match(tail, newline + 1) is not None:
+            return True
+        if newline < 0:
+            break
+        stop = newline
+    return pattern.search(tail) is not None
 
 
 def _by_data(value: bytes) -> StreamProtocol | None:
@@ -182,7 +201,7 @@ class TerminalWatcher:
             if protocol is None:
                 return None
         tail = self._head + b"".join(self._chunks)
-        if protocol.pattern.search(tail) is not None:
+        if _ends_properly(protocol.pattern, tail):
             return None
         return f"the {protocol.name} stream ended without its final event ({protocol.terminal})"
 

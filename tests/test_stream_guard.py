@@ -4,6 +4,7 @@ where, read errors after content, and the first-content deadline, async and sync
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import nullcontext
 from typing import Any
 
 import anyio
@@ -13,7 +14,7 @@ import pytest
 import retry_transport
 from retry_transport import RetryPolicy, RetryTransport, SharedLimiter, SyncRetryTransport
 
-from .transport_helpers import Sleeps
+from .transport_helpers import FakeClock, Sleeps
 
 SSE = {"content-type": "text/event-stream"}
 START = b'event: message_start\ndata: {"type":"message_start","message":{}}\n\n'
@@ -274,3 +275,284 @@ async def test_async_empty_chunks_after_the_preamble_are_skipped_and_watched_pas
 def test_sync_empty_chunks_after_the_preamble_are_skipped_and_watched_past() -> None:
     response = sync_read(sync_transport([SyncBody([START, DELTA, b"", STOP])]))
     assert response.content == START + DELTA + STOP
+
+
+# -- the fast path's own hold: a first attempt sent at once ----------------------------------
+# Without pacing (and without a deadline) every first attempt goes on the fast path, which
+# holds a 200 stream's preamble itself and hands the machine what it read if it must retry.
+
+ERROR = (
+    b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error",'
+    b'"message":"Overloaded"}}\n\n'
+)
+
+
+class TickingBody(AsyncBody):
+    """An `AsyncBody` whose every chunk moves ``clock`` on by one second."""
+
+    def __init__(self, chunks: list[bytes], clock: FakeClock) -> None:
+        super().__init__(chunks)
+        self.clock = clock
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self.chunks:
+            self.clock.now += 1.0
+            yield chunk
+
+
+@pytest.mark.anyio
+async def test_async_the_fast_path_hands_back_a_stream_with_content_as_the_machine_would() -> None:
+    clock = FakeClock()
+    body = TickingBody([b"", START, b"", DELTA, STOP], clock)
+    transport = async_transport([body], limiter=SharedLimiter(pacing=False), clock=clock)
+    response = await async_read(transport)
+    assert response.content == START + DELTA + STOP
+    (attempt,) = response.extensions["retry_history"]
+    assert (attempt.number, attempt.status, attempt.reason) == (1, 200, "success")
+    assert attempt.elapsed == 4.0  # from the headers to the first content: four reads
+    assert body.closed
+
+
+def test_sync_the_fast_path_hands_back_a_stream_with_content() -> None:
+    body = SyncBody([b"", START, b"", DELTA, STOP])
+    transport = sync_transport([body], limiter=SharedLimiter(pacing=False))
+    response = sync_read(transport)
+    assert response.content == START + DELTA + STOP
+    assert [a.reason for a in response.extensions["retry_history"]] == ["success"]
+    assert body.closed
+
+
+@pytest.mark.anyio
+async def test_async_an_error_event_read_on_the_fast_path_is_retried_by_the_machine() -> None:
+    sleeps = Sleeps()
+    failed = AsyncBody([START, ERROR])
+    policy = RetryPolicy(max_attempts=2)
+    transport = async_transport(
+        [failed, AsyncBody([START, DELTA, STOP])],
+        policy,
+        limiter=SharedLimiter(pacing=False, clock=sleeps.clock),
+        sleep=sleeps,
+        clock=sleeps.clock,
+    )
+    response = await async_read(transport)
+    assert response.content == START + DELTA + STOP
+    history = response.extensions["retry_history"]
+    assert [(a.verdict, a.reason) for a in history][1:] == [(None, "success")]
+    assert history[0].verdict is retry_transport.Verdict.CONGESTION
+    assert failed.closed
+    assert len(sleeps.waits) == 1
+
+
+def test_sync_a_stream_ending_before_content_on_the_fast_path_is_retried() -> None:
+    sleeps = Sleeps()
+    cut = SyncBody([START])
+    transport = sync_transport(
+        [cut, SyncBody([START, DELTA, STOP])],
+        RetryPolicy(max_attempts=2),
+        limiter=SharedLimiter(pacing=False),
+        sleep=sleeps.sync,
+    )
+    response = sync_read(transport)
+    assert response.content == START + DELTA + STOP
+    assert [a.reason for a in response.extensions["retry_history"]] == [
+        "stream truncated before its first content",
+        "success",
+    ]
+    assert cut.closed
+
+
+@pytest.mark.anyio
+async def test_async_a_stall_on_the_fast_path_raises_read_timeout_from_iteration() -> None:
+    # A body that never sends its content against a first-content bound of a microsecond: the
+    # bound passes first, whatever the machine's load (no wait is timed here).
+    stalled = AsyncBody([START], block=True)
+    policy = RetryPolicy(max_attempts=1, first_content_timeout=1e-6)
+    transport = async_transport([stalled], policy, limiter=SharedLimiter(pacing=False))
+    with pytest.raises(httpx.ReadTimeout, match="first_content_timeout"):
+        await async_read(transport)
+    assert stalled.closed
+
+
+@pytest.mark.anyio
+async def test_async_a_request_cancelled_while_its_stream_is_held_closes_it() -> None:
+    waiting = anyio.Event()
+
+    class Waiting(AsyncBody):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            yield START
+            waiting.set()
+            await anyio.sleep_forever()
+            yield DELTA  # pragma: no cover - never reached: the read is cancelled
+
+    body = Waiting([])
+    transport = async_transport([body], limiter=SharedLimiter(pacing=False))
+    async with anyio.create_task_group() as group:
+
+        async def read() -> None:
+            await async_read(transport)
+
+        group.start_soon(read)
+        await waiting.wait()
+        group.cancel_scope.cancel()
+    assert group.cancel_scope.cancelled_caught
+    assert body.closed
+
+
+@pytest.mark.anyio
+async def test_async_the_fast_path_hands_back_a_preamble_past_the_hold_limit() -> None:
+    body = AsyncBody([START, START, DELTA, STOP])
+    policy = RetryPolicy(max_attempts=1, peek_limit=len(START) + 1)
+    transport = async_transport([body], policy, limiter=SharedLimiter(pacing=False))
+    response = await async_read(transport)
+    assert response.content == START + START + DELTA + STOP
+    assert [a.reason for a in response.extensions["retry_history"]] == ["success"]
+
+
+@pytest.mark.anyio
+async def test_async_an_encoded_stream_on_the_fast_path_is_the_machines() -> None:
+    import gzip
+
+    encoded = gzip.compress(START + DELTA + STOP)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        headers = {**SSE, "content-encoding": "gzip"}
+        return httpx.Response(200, headers=headers, stream=AsyncBody([encoded]))
+
+    transport = RetryTransport(httpx.MockTransport(handler), limiter=SharedLimiter(pacing=False))
+    response = await async_read(transport)
+    assert response.content == START + DELTA + STOP  # decoded by the client, as ever
+    assert [a.reason for a in response.extensions["retry_history"]] == ["success"]
+
+
+@pytest.mark.anyio
+async def test_async_a_stream_ending_before_content_on_the_fast_path_is_retried() -> None:
+    sleeps = Sleeps()
+    cut = AsyncBody([START])
+    transport = async_transport(
+        [cut, AsyncBody([START, DELTA, STOP])],
+        RetryPolicy(max_attempts=2),
+        limiter=SharedLimiter(pacing=False),
+        sleep=sleeps,
+    )
+    response = await async_read(transport)
+    assert response.content == START + DELTA + STOP
+    assert [a.reason for a in response.extensions["retry_history"]] == [
+        "stream truncated before its first content",
+        "success",
+    ]
+    assert cut.closed
+
+
+def test_sync_an_encoded_stream_on_the_fast_path_is_the_machines() -> None:
+    import gzip
+
+    encoded = gzip.compress(START + DELTA + STOP)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        headers = {**SSE, "content-encoding": "gzip"}
+        return httpx.Response(200, headers=headers, stream=SyncBody([encoded]))
+
+    transport = SyncRetryTransport(
+        httpx.MockTransport(handler), limiter=SharedLimiter(pacing=False)
+    )
+    response = sync_read(transport)
+    assert response.content == START + DELTA + STOP
+    assert [a.reason for a in response.extensions["retry_history"]] == ["success"]
+
+
+@pytest.mark.anyio
+async def test_async_a_stream_built_in_memory_is_handed_back_whole() -> None:
+    # MockTransport's `content=`: the body is all there; what was peeked is not read twice.
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers=SSE, content=START + DELTA + STOP)
+
+    transport = RetryTransport(httpx.MockTransport(handler), limiter=SharedLimiter(pacing=False))
+    async with httpx.AsyncClient(transport=transport) as client:
+        response = await client.post("http://up/v1/messages")
+    assert response.content == START + DELTA + STOP
+    assert [a.reason for a in response.extensions["retry_history"]] == ["success"]
+
+
+def test_sync_a_stream_built_in_memory_is_handed_back_whole() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers=SSE, content=START + DELTA + STOP)
+
+    transport = SyncRetryTransport(
+        httpx.MockTransport(handler), limiter=SharedLimiter(pacing=False)
+    )
+    with httpx.Client(transport=transport) as client:
+        response = client.post("http://up/v1/messages")
+    assert response.content == START + DELTA + STOP
+
+
+PLAIN_EVENT = b'data: {"text":"hi"}\n\n'  # content, of no protocol the watcher knows
+
+
+@pytest.mark.anyio
+async def test_async_a_stream_of_no_known_protocol_passes_unwatched() -> None:
+    # Its content came, so it is handed on; cut short, it is not called truncated.
+    body = AsyncBody([UNKNOWN, PLAIN_EVENT])
+    response = await async_read(async_transport([body], limiter=SharedLimiter(pacing=False)))
+    assert response.content == UNKNOWN + PLAIN_EVENT
+
+
+class Abort(BaseException):
+    """Not an error a read may fail with: it goes on up (as a cancellation would)."""
+
+
+def test_sync_a_base_exception_while_the_stream_is_held_closes_it() -> None:
+    class Aborting(SyncBody):
+        def __iter__(self) -> Iterator[bytes]:
+            yield START
+            raise Abort
+
+    body = Aborting([])
+    transport = sync_transport([body], limiter=SharedLimiter(pacing=False))
+    with pytest.raises(Abort):
+        sync_read(transport)
+    assert body.closed
+
+
+# -- what a reader may ask a watched stream: did it end with its final event ----------------
+# (The sidecar asks, rather than look for the final event again in every chunk it passes on.)
+
+
+async def _async_stream(body: AsyncBody) -> Any:
+    transport = async_transport([body], limiter=SharedLimiter(pacing=False))
+    response = await transport.handle_async_request(httpx.Request("POST", "http://up/v1/x"))
+    stream: Any = response.stream
+    try:
+        async for _ in stream:
+            pass
+    except httpx.TransportError:
+        pass
+    await stream.aclose()
+    return stream
+
+
+@pytest.mark.anyio
+async def test_async_a_watched_stream_tells_whether_it_ended_properly() -> None:
+    whole = await _async_stream(AsyncBody([START, DELTA, STOP]))
+    assert whole.watched
+    assert whole.ended_properly()
+    cut = await _async_stream(AsyncBody([START, DELTA], httpx.ReadError("reset")))
+    assert cut.watched
+    assert not cut.ended_properly()
+    unknown = await _async_stream(AsyncBody([UNKNOWN, PLAIN_EVENT]))
+    assert not getattr(unknown, "watched", False)
+
+
+def test_sync_a_watched_stream_tells_whether_it_ended_properly() -> None:
+    for chunks, whole in (([START, DELTA, STOP], True), ([START, DELTA], False)):
+        transport = sync_transport([SyncBody(chunks)], limiter=SharedLimiter(pacing=False))
+        response = transport.handle_request(httpx.Request("POST", "http://up/v1/x"))
+        stream: Any = response.stream
+        assert stream.watched
+        with pytest.raises(retry_transport.StreamTruncated) if not whole else nullcontext():
+            for _ in stream:
+                pass
+        stream.close()
+        assert stream.ended_properly() is whole
+    failed = sync_transport([SyncBody([START])])  # given up before content: raises at once
+    given_up: Any = failed.handle_request(httpx.Request("POST", "http://up/v1/x")).stream
+    assert not given_up.watched

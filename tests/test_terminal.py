@@ -20,6 +20,7 @@ from retry_transport._terminal import (
     WINDOW,
     StreamProtocol,
     TerminalWatcher,
+    _ends_properly,
 )
 
 # Text that looks like terminal markers, to be carried (JSON-escaped) inside content.
@@ -331,3 +332,45 @@ def test_stream_truncated_is_the_flavours_remote_protocol_error(name: str) -> No
     assert isinstance(error, retry_transport.StreamTruncated)
     assert isinstance(error, retry_transport.RetryTransportError)
     assert type(error).__name__ == "StreamTruncated"
+
+
+# -- the end searched first --------------------------------------------------------------------
+
+_LINES = st.sampled_from(
+    [
+        b"data: [DONE]",
+        b"data: [DONE]  ",
+        b'data: {"finish_reason":"stop"}',
+        b'data: {"finish_reason":null}',
+        b'data: {"type":"message_stop"}',
+        b"event: message_stop",
+        b"event: message_stopped",
+        b"event: response.completed",
+        b'data: {"candidates":[{"finishReason":"STOP"}]}',
+        b": keep-alive",
+        b"",
+        b"x" * 40,
+        b"id: 7",
+    ]
+)
+_ENDS = st.sampled_from([b"\n", b"\r\n", b"\r", b""])
+
+
+@given(st.lists(st.tuples(_LINES, _ENDS), max_size=40), st.sampled_from(PROTOCOLS))
+@settings(max_examples=400)
+def test_the_end_is_searched_first_with_the_answer_of_a_whole_search(
+    lines: list[tuple[bytes, bytes]], protocol: StreamProtocol
+) -> None:
+    # Lines ended by "\r" alone, unterminated ones, terminal lines far from the end: the quick
+    # look at the last lines never answers other than a search of the whole window.
+    tail = b"".join(line + end for line, end in lines)
+    expected = protocol.pattern.search(tail) is not None
+    assert _ends_properly(protocol.pattern, tail) is expected
+
+
+def test_a_terminal_event_far_from_the_end_is_still_found() -> None:
+    keep_alives = b": keep-alive\n\n" * 40  # more lines than are looked at one by one
+    start, end = _anthropic(["hi"], extra=False)
+    watcher = _watch(start.encode() + end.encode() + keep_alives)
+    assert watcher.missing() is None
+    assert _watch(start.encode() + keep_alives).missing() is not None

@@ -35,6 +35,7 @@ from starlette.types import Message, Receive, Scope, Send
 from .._async import RetryTransport
 from .._errors import DeadlineExceeded
 from .._limiter import Limiter
+from .._replay_async import AsyncReplay
 from .metrics import UpstreamMetrics
 from .pool import make_pool
 from .replies import path_for_log, printable, send_error
@@ -168,6 +169,9 @@ class _Exchange:
     """The response's last byte is being sent: a disconnect now changes nothing."""
     terminal: bool = False
     """The stream's terminal event was sent: a disconnect now is the client being done."""
+    ended: Callable[[], bool] | None = None
+    """For a stream the retry transport watches for its terminal event (so the forwarder does
+    not look for it again): asks whether the bytes passed on ended with it."""
     client_gone: bool = False
     body_stalled: bool = False
     broke: bool = False
@@ -182,6 +186,10 @@ class _Exchange:
     """The body as its watcher hands it on (when one reads it)."""
     watcher: asyncio.Task[None] | None = None
     """The task reading the body on and waiting for the client to go, if there is one."""
+
+    def done(self) -> bool:
+        """Whether the stream's terminal event was sent (a client leaving is done with it)."""
+        return self.terminal or (self.ended is not None and self.ended())
 
     def cancel(self, task: asyncio.Task[None]) -> None:
         """End the forwarding in ``task`` (once, and only while it forwards)."""
@@ -487,7 +495,7 @@ class Forwarder:
 
     def _summarise(self, scope: Scope, exchange: _Exchange, elapsed: float) -> None:
         """The request's one summary log line, and its count."""
-        if exchange.client_gone and not exchange.terminal:
+        if exchange.client_gone and not exchange.done():
             self._metrics.client_disconnect()
             logger.info(
                 "%s %s %s: client went away after %.3fs; upstream request cancelled",
@@ -696,7 +704,13 @@ class Forwarder:
         history = response.extensions.get("retry_history", ())
         exchange.attempts = len(history) or 1
         answered, stream = _answer_headers(response.headers._list, self._via)
-        watch = _TerminalWatch() if stream else None
+        watch = None
+        if stream:
+            replay = response.stream
+            if isinstance(replay, AsyncReplay) and replay.watched:
+                exchange.ended = replay.ended_properly  # its guard watches every chunk already
+            else:
+                watch = _TerminalWatch()
         try:
             exchange.status = response.status_code
             await send(

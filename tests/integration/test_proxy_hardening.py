@@ -386,8 +386,14 @@ def test_debug_logging_shows_no_header_values(upstream: Upstream, tmp_path: Path
 # -- 6. a stream read to its terminal event is complete -------------------------------------------
 
 
+# The retry transport watches a stream it held for its terminal event (the sidecar asks it);
+# with --no-peek-sse the sidecar looks for the event itself, in every chunk it passes on.
+WATCHED_OR_NOT = pytest.mark.parametrize("options", [(), ("--no-peek-sse",)])
+
+
+@WATCHED_OR_NOT
 def test_a_sync_openai_stream_closed_after_done_counts_as_a_200(
-    upstream: Upstream, caplog: pytest.LogCaptureFixture
+    upstream: Upstream, caplog: pytest.LogCaptureFixture, options: tuple[str, ...]
 ) -> None:
     pytest.importorskip("prometheus_client")
     caplog.set_level(logging.DEBUG)  # a plain success's summary line is logged at DEBUG
@@ -398,7 +404,7 @@ def test_a_sync_openai_stream_closed_after_done_counts_as_a_200(
         "/v1/chat/completions",
         Reply(200, headers=(("content-type", "text/event-stream"),), chunks=gate),
     )
-    with Sidecar("--upstream", upstream.url) as sidecar:
+    with Sidecar("--upstream", upstream.url, *options) as sidecar:
         with openai.OpenAI(
             base_url=f"{sidecar.url}/v1", api_key="sk-test", http_client=cast(Any, httpx.Client())
         ) as client:
@@ -419,8 +425,9 @@ def test_a_sync_openai_stream_closed_after_done_counts_as_a_200(
     assert "retry_transport_proxy_client_disconnects_total{" not in metrics
 
 
+@WATCHED_OR_NOT
 def test_a_stream_left_before_its_terminal_event_is_a_disconnect(
-    upstream: Upstream, caplog: pytest.LogCaptureFixture
+    upstream: Upstream, caplog: pytest.LogCaptureFixture, options: tuple[str, ...]
 ) -> None:
     caplog.set_level(logging.INFO)
     chunks = openai_chat("cut short", stream=True).chunks
@@ -430,7 +437,7 @@ def test_a_stream_left_before_its_terminal_event_is_a_disconnect(
         "/v1/chat/completions",
         Reply(200, headers=(("content-type", "text/event-stream"),), chunks=gate),
     )
-    with Sidecar("--upstream", upstream.url) as sidecar, httpx.Client() as client:
+    with Sidecar("--upstream", upstream.url, *options) as sidecar, httpx.Client() as client:
         with client.stream("POST", f"{sidecar.url}/v1/chat/completions", json={}) as response:
             assert b"chat.completion.chunk" in next(response.iter_raw())
         eventually(lambda: any("client went away" in line for line in proxy_lines(caplog)))
