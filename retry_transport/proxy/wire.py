@@ -118,8 +118,12 @@ class _Connection(asyncio.Protocol):
     def close(self) -> None:
         """Close the connection (it is never used again)."""
         self.spent = True
-        if self.transport is not None:
-            self.transport.close()
+        transport = self.transport
+        if transport is not None:
+            if transport.get_write_buffer_size():  # what is left unsent will not be wanted
+                transport.abort()
+            else:
+                transport.close()
 
     def take(self) -> bytes:
         """The body bytes that arrived since the last call, reading resumed if paused."""
@@ -448,6 +452,8 @@ class WireTransport(httpx.AsyncBaseTransport):
         ):
             if not await connection.wait(seconds):
                 raise httpx.WriteTimeout("timed out sending the request", request=request)
+        if connection.paused_writing:  # answered with part of the request still unsent
+            connection.spent = True
 
     async def aclose(self) -> None:
         for connection in list(self._open):
