@@ -3,8 +3,8 @@ the scripted upstream, and raw servers (`tests.wire_server`) for odd framings, r
 silence.
 
 The pool runs on asyncio alone (the sidecar serves on asyncio or uvloop), so these tests run on
-asyncio alone. No test sleeps to check timing: timeouts are short values that must pass, and the
-idle connections' clock is injected.
+asyncio's event loop and on uvloop's. No test sleeps to check timing: timeouts are short values
+that must pass, and the idle connections' clock is injected.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import asyncio
 import gzip
 import ssl
 from collections.abc import AsyncIterator, Callable
+from typing import cast
 
 import httpx
 import pytest
@@ -30,9 +31,10 @@ SHORT = 0.05
 """Seconds of a timeout that must pass (nothing is timed against it)."""
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+@pytest.fixture(params=[False, True], ids=["asyncio", "uvloop"])
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, bool]]:
+    """asyncio's own event loop, and uvloop's (the sidecar's where it is installed)."""
+    return "asyncio", {"use_uvloop": request.param}
 
 
 class Clock:
@@ -112,29 +114,53 @@ async def test_bytes_pass_through_untouched_both_ways(
     assert sorted(sent) == sorted(["host", "content-length", "x-api-key", "x-twice", "x-twice"])
 
 
-async def test_the_head_and_a_body_known_in_full_leave_in_one_write(pool: WireTransport) -> None:
+class _Recording(asyncio.Transport):
+    """A connection's transport, each write noted (what the pool calls, passed on)."""
+
+    def __init__(self, real: asyncio.Transport, writes: list[bytes]) -> None:
+        super().__init__()
+        self._real = real
+        self._writes = writes
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._writes.append(bytes(data))
+        self._real.write(data)
+
+    def close(self) -> None:
+        self._real.close()
+
+    def abort(self) -> None:
+        self._real.abort()
+
+    def is_closing(self) -> bool:
+        return self._real.is_closing()
+
+    def get_write_buffer_size(self) -> int:
+        return self._real.get_write_buffer_size()
+
+    def pause_reading(self) -> None:
+        self._real.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._real.resume_reading()
+
+
+async def test_the_head_and_a_body_known_in_full_leave_in_one_write(
+    pool: WireTransport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes: list[bytes] = []
+    original = wire._Connection.connection_made
+
+    def recording(self: wire._Connection, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, only alike.
+        original(self, _Recording(cast("asyncio.Transport", transport), writes))
+
+    monkeypatch.setattr(wire._Connection, "connection_made", recording)
     async with WireServer() as server:
-        writes: list[bytes] = []
         request = httpx.Request(
             "POST", f"{server.url}/v1/x", headers={"X-Case": "Kept"}, content=b"{}"
         )
-        connection_type = wire._Connection
-        original = connection_type.connection_made
-
-        def spy(self: wire._Connection, transport: asyncio.BaseTransport) -> None:
-            original(self, transport)
-            assert isinstance(transport, asyncio.Transport)
-            real = transport.write
-
-            def write(data: bytes | bytearray | memoryview) -> None:
-                writes.append(bytes(data))
-                real(data)
-
-            patch.setattr(transport, "write", write)
-
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(connection_type, "connection_made", spy)
-            response, body = await _send(pool, request)
+        response, body = await _send(pool, request)
     assert (response.status_code, body) == (200, b"ok")
     assert writes == [
         b"POST /v1/x HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nX-Case: Kept\r\nContent-Length: 2\r\n\r\n{}"
