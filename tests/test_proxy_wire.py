@@ -325,6 +325,23 @@ async def test_no_usable_response_is_a_protocol_error(
     assert [seen.connection for seen in server.seen] == [0, 1]
 
 
+async def test_a_head_without_end_is_a_protocol_error(pool: WireTransport) -> None:
+    endless = b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * (wire.MAX_HEAD + 1)
+    async with WireServer([Step(endless, then="hang")]) as server:
+        with pytest.raises(httpx.RemoteProtocolError, match="head larger than"):
+            await pool.handle_async_request(httpx.Request("GET", f"{server.url}/x"))
+
+
+async def test_a_status_line_in_pieces_keeps_its_whole_reason() -> None:
+    connection = wire._Connection((b"http", "127.0.0.1", 80), set())
+    connection.begin(httpx.Request("GET", "http://127.0.0.1/"), head=False)
+    for piece in (b"HTTP/1.1 200 Ve", b"ry OK\r\nContent-", b"Length: 0\r\n\r\n"):
+        connection.data_received(piece)
+    assert (connection.status, connection.reason) == (200, b"Very OK")
+    assert connection.headers == [(b"Content-Length", b"content-length", b"0")]
+    assert connection.complete
+
+
 async def test_a_body_cut_short_is_a_protocol_error_where_it_is_read(pool: WireTransport) -> None:
     reply = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf"
     async with WireServer([Step(reply, then="close")]) as server:

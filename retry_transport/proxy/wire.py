@@ -35,6 +35,8 @@ KEEPALIVE = 5.0
 """Seconds an idle upstream connection is kept (httpx's own default)."""
 HIGH_WATER = 256 * 1024
 """Response body bytes held for a lagging consumer before the connection stops reading."""
+MAX_HEAD = 256 * 1024
+"""Bytes a response's head may take (status line and headers) before it is a protocol error."""
 
 _PORTS = {b"http": 80, b"https": 443}
 _VERSIONS = {"1.1": b"HTTP/1.1", "1.0": b"HTTP/1.0"}
@@ -80,6 +82,7 @@ class _Connection(asyncio.Protocol):
         self.reason = b""
         self.headers: list[tuple[bytes, bytes, bytes]] = []
         self.framed = False
+        self.head_size = 0
         self.headers_done = False
         self.complete = False
         self.keep_alive = False
@@ -150,6 +153,12 @@ class _Connection(asyncio.Protocol):
             self.parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
             self.fail(httpx.RemoteProtocolError, f"invalid HTTP response: {exc}", exc)
+        if not self.headers_done:
+            self.head_size += len(data)
+            if self.head_size > MAX_HEAD:
+                self.fail(
+                    httpx.RemoteProtocolError, f"response head larger than {MAX_HEAD} bytes", None
+                )
         self._wake()
 
     def eof_received(self) -> None:
@@ -183,7 +192,7 @@ class _Connection(asyncio.Protocol):
     # -- httptools' callbacks -----------------------------------------------------------------
 
     def on_status(self, reason: bytes) -> None:
-        self.reason = reason
+        self.reason += reason  # in pieces when the line comes in more than one read
 
     def on_header(self, name: bytes, value: bytes) -> None:
         lower = name.lower()
