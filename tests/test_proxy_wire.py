@@ -552,6 +552,41 @@ async def test_an_older_idle_connection_is_dropped_when_a_newer_one_comes_back()
     assert [seen.connection for seen in server.seen] == [0, 1, 1]
 
 
+async def test_idle_connections_are_swept_when_no_request_comes() -> None:
+    clock = Clock()
+    transport = WireTransport(clock=clock)
+    try:
+        async with WireServer(
+            [Step(), Step(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n!")]
+        ) as server:
+            first = await transport.handle_async_request(httpx.Request("GET", f"{server.url}/x"))
+            second = await transport.handle_async_request(httpx.Request("GET", f"{server.url}/x"))
+            await _read(first)  # idle from 100
+            assert transport._sweeper is not None  # one timer, for the pool
+            clock.now += KEEPALIVE - 1
+            await _read(second)  # idle from 104
+            clock.now += 2
+            transport._sweep()  # as its timer would, at 106: the one idle from 100 goes
+            await server.until(lambda: server.ended == [0])
+            assert transport._sweeper is not None  # again, for the one idle from 104
+            clock.now += KEEPALIVE
+            transport._sweep()
+            await server.until(lambda: server.ended == [0, 1])
+            assert transport._sweeper is None  # nothing left to sweep
+    finally:
+        await transport.aclose()
+
+
+async def test_closing_the_pool_stops_its_sweeper(pool: WireTransport) -> None:
+    async with WireServer() as server:
+        await _send(pool, httpx.Request("GET", f"{server.url}/x"))
+        sweeper = pool._sweeper
+        assert sweeper is not None
+        await pool.aclose()
+    assert sweeper.cancelled()
+    assert pool._sweeper is None
+
+
 async def test_an_idle_connection_the_upstream_closed_is_not_reused(pool: WireTransport) -> None:
     async with WireServer([Step(then="close")]) as server:
         await _send(pool, httpx.Request("GET", f"{server.url}/x"))

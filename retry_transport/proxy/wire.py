@@ -4,11 +4,12 @@ parser (`httptools`), as an httpx transport.
 What the sidecar needs of its pool and nothing more: bytes pass through untouched both ways
 (no decompression, no header of its own, no cookies, no redirects); connections are kept alive
 per origin, with no cap (the limiter's ``--max-concurrency`` is the one cap), and dropped once
-idle for `KEEPALIVE` seconds; certificates are checked against certifi's roots with the host
-name and SNI, as httpx does; a request's head and (when known in full) its body go out in one
-write, a streamed body of unknown length chunked; the response body streams as it arrives, with
-reading paused while the consumer lags; each request's ``timeout`` extension (connect, read,
-write) is honoured, and every failure is the httpx exception the retry transport classifies.
+idle for `KEEPALIVE` seconds (checked before each reuse, and swept by one timer per pool);
+certificates are checked against certifi's roots with the host name and SNI, as httpx does; a
+request's head and (when known in full) its body go out in one write, a streamed body of
+unknown length chunked; the response body streams as it arrives, with reading paused while the
+consumer lags; each request's ``timeout`` extension (connect, read, write) is honoured, and
+every failure is the httpx exception the retry transport classifies.
 
 A connection is handed back only once its response arrived in full; one whose response was not
 read to its end (the consumer closed early, a cancel, a timeout) is closed. A reused connection
@@ -299,6 +300,7 @@ class WireTransport(httpx.AsyncBaseTransport):
         self._clock = clock
         self._idle: dict[Origin, deque[_Connection]] = {}
         self._open: set[_Connection] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
 
     # -- connections -----------------------------------------------------------------------------
 
@@ -363,6 +365,24 @@ class WireTransport(httpx.AsyncBaseTransport):
         while idle and now - idle[0].idle_since > KEEPALIVE:
             self._discard(idle.popleft())
         idle.append(connection)
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().call_later(KEEPALIVE, self._sweep)
+
+    def _sweep(self) -> None:
+        """Drop the idle connections past `KEEPALIVE` (also when no request comes to look);
+        again when the oldest left is due."""
+        self._sweeper = None
+        now = self._clock()
+        for idle in self._idle.values():
+            for connection in list(idle):
+                if connection.spent or now - connection.idle_since > KEEPALIVE:
+                    idle.remove(connection)
+                    self._discard(connection)
+        left = [idle[0].idle_since for idle in self._idle.values() if idle]  # each one's oldest
+        if left:
+            self._sweeper = asyncio.get_running_loop().call_later(
+                max(min(left) + KEEPALIVE - now, 0.1), self._sweep
+            )
 
     # -- one request ---------------------------------------------------------------------------
 
@@ -465,6 +485,9 @@ class WireTransport(httpx.AsyncBaseTransport):
             connection.spent = True
 
     async def aclose(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for connection in list(self._open):
             connection.close()
         self._open.clear()
