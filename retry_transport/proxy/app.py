@@ -2,10 +2,10 @@
 
 Every route the sidecar answers is listed in `build_app`: the sidecar's own endpoints in
 ``OWN_ROUTES`` (served under ``/_retry_transport/``), then one route per upstream prefix, then
-a 404 for paths no upstream serves. A request is screened first (`screening.Screen`); one for
-an upstream then goes straight to its forwarder (`SidecarApp`: the paths of the sidecar's own
-endpoints and those of the upstreams never overlap), everything else through Starlette's
-router, which also runs the lifespan.
+a 404 for paths no upstream serves. A request is screened first (`screening.Screen`'s
+check); one for an upstream then goes straight to its forwarder (`SidecarApp`: the paths of
+the sidecar's own endpoints and those of the upstreams never overlap), everything else through
+Starlette's router, which also runs the lifespan (and would reach the same forwarders).
 """
 
 from __future__ import annotations
@@ -128,8 +128,8 @@ class SidecarApp:
 
     def __init__(self, router: Starlette, upstreams: Sequence[_UpstreamRoute], via_token: bytes):
         self.router = router
-        self._upstreams = tuple(upstreams)
-        self._screened = Screen(self._dispatch, via_token=via_token)
+        self._upstreams = tuple((route.prefix, route.forwarder) for route in upstreams)
+        self._screen = Screen(router, via_token=via_token)
 
     @property
     def routes(self) -> list[BaseRoute]:
@@ -137,15 +137,20 @@ class SidecarApp:
         return self.router.routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._screened(scope, receive, send)
-
-    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            path: str = scope["path"]
-            for route in self._upstreams:
-                if _serves(route.prefix, path):
-                    await route.handle(scope, receive, send)
-                    return
+        # The screen's check and the dispatch in this one frame: each await of a coroutine
+        # is a frame that every resumption of the request's task passes through.
+        if scope["type"] != "http":
+            await self.router(scope, receive, send)
+            return
+        refusal = self._screen.refusal(scope)
+        if refusal is not None:
+            await self._screen.refuse(scope, send, refusal)
+            return
+        path: str = scope["path"]
+        for prefix, forwarder in self._upstreams:
+            if _serves(prefix, path):
+                await forwarder(scope, receive, send)
+                return
         await self.router(scope, receive, send)
 
 

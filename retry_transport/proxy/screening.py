@@ -93,10 +93,14 @@ class Screen:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
-        refusal = self._refusal(scope)
+        refusal = self.refusal(scope)
         if refusal is None:
             await self._app(scope, receive, send)
             return
+        await self.refuse(scope, send, refusal)
+
+    async def refuse(self, scope: Scope, send: Send, refusal: tuple[int, str, str]) -> None:
+        """Answer a request `refusal` refused (and log it)."""
         status, kind, message = refusal
         logger.warning(
             "%s %s: refused with %d: %s",
@@ -107,9 +111,9 @@ class Screen:
         )
         await send_error(send, status, kind, message, close=True)
 
-    def _refusal(self, scope: Scope) -> tuple[int, str, str] | None:
-        """Why the request is refused (status, error type, message), or None; an
-        absolute-form target is rewritten to its path in ``scope``."""
+    def refusal(self, scope: Scope) -> tuple[int, str, str] | None:
+        """Why the HTTP request of ``scope`` is refused (status, error type, message), or None;
+        an absolute-form target is rewritten to its path in ``scope``."""
         if scope["method"] == "CONNECT":
             return 405, "method_not_allowed", "CONNECT is not served: this is a reverse proxy"
         raw: bytes = scope.get("raw_path") or scope["path"].encode("latin-1")
@@ -129,20 +133,22 @@ class Screen:
             scope["raw_path"] = raw
             scope["path"] = unquote(raw.decode("latin-1"))
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        sized = chunked = False
-        for name, _ in headers:
+        sized = chunked = via = False
+        for name, _ in headers:  # one pass: names only (has_via reads the Via values)
             lower = name.lower()
             if lower == b"content-length":
                 sized = True
             elif lower == b"transfer-encoding":
                 chunked = True
+            elif lower == b"via":
+                via = True
         if sized and chunked:
             return (
                 400,
                 "invalid_request",
                 "a request with both Content-Length and Transfer-Encoding is refused",
             )
-        if has_via(headers, self._token):
+        if via and has_via(headers, self._token):
             return (
                 508,
                 "loop_detected",
