@@ -1,11 +1,12 @@
 """The floor: a bare pass-through on the sidecar's server stack, with no retry logic.
 
-    python -m benchmarks._floor --upstream URL [--port 0] [--client httpx|aiohttp]
+    python -m benchmarks._floor --upstream URL [--port 0] [--client httpx|aiohttp|wire]
         [--http h11|httptools]
 
 A minimal ASGI app on uvicorn (h11, or httptools as the sidecar uses, and the event loop the
-sidecar picks) that forwards each request with one pooled client (an `httpx.AsyncClient`, or
-an `aiohttp.ClientSession` as the sidecar's pool uses) and streams the answer back. No routing,
+sidecar picks) that forwards each request with one pooled client (an `httpx.AsyncClient`, an
+`aiohttp.ClientSession`, or the sidecar's own pool, `retry_transport.proxy.wire`) and streams
+the answer back. No routing,
 no limiter, no logging, no disconnect watch: what any Python reverse proxy on this stack pays.
 """
 
@@ -67,7 +68,28 @@ def _app(upstream: str, kind: str) -> Callable[..., Awaitable[None]]:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
 
-    forward = forward_aiohttp if kind == "aiohttp" else forward_httpx
+    async def forward_wire(
+        method: str, target: str, headers: list[tuple[bytes, bytes]], body: bytes, send: Send
+    ) -> None:
+        pool: httpx.AsyncBaseTransport = clients[0]
+        url = httpx.URL(upstream + target)
+        sized = [(b"Host", url.netloc), *headers]
+        if body or method in ("POST", "PUT", "PATCH"):
+            sized.append((b"Content-Length", str(len(body)).encode()))
+        request = httpx.Request(method, url, headers=sized, content=body)
+        response = await pool.handle_async_request(request)
+        try:
+            out = [(k, v) for k, v in response.headers.raw if k.lower() not in _HOP]
+            await send(
+                {"type": "http.response.start", "status": response.status_code, "headers": out}
+            )
+            async for chunk in response.aiter_raw():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            await response.aclose()
+
+    forward = {"aiohttp": forward_aiohttp, "wire": forward_wire}.get(kind, forward_httpx)
 
     async def app(
         scope: Scope,
@@ -92,11 +114,15 @@ def _app(upstream: str, kind: str) -> Callable[..., Awaitable[None]]:
                                 ),
                             )
                         )
+                    elif kind == "wire":
+                        from retry_transport.proxy.wire import WireTransport
+
+                        clients.append(WireTransport())
                     else:
                         clients.append(httpx.AsyncClient(base_url=upstream, timeout=60.0))
                     await send({"type": "lifespan.startup.complete"})
                 else:
-                    await (clients[0].aclose() if kind == "httpx" else clients[0].close())
+                    await (clients[0].close() if kind == "aiohttp" else clients[0].aclose())
                     await send({"type": "lifespan.shutdown.complete"})
                     return
         body = b""
@@ -115,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--upstream", required=True)
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--client", choices=("httpx", "aiohttp"), default="httpx")
+    parser.add_argument("--client", choices=("httpx", "aiohttp", "wire"), default="httpx")
     parser.add_argument("--http", choices=("h11", "httptools"), default="h11")
     args = parser.parse_args(argv)
     loop = fast_loop()

@@ -5,10 +5,10 @@
         [--baseline REF] [--workers N] [--floors all|own] [--json FILE] [--chart FILE]
 
 Every server is a child process: the scripted upstream (`retry_transport.testing.upstream`,
-its canned OpenAI chat completion), three floors (`benchmarks._floor`: a minimal ASGI app on
-uvicorn and the sidecar's event loop, forwarding with one pooled httpx client on h11, or with
-one aiohttp session as the sidecar's pool does, on h11 or on httptools as the sidecar serves;
-no retry logic, no routing, no logging), the sidecar exactly as a user starts it
+its canned OpenAI chat completion), four floors (`benchmarks._floor`: a minimal ASGI app on
+uvicorn and the sidecar's event loop, forwarding with one pooled httpx client on h11, with
+one aiohttp session on h11 or on httptools, or with the sidecar's own pool on httptools as the
+sidecar serves; no retry logic, no routing, no logging), the sidecar exactly as a user starts it
 (``python -m retry_transport proxy --upstream URL``, default options, INFO logging) and
 LiteLLM's proxy (``litellm --config`` with one ``openai/<model>`` entry whose ``api_base`` is
 the upstream). This process is the client: one keep-alive httpx client per target.
@@ -29,8 +29,8 @@ the upstream). This process is the client: one keep-alive httpx client per targe
 and the CPU time that other processes used while the benchmark ran) is part of the report.
 ``--baseline REF`` also measures the sidecar as it was at git ``REF`` (its code, run in a
 tree of its own, with the packages installed here) in the same run;
-``--workers N`` adds the sidecar with ``--workers N``; ``--floors own`` keeps only the
-sidecar's own floor (httptools + aiohttp), for quicker comparisons.
+``--workers N`` adds the sidecar with ``--workers N``; ``--floors own`` keeps only the two
+floors on httptools (with the sidecar's own pool, and with aiohttp), for quicker comparisons.
 """
 
 from __future__ import annotations
@@ -319,9 +319,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     ],
                     scratch / "floor-httptools.log",
                 ),
+                _Child(
+                    "floor: uvicorn (httptools) + wire",
+                    [
+                        *python,
+                        "-m",
+                        "benchmarks._floor",
+                        "--upstream",
+                        up,
+                        "--client",
+                        "wire",
+                        "--http",
+                        "httptools",
+                    ],
+                    scratch / "floor-wire.log",
+                ),
             ]
             if args.floors == "own":
-                floors = floors[-1:]
+                floors = floors[-2:]
             targets = [
                 *floors,
                 _Child(
@@ -646,7 +661,7 @@ def main(argv: list[str] | None = None) -> int:
         "--floors",
         choices=("all", "own"),
         default="all",
-        help="all three floors, or only the sidecar's own (httptools + aiohttp)",
+        help="all four floors, or only the two on httptools (+ the wire pool, + aiohttp)",
     )
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     parser.add_argument("--chart", type=Path, default=None, help="draw the chart here (PNG)")

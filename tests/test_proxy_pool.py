@@ -17,6 +17,7 @@ import pytest
 from retry_transport import Backoff, RetryPolicy, RetryTransport
 from retry_transport.proxy import pool
 from retry_transport.proxy.pool import AiohttpTransport, make_pool
+from retry_transport.proxy.wire import WireTransport
 from retry_transport.testing.upstream import Reply, Upstream
 
 pytestmark = pytest.mark.anyio
@@ -208,12 +209,17 @@ def test_each_aiohttp_error_becomes_the_httpx_error_it_stands_for(
 
 
 @pytest.fixture
+def without_httptools(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "httptools", None)  # importing it now raises ImportError
+
+
+@pytest.fixture
 def without_aiohttp(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "aiohttp", None)  # importing it now raises ImportError
+    monkeypatch.setitem(sys.modules, "aiohttp", None)
 
 
-@pytest.mark.usefixtures("without_aiohttp")
-async def test_without_aiohttp_the_pool_is_httpx_s_own() -> None:
+@pytest.mark.usefixtures("without_httptools", "without_aiohttp")
+async def test_without_httptools_and_aiohttp_the_pool_is_httpx_s_own() -> None:
     transport = make_pool()
     try:
         assert type(transport) is httpx.AsyncHTTPTransport
@@ -221,10 +227,19 @@ async def test_without_aiohttp_the_pool_is_httpx_s_own() -> None:
         await transport.aclose()
 
 
-async def test_with_aiohttp_the_pool_is_aiohttp_s() -> None:
+@pytest.mark.usefixtures("without_httptools")
+async def test_without_httptools_the_pool_is_aiohttp_s() -> None:
     transport = make_pool()
     try:
         assert type(transport) is AiohttpTransport
+    finally:
+        await transport.aclose()
+
+
+async def test_with_httptools_the_pool_is_the_sidecar_s_own() -> None:
+    transport = make_pool()
+    try:
+        assert type(transport) is WireTransport
     finally:
         await transport.aclose()
 

@@ -1,5 +1,6 @@
-"""The connection pool to an upstream: aiohttp's client (its HTTP parser is C) as an httpx
-transport, or httpx's own transport where aiohttp is not installed.
+"""The connection pool to an upstream (`make_pool`): the sidecar's own
+(`retry_transport.proxy.wire`, on llhttp) where httptools is installed, else aiohttp's client
+(its HTTP parser is C) as an httpx transport, else httpx's own transport.
 
 On the sidecar's hot path the pool is most of the work: httpx's transport (httpcore, h11)
 spends about four times the CPU of aiohttp's client per request and writes a request's head
@@ -187,7 +188,13 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
 
 def make_pool() -> httpx.AsyncBaseTransport:
-    """`AiohttpTransport` where aiohttp is installed, else httpx's pooled transport."""
+    """The sidecar's pool: `retry_transport.proxy.wire.WireTransport` where httptools is
+    installed (the ``proxy`` extra brings it), else `AiohttpTransport` where aiohttp is, else
+    httpx's pooled transport."""
+    if importlib.util.find_spec("httptools") is not None:
+        from .wire import WireTransport
+
+        return WireTransport()
     if importlib.util.find_spec("aiohttp") is not None:
         return AiohttpTransport()
     return httpx.AsyncHTTPTransport(
