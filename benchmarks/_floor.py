@@ -36,12 +36,8 @@ _REQUEST_HOP = _HOP | {b"host", b"content-length"}
 def _app(upstream: str, kind: str) -> Callable[..., Awaitable[None]]:
     clients: list[Any] = []
 
-    async def forward_httpx(
-        method: str, target: str, headers: list[tuple[bytes, bytes]], body: bytes, send: Send
-    ) -> None:
-        client: httpx.AsyncClient = clients[0]
-        request = client.build_request(method, target, headers=headers, content=body)
-        response = await client.send(request, stream=True)
+    async def pass_on(response: httpx.Response, send: Send) -> None:
+        """An httpx response sent on to the client as it comes, then closed."""
         try:
             out = [(k, v) for k, v in response.headers.raw if k.lower() not in _HOP]
             await send(
@@ -52,6 +48,14 @@ def _app(upstream: str, kind: str) -> Callable[..., Awaitable[None]]:
             await send({"type": "http.response.body", "body": b""})
         finally:
             await response.aclose()
+
+    async def forward_httpx(
+        method: str, target: str, headers: list[tuple[bytes, bytes]], body: bytes, send: Send
+    ) -> None:
+        client: httpx.AsyncClient = clients[0]
+        request = client.build_request(method, target, headers=headers, content=body)
+        response = await client.send(request, stream=True)
+        await pass_on(response, send)
 
     async def forward_aiohttp(
         method: str, target: str, headers: list[tuple[bytes, bytes]], body: bytes, send: Send
@@ -78,16 +82,7 @@ def _app(upstream: str, kind: str) -> Callable[..., Awaitable[None]]:
             sized.append((b"Content-Length", str(len(body)).encode()))
         request = httpx.Request(method, url, headers=sized, content=body)
         response = await pool.handle_async_request(request)
-        try:
-            out = [(k, v) for k, v in response.headers.raw if k.lower() not in _HOP]
-            await send(
-                {"type": "http.response.start", "status": response.status_code, "headers": out}
-            )
-            async for chunk in response.aiter_raw():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
-        finally:
-            await response.aclose()
+        await pass_on(response, send)
 
     forward = {"aiohttp": forward_aiohttp, "wire": forward_wire}.get(kind, forward_httpx)
 

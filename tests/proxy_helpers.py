@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import httpx
 import uvicorn
@@ -29,7 +30,16 @@ from retry_transport.proxy.cli import add_arguments, settings_from_args
 from retry_transport.proxy.serving import server_config
 from retry_transport.proxy.settings import ProxySettings
 
-__all__ = ["FAST", "Gate", "Sidecar", "SidecarProcess", "Trickle", "settings_for"]
+__all__ = [
+    "FAST",
+    "Gate",
+    "Sidecar",
+    "SidecarProcess",
+    "ThreadedServer",
+    "Trickle",
+    "loopback_socket",
+    "settings_for",
+]
 
 # Short waits so that retries in tests cost milliseconds (waits named by the server still
 # count in full).
@@ -48,30 +58,31 @@ class _Server(uvicorn.Server):
     and ticks its Date header, which the sidecar does not send)."""
 
     async def main_loop(self) -> None:
+        await self.on_tick(0)  # where uvicorn sets the default headers, as its own loop does first
         while True:
             if self.should_exit:  # set from the test's thread: no event to wait on
                 return
             await asyncio.sleep(0.005)
 
 
-class Sidecar:
-    """``retry-transport proxy ARGV`` served by uvicorn in a background thread.
+def loopback_socket() -> socket.socket:
+    """A socket bound to a free port on 127.0.0.1."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock
 
-    Listens on a free loopback port, or on ``sock`` when given (bound, so that its address
-    can be named before the sidecar starts; ``--host`` and ``--port`` are ignored). Use it as
-    a context manager; leaving it shuts the server down gracefully and joins the thread.
-    """
 
-    def __init__(self, *argv: str, sock: socket.socket | None = None) -> None:
-        self.settings = settings_for(*FAST, *argv)
-        if sock is None:
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
+class ThreadedServer:
+    """uvicorn serving ``config`` on the bound socket ``sock`` in a background thread named
+    ``name``. Use it as a context manager; leaving it shuts the server down gracefully, joins
+    the thread and raises what the server raised, if anything."""
+
+    def __init__(self, config: uvicorn.Config, sock: socket.socket, name: str) -> None:
         self._sock = sock
-        self.port: int = self._sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._server = _Server(server_config(build_app(self.settings), self.settings))
-        self._thread = threading.Thread(target=self._run, name="sidecar", daemon=True)
+        self.port: int = sock.getsockname()[1]
+        self._name = name
+        self._server = _Server(config)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._error: BaseException | None = None
 
     def _run(self) -> None:
@@ -80,18 +91,14 @@ class Sidecar:
         except BaseException as exc:  # reported by __exit__
             self._error = exc
 
-    def __enter__(self) -> Sidecar:
+    def __enter__(self) -> Self:
         self._thread.start()
         deadline = time.monotonic() + 10.0
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the sidecar did not start: {self._error!r}")
+                raise RuntimeError(f"the {self._name} did not start: {self._error!r}")
             time.sleep(0.005)
         return self
-
-    def connections(self) -> list[object]:
-        """The client connections the server holds open."""
-        return list(self._server.server_state.connections)
 
     def __exit__(
         self,
@@ -102,9 +109,28 @@ class Sidecar:
         self._server.should_exit = True
         self._thread.join(timeout=15.0)
         self._sock.close()
-        assert not self._thread.is_alive(), "the sidecar did not stop"
+        assert not self._thread.is_alive(), f"the {self._name} did not stop"
         if self._error is not None:
             raise self._error
+
+
+class Sidecar(ThreadedServer):
+    """``retry-transport proxy ARGV`` served by uvicorn in a background thread.
+
+    Listens on a free loopback port, or on ``sock`` when given (bound, so that its address
+    can be named before the sidecar starts; ``--host`` and ``--port`` are ignored). Use it as
+    a context manager; leaving it shuts the server down gracefully and joins the thread.
+    """
+
+    def __init__(self, *argv: str, sock: socket.socket | None = None) -> None:
+        self.settings = settings_for(*FAST, *argv)
+        config = server_config(build_app(self.settings), self.settings)
+        super().__init__(config, loopback_socket() if sock is None else sock, "sidecar")
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def connections(self) -> list[object]:
+        """The client connections the server holds open."""
+        return list(self._server.server_state.connections)
 
 
 class SidecarProcess:

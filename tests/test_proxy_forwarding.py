@@ -69,19 +69,25 @@ class _Client:
         self.sent.append(message)
 
 
+def _hanging(started: asyncio.Event, cancelled: asyncio.Event) -> Handler:
+    """A handler that sets ``started``, never answers, and sets ``cancelled`` when cancelled."""
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        raise AssertionError("never answered")  # pragma: no cover - waits until cancelled
+
+    return handler
+
+
 def test_a_client_that_leaves_cancels_the_upstream_call_and_only_that() -> None:
     async def main() -> None:
         started, cancelled = asyncio.Event(), asyncio.Event()
-
-        async def handler(request: httpx.Request) -> httpx.Response:
-            started.set()
-            try:
-                await asyncio.Event().wait()
-            except asyncio.CancelledError:
-                cancelled.set()
-                raise
-            raise AssertionError("never answered")  # pragma: no cover - waits until cancelled
-
+        handler = _hanging(started, cancelled)
         client = _Client()
         task = asyncio.create_task(_forwarder(handler)(_scope(), client.receive, client.send))
         await started.wait()
@@ -329,16 +335,7 @@ def test_with_a_link_a_body_all_in_is_read_once_by_the_request_itself() -> None:
 def test_with_a_link_a_client_that_leaves_cancels_the_upstream_call() -> None:
     async def main() -> None:
         started, cancelled = asyncio.Event(), asyncio.Event()
-
-        async def handler(request: httpx.Request) -> httpx.Response:
-            started.set()
-            try:
-                await asyncio.Event().wait()
-            except asyncio.CancelledError:
-                cancelled.set()
-                raise
-            raise AssertionError("never answered")  # pragma: no cover - waits until cancelled
-
+        handler = _hanging(started, cancelled)
         client = _Client()
         link = _Link()
         task = asyncio.create_task(_forwarder(handler)(_linked(link), client.receive, client.send))

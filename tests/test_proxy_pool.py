@@ -19,6 +19,7 @@ from retry_transport.proxy import pool
 from retry_transport.proxy.pool import AiohttpTransport, make_pool
 from retry_transport.proxy.wire import WireTransport
 from retry_transport.testing.upstream import Reply, Upstream
+from tests.wire_server import exchange
 
 pytestmark = pytest.mark.anyio
 
@@ -26,17 +27,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-async def _send(
-    transport: httpx.AsyncBaseTransport, request: httpx.Request
-) -> tuple[httpx.Response, bytes]:
-    response = await transport.handle_async_request(request)
-    try:
-        body = b"".join([chunk async for chunk in response.aiter_raw()])
-    finally:
-        await response.aclose()
-    return response, body
 
 
 async def test_bytes_pass_through_untouched_both_ways(upstream: Upstream) -> None:
@@ -53,7 +43,7 @@ async def test_bytes_pass_through_untouched_both_ways(upstream: Upstream) -> Non
             headers=[("x-api-key", "sk-1"), ("x-twice", "a"), ("x-twice", "b")],
             content=b'{"q": 1}',
         )
-        response, body = await _send(transport, request)
+        response, body = await exchange(transport, request)
     finally:
         await transport.aclose()
     assert response.status_code == 200
@@ -72,7 +62,7 @@ async def test_bytes_pass_through_untouched_both_ways(upstream: Upstream) -> Non
 async def test_a_get_without_a_body_sends_no_length(upstream: Upstream) -> None:
     transport = AiohttpTransport()
     try:
-        response, body = await _send(transport, httpx.Request("GET", f"{upstream.url}/models"))
+        response, body = await exchange(transport, httpx.Request("GET", f"{upstream.url}/models"))
     finally:
         await transport.aclose()
     assert (response.status_code, body) == (200, b'{"ok":true}')
@@ -89,7 +79,7 @@ async def test_a_body_of_unknown_length_is_sent_chunked(upstream: Upstream) -> N
     transport = AiohttpTransport()
     try:
         request = httpx.Request("POST", f"{upstream.url}/upload", content=parts())
-        response, _ = await _send(transport, request)
+        response, _ = await exchange(transport, request)
     finally:
         await transport.aclose()
     assert response.status_code == 200
@@ -102,12 +92,12 @@ async def test_connections_are_reused_once_a_body_was_read(upstream: Upstream) -
     transport = AiohttpTransport()
     try:
         for _ in range(3):
-            await _send(transport, httpx.Request("GET", f"{upstream.url}/ok"))
+            await exchange(transport, httpx.Request("GET", f"{upstream.url}/ok"))
         # A body left unread closes its connection instead of handing it back.
         upstream.script("/big", Reply(200, chunks=[b"x" * 65536] * 8))
         response = await transport.handle_async_request(httpx.Request("GET", f"{upstream.url}/big"))
         await response.aclose()
-        await _send(transport, httpx.Request("GET", f"{upstream.url}/ok"))
+        await exchange(transport, httpx.Request("GET", f"{upstream.url}/ok"))
     finally:
         await transport.aclose()
     connections = [seen.connection for seen in upstream.received()]
@@ -177,7 +167,7 @@ async def test_the_retry_transport_recovers_through_it(upstream: Upstream) -> No
     upstream.script("/v1/messages", Reply(503, b"busy"), Reply(200, b"done"))
     policy = RetryPolicy(congestion_backoff=Backoff(base=0.001, cap=0.001))
     async with RetryTransport(AiohttpTransport(), policy=policy) as transport:
-        response, body = await _send(
+        response, body = await exchange(
             transport, httpx.Request("POST", f"{upstream.url}/v1/messages", content=b"{}")
         )
     assert (response.status_code, body) == (200, b"done")
@@ -249,7 +239,7 @@ async def test_a_header_value_beyond_ascii_passes_as_its_bytes(upstream: Upstrea
     value = "café".encode()
     try:
         request = httpx.Request("GET", f"{upstream.url}/models", headers=[(b"x-name", value)])
-        response, _ = await _send(transport, request)
+        response, _ = await exchange(transport, request)
     finally:
         await transport.aclose()
     assert response.status_code == 200
@@ -265,7 +255,7 @@ async def test_parsed_urls_kept_are_let_go_past_the_cap(
     transport = AiohttpTransport()
     try:
         for url in (first, second, first, first):
-            response, _ = await _send(transport, httpx.Request("GET", url))
+            response, _ = await exchange(transport, httpx.Request("GET", url))
             assert response.status_code == 200
     finally:
         await transport.aclose()

@@ -23,7 +23,7 @@ from retry_transport import Backoff, RetryPolicy, RetryTransport
 from retry_transport.proxy import wire
 from retry_transport.proxy.wire import KEEPALIVE, WireTransport
 from retry_transport.testing.upstream import Reply, Upstream
-from tests.wire_server import Step, WireServer
+from tests.wire_server import Step, WireServer, exchange
 
 pytestmark = pytest.mark.anyio
 
@@ -45,17 +45,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-async def _send(
-    transport: httpx.AsyncBaseTransport, request: httpx.Request
-) -> tuple[httpx.Response, bytes]:
-    response = await transport.handle_async_request(request)
-    try:
-        body = b"".join([chunk async for chunk in response.aiter_raw()])
-    finally:
-        await response.aclose()
-    return response, body
 
 
 async def _settle(done: Callable[[], object]) -> None:
@@ -97,7 +86,7 @@ async def test_bytes_pass_through_untouched_both_ways(
         headers=[("x-api-key", "sk-1"), ("x-twice", "a"), ("x-twice", "b")],
         content=b'{"q": 1}',
     )
-    response, body = await _send(pool, request)
+    response, body = await exchange(pool, request)
     assert response.status_code == 200
     assert body == packed  # not decompressed
     assert response.headers.get_list("x-a") == ["1", "2"]
@@ -160,7 +149,7 @@ async def test_the_head_and_a_body_known_in_full_leave_in_one_write(
         request = httpx.Request(
             "POST", f"{server.url}/v1/x", headers={"X-Case": "Kept"}, content=b"{}"
         )
-        response, body = await _send(pool, request)
+        response, body = await exchange(pool, request)
     assert (response.status_code, body) == (200, b"ok")
     assert writes == [
         b"POST /v1/x HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nX-Case: Kept\r\nContent-Length: 2\r\n\r\n{}"
@@ -172,13 +161,13 @@ async def test_a_header_value_beyond_ascii_passes_as_its_bytes(pool: WireTranspo
     async with WireServer() as server:
         value = "café".encode()
         request = httpx.Request("GET", f"{server.url}/m", headers=[(b"x-name", value)])
-        await _send(pool, request)
+        await exchange(pool, request)
     assert server.seen[0].header(b"x-name") == value
 
 
 async def test_a_get_without_a_body_sends_no_length(pool: WireTransport) -> None:
     async with WireServer() as server:
-        response, body = await _send(pool, httpx.Request("GET", f"{server.url}/models"))
+        response, body = await exchange(pool, httpx.Request("GET", f"{server.url}/models"))
     assert (response.status_code, body) == (200, b"ok")
     (seen,) = server.seen
     assert seen.header(b"content-length") is None
@@ -195,7 +184,7 @@ async def test_a_body_of_unknown_length_is_sent_chunked(pool: WireTransport) -> 
         request = httpx.Request(
             "POST", f"{server.url}/upload", content=_parts(b"one ", b"", b"two ", b"three")
         )
-        response, _ = await _send(pool, request)
+        response, _ = await exchange(pool, request)
     assert response.status_code == 200
     (seen,) = server.seen
     assert seen.header(b"transfer-encoding") == b"chunked"
@@ -210,7 +199,7 @@ async def test_a_streamed_body_of_given_length_is_sent_as_it_is(pool: WireTransp
             headers={"Content-Length": "7"},
             content=_parts(b"one ", b"two"),
         )
-        response, _ = await _send(pool, request)
+        response, _ = await exchange(pool, request)
     assert response.status_code == 200
     (seen,) = server.seen
     assert seen.header(b"transfer-encoding") is None
@@ -243,8 +232,8 @@ async def test_each_framing_ends_its_response_and_keeps_the_connection(
     pool: WireTransport, reply: bytes, body: bytes
 ) -> None:
     async with WireServer([Step(reply)]) as server:
-        response, got = await _send(pool, httpx.Request("GET", f"{server.url}/x"))
-        await _send(pool, httpx.Request("GET", f"{server.url}/x"))
+        response, got = await exchange(pool, httpx.Request("GET", f"{server.url}/x"))
+        await exchange(pool, httpx.Request("GET", f"{server.url}/x"))
     assert got == body
     assert [(name, value) for name, value in response.headers.raw if name == b"Link"] == []
     assert [seen.connection for seen in server.seen] == [0, 0]
@@ -253,8 +242,8 @@ async def test_each_framing_ends_its_response_and_keeps_the_connection(
 async def test_a_head_response_has_no_body_whatever_its_length(pool: WireTransport) -> None:
     reply = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
     async with WireServer([Step(reply)]) as server:
-        response, body = await _send(pool, httpx.Request("HEAD", f"{server.url}/x"))
-        again, _ = await _send(pool, httpx.Request("GET", f"{server.url}/x"))
+        response, body = await exchange(pool, httpx.Request("HEAD", f"{server.url}/x"))
+        again, _ = await exchange(pool, httpx.Request("GET", f"{server.url}/x"))
     assert (response.status_code, body, response.headers["content-length"]) == (200, b"", "5")
     assert again.status_code == 200
     assert [seen.connection for seen in server.seen] == [0, 0]
@@ -263,8 +252,8 @@ async def test_a_head_response_has_no_body_whatever_its_length(pool: WireTranspo
 async def test_bytes_after_a_head_response_spend_its_connection(pool: WireTransport) -> None:
     reply = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"  # a body it must not send
     async with WireServer([Step(reply)]) as server:
-        _, body = await _send(pool, httpx.Request("HEAD", f"{server.url}/x"))
-        await _send(pool, httpx.Request("GET", f"{server.url}/x"))
+        _, body = await exchange(pool, httpx.Request("HEAD", f"{server.url}/x"))
+        await exchange(pool, httpx.Request("GET", f"{server.url}/x"))
     assert body == b""
     assert [seen.connection for seen in server.seen] == [0, 1]
 
@@ -272,8 +261,8 @@ async def test_bytes_after_a_head_response_spend_its_connection(pool: WireTransp
 async def test_a_body_read_to_the_end_of_the_connection(pool: WireTransport) -> None:
     reply = b"HTTP/1.1 200 OK\r\n\r\nall of it"
     async with WireServer([Step(reply, then="close")]) as server:
-        response, body = await _send(pool, httpx.Request("GET", f"{server.url}/x"))
-        await _send(pool, httpx.Request("GET", f"{server.url}/x"))
+        response, body = await exchange(pool, httpx.Request("GET", f"{server.url}/x"))
+        await exchange(pool, httpx.Request("GET", f"{server.url}/x"))
     assert (response.status_code, body) == (200, b"all of it")
     assert [seen.connection for seen in server.seen] == [0, 1]
 
@@ -290,9 +279,9 @@ async def test_a_connection_the_upstream_will_not_keep_is_closed(
     pool: WireTransport, reply: bytes, version: bytes
 ) -> None:
     async with WireServer([Step(reply)]) as server:
-        response, _ = await _send(pool, httpx.Request("GET", f"{server.url}/x"))
+        response, _ = await exchange(pool, httpx.Request("GET", f"{server.url}/x"))
         await server.until(lambda: server.ended == [0])
-        await _send(pool, httpx.Request("GET", f"{server.url}/x"))
+        await exchange(pool, httpx.Request("GET", f"{server.url}/x"))
     assert response.extensions["http_version"] == version
     assert [seen.connection for seen in server.seen] == [0, 1]
 
@@ -320,7 +309,7 @@ async def test_no_usable_response_is_a_protocol_error(
         request = httpx.Request("GET", f"{server.url}/x")
         with pytest.raises(httpx.RemoteProtocolError, match=message) as raised:
             await pool.handle_async_request(request)
-        await _send(pool, httpx.Request("GET", f"{server.url}/x"))
+        await exchange(pool, httpx.Request("GET", f"{server.url}/x"))
     assert raised.value.request is request
     assert [seen.connection for seen in server.seen] == [0, 1]
 
@@ -369,14 +358,14 @@ async def test_a_reused_connection_found_dead_is_a_protocol_error_the_retry_reco
 ) -> None:
     # The upstream drops the kept connection as the next request reaches it.
     async with WireServer([Step(), Step(b"", then="close")]) as server:
-        await _send(pool, httpx.Request("GET", f"{server.url}/x"))
+        await exchange(pool, httpx.Request("GET", f"{server.url}/x"))
         with pytest.raises(httpx.RemoteProtocolError, match="without sending a response"):
             await pool.handle_async_request(httpx.Request("POST", f"{server.url}/x", content=b"{}"))
         policy = RetryPolicy(transient_backoff=Backoff(base=0.001, cap=0.001))
         async with RetryTransport(WireTransport(), policy=policy) as retrying:
-            await _send(retrying, httpx.Request("GET", f"{server.url}/x"))
+            await exchange(retrying, httpx.Request("GET", f"{server.url}/x"))
             server.steps.append(Step(b"", then="close"))
-            response, body = await _send(
+            response, body = await exchange(
                 retrying, httpx.Request("POST", f"{server.url}/x", content=b"{}")
             )
     assert (response.status_code, body) == (200, b"ok")
@@ -399,7 +388,7 @@ async def test_a_silent_upstream_is_a_read_timeout_and_its_connection_closed(
         request = httpx.Request("GET", f"{server.url}/x", extensions=_timeout(read=SHORT))
         with pytest.raises(httpx.ReadTimeout) as raised:
             await pool.handle_async_request(request)
-        await _send(pool, httpx.Request("GET", f"{server.url}/x"))
+        await exchange(pool, httpx.Request("GET", f"{server.url}/x"))
     assert raised.value.request is request
     assert [seen.connection for seen in server.seen] == [0, 1]
 
@@ -437,7 +426,7 @@ async def test_an_upstream_that_reads_nothing_is_a_write_timeout(pool: WireTrans
 async def test_a_large_body_is_sent_as_the_upstream_reads_it(pool: WireTransport) -> None:
     async with WireServer() as server:
         request = httpx.Request("POST", f"{server.url}/x", content=BIG)
-        response, body = await _send(pool, request)
+        response, body = await exchange(pool, request)
     assert (response.status_code, body) == (200, b"ok")
     assert len(server.seen[0].body) == len(BIG)
 
@@ -457,8 +446,8 @@ async def test_an_answer_before_the_whole_body_spends_the_connection(
     early = b"HTTP/1.1 413 Too Large\r\nContent-Length: 3\r\n\r\nbig"
     async with WireServer([Step(early, then="hang", read_body=False)]) as server:
         request = httpx.Request("POST", f"{server.url}/x", content=BIG)
-        response, body = await _send(pool, request)
-        await _send(pool, httpx.Request("GET", f"{server.url}/x"))
+        response, body = await exchange(pool, request)
+        await exchange(pool, httpx.Request("GET", f"{server.url}/x"))
     assert (response.status_code, body) == (413, b"big")
     assert [seen.connection for seen in server.seen] == [0, 1]
 
@@ -479,8 +468,8 @@ async def test_an_answer_before_a_streamed_body_ends_stops_it(pool: WireTranspor
 
     async with WireServer([Step(early, read_body=False)]) as server:
         request = httpx.Request("POST", f"{server.url}/x", content=parts())
-        response, body = await _send(pool, request)
-        await _send(pool, httpx.Request("GET", f"{server.url}/x"))
+        response, body = await exchange(pool, request)
+        await exchange(pool, httpx.Request("GET", f"{server.url}/x"))
     assert (response.status_code, body) == (413, b"big")
     assert sent == [b"first", b"second"]
     assert [seen.connection for seen in server.seen] == [0, 1]
@@ -493,10 +482,10 @@ async def test_connections_are_reused_once_a_body_was_read(pool: WireTransport) 
     big = b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + b"x" * 1_000_000
     async with WireServer([Step(), Step(), Step(), Step(big)]) as server:
         for _ in range(3):
-            await _send(pool, httpx.Request("GET", f"{server.url}/ok"))
+            await exchange(pool, httpx.Request("GET", f"{server.url}/ok"))
         response = await pool.handle_async_request(httpx.Request("GET", f"{server.url}/big"))
         await response.aclose()  # left unread: the connection is closed, not handed back
-        await _send(pool, httpx.Request("GET", f"{server.url}/ok"))
+        await exchange(pool, httpx.Request("GET", f"{server.url}/ok"))
     assert [seen.connection for seen in server.seen] == [0, 0, 0, 0, 1]
 
 
@@ -510,7 +499,7 @@ async def test_a_response_that_arrived_whole_hands_its_connection_back_unread(
         (connection,) = pool._open
         await _settle(lambda: connection.complete)
         await response.aclose()
-        await _send(pool, httpx.Request("GET", f"{server.url}/x"))
+        await exchange(pool, httpx.Request("GET", f"{server.url}/x"))
     assert [seen.connection for seen in server.seen] == [0, 0]
 
 
@@ -521,12 +510,12 @@ async def test_an_idle_connection_past_keepalive_is_dropped(pool: WireTransport)
         async with WireServer() as server:
             # Two at once: connections 0 and 1, both kept.
             await asyncio.gather(
-                *(_send(transport, httpx.Request("GET", f"{server.url}/x")) for _ in range(2))
+                *(exchange(transport, httpx.Request("GET", f"{server.url}/x")) for _ in range(2))
             )
             clock.now += KEEPALIVE / 2
-            await _send(transport, httpx.Request("GET", f"{server.url}/x"))  # the newest
+            await exchange(transport, httpx.Request("GET", f"{server.url}/x"))  # the newest
             clock.now += KEEPALIVE + 1
-            await _send(transport, httpx.Request("GET", f"{server.url}/x"))  # both too old
+            await exchange(transport, httpx.Request("GET", f"{server.url}/x"))  # both too old
             await server.until(lambda: sorted(server.ended) == [0, 1])
     finally:
         await transport.aclose()
@@ -546,7 +535,7 @@ async def test_an_older_idle_connection_is_dropped_when_a_newer_one_comes_back()
             clock.now += KEEPALIVE + 1
             await _read(second)  # kept at 106: the one kept at 100 is dropped
             await server.until(lambda: server.ended == [0])
-            await _send(transport, httpx.Request("GET", f"{server.url}/x"))
+            await exchange(transport, httpx.Request("GET", f"{server.url}/x"))
     finally:
         await transport.aclose()
     assert [seen.connection for seen in server.seen] == [0, 1, 1]
@@ -579,7 +568,7 @@ async def test_idle_connections_are_swept_when_no_request_comes() -> None:
 
 async def test_closing_the_pool_stops_its_sweeper(pool: WireTransport) -> None:
     async with WireServer() as server:
-        await _send(pool, httpx.Request("GET", f"{server.url}/x"))
+        await exchange(pool, httpx.Request("GET", f"{server.url}/x"))
         sweeper = pool._sweeper
         assert sweeper is not None
         await pool.aclose()
@@ -589,20 +578,20 @@ async def test_closing_the_pool_stops_its_sweeper(pool: WireTransport) -> None:
 
 async def test_an_idle_connection_the_upstream_closed_is_not_reused(pool: WireTransport) -> None:
     async with WireServer([Step(then="close")]) as server:
-        await _send(pool, httpx.Request("GET", f"{server.url}/x"))
+        await exchange(pool, httpx.Request("GET", f"{server.url}/x"))
         await _settle(lambda: not pool._open)
-        await _send(pool, httpx.Request("GET", f"{server.url}/x"))
+        await exchange(pool, httpx.Request("GET", f"{server.url}/x"))
     assert [seen.connection for seen in server.seen] == [0, 1]
 
 
 async def test_bytes_on_an_idle_connection_close_it(pool: WireTransport) -> None:
     extra = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
     async with WireServer() as server:
-        await _send(pool, httpx.Request("GET", f"{server.url}/x"))
+        await exchange(pool, httpx.Request("GET", f"{server.url}/x"))
         (connection,) = pool._open
         connection.data_received(extra)  # as if it came unasked
         await server.until(lambda: server.ended == [0])
-        await _send(pool, httpx.Request("GET", f"{server.url}/x"))
+        await exchange(pool, httpx.Request("GET", f"{server.url}/x"))
     assert [seen.connection for seen in server.seen] == [0, 1]
 
 
@@ -610,7 +599,7 @@ async def test_aclose_closes_every_connection() -> None:
     transport = WireTransport()
     async with WireServer() as server:
         await asyncio.gather(
-            *(_send(transport, httpx.Request("GET", f"{server.url}/x")) for _ in range(3))
+            *(exchange(transport, httpx.Request("GET", f"{server.url}/x")) for _ in range(3))
         )
         await transport.aclose()
         await server.until(lambda: len(server.ended) == 3)
@@ -623,7 +612,7 @@ async def test_a_request_without_a_timeout_extension_waits_as_long_as_it_takes(
     async with WireServer() as server:
         request = httpx.Request("GET", f"{server.url}/x")
         request.extensions.pop("timeout", None)
-        response, body = await _send(pool, request)
+        response, body = await exchange(pool, request)
     assert (response.status_code, body) == (200, b"ok")
 
 
@@ -658,7 +647,7 @@ async def test_a_body_closed_early_closes_its_connection(pool: WireTransport) ->
             got.append(chunk)
             break
         await response.aclose()  # the rest never read
-        await _send(pool, httpx.Request("GET", f"{server.url}/x"))
+        await exchange(pool, httpx.Request("GET", f"{server.url}/x"))
     assert got == [b"first"]
     assert [seen.connection for seen in server.seen] == [0, 1]
 
@@ -672,7 +661,7 @@ async def test_a_cancelled_request_closes_its_connection(pool: WireTransport) ->
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        await _send(pool, httpx.Request("GET", f"{server.url}/x"))
+        await exchange(pool, httpx.Request("GET", f"{server.url}/x"))
         assert len(pool._open) == 1  # the new one, kept
     assert [seen.connection for seen in server.seen] == [0, 1]
 
@@ -681,7 +670,7 @@ async def test_the_retry_transport_recovers_through_it(upstream: Upstream) -> No
     upstream.script("/v1/messages", Reply(503, b"busy"), Reply(200, b"done"))
     policy = RetryPolicy(congestion_backoff=Backoff(base=0.001, cap=0.001))
     async with RetryTransport(WireTransport(), policy=policy) as transport:
-        response, body = await _send(
+        response, body = await exchange(
             transport, httpx.Request("POST", f"{upstream.url}/v1/messages", content=b"{}")
         )
     assert (response.status_code, body) == (200, b"done")
@@ -713,7 +702,7 @@ async def test_tls_checks_the_certificate_and_sends_the_host_name(
         async with WireServer(ssl_context=tls_server_context) as server:
             url = f"https://localhost:{server.port}/x"
             for _ in range(2):
-                response, body = await _send(transport, httpx.Request("GET", url))
+                response, body = await exchange(transport, httpx.Request("GET", url))
     finally:
         await transport.aclose()
     assert (response.status_code, body) == (200, b"ok")

@@ -11,7 +11,21 @@ import struct
 from dataclasses import dataclass, field
 from types import TracebackType
 
-__all__ = ["Seen", "Step", "WireServer"]
+import httpx
+
+__all__ = ["Seen", "Step", "WireServer", "exchange"]
+
+
+async def exchange(
+    transport: httpx.AsyncBaseTransport, request: httpx.Request
+) -> tuple[httpx.Response, bytes]:
+    """``request`` sent through ``transport``: its response, and its body read to the end (raw)."""
+    response = await transport.handle_async_request(request)
+    try:
+        body = b"".join([chunk async for chunk in response.aiter_raw()])
+    finally:
+        await response.aclose()
+    return response, body
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,7 @@ import asyncio
 import logging
 import socket
 import threading
-import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from types import TracebackType
 from typing import Any
 
 import pytest
@@ -25,7 +23,7 @@ from retry_transport.proxy.screening import Screen
 from retry_transport.proxy.serving import _protocol, fast_loop
 from retry_transport.testing.upstream import Reply, Upstream
 
-from ..proxy_helpers import settings_for
+from ..proxy_helpers import ThreadedServer, loopback_socket, settings_for
 from .test_proxy_hardening import raw, read_answer
 
 Message = MutableMapping[str, Any]
@@ -34,16 +32,7 @@ Send = Callable[[Message], Awaitable[None]]
 App = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
 
 
-class _Server(uvicorn.Server):
-    async def main_loop(self) -> None:
-        await self.on_tick(0)  # where uvicorn sets the default headers
-        while True:
-            if self.should_exit:  # set from the test's thread: no event to wait on
-                return
-            await asyncio.sleep(0.005)
-
-
-class Served:
+class Served(ThreadedServer):
     """``app`` behind the sidecar's server protocol, in a thread, on a free loopback port."""
 
     def __init__(self, app: App, **config: Any) -> None:
@@ -60,32 +49,7 @@ class Served:
             "proxy_headers": False,
             **config,
         }
-        self._server = _Server(uvicorn.Config(app, **options))
-        self._sock = socket.socket()
-        self._sock.bind(("127.0.0.1", 0))
-        self.port: int = self._sock.getsockname()[1]
-        self._thread = threading.Thread(
-            target=lambda: asyncio.run(self._server.serve(sockets=[self._sock])), daemon=True
-        )
-
-    def __enter__(self) -> Served:
-        self._thread.start()
-        deadline = time.monotonic() + 10.0
-        while not self._server.started:
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.005)
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=15.0)
-        self._sock.close()
-        assert not self._thread.is_alive()
+        super().__init__(uvicorn.Config(app, **options), loopback_socket(), "server")
 
 
 def answering(*messages: Message, read: bool = True) -> App:
