@@ -12,9 +12,11 @@ import platform
 import statistics
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
 from typing import Any, Literal, TypeAlias, cast
 
@@ -257,6 +259,18 @@ _PACKAGES = (
     "h11",
     "matplotlib",
 )
+
+
+def baseline_tree(ref: str, into: Path) -> Path:
+    """The package as it was at git ``ref``, extracted under ``into``."""
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", ref, "retry_transport"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into
 
 
 def _cpu_model() -> str:

@@ -43,18 +43,16 @@ import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from ._common import REPO, machine_facts, write_json
+from ._common import baseline_tree, machine_facts, write_json
 
 __all__ = ["main"]
 
@@ -160,18 +158,6 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def _baseline_tree(ref: str, into: Path) -> Path:
-    """The package as it was at git ``ref``, extracted under ``into``."""
-    archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", ref, "retry_transport"],
-        check=True,
-        capture_output=True,
-    ).stdout
-    with tarfile.open(fileobj=BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-    return into
 
 
 # -- measuring ----------------------------------------------------------------------------------
@@ -348,7 +334,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             ]
             if args.baseline:
                 sidecar_argv = [*python, "-m", "retry_transport", "proxy"]
-                tree = _baseline_tree(args.baseline, scratch / "baseline")
+                tree = baseline_tree(args.baseline, scratch / "baseline")
                 targets.append(
                     _Child(
                         f"sidecar before ({args.baseline})",

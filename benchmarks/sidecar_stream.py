@@ -25,17 +25,15 @@ import json
 import pstats
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from collections.abc import AsyncIterator
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from ._common import REPO
+from ._common import REPO, baseline_tree
 
 __all__ = ["main"]
 
@@ -173,17 +171,6 @@ def _one_run(args: argparse.Namespace) -> float:
         return runner.run(_measure(events, args.requests, None))
 
 
-def _tree(ref: str, into: Path) -> Path:
-    archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", ref, "retry_transport"],
-        check=True,
-        capture_output=True,
-    ).stdout
-    with tarfile.open(fileobj=BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-    return into
-
-
 def _child(args: argparse.Namespace, tree: Path | None) -> float:
     """One run in a child process (of the code in ``tree``, else this checkout's)."""
     path = [str(tree)] if tree is not None else []
@@ -222,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         trees: dict[str, Path | None] = {"this tree": None}
         if args.baseline:
-            trees[args.baseline] = _tree(args.baseline, Path(scratch))
+            trees[args.baseline] = baseline_tree(args.baseline, Path(scratch))
         figures: dict[str, list[float]] = {name: [] for name in trees}
         for _ in range(args.runs):
             for name, tree in trees.items():
