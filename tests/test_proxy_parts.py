@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import sys
 
 import httpx
@@ -117,6 +119,28 @@ class _Transport:
 class _Connection:
     def __init__(self, transport: _Transport | None) -> None:
         self.transport = transport
+
+
+def test_a_stop_signal_held_back_while_uvicorn_starts_reaches_it_once_it_listens() -> None:
+    """`_serve_one` blocks SIGTERM until uvicorn's handlers are in place (a worker starts with it
+    blocked too): one sent in that window is delivered to uvicorn, which then shuts down."""
+    server = _Server(
+        uvicorn.Config(app=build_app(settings_for("--upstream", "https://a.example"))), 2.0
+    )
+    seen: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, _: seen.append(signum))
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)  # pending: blocked
+        assert not seen
+        assert signal.SIGTERM in signal.sigpending()
+        with server.capture_signals():
+            assert server.should_exit  # uvicorn's handler took it
+            assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+        assert seen == [signal.SIGTERM]  # uvicorn raises it again once done, as always
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        signal.signal(signal.SIGTERM, previous)
 
 
 def test_past_the_grace_period_the_connections_still_open_are_closed(

@@ -25,7 +25,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from typing import TYPE_CHECKING, cast
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -61,6 +61,7 @@ logger = logging.getLogger("retry_transport.proxy")
 _WIRE_LOGGERS = ("httpcore", "httpx")
 """Loggers whose DEBUG records carry headers (httpcore logs every response's)."""
 _LAST_RESORT = 5
+_STOPS = (signal.SIGTERM, signal.SIGINT)
 """Seconds past the grace period (and the connections' closing) before uvicorn cancels what
 is still running."""
 _REDIS_CHECK_TIMEOUT = 5.0
@@ -537,6 +538,14 @@ class _Server(uvicorn.Server):
         super().__init__(config)
         self._grace = grace
 
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        """uvicorn's signal handlers, and then SIGTERM and SIGINT let through: `_serve_one`
+        holds them back until uvicorn listens, so one sent while it starts is not lost."""
+        with super().capture_signals():
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPS)
+            yield
+
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         cut = asyncio.get_running_loop().call_later(self._grace, self._cut_off)
         try:
@@ -671,7 +680,10 @@ def _serve_one(settings: ProxySettings, sock: socket.socket) -> int:
     server = _Server(server_config(app, settings), settings.grace)
     # uvicorn re-raises the signal that stopped it once it is done; with these handlers in
     # place, that re-raise does nothing and the process exits 0 after a graceful shutdown.
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    # Until uvicorn's own handlers are in place the signals wait, blocked, instead of
+    # reaching these (which would swallow them and leave the server running).
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
+    for signum in _STOPS:
         signal.signal(signum, lambda *_: None)
     server.run(sockets=[sock])
     return 0 if server.started else 1
@@ -683,8 +695,8 @@ def _forked(pid: int, settings: ProxySettings, sock: socket.socket) -> int:
     restarted in the child by its ``fork`` patch, traces only frames entered after the fork.)"""
     if pid != 0:
         return pid
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, signal.SIG_DFL)  # until uvicorn installs its own
+    for signum in _STOPS:  # blocked since before the fork: the parent's handler must not run here
+        signal.signal(signum, signal.SIG_DFL)
     status = 1
     try:
         status = _serve_one(settings, sock)
@@ -708,10 +720,17 @@ def _serve_workers(settings: ProxySettings, sock: socket.socket) -> int:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in _STOPS:
         signal.signal(signum, stop)
-    for _ in range(settings.workers):
-        workers.add(_forked(os.fork(), settings, sock))
+    # A signal during the forks waits until every worker is in ``workers``, and a worker starts
+    # with it blocked (so the parent's ``stop`` never runs in a worker); `_serve_one` lets it
+    # through once uvicorn listens.
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
+    try:
+        for _ in range(settings.workers):
+            workers.add(_forked(os.fork(), settings, sock))
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPS)
     logger.info("%d workers serving (pids %s)", len(workers), ", ".join(map(str, sorted(workers))))
     failed = False
     while workers:
