@@ -384,6 +384,14 @@ def _classify_response(outcome: Outcome, rules: Sequence[Rule]) -> Classificatio
         if shape is not None:
             return Classification(Verdict.FATAL, f"{shape.reason} inside a {status}", wait)
     if allowed is not None:
+        if status == 400 and allowed.name == "internal-error" and wraps_a_4xx(lowered):
+            # A relay's server-error label around the upstream's own 400 (Letta's
+            # "INTERNAL_SERVER_ERROR: Bad request to Anthropic: Error code: 400", claude-code-
+            # router's api_error around SambaNova's 400, held-out-23/-24): the upstream's
+            # words decide, as they do inside a relay's 5xx.
+            shape = judge_400(text, lowered)
+            if shape.verdict is Verdict.FATAL:
+                return Classification(Verdict.FATAL, f"{shape.reason} (upstream 400)", wait)
         if allowed.name in _MAPPED:
             detail = _upstream_detail(lowered)
             if detail is not None:

@@ -463,13 +463,17 @@ RULES: tuple[Rule, ...] = (
         "账户未激活 (account not activated), 实名认证 (identity check required); a CamelCase "
         "error name spelling a refused grant (iFlytek Spark's 11200 AppIdNoAuthError, "
         "CCLMSY/nonebot-plugin-sparkapi#8, held-out-22; PermissionDenied, AccessDenied, "
-        "AuthFailed)",
+        "AuthFailed); an API key said to be invalid with words between (LlamaCloud, "
+        "run-llama/llama_index#21087)",
         match=_re(
             r"\b(?:invalid|incorrect|expired|revoked)[ _-]?(?:x-)?(?:api[ _-]?)?key\b|"
             r"\b(?:invalid|incorrect|expired|revoked|bad) (?:[\w'-]+ )?credentials?\b|"
             r"\b(?:rejected|refused|denied) (?:the |your |our )?(?:[\w'-]+ )?(?:credentials?|"
             r"api[ _-]?key|token)\b|"
             r"\bapi[ _-]?key (?:not valid|is invalid|expired)|API_KEY_INVALID|"
+            # the key named, then what it is used for, then its state ("The OpenAI API key used
+            # for the embedding transformation on your index is invalid", held-out-23)
+            r"\bapi[ _-]?key\b[^.\n]{1,80}? (?:is|was|has been) (?:invalid|not valid|expired|revoked)\b|"
             r"authentication_error|\binvalid authentication\b|\bUNAUTHENTICATED\b|"
             r"\bunauthori[sz]ed\b|no auth credentials|"
             r"\bpermission[_ ](?:error|denied)\b|\b(?:do|does) not have permission\b|"
@@ -703,18 +707,19 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "invalid-request",
         Verdict.FATAL,
-        "invalid_request_error from OpenAI/Anthropic, also inside OpenRouter metadata.raw "
+        "invalid_request_error from OpenAI/Anthropic and its kin (Mistral's "
+        "invalid_request_message_order, onyx-dot-app/onyx#6458), also inside OpenRouter metadata.raw "
         "(reVrost/go-openrouter#21, diegosouzapw/OmniRoute#3044), also in Python-repr or "
         "terminal-wrapped renderings (gptme/gptme#185, anthropics/claude-code#39534); yields "
         "to a transient cause "
         "named in the same body (FoundationAgents/OpenManus#746, continuedev/continue#6185)",
         match=_re(
-            r"^(?:type|code): invalid_request_error$|"
-            r"[\"']type[\"']\s{0,3}:\s{0,3}[\"']invalid_request_error[\"']",
+            r"^(?:type|code): invalid_request(?:_[a-z]{1,20}){0,3}$|"
+            r"[\"']type[\"']\s{0,3}:\s{0,3}[\"']invalid_request(?:_[a-z]{1,20}){0,3}[\"']",
             _M,
         ),
         unless=_re(_TRANSIENT_HINTS),
-        needles=("invalid_request_error",),
+        needles=("invalid_request",),
     ),
     Rule(
         "bedrock-client-error",

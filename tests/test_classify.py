@@ -1531,7 +1531,7 @@ def test_a_missing_field_names_a_cause(source: str) -> None:
 
 LATE_BATCHES = [
     json.loads(line)
-    for number in (11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22)
+    for number in (11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25)
     for line in (Path(__file__).parent / "data" / f"held-out-{number}-error-bodies.jsonl")
     .read_text(encoding="utf-8")
     .splitlines()
@@ -2731,3 +2731,54 @@ def test_a_broken_http2_stream_behind_a_relay_is_a_path_fault() -> None:
     assert run("curl: (56) Recv failure: Connection reset by peer", 502).verdict is (
         Verdict.TRANSIENT
     )
+
+
+# ---- general rules shown by held-out-23 to -25 ----------------------------------------------
+
+
+def test_an_upstream_400_inside_a_relays_internal_error_label_is_judged_by_its_words() -> None:
+    # Letta's "INTERNAL_SERVER_ERROR: Bad request to Anthropic: Error code: 400 - …"
+    assert late("letta-ai/letta-code/pull/725") == Classification(
+        Verdict.FATAL, "shape: names a cause ('messages.1') (upstream 400)"
+    )
+    # claude-code-router's api_error around SambaNova's 400
+    assert late("musistudio/claude-code-router/issues/965") == Classification(
+        Verdict.FATAL, "shape: names a cause ('expected') (upstream 400)"
+    )
+    # the label alone, or with an upstream 400 that names nothing, stays a server fault
+    label = openai_error("internal error: upstream said status code 400", "api_error")
+    assert run(label) == Classification(Verdict.TRANSIENT, "rule internal-error")
+    assert run(openai_error("Internal server error", "api_error")).verdict is Verdict.TRANSIENT
+
+
+def test_an_invalid_request_type_with_a_suffix_is_a_refused_request() -> None:
+    # Mistral's invalid_request_message_order via LiteLLM
+    assert late("onyx-dot-app/onyx/issues/6458") == Classification(
+        Verdict.FATAL, "rule invalid-request"
+    )
+    busy = openai_error("capacity exceeded, try again later", "invalid_request_overloaded")
+    assert run(busy).verdict is not Verdict.FATAL
+
+
+def test_an_api_key_said_to_be_invalid_with_words_between_is_an_auth_refusal() -> None:
+    assert late("run-llama/llama_index/issues/21087") == Classification(
+        Verdict.FATAL, "rule auth"
+    )
+    # a key named in a sentence about something else's state is not
+    assert run(openai_error("API key quota check is unavailable. The server is busy")).verdict is (
+        Verdict.CONGESTION
+    )
+
+
+def test_retry_inside_a_dotted_code_name_is_no_transient_word() -> None:
+    # Spring AI's org.springframework.ai.retry.NonTransientAiException around vLLM's FastAPI
+    # "Field required" list
+    assert late("spring-projects/spring-ai/issues/3775") == Classification(
+        Verdict.FATAL, "shape: names a cause ('field required')"
+    )
+    body = (
+        "org.springframework.ai.retry.NonTransientAiException: 400 - "
+        '{"message":"Unknown argument: foo","type":"Bad Request"}'
+    )
+    assert run(body) == Classification(Verdict.FATAL, "shape: names a cause ('unknown argument')")
+    assert run("upstream failed, retry later").verdict is Verdict.UNRECOGNISED

@@ -338,6 +338,64 @@ RELABELLED: dict[tuple[str, int], tuple[Verdict, str]] = {
         "the worker's timeout was too short for the hardware every time was only found in the "
         "thread (lm-sys/FastChat#1527)",
     ),
+    ("held-out-23-error-bodies.jsonl", 9): (
+        Verdict.TRANSIENT,
+        "the Letta free endpoint's 500 'Internal server error (unpack): ' is a server fault by "
+        "its words; that a message sent without tool_calls failed so every time was only found "
+        "in the thread (letta-ai/letta#2329)",
+    ),
+    ("held-out-23-error-bodies.jsonl", 6): (
+        Verdict.UNRECOGNISED,
+        "LiteLLM's 'No deployments available' rate-limit error with no status in the thread, so "
+        "tried as a 400: a transient cause named in an unknown 400 keeps the capped retry by "
+        "design; retried once either way",
+    ),
+    ("held-out-24-error-bodies.jsonl", 11): (
+        Verdict.UNRECOGNISED,
+        "PyTorch's 'CUDA out of memory' from a Replicate model with no status in the thread, so "
+        "tried as a 400: it names no request fault and keeps the capped retry; retried once "
+        "either way",
+    ),
+    ("held-out-25-error-bodies.jsonl", 7): (
+        Verdict.UNRECOGNISED,
+        "NextChat's relay '无效的 api key' with no status, a key refusal by its words that passed "
+        "later unchanged (a relay fault, per the thread); names no request fault the shape rule "
+        "knows, so the capped retry, retried once either way",
+    ),
+    ("held-out-24-error-bodies.jsonl", 10): (
+        Verdict.UNRECOGNISED,
+        "cog's 'Prediction failed for an unknown reason. It might have run out of memory?' names "
+        "an unknown cause and a possible out-of-memory, so the capped retry; that it failed on "
+        "every run was only found in the thread (replicate/cog#960)",
+    ),
+    ("held-out-24-error-bodies.jsonl", 15): (
+        Verdict.CONGESTION,
+        "Kong's bare 'An unexpected error occurred' on a 500 reads as a server fault; that the "
+        "ai-proxy upstream URL lacked a path was only in Kong's log (Kong/kong#12869)",
+    ),
+    ("held-out-24-error-bodies.jsonl", 21): (
+        Verdict.CONGESTION,
+        "Envoy's 'no healthy upstream' on a 503 is what it sends while workers start; that a "
+        "Helm release name had broken the route was only found in the thread "
+        "(vllm-project/aibrix#1920)",
+    ),
+    ("held-out-25-error-bodies.jsonl", 4): (
+        Verdict.UNRECOGNISED,
+        "goose's bare 'Request failed with status: 400 Bad Request' names nothing, so the capped "
+        "retry; that the session stayed stuck was only found in the thread (aaif-goose/goose#945)",
+    ),
+    ("held-out-25-error-bodies.jsonl", 16): (
+        Verdict.CONGESTION,
+        "'Error Request failed with status code 429' names nothing but the status; that the "
+        "account had no API credit was only found in the thread (raycast/extensions#6108), as "
+        "for held-out-17 row 23",
+    ),
+    ("held-out-25-error-bodies.jsonl", 19): (
+        Verdict.CONGESTION,
+        "Anthropic's 'would exceed the rate limit … of 40,000 input tokens per minute' is a "
+        "per-minute limit by its words, and also what the cumulative case says; that each "
+        "request alone exceeded the budget was only found in the thread (BoltAI/BoltAI#338)",
+    ),
     ("held-out-21-error-bodies.jsonl", 25): (
         Verdict.CONGESTION,
         "Gemini's bare RESOURCE_EXHAUSTED 'Resource has been exhausted (e.g. check quota).' "
@@ -527,7 +585,10 @@ def test_corpus_ideal_score_is_at_least_97_percent_without_a_hard_failure(
     # every miss a disputed row (13 of their 22 first-time misses cannot be told from the
     # body). held-out-21 (50, collect-e) and held-out-22 (47, collect-f) scored blind on main's
     # classifier 45/50 and 40/47 with 3 hard failures each, 49/50 and 44/47 after their fixes
-    # (4 of their 12 misses disputed); see the README.
+    # (4 of their 12 misses disputed). held-out-23 (21, collect-g), held-out-24 (22, collect-h)
+    # and held-out-25 (26, collect-i) scored blind on main's classifier 17/21 with 2 hard
+    # failures, 17/22 with 3 and 23/26 with 2 (57/69, 82.6%); 20/21, 19/22 and 23/26 after
+    # four general rules (62/69), every remaining miss a disputed row; see the README.
     assert result.hard == []
     assert result.ratio_as_disputed >= 0.97
 
