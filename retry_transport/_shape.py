@@ -156,7 +156,8 @@ fault of the request, so another draw may succeed (searched case-blind)."""
 
 TRANSIENT = re.compile(
     # ("retry" inside a dotted code name, a Java package such as ai.retry, is not a word)
-    r"temporar|(?<!and )try again|(?<!\.)retry(?!\.)|busy|overload|unavailable|time ?out|timed out|capacity|"
+    r"temporar|(?<!and )try again|(?<!\.)retry(?!\.)|busy|overload|unavailable|time ?out|"
+    r"timed out|capacity|"
     r"rate[ _-]?limit|throttl|upstream (?:error|failure)|bad gateway|暂时|稍后|繁忙|"
     r"connection (?:reset|refused|closed|error)|reset before headers|socket hang up|"
     r"econnreset|etimedout|(?<![a-z])eof\b|please wait|wait before|no slots|deadline|"

@@ -473,7 +473,8 @@ RULES: tuple[Rule, ...] = (
             r"\bapi[ _-]?key (?:not valid|is invalid|expired)|API_KEY_INVALID|"
             # the key named, then what it is used for, then its state ("The OpenAI API key used
             # for the embedding transformation on your index is invalid", held-out-23)
-            r"\bapi[ _-]?key\b[^.\n]{1,80}? (?:is|was|has been) (?:invalid|not valid|expired|revoked)\b|"
+            r"\bapi[ _-]?key\b[^.\n]{1,80}? (?:is|was|has been) "
+            r"(?:invalid|not valid|expired|revoked)\b|"
             r"authentication_error|\binvalid authentication\b|\bUNAUTHENTICATED\b|"
             r"\bunauthori[sz]ed\b|no auth credentials|"
             r"\bpermission[_ ](?:error|denied)\b|\b(?:do|does) not have permission\b|"
@@ -708,7 +709,8 @@ RULES: tuple[Rule, ...] = (
         "invalid-request",
         Verdict.FATAL,
         "invalid_request_error from OpenAI/Anthropic and its kin (Mistral's "
-        "invalid_request_message_order, onyx-dot-app/onyx#6458), also inside OpenRouter metadata.raw "
+        "invalid_request_message_order, onyx-dot-app/onyx#6458), also inside OpenRouter "
+        "metadata.raw "
         "(reVrost/go-openrouter#21, diegosouzapw/OmniRoute#3044), also in Python-repr or "
         "terminal-wrapped renderings (gptme/gptme#185, anthropics/claude-code#39534); yields "
         "to a transient cause "

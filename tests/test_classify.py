@@ -2761,9 +2761,7 @@ def test_an_invalid_request_type_with_a_suffix_is_a_refused_request() -> None:
 
 
 def test_an_api_key_said_to_be_invalid_with_words_between_is_an_auth_refusal() -> None:
-    assert late("run-llama/llama_index/issues/21087") == Classification(
-        Verdict.FATAL, "rule auth"
-    )
+    assert late("run-llama/llama_index/issues/21087") == Classification(Verdict.FATAL, "rule auth")
     # a key named in a sentence about something else's state is not
     assert run(openai_error("API key quota check is unavailable. The server is busy")).verdict is (
         Verdict.CONGESTION
