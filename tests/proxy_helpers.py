@@ -163,14 +163,7 @@ class SidecarProcess:
                 self._argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
             )
         deadline = time.monotonic() + 60.0  # generous: a loaded machine, under coverage
-        while not self.url:
-            found = re.search(r"listening on (http://127\.0\.0\.1:\d+)/", self.log())
-            if found:
-                self.url = found.group(1)
-            elif self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the sidecar did not start:\n{self.log()}")
-            else:
-                time.sleep(0.01)
+        self.url = self.wait_for(r"listening on (http://127\.0\.0\.1:\d+)/", deadline).group(1)
         while True:
             try:
                 httpx.get(f"{self.url}/_retry_transport/healthz").raise_for_status()
@@ -179,6 +172,20 @@ class SidecarProcess:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"the sidecar did not answer:\n{self.log()}") from None
                 time.sleep(0.01)
+
+    def wait_for(self, pattern: str, deadline: float | None = None) -> re.Match[str]:
+        """The first match of ``pattern`` in the log, once the sidecar has logged it (a
+        readiness poll; by ``deadline``, 60 s from now if not given, or while it runs)."""
+        assert self.process is not None
+        if deadline is None:
+            deadline = time.monotonic() + 60.0
+        while True:
+            found = re.search(pattern, self.log())
+            if found:
+                return found
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the sidecar never logged {pattern!r}:\n{self.log()}")
+            time.sleep(0.01)
 
     def terminate(self) -> None:
         """Send SIGTERM."""

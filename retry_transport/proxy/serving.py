@@ -61,9 +61,10 @@ logger = logging.getLogger("retry_transport.proxy")
 _WIRE_LOGGERS = ("httpcore", "httpx")
 """Loggers whose DEBUG records carry headers (httpcore logs every response's)."""
 _LAST_RESORT = 5
-_STOPS = (signal.SIGTERM, signal.SIGINT)
 """Seconds past the grace period (and the connections' closing) before uvicorn cancels what
 is still running."""
+_STOPS = (signal.SIGTERM, signal.SIGINT)
+"""The signals that stop the sidecar gracefully."""
 _REDIS_CHECK_TIMEOUT = 5.0
 
 

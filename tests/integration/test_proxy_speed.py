@@ -11,7 +11,6 @@ import logging
 import os
 import signal
 import socket
-import time
 from pathlib import Path
 
 import httpx
@@ -61,8 +60,7 @@ def test_a_worker_that_dies_stops_the_sidecar_with_status_1(
     with SidecarProcess(
         tmp_path / "sidecar.log", "--upstream", upstream.url, "--workers", "2"
     ) as sidecar:
-        while "2 workers serving" not in sidecar.log():  # said once both are forked
-            time.sleep(0.01)
+        sidecar.wait_for("2 workers serving")  # said once both are forked
         first, second = _children(sidecar.pid)
         os.kill(first, signal.SIGKILL)
         assert sidecar.wait(30) == 1, sidecar.log()
