@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import sys
+import threading
 
 import httpx
 import pytest
@@ -131,7 +131,8 @@ def test_a_stop_signal_held_back_while_uvicorn_starts_reaches_it_once_it_listens
     previous = signal.signal(signal.SIGTERM, lambda signum, _: seen.append(signum))
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     try:
-        os.kill(os.getpid(), signal.SIGTERM)  # pending: blocked
+        # to this thread: sent to the process, another thread of the test run would take it
+        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)  # pending: blocked
         assert not seen
         assert signal.SIGTERM in signal.sigpending()
         with server.capture_signals():
