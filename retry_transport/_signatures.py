@@ -1349,6 +1349,17 @@ Not Supported (RFC 9110 15.6.2, 15.6.6), and Cloudflare's errors of an origin's 
 handshake (525) or certificate (526) failed, or its DNS or tunnel is missing (530 with an
 error 1016 or 1033; LobeChat via held-out-20: a wrong Azure endpoint)."""
 
+BARE_429_ATTEMPTS = 3
+"""Tries in total for a 429 that names nothing but its status: no cause in the body, no wait in
+the body or the headers, no rate-limit header. Such a 429 is as often a billing or quota state
+as load: of the corpus's bare 429s ("Error: Request failed, status 429", "Cannot stream
+response. Status: 429", "429 Provider returned error", an empty body), half passed on a retry
+and half only after the user paid or changed plan (held-out-17 row 23, held-out-19 row 8,
+held-out-25 row 16). So it is retried as congestion (it still pauses its scope) but, as an
+unknown 400 is, at most twice: an unpaid account costs two extra round trips, not four, and
+load that one or two backed-off retries do not outlast is rare. A 429 that names its limit, a
+wait or carries a provider's rate-limit headers keeps every attempt of the policy."""
+
 STATUS_DEFAULTS: Mapping[int, Verdict] = MappingProxyType(
     {
         400: Verdict.UNRECOGNISED,
@@ -1456,6 +1467,10 @@ def rules_markdown(rules: Sequence[Rule] = RULES) -> str:
         *(f"| {status} | {verdict.value} |" for status, verdict in sorted(STATUS_DEFAULTS.items())),
         "| any other 5xx (but 501, 505, 525, 526, 530) | transient |",
         "| any other | fatal |",
+        "",
+        "A 429 that names nothing but its status (no rule, cause or word of load or limit in its "
+        "body, no wait in its body or headers, no rate-limit header) is `congestion` of at most "
+        f"{BARE_429_ATTEMPTS} attempts in all: as often a billing state as load.",
         "",
     ]
     return "\n".join(lines)

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from retry_transport import RetryPolicy
-from retry_transport._classify import classify, error_text
+from retry_transport._classify import BARE_429_ATTEMPTS, classify, error_text
 from retry_transport._shape import judge_400
 from retry_transport._signatures import RULES, STATUS_DEFAULTS, Above, Rule, rules_markdown
 from retry_transport._structured import READERS, Finding, Tier, named_wait, read
@@ -365,7 +365,50 @@ def test_deny_rule_inside_string_encoded_metadata_raw_is_found() -> None:
 )
 def test_unmatched_body_gets_the_status_default(status: int, verdict: Verdict) -> None:
     reason = "shape: generic" if status == 400 else f"status {status}"
-    assert run('{"error":{"message":"something"}}', status) == Classification(verdict, reason)
+    # "limit" makes the 429 not bare (see the tests of BARE_429_ATTEMPTS below)
+    assert run('{"error":{"message":"something over a limit"}}', status) == Classification(
+        verdict, reason
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # held-out-17 row 23, held-out-19 row 8, held-out-25 row 16 (each a billing state)
+        "Error: Request failed, status 429",
+        "MistralAPIStatusException: Cannot stream response. Status: 429",
+        "Error Request failed with status code 429",
+        # held-out-12 row 13 (load: passed on a retry)
+        "429 Provider returned error",
+        "",
+    ],
+)
+def test_a_429_naming_nothing_is_congestion_of_at_most_three_attempts(body: str) -> None:
+    assert run(body, 429) == Classification(
+        Verdict.CONGESTION, "status 429 (nothing else named)", None, BARE_429_ATTEMPTS
+    )
+    assert BARE_429_ATTEMPTS == 3
+
+
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        ("", {"retry-after": "3"}),
+        ("", {"retry-after-ms": "300"}),
+        ("", {"x-ratelimit-remaining-requests": "0"}),
+        ("", {"anthropic-ratelimit-requests-remaining": "0"}),
+        # load named in words no rule lists (held-out-15 row 8, held-out-2 row 26,
+        # held-out-19 row 56)
+        ('Failed to send message. HTTP 429 - {"error": "slow down"}', {}),
+        ('{"error":{"code":"1302","message":"High concurrency usage of this API"}}', {}),
+        ("ResourceExhausted: 429 Resource has been exhausted (e.g. check quota).", {}),
+    ],
+)
+def test_a_429_naming_a_wait_a_rate_header_or_load_keeps_every_attempt(
+    body: str, headers: dict[str, str]
+) -> None:
+    got = run(body, 429, headers)
+    assert (got.verdict, got.reason, got.attempts) == (Verdict.CONGESTION, "status 429", None)
 
 
 def test_402_with_retry_after_is_congestion() -> None:

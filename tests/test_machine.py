@@ -538,3 +538,14 @@ def test_a_preamble_stalled_before_anything_came_is_a_stall() -> None:
     assert isinstance(action, Finish)
     assert action.failure is not None
     assert action.failure.kind == "stall"
+
+
+def test_a_429_naming_nothing_is_tried_three_times_and_one_with_retry_after_five() -> None:
+    bare = run_machine([response(429, "Error: Request failed, status 429")] * 5)
+    assert bare.sends == 3
+    assert finished(bare.end).response.status_code == 429
+    (give_up,) = [a.event for a in bare.actions if isinstance(a, Report) and a.level > 20]
+    assert give_up is not None
+    assert give_up.reason == "3 attempts made (status 429 (nothing else named))"
+    told = run_machine([response(429, "", {"retry-after": "1"})] * 5)
+    assert told.sends == POLICY.max_attempts == 5
