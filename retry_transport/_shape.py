@@ -97,6 +97,11 @@ _WORD_CAUSES = (
     r"please check (?:the |your )?(?:documentation|docs|parameters|input)\b|"
     r"(?:max(?:imum)?|min(?:imum)?) (?:allowed|length|value|number|of|size|tokens)\b|"
     r"(?:longer|shorter|greater|larger|smaller|less) than\b|"
+    # a bound the request went past, said as what may not be asked ("Cannot request more than
+    # 5 logprobs", vLLM via held-out-28), and a request part called illegal ("\"messages\" in
+    # request are illegal", held-out-27)
+    r"(?:cannot|can't|can not|may not|must not|not) (?:[a-z]+ ){0,2}more than \d|"
+    r"(?:is |are )?illegal\b|"
     # a requirement, a mismatch, something missing or empty
     r"requires?\b|mismatch|bad input\b|not met\b|"
     r"(?:is|are) missing\b|(?:is|are|was|were|has|have) (?:an? )?empty\b|"

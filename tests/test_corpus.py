@@ -403,6 +403,52 @@ RELABELLED: dict[tuple[str, int], tuple[Verdict, str]] = {
         "held for two hours on this experimental model was only found in the thread "
         "(Aider-AI/aider#2597)",
     ),
+    ("held-out-26-error-bodies.jsonl", 5): (
+        Verdict.CONGESTION,
+        "'接口响应错误 - Too Many Requests' is an app's prefix and a 429's reason phrase, nothing "
+        "else (so congestion of at most three attempts); that the free credit had run out was "
+        "only found in the thread (nextai-translator/bob-plugin-openai-translator#87)",
+    ),
+    ("held-out-26-error-bodies.jsonl", 6): (
+        Verdict.UNRECOGNISED,
+        "axios's 'Error: Request failed with status code 429' without a status names nothing, "
+        "so the capped retry; that the free credit was used up was only found in the thread "
+        "(TomLBZ/koishi-plugin-openai#10), and the same words passed a day later in row 11",
+    ),
+    ("held-out-26-error-bodies.jsonl", 7): (
+        Verdict.UNRECOGNISED,
+        "'UnauthorizedRequest Cannot retrieve user status.' names no cause a rule knows, so the "
+        "capped retry, which is what recovered it (one request in three failed, the next passed)",
+    ),
+    ("held-out-26-error-bodies.jsonl", 10): (
+        Verdict.CONGESTION,
+        "one-api's '负载已满，请稍后再试，或升级账户以提升服务质量' stands in for any upstream 429, "
+        "so congestion of at most three attempts (relay-hidden-429); that a refused key was "
+        "behind it was only the maintainer's word (songquanpeng/one-api#130)",
+    ),
+    ("held-out-26-error-bodies.jsonl", 16): (
+        Verdict.UNRECOGNISED,
+        "an app's own TypeError above a relay's 'come back later' names no cause a rule knows, "
+        "so the capped retry; that OpenAI was down at the time was the maintainer's word "
+        "(chatanywhere/GPT_API_free#129)",
+    ),
+    ("held-out-26-error-bodies.jsonl", 19): (
+        Verdict.CONGESTION,
+        "'Unexpected server response: 502' is a 502, which pauses its scope as a 502 should; the "
+        "thread shows a passing fault, retried either way",
+    ),
+    ("held-out-26-error-bodies.jsonl", 20): (
+        Verdict.UNRECOGNISED,
+        "AstrBot's JSONDecodeError 'Expecting value: line 1 column 1' names an empty answer, not "
+        "load, so the capped retry; that DeepSeek sends empty text under load was the "
+        "maintainer's word (AstrBotDevs/AstrBot#526)",
+    ),
+    ("held-out-27-error-bodies.jsonl", 9): (
+        Verdict.CONGESTION,
+        ".NET's 'Response status code does not indicate success: 429 (Too Many Requests).' names "
+        "nothing but the status and its reason phrase (so at most three attempts); that the free "
+        "trial had run out was only found in the thread (PawanOsman/ChatGPT.Net#38)",
+    ),
 }
 
 
