@@ -396,9 +396,14 @@ def _classify_response(outcome: Outcome, rules: Sequence[Rule]) -> Classificatio
             detail = _upstream_detail(lowered)
             if detail is not None:
                 return Classification(Verdict.FATAL, f"{detail.reason} (upstream detail)", wait)
-        if allowed.name == "throttling" and status == 429 and wait is None:
-            if _names_nothing(text, headers):
-                return _bare_429()
+        if (
+            allowed.name == "throttling"
+            and status == 429
+            and wait is None
+            and _names_nothing(text, headers)
+        ):
+            # the 429's reason phrase, "Too Many Requests", and nothing else
+            return _bare_429()
         return _from_rule(allowed, wait)
     if outcome.stream_error or not status_default(status).retryable or status == 400:
         # A retryable field rescues a 400, a stream event or another refused status; a 429 or

@@ -1080,7 +1080,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "relay-hidden-429",
         Verdict.CONGESTION,
-        "one-api and new-api put 当前分组负载已饱和，请稍后再试，或升级账户以提升服务质量 (the "
+        "one-api and new-api put 当前分组负载已饱和 … 或升级账户以提升服务质量 (the "
         "group's load is full, try later or upgrade the account) in place of the message of "
         "every upstream 429 they give up on (songquanpeng/one-api's relay controller), a rate "
         "limit and a refused quota alike (a refused key behind it, songquanpeng/one-api#130 via "

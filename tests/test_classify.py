@@ -15,9 +15,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from retry_transport import RetryPolicy
-from retry_transport._classify import BARE_429_ATTEMPTS, classify, error_text
+from retry_transport._classify import classify, error_text
 from retry_transport._shape import judge_400
-from retry_transport._signatures import RULES, STATUS_DEFAULTS, Above, Rule, rules_markdown
+from retry_transport._signatures import (
+    BARE_429_ATTEMPTS,
+    RULES,
+    STATUS_DEFAULTS,
+    Above,
+    Rule,
+    rules_markdown,
+)
 from retry_transport._structured import READERS, Finding, Tier, named_wait, read
 from retry_transport._verdict import Classification, Outcome, Verdict
 
@@ -1574,7 +1581,7 @@ def test_a_missing_field_names_a_cause(source: str) -> None:
 
 LATE_BATCHES = [
     json.loads(line)
-    for number in (11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25)
+    for number in range(11, 29)
     for line in (Path(__file__).parent / "data" / f"held-out-{number}-error-bodies.jsonl")
     .read_text(encoding="utf-8")
     .splitlines()
@@ -2823,3 +2830,84 @@ def test_retry_inside_a_dotted_code_name_is_no_transient_word() -> None:
     )
     assert run(body) == Classification(Verdict.FATAL, "shape: names a cause ('unknown argument')")
     assert run("upstream failed, retry later").verdict is Verdict.UNRECOGNISED
+
+
+# ---- general rules shown by held-out-26 to -28 ----------------------------------------------
+
+
+def test_a_negated_more_than_n_and_an_illegal_part_name_a_cause() -> None:
+    # vLLM's "Cannot request more than 5 logprobs." behind lm-evaluation-harness
+    assert late("EleutherAI/lm-evaluation-harness/issues/1735") == Classification(
+        Verdict.FATAL, "shape: names a cause ('cannot request more than 5')"
+    )
+    # a relay's "\"messages\" in request are illegal." behind Codex
+    assert late("openai/codex/issues/4270") == Classification(
+        Verdict.FATAL, "shape: names a cause ('are illegal')"
+    )
+    # "more than" that is no bound of the request, or no number, names nothing
+    assert run("the upstream took more than 30 seconds").verdict is Verdict.UNRECOGNISED
+    assert run("cannot serve more than usual").verdict is Verdict.UNRECOGNISED
+
+
+def test_a_typeerror_of_the_servers_code_is_a_code_defect() -> None:
+    # vLLM's "can only concatenate str (not "dict") to str" behind Spring AI's
+    # org.springframework.ai.retry.NonTransientAiException (no retry word, for all its ".retry.")
+    assert late("spring-projects/spring-ai/issues/3438") == Classification(
+        Verdict.FATAL, "rule server-code-defect"
+    )
+    body = "unsupported operand type(s) for +: 'int' and 'NoneType'"
+    assert run(body, 500) == Classification(Verdict.FATAL, "rule server-code-defect")
+
+
+def test_a_later_or_a_retry_word_excuses_a_code_defect() -> None:
+    # gpt_academic's own TypeError above the chatanywhere relay's "come back later"
+    assert late("chatanywhere/GPT_API_free/issues/129") == Classification(
+        Verdict.UNRECOGNISED, "shape: generic"
+    )
+    assert run("'NoneType' object is not subscriptable, 请稍后再试").verdict is not Verdict.FATAL
+    assert run("'NoneType' object is not subscriptable, please retry").verdict is not (
+        Verdict.FATAL
+    )
+
+
+def test_a_per_minute_limit_beats_a_clients_exhausted_quota_prefix() -> None:
+    # k8sgpt's "exhausted API quota for AI provider openai" around OpenAI's per-minute limit
+    assert late("k8sgpt-ai/k8sgpt/issues/543") == Classification(
+        Verdict.CONGESTION, "rule throttling", 20.0
+    )
+    # the prefix alone, or a quota used up per day, stays a quota
+    assert run("exhausted API quota for AI provider openai", 429) == Classification(
+        Verdict.FATAL, "rule quota-exhausted"
+    )
+    daily = "You have used up all your credits: 200 requests per day"
+    assert run(daily, 429).verdict is Verdict.FATAL
+
+
+def test_the_ai_sdks_failed_check_of_a_response_leaves_the_providers_error_to_decide() -> None:
+    # the AI SDK's TypeValidationError around Anthropic's overloaded_error stream event
+    assert late("vercel/ai/issues/2453") == Classification(Verdict.CONGESTION, "rule overloaded")
+    # a validation failure of the request itself stays fatal
+    assert run("Validation failed: messages must not be empty").verdict is Verdict.FATAL
+
+
+def test_one_apis_stand_in_for_an_upstream_429_is_a_bare_429() -> None:
+    # one-api's "负载已满 … 或升级账户以提升服务质量" for a refused key
+    assert late("songquanpeng/one-api/issues/130") == Classification(
+        Verdict.CONGESTION, "rule relay-hidden-429", None, BARE_429_ATTEMPTS
+    )
+    saturated = "当前分组负载已饱和\uff0c请稍后再试\uff0c或升级账户以提升服务质量\u3002"
+    assert run(saturated, 429).attempts == BARE_429_ATTEMPTS
+    # one-api's load words without the stand-in's advice keep every attempt
+    plain = run("当前分组上游负载已饱和\uff0c请稍后再试", 429)
+    assert (plain.verdict, plain.attempts) == (Verdict.CONGESTION, None)
+
+
+def test_a_429s_reason_phrase_alone_names_nothing() -> None:
+    # .NET's rendering for an expired trial, and an app's prefix for a used-up free credit
+    for source in ("PawanOsman/ChatGPT.Net/issues/38", "bob-plugin-openai-translator/issues/87"):
+        assert late(source) == Classification(
+            Verdict.CONGESTION, "status 429 (nothing else named)", None, BARE_429_ATTEMPTS
+        )
+    # the phrase with a word of load or a rate-limit header keeps every attempt
+    assert run("Too Many Requests: rate limited", 429).attempts is None
+    assert run("Too Many Requests", 429, {"x-ratelimit-reset-requests": "1s"}).attempts is None

@@ -422,8 +422,8 @@ RELABELLED: dict[tuple[str, int], tuple[Verdict, str]] = {
     ),
     ("held-out-26-error-bodies.jsonl", 10): (
         Verdict.CONGESTION,
-        "one-api's '负载已满，请稍后再试，或升级账户以提升服务质量' stands in for any upstream 429, "
-        "so congestion of at most three attempts (relay-hidden-429); that a refused key was "
+        "one-api's '负载已满 … 或升级账户以提升服务质量' stands in for any upstream 429, so "
+        "congestion of at most three attempts (relay-hidden-429); that a refused key was "
         "behind it was only the maintainer's word (songquanpeng/one-api#130)",
     ),
     ("held-out-26-error-bodies.jsonl", 16): (
