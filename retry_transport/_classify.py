@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -17,9 +18,10 @@ __all__ = ["classify", "error_text"]
 
 _MAX_BODY = 262144
 # The rules read at most this many characters of error text, and of each JSON field: real
-# error messages are far shorter, and 31 patterns over a 64 KiB garbage body cost ~100 ms of
-# CPU, which an event loop should not spend on one error response.
-_MAX_TEXT = 8192
+# error messages are far shorter (the longest error text of the corpus's 1,019 real bodies is
+# 1,436 characters), and 31 patterns over a 64 KiB garbage body cost ~100 ms of CPU, which an
+# event loop should not spend on one error response.
+_MAX_TEXT = 4096
 _MAX_LINE = 2048
 """Bytes of a body looked at, whatever the caller passed."""
 _MAX_DEPTH = 32
@@ -143,7 +145,7 @@ def error_text(body: bytes) -> str:
 
     A JSON body gives one ``key: value`` line per error-carrying field (string-encoded JSON
     and JSON embedded after a prefix are decoded too, to a bounded depth). Any other body gives
-    its decoded text, followed by the lines of a JSON object embedded in it. At most 8192
+    its decoded text, followed by the lines of a JSON object embedded in it. At most 4096
     characters in all, and 2048 of any one field.
     """
     return _text_of(_decode(body))
@@ -342,10 +344,28 @@ def _from_rule(rule: Rule, wait: float | None) -> Classification:
     return Classification(rule.verdict, f"rule {rule.name}", wait, rule.attempts)
 
 
+@functools.lru_cache(maxsize=1024)
+def _needle_letters(rule: Rule) -> tuple[frozenset[str], ...] | None:
+    """The characters of each of ``rule``'s needles; ``None`` for a rule without needles or
+    with an ``applies`` of its own."""
+    if not rule.needles or type(rule).applies is not Rule.applies:
+        return None
+    return tuple(frozenset(needle) for needle in rule.needles)
+
+
+def _may_apply(rule: Rule, letters: frozenset[str]) -> bool:
+    """Whether one of ``rule``'s needles can be in a text made of ``letters``: a needle with a
+    character the text lacks is not searched for, so a hostile run of a few characters costs
+    no needle scan (of 4 KiB, for each of some 400 needles)."""
+    needed = _needle_letters(rule)
+    return needed is None or any(chars <= letters for chars in needed)
+
+
 def _classify_response(outcome: Outcome, rules: Sequence[Rule]) -> Classification:
     decoded = _decode(outcome.body)
     text = _text_of(decoded)
     lowered = text.lower()
+    letters = frozenset(lowered)
     wait = body_wait(decoded[: 2 * _MAX_TEXT])
     if wait is None:
         wait = named_wait(decoded)
@@ -361,7 +381,11 @@ def _classify_response(outcome: Outcome, rules: Sequence[Rule]) -> Classificatio
         if finding.tier is Tier.FIRM:
             return _from_finding(finding, wait)
     for rule in rules:
-        if rule.verdict is Verdict.FATAL and rule.applies(status, headers, text, lowered):
+        if (
+            rule.verdict is Verdict.FATAL
+            and _may_apply(rule, letters)
+            and rule.applies(status, headers, text, lowered)
+        ):
             return _from_rule(rule, wait)
     for finding in findings:
         if finding.tier is Tier.PERMANENT:
@@ -370,7 +394,9 @@ def _classify_response(outcome: Outcome, rules: Sequence[Rule]) -> Classificatio
         (
             rule
             for rule in rules
-            if rule.verdict is not Verdict.FATAL and rule.applies(status, headers, text, lowered)
+            if rule.verdict is not Verdict.FATAL
+            and _may_apply(rule, letters)
+            and rule.applies(status, headers, text, lowered)
         ),
         None,
     )

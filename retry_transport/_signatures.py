@@ -622,8 +622,13 @@ RULES: tuple[Rule, ...] = (
             "unhashable type",
             "can only concatenate",
             "unsupported operand",
-            ": '",
-            ": \"'",
+            # the KeyError's text as a message, detail or error field, gathered ("detail: ") or
+            # as JSON ('"detail": "')
+            *(
+                f"{key}{quoting}"
+                for key in ("message", "detail", "error", "msg")
+                for quoting in (": ", '": "', "': \"")
+            ),
             "interface conversion",
             "out of range",
         ),
