@@ -143,14 +143,15 @@ _TRANSIENT_HINTS = (
 
 BARE_429_ATTEMPTS = 3
 """Tries in total for a 429 that names nothing but its status: no cause in the body, no wait in
-the body or the headers, no rate-limit header. Such a 429 is as often a billing or quota state
-as load: of the corpus's bare 429s ("Error: Request failed, status 429", "Cannot stream
-response. Status: 429", "429 Provider returned error", an empty body), half passed on a retry
-and half only after the user paid or changed plan (held-out-17 row 23, held-out-19 row 8,
-held-out-25 row 16). So it is retried as congestion (it still pauses its scope) but, as an
-unknown 400 is, at most twice: an unpaid account costs two extra round trips, not four, and
-load that one or two backed-off retries do not outlast is rare. A 429 that names its limit, a
-wait or carries a provider's rate-limit headers keeps every attempt of the policy."""
+the body or the headers, no rate-limit header. Such a 429 is often a billing or quota state,
+not load: of the corpus's bare 429s ("Error: Request failed, status 429", "Cannot stream
+response. Status: 429", "429 Provider returned error", .NET's "429 (Too Many Requests)"), 8
+passed on a retry and 5 only after the user paid or changed plan (held-out-17 row 23,
+held-out-19 row 8, held-out-25 row 16, held-out-26 row 5, held-out-27 row 9). So it is retried
+as congestion (it still pauses its scope) but, as an unknown 400 is, at most twice: an unpaid
+account costs two extra round trips, not four, and load still gets two backed-off retries. A
+429 that names its limit or a wait, or carries a provider's rate-limit headers, keeps every
+attempt of the policy."""
 
 RULES: tuple[Rule, ...] = (
     # ---- deny: a permanent cause named anywhere wins over everything else ----------------
