@@ -18,7 +18,7 @@ __all__ = ["classify", "error_text"]
 
 _MAX_BODY = 262144
 # The rules read at most this many characters of error text, and of each JSON field: real
-# error messages are far shorter (the longest error text of the corpus's 1,019 real bodies is
+# error messages are far shorter (the longest error text of the corpus's 1,031 real bodies is
 # 1,436 characters), and 31 patterns over a 64 KiB garbage body cost ~100 ms of CPU, which an
 # event loop should not spend on one error response.
 _MAX_TEXT = 4096
@@ -506,7 +506,8 @@ def classify(outcome: Outcome, rules: Sequence[Rule] = RULES) -> Classification:
     unknown-400 shape rule (see :func:`_as_a_400`), the allow rules, the retryable structured
     fields (for a 400, a stream event or a refused status), then for a stream event the status
     it carries and its shape, for a 400 its shape, for a refused status (403, 404, 422 …) the
-    upstream 5xx or 429 a relay names inside it, for anything else its status's default. The
+    upstream 5xx or 429 a relay names inside it, for anything else its status's default (a 429
+    that names nothing but its status: congestion of at most ``BARE_429_ATTEMPTS`` tries). The
     reason names the rule, field, shape or status; ``wait`` is a wait the body names.
     ``x-should-retry`` is not read here.
     """
