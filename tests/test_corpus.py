@@ -449,6 +449,41 @@ RELABELLED: dict[tuple[str, int], tuple[Verdict, str]] = {
         "nothing but the status and its reason phrase (so at most three attempts); that the free "
         "trial had run out was only found in the thread (PawanOsman/ChatGPT.Net#38)",
     ),
+    ("held-out-30-error-bodies.jsonl", 5): (
+        Verdict.TRANSIENT,
+        "Azure's 408 'The operation was timeout.' is the same text that passed on a retry in "
+        "held-out-15 (Ironclad/rivet#344); that a plugin version broke every call was only found "
+        "in the thread (langgenius/dify-official-plugins#2199)",
+    ),
+    ("held-out-31-error-bodies.jsonl", 10): (
+        Verdict.CONGESTION,
+        "requests' '429 Client Error: Too Many Requests for url' names nothing but the status "
+        "(so at most three attempts); that the free account had no API quota was only found in "
+        "the thread (TheR1D/shell_gpt#21)",
+    ),
+    ("held-out-31-error-bodies.jsonl", 11): (
+        Verdict.CONGESTION,
+        "nginx's stock '502 Bad Gateway' page names nothing but the status; that the backend "
+        "behind that tgpt release was gone for good was only found in the thread "
+        "(aandrew-me/tgpt#129)",
+    ),
+    ("held-out-31-error-bodies.jsonl", 12): (
+        Verdict.UNRECOGNISED,
+        "tgpt's 'Check your internet connection' around a connect timeout names a broken path, "
+        "so the capped retry; that the endpoint had been retired was only found in the thread "
+        "(aandrew-me/tgpt#87)",
+    ),
+    ("held-out-31-error-bodies.jsonl", 17): (
+        Verdict.TRANSIENT,
+        "Claude Desktop's 'Error: Internal server error' is a server fault by its words; that "
+        "one local MCP server broke every chat was only found in the thread "
+        "(GongRzhe/Office-Word-MCP-Server#19)",
+    ),
+    ("held-out-31-error-bodies.jsonl", 15): (
+        Verdict.UNRECOGNISED,
+        "aichat's 'Error: Failed to call chat-completions api' without a status names nothing, "
+        "so the capped retry, which is what recovered it (sigoden/aichat#1125)",
+    ),
 }
 
 
