@@ -414,10 +414,11 @@ def _classify_response(outcome: Outcome, rules: Sequence[Rule]) -> Classificatio
             # A relay's server-error label around the upstream's own 400 (Letta's
             # "INTERNAL_SERVER_ERROR: Bad request to Anthropic: Error code: 400", claude-code-
             # router's api_error around SambaNova's 400, held-out-23/-24): the upstream's
-            # words decide, as they do inside a relay's 5xx.
+            # words decide, as they do inside a relay's 5xx; words that name nothing keep an
+            # unknown 400's capped retry (Warp's "finished unexpectedly with internal error: …
+            # 400 Bad Request {"message":"Bad Request"}", held-out-34).
             shape = judge_400(text, lowered)
-            if shape.verdict is Verdict.FATAL:
-                return Classification(Verdict.FATAL, f"{shape.reason} (upstream 400)", wait)
+            return Classification(shape.verdict, f"{shape.reason} (upstream 400)", wait)
         if allowed.name in _MAPPED:
             detail = _upstream_detail(lowered)
             if detail is not None:

