@@ -182,6 +182,8 @@ RULES: tuple[Rule, ...] = (
             r"balance|budget|free (?:requests|tokens|messages|uses|tier|plan))\b|"
             r"\b(?:spending|spend|budget) limit\b|budget_exceeded|"
             r"\bbudget (?:has been |was |is )?(?:exceeded|exhausted|reached|used up)|"
+            # the verb first: LiteLLM's "crossed budget: Exceeded budget for deployment"
+            r"\b(?:exceeded|crossed|over) (?:the |its |your |a )?budget\b|"
             r"\b(?:allowed|included) (?:for|in|on|with) (?:the |your )?free (?:plan|tier)\b|"
             r"\bfree (?:plan|tier)(?:'s)? (?:limit|quota|allowance)\b|"
             # a quota said exceeded and nothing more, no metric or window after it (Copilot for
@@ -580,6 +582,22 @@ RULES: tuple[Rule, ...] = (
         ),
     ),
     Rule(
+        "host-not-found",
+        Verdict.FATAL,
+        "a host name that does not resolve, on any status (a relay's 500 included): LiteLLM's "
+        "'Cannot connect to host …-aiplatform.googleapis.com:443 … [Name or service not known]' "
+        "for a region that has no such endpoint (BerriAI/litellm#22965, held-out-40), Go's 'no "
+        "such host', Node's 'getaddrinfo ENOTFOUND', curl's 'Could not resolve host': the name "
+        "is wrong until someone corrects it; a temporary failure of the resolver (EAI_AGAIN) is "
+        "a connection fault instead",
+        match=_re(
+            r"\bName or service not known\b|\bnodename nor servname provided\b|"
+            r"\bno such host\b|\bgetaddrinfo ENOTFOUND\b|\bCould not resolve host\b"
+        ),
+        unless=_re(r"EAI_AGAIN|temporary failure in name resolution|try again"),
+        needles=("service not known", "servname", "no such host", "enotfound", "resolve host"),
+    ),
+    Rule(
         "template-render-failed",
         Verdict.FATAL,
         "a chat template the server cannot render for this request, on any status (a 500 "
@@ -844,6 +862,10 @@ RULES: tuple[Rule, ...] = (
             r"(?:plan|tier|subscription|account)\b|"
             r"\bnot (?:available|supported|included) (?:on|in|for|with) (?:your|the) "
             r"(?:current |free )?(?:plan|tier|subscription)\b|"
+            # "Gemini 2.5 Pro Preview doesn't have a free quota tier. Please use … instead"
+            # (ai-christianson/RA.Aid#182 via held-out-38)
+            r"\b(?:doesn't|does not|don't|do not) (?:have|offer|include) (?:a |any )?free "
+            r"(?:quota )?tier\b|"
             # a seat's allowance only an administrator can raise (Gemini Code Assist's 429
             # "Individual quota reached. Contact your administrator to enable overages",
             # held-out-34)
@@ -863,6 +885,8 @@ RULES: tuple[Rule, ...] = (
             "会员",
             "计划",
             "付费",
+            "free tier",
+            "free quota tier",
             "overages",
             "administrator",
             "admin",
@@ -944,6 +968,9 @@ RULES: tuple[Rule, ...] = (
             r"\b(?:[A-Z][A-Z0-9]*_[A-Z0-9_]*(?:KEY|TOKEN|SECRET|CREDENTIALS?)|api[ _-]?key|"
             r"access token|credentials?|environment variable) (?:is |are )?(?:not set|not "
             r"configured|not provided|missing|required)\b|"
+            # Helicone's {"error": "No API key found"} (Helicone/helicone#2760, held-out-40)
+            r"\bno (?:api[ _-]?key|access token|credentials?)s? (?:found|provided|passed|given|"
+            r"set|configured)\b|"
             r"\breauthenticat(?:e|ion)\b|\bgcloud auth\b|\bnot (?:logged|signed) in\b|"
             r"\bplease (?:log|sign) ?in\b|\blogin required\b|\badd it to your \.env\b|"
             r"\b(?:could not|cannot|can't|unable to|failed to) (?:discover|find|determine|locate) "
@@ -991,6 +1018,9 @@ RULES: tuple[Rule, ...] = (
         match=_re(
             r"\b(?:has been |was |is |been )(?:deprecated|decommissioned|retired|discontinued|"
             r"sunset)\b|\bdecommissioned\b|\bno longer (?:supported|available|served|exists?)\b|"
+            # "Generate API was removed on September 15 2025" (Cohere, held-out-38)
+            r"\b(?:api|model|endpoint|version|engine)s?\b[^\n.]{0,40}?\b(?:was|were|has been|"
+            r"have been) removed\b|"
             r"(?:已被?|被)(?:弃用|废弃|下线|停用)|已下线|不再(?:支持|提供|可用)"
         ),
         # a deprecation notice beside a retryable cause is a notice, not the cause
@@ -1007,6 +1037,7 @@ RULES: tuple[Rule, ...] = (
             "下线",
             "停用",
             "不再",
+            "removed",
         ),
     ),
     Rule(

@@ -1581,7 +1581,7 @@ def test_a_missing_field_names_a_cause(source: str) -> None:
 
 LATE_BATCHES = [
     json.loads(line)
-    for number in range(11, 38)
+    for number in range(11, 41)
     for line in (Path(__file__).parent / "data" / f"held-out-{number}-error-bodies.jsonl")
     .read_text(encoding="utf-8")
     .splitlines()
@@ -3033,4 +3033,47 @@ def test_an_upstream_400_that_names_nothing_inside_an_internal_error_keeps_the_c
     # Request {"origin":"provider","message":"Bad Request"}"
     assert late("warpdotdev/warp/issues/15634") == Classification(
         Verdict.UNRECOGNISED, "shape: generic (upstream 400)"
+    )
+
+
+# ---- general rules shown by held-out-38 to -40 ----------------------------------------------
+
+
+def test_a_model_without_a_free_tier_needs_a_plan() -> None:
+    # Gemini's 429 "Gemini 2.5 Pro Preview doesn't have a free quota tier. Please use …"
+    assert late("ai-christianson/RA.Aid/issues/182") == Classification(
+        Verdict.FATAL, "rule plan-required"
+    )
+
+
+def test_an_api_or_model_that_was_removed_is_withdrawn() -> None:
+    # Cohere: "Generate API was removed on September 15 2025. Please migrate to Chat API." (no
+    # status) and "model 'command' was removed on September 15, 2025" (a 404)
+    for source in ("pydantic/pydantic-ai/pull/3201", "opensearch-project/ml-commons/pull/4174"):
+        assert late(source) == Classification(Verdict.FATAL, "rule withdrawn")
+    assert run("the message was removed from the queue, retry").verdict is not Verdict.FATAL
+
+
+def test_a_budget_crossed_verb_first_is_spent() -> None:
+    # LiteLLM's 429 "No deployments available - crossed budget: Exceeded budget for deployment"
+    assert late("BerriAI/litellm/issues/14144") == Classification(
+        Verdict.FATAL, "rule quota-exhausted"
+    )
+
+
+def test_a_host_name_that_does_not_resolve_is_fatal_and_a_resolver_hiccup_is_not() -> None:
+    # LiteLLM's 500 "Cannot connect to host …-aiplatform.googleapis.com:443 … [Name or service
+    # not known]" for a region without that endpoint
+    assert late("BerriAI/litellm/issues/22965") == Classification(
+        Verdict.FATAL, "rule host-not-found"
+    )
+    assert run("dial tcp: lookup api.example.invalid: no such host", 502).verdict is Verdict.FATAL
+    hiccup = "getaddrinfo EAI_AGAIN api.example.com"
+    assert run(hiccup, 502) == Classification(Verdict.TRANSIENT, "rule connection-fault")
+
+
+def test_no_api_key_found_is_a_missing_setting() -> None:
+    # Helicone's {"error": "No API key found", "trace": "isAuthenticated.error"}
+    assert late("Helicone/helicone/issues/2760") == Classification(
+        Verdict.FATAL, "rule setup-required"
     )
