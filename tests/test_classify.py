@@ -1581,7 +1581,7 @@ def test_a_missing_field_names_a_cause(source: str) -> None:
 
 LATE_BATCHES = [
     json.loads(line)
-    for number in range(11, 41)
+    for number in range(11, 44)
     for line in (Path(__file__).parent / "data" / f"held-out-{number}-error-bodies.jsonl")
     .read_text(encoding="utf-8")
     .splitlines()
@@ -3077,3 +3077,31 @@ def test_no_api_key_found_is_a_missing_setting() -> None:
     assert late("Helicone/helicone/issues/2760") == Classification(
         Verdict.FATAL, "rule setup-required"
     )
+
+
+# ---- general rules shown by held-out-41 to -43 ----------------------------------------------
+
+
+def test_an_abuse_block_is_a_refusal_whatever_it_says_about_later() -> None:
+    # ChatGPT's web backend behind ChatGPTBox: "Our systems have detected unusual activity from
+    # your system. Please try again later." (for two weeks, until a client fix), and
+    # ElevenLabs' "Unusual activity detected. Free Tier usage disabled."
+    for source in (
+        "ChatGPTBox-dev/chatGPTBox/issues/677",
+        "elevenlabs/elevenlabs-python/issues/119",
+    ):
+        assert late(source) == Classification(Verdict.FATAL, "rule restricted-access")
+    assert run("unusual traffic, slow down", 429).verdict is Verdict.CONGESTION
+
+
+def test_a_retryable_false_flag_and_a_misconfigured_setting_name_a_cause() -> None:
+    # LiveKit's "Bad Request (status_code=400, request_id=None, body=None, retryable=False)"
+    assert late("livekit/agents/issues/2941") == Classification(
+        Verdict.FATAL, "shape: names a cause ('retryable=false')"
+    )
+    # ElevenLabs: "The AI agent you are trying to reach appears to be misconfigured;"
+    assert late("elevenlabs/examples/issues/137") == Classification(
+        Verdict.FATAL, "shape: names a cause ('misconfigured')"
+    )
+    # a flag that says retry may help stays a transient word
+    assert run("upstream hiccup (retryable=True)").reason == "shape: names a transient cause"

@@ -735,6 +735,92 @@ RELABELLED: dict[tuple[str, int], tuple[Verdict, str]] = {
         "9router's 500 'Internal server error' is a server fault by its words; that a proxy "
         "release broke every request was only found in the thread (decolua/9router#1864)",
     ),
+    ("held-out-41-error-bodies.jsonl", 3): (
+        Verdict.CONGESTION,
+        "Azure Speech's 4429 'The request is throttled because you have exceeded the concurrent "
+        "request limit' names a concurrency limit; that the free tier's monthly characters were "
+        "used up was only found in the thread "
+        "(Azure-Samples/cognitive-services-speech-sdk#2305)",
+    ),
+    ("held-out-41-error-bodies.jsonl", 14): (
+        Verdict.TRANSIENT,
+        "an OpenAI Realtime response.done whose only error is server_error reads as a server "
+        "fault; that one model version failed every time was only found in the thread "
+        "(p-i-/openai-realtime-py#5)",
+    ),
+    ("held-out-41-error-bodies.jsonl", 15): (
+        Verdict.FATAL,
+        "Mistral's 400 invalid_model names a missing model by its words; that the same model "
+        "came and went was only found in the thread (Beingpax/VoiceInk#533)",
+    ),
+    ("held-out-41-error-bodies.jsonl", 16): (
+        Verdict.TRANSIENT,
+        "Deepgram's 408 'Request Timeout' is a timeout by its status and words; that one large "
+        "file always outran the client's timeout was only found in the thread "
+        "(deepgram/deepgram-python-sdk#151)",
+    ),
+    ("held-out-41-error-bodies.jsonl", 18): (
+        Verdict.UNRECOGNISED,
+        "'timed out Failed to connect to Deepgram' without a status names a passing state, so "
+        "the capped retry (deepgram/deepgram-python-sdk#404)",
+    ),
+    ("held-out-41-error-bodies.jsonl", 19): (
+        Verdict.CONGESTION,
+        "ElevenLabs' 1008 'Maximum simultaneous contexts per WebSocket connection' names a "
+        "concurrency limit; that the client never closed its old contexts was only found in the "
+        "thread (pipecat-ai/pipecat#4041)",
+    ),
+    ("held-out-42-error-bodies.jsonl", 4): (
+        Verdict.CONGESTION,
+        "the plugin's '请求过于频繁' and Gemini's per-minute limits text say rate limit; that a "
+        "v1/v1beta mismatch was behind it was only found in the thread "
+        "(BrianShenCC/bob-plugin-gemini-translate#16)",
+    ),
+    ("held-out-42-error-bodies.jsonl", 5): (
+        Verdict.UNRECOGNISED,
+        "node's 'Client network socket disconnected before secure TLS connection' without a "
+        "status names a broken path, so the capped retry; the blocked route was only found in "
+        "the thread (tisfeng/Raycast-Easydict#35)",
+    ),
+    ("held-out-42-error-bodies.jsonl", 6): (
+        Verdict.UNRECOGNISED,
+        "macOS's localised SSL error without a status names a broken path, so the capped retry; "
+        "the blocked proxy addresses were only found in the thread (tisfeng/Easydict#215)",
+    ),
+    ("held-out-42-error-bodies.jsonl", 10): (
+        Verdict.TRANSIENT,
+        "Chatbox's 'Service Unavailable.' with code 503 and no status reads as a relay's inner "
+        "5xx (openrouter-inner-5xx), retried without a block; retried either way "
+        "(chatboxai/chatbox#1021)",
+    ),
+    ("held-out-43-error-bodies.jsonl", 3): (
+        Verdict.UNRECOGNISED,
+        "Gemini's '429 Resource has been exhausted (e.g. check quota).' in an app's text "
+        "without a status gets the capped retry, which is what recovered it "
+        "(ogkalu2/comic-translate#64)",
+    ),
+    ("held-out-43-error-bodies.jsonl", 4): (
+        Verdict.UNRECOGNISED,
+        "Gemini's '429 Resource has been exhausted' behind an app's retry count without a "
+        "status gets the capped retry (jianchang512/pyvideotrans#492)",
+    ),
+    ("held-out-43-error-bodies.jsonl", 7): (
+        Verdict.FATAL,
+        "Comfy's 401 'Invalid Comfy API key' is a refused key by its status and words; that the "
+        "auth server refused a valid key now and then was only found in the thread "
+        "(Comfy-Org/ComfyUI#15856)",
+    ),
+    ("held-out-43-error-bodies.jsonl", 11): (
+        Verdict.UNRECOGNISED,
+        "Windows' 'target machine actively refused it' without a status names a broken path, so "
+        "the capped retry; that Ollama was not running was only found in the thread "
+        "(SakiRinn/LiveCaptions-Translator#24)",
+    ),
+    ("held-out-43-error-bodies.jsonl", 21): (
+        Verdict.CONGESTION,
+        "Subtitle Edit's localised '503 (Service Unavailable)' is a 503, which pauses its scope "
+        "as a 503 should; retried either way (SubtitleEdit/subtitleedit#7649)",
+    ),
 }
 
 
