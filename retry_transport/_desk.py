@@ -120,6 +120,17 @@ class Desk:
         fingerprint_key: the key of the credential fingerprints (None: a random one).
         gate: the limiter's fast-path gate, closed whenever the desk may hold a request
             (`busy`, `blocking`); None: one of its own.
+
+    A scope the desk has never seen cannot be told apart on the fast path: while the gate is
+    open on the known scopes' headroom (`_settle`), that scope's first attempts go unbooked
+    up to the gate's ceiling, whatever its own limits. A burst of them sent before any
+    answer: at most ``ceiling - used``, so at most the known scopes' room above their
+    reserve and `_BURST` seconds of their slowest pace (about 30 when 900 of 1000 requests
+    are left and 6 s to their reset); one at a time: at most what it has left and one more,
+    refused. Its first 429 (or a scanned admission's report of its headroom) makes the scope
+    known; from then on its room counts in the ceiling like any other's, and while that room
+    is under `_MIN_RUN` attempts (always, for a limit that small, until the scope is
+    forgotten) the desk stays `busy` and the gate shut for every scope.
     """
 
     def __init__(

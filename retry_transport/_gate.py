@@ -18,6 +18,19 @@ spend more than the last report left above its reserve (see `Desk`). ``answered`
 fast path's attempts that have been answered (or failed): those sent but not yet answered
 when a report was made may be missing from it, and are counted against it.
 
+The gate counts attempts, not scopes: the driver's fast path never looks at a request's
+scope. While it is open on header truth, the first attempts of a scope never seen before
+(another model or key) go unbooked like any others, on the known scopes' headroom, though
+that scope's own limits may be far smaller. Their successes are not read (only an
+admission's, at the end of a run, is scanned); the first of them answered 429, or a scanned
+admission of that scope, is read in full, and from then on the scope's own room counts in
+the ceiling (a limit under `_desk._MIN_RUN` above its reserve shuts the gate). The bound: of
+a burst of the new scope sent before any of it is answered, at most ``ceiling - used``
+attempts go unbooked, never more than the known scopes' room above their reserve nor than
+`_desk._BURST` (one second) of their slowest pace; sent one at a time, at most what the
+new scope has left and one more, which is refused. Past the ceiling, the new scope takes
+the paced path, where its first attempt probes it and the others wait for its answer.
+
 Threads may race on ``used`` (an increment lost, or the gate's last attempts let through
 just as it closes): the effect is that of an attempt admitted just before a block began, and
 the budget counts a first attempt or two fewer (it errs towards fewer retries).
@@ -31,7 +44,11 @@ __all__ = ["FastGate"]
 
 
 class FastGate:
-    """Fast-path admissions (``used``), the count they may reach (``limit``), the next run."""
+    """Fast-path admissions (``used``), the count they may reach (``limit``), the next run.
+
+    Scope-blind: ``ceiling`` bounds the unbooked attempts of every scope together, a scope
+    never seen before included (see the module's docstring for what that costs it).
+    """
 
     __slots__ = ("answered", "cap", "ceiling", "limit", "run", "used")
 

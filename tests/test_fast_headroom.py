@@ -1,7 +1,8 @@
 """The fast-path gate with header truth: while every scope's reported headroom is ample, first
 attempts go unbooked, never more of them than the last report left above its reserve (those
 still unanswered when it was made included) nor faster than the scopes' pace; low headroom, a
-429, a declared limit or a store elsewhere keep every request on the paced path.
+429, a declared limit or a store elsewhere keep every request on the paced path. The gate counts
+attempts, not scopes: a scope never seen before rides the known scopes' headroom, up to a bound.
 """
 
 from __future__ import annotations
@@ -9,11 +10,18 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
-from retry_transport import RateLimit, RetryTransport, SharedLimiter, SyncRetryTransport
-from retry_transport._desk import Desk
+from retry_transport import (
+    RateLimit,
+    RetryPolicy,
+    RetryTransport,
+    SharedLimiter,
+    SyncRetryTransport,
+)
+from retry_transport._desk import _BURST, _MIN_RUN, Desk
 from retry_transport._gate import FastGate
 from retry_transport._pacing import FAST_TOKENS, Pacer
 from retry_transport._scope import CostEstimate, Scope
@@ -339,3 +347,144 @@ def test_a_scope_with_nothing_to_pace_leaves_the_gate_unbounded() -> None:
     assert len(desk.pacer) == 1
     assert not is_busy(desk)
     assert limiter.fast_gate.ceiling == math.inf
+
+
+# -- a scope never seen before ----------------------------------------------------------------
+#
+# The gate counts attempts, not scopes: while it is open on the known scopes' headroom, the
+# first attempts of a scope never seen before go unbooked like any others. The bound: in a
+# burst sent before any answer, at most ``ceiling - used`` of them (never more than the known
+# scopes' room above their reserve, nor than `_BURST` seconds of their slowest pace); one at a
+# time, at most what the new scope has left and one more, that one answered 429. Either way
+# the first 429 among them is read in full and closes the gate; from then on every request
+# takes a ticket and the new scope is paced by its own headers.
+
+BIG_ROOM = room_headers(900, reset="6s")  # ~30 attempts a second, 800 above the reserve
+SMALL_LIMIT = 5  # the new model's own limit: far below what the known scope leaves
+
+
+class TwoModels:
+    """An upstream that knows two models: "big" with ample room and "small", which allows
+    `SMALL_LIMIT` requests and refuses the rest with a 429 (both say so in OpenAI's headers).
+    With ``hold``, every answer to "small" waits for ``release``: a burst that is all sent
+    before any of it is answered. Requests are counted as they arrive, as an upstream does."""
+
+    def __init__(self, flavour: str, hold: bool = False) -> None:
+        self.module = lib(flavour)
+        self.release = anyio.Event() if hold else None
+        self.small = 0  # requests for "small" received
+        self.refused = 0  # of those, answered 429
+
+    def answer(self, request: Any) -> Any:
+        if b'"big"' in request.content:
+            return self.module.Response(200, headers=list(JSON + BIG_ROOM), content=b"{}")
+        self.small += 1
+        left = SMALL_LIMIT - self.small
+        if left < 0:
+            self.refused += 1
+            refused = JSON + room_headers(0, SMALL_LIMIT, reset="12s")
+            return self.module.Response(429, headers=list(refused), content=b'{"error": {}}')
+        headers = JSON + room_headers(left, SMALL_LIMIT, reset="12s")
+        return self.module.Response(200, headers=list(headers), content=b"{}")
+
+    async def __call__(self, request: Any) -> Any:
+        response = self.answer(request)
+        if self.release is not None and b'"small"' in request.content:
+            await self.release.wait()
+        return response
+
+
+def first_attempts_only(sleeps: Sleeps) -> dict[str, Any]:
+    """A pacing limiter on the injected clock, and a policy that never retries: what the gate
+    lets through is every attempt there is."""
+    return {
+        "limiter": SharedLimiter(clock=sleeps.clock, random=lambda: 0.0),
+        "policy": RetryPolicy(max_attempts=1),
+        "sleep": sleeps,
+        "clock": sleeps.clock,
+    }
+
+
+def known_scope_bound(limiter: SharedLimiter, desk: Desk, now: float) -> int:
+    """How many attempts the open gate lets through unbooked from here, before any answer
+    (the bound a new scope's burst rides on), checked against what it derives from."""
+    gate = limiter.fast_gate
+    assert not desk.busy
+    bound = int(gate.ceiling) - gate.used
+    room, rate = desk.pacer.allowance(now)  # the known scope's alone
+    assert _MIN_RUN <= bound <= min(room, rate * _BURST)
+    return bound
+
+
+@pytest.mark.anyio
+async def test_a_new_scopes_burst_goes_unbooked_up_to_the_known_scopes_ceiling(
+    flavour: str,
+) -> None:
+    sleeps = Sleeps()
+    upstream = TwoModels(flavour, hold=True)
+    kw = first_attempts_only(sleeps)
+    limiter: SharedLimiter = kw["limiter"]
+    desk = limiter.desk
+    assert desk is not None
+    gate = limiter.fast_gate
+    transport = RetryTransport(lib(flavour).MockTransport(upstream), **kw)
+    statuses: list[int] = []
+    async with lib(flavour).AsyncClient(transport=transport) as client:
+        for _ in range(3):  # the known scope: its headers open the gate on ample room
+            assert (await client.post(URL, json={"model": "big"})).status_code == 200
+        bound = known_scope_bound(limiter, desk, sleeps.clock.now)
+        used = gate.used
+        assert bound > SMALL_LIMIT  # the edge: more than the new model allows
+
+        async def small() -> None:
+            statuses.append((await client.post(URL, json={"model": "small"})).status_code)
+
+        async with anyio.create_task_group() as tasks:
+            for _ in range(bound + 1):
+                tasks.start_soon(small)
+            await anyio.wait_all_tasks_blocked()  # every one of them sent, none answered
+            assert upstream.small == bound + 1
+            # Exactly ``bound`` went unbooked; the one past the ceiling took a ticket (the
+            # new scope's probe, booked as the paced path books a scope it does not know).
+            assert gate.used - used == bound
+            assert len(desk.pacer) == 1  # "small" is not known yet
+            assert upstream.release is not None
+            upstream.release.set()
+    # Every one past the new model's limit was refused: the 429s the edge costs.
+    assert upstream.refused == bound + 1 - SMALL_LIMIT
+    assert statuses.count(429) == upstream.refused
+    # Its first 429 was read: the new scope is known, on hold, and the gate is shut.
+    assert len(desk.pacer) == 2
+    assert desk.busy
+    assert not gate.is_open
+    assert not limiter.try_admit()
+    assert sleeps.waits == []
+
+
+def test_a_new_scope_one_at_a_time_costs_at_most_one_429_sync(flavour: str) -> None:
+    sleeps = Sleeps()
+    upstream = TwoModels(flavour)
+    kw = first_attempts_only(sleeps)
+    kw["sleep"] = sleeps.sync
+    limiter: SharedLimiter = kw["limiter"]
+    desk = limiter.desk
+    assert desk is not None
+    transport = SyncRetryTransport(lib(flavour).MockTransport(upstream.answer), **kw)
+    with lib(flavour).Client(transport=transport) as client:
+        gate = limiter.fast_gate
+        while gate.limit - gate.used <= SMALL_LIMIT:  # the known scope's run, well under way
+            assert client.post(URL, json={"model": "big"}).status_code == 200
+            assert gate.used < 20
+        known_scope_bound(limiter, desk, sleeps.clock.now)
+        used = gate.used
+        statuses = [client.post(URL, json={"model": "small"}).status_code for _ in range(7)]
+    # Its successes went unbooked and unread (inside the run: none was an admission's, whose
+    # success is scanned), so the first request past its limit went too, and was refused;
+    # that 429 shut the gate, and the next was paced by the new scope's own headers (held
+    # until their reset).
+    assert statuses[: SMALL_LIMIT + 1] == [200] * SMALL_LIMIT + [429]
+    assert gate.used - used == SMALL_LIMIT + 1
+    assert desk.busy
+    assert len(desk.pacer) == 2
+    assert sum(sleeps.waits) >= 10.0
+    assert statuses[-1] == 429  # (this upstream's count never resets)
