@@ -98,6 +98,7 @@ class RetryTransport(DriverBase, AsyncTransportBase):
                         or value in PLAIN_TYPES
                         or value[:17].lower() != EVENT_STREAM
                         or not self._peek_sse
+                        or request.method != "POST"
                     ):
                         return response
                     return await self._stream(request, response)
@@ -127,7 +128,11 @@ class RetryTransport(DriverBase, AsyncTransportBase):
             status = response.status_code
             if status >= 400:
                 return await self._drive(request, response, start)
-            if status == self._sse_status and is_event_stream(response.headers):
+            if (
+                status == self._sse_status
+                and request.method == "POST"
+                and is_event_stream(response.headers)
+            ):
                 if start is None:
                     return await self._stream(request, response, desk, mark)
                 return await self._drive(request, response, start)

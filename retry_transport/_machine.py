@@ -252,6 +252,7 @@ class RetryMachine:
 
     __slots__ = (
         "_clock",
+        "_hold_streams",
         "_idempotent",
         "_method",
         "_name",
@@ -284,6 +285,9 @@ class RetryMachine:
         self._url = url
         self._path = path
         self._idempotent = idempotency_key or method.upper() in policy.idempotent_methods
+        # A generation's event stream answers a POST; a GET's (an event subscription, a
+        # stream resumed) may say nothing for minutes and is handed on at once, untouched.
+        self._hold_streams = policy.peek_sse and method.upper() == "POST"
         self._replayable = replayable
         self._clock = clock
         self._wall_clock = wall_clock
@@ -497,7 +501,7 @@ class RetryMachine:
         elif status < 400:
             content_type: str = headers.get("content-type", "")
             if not (
-                self._policy.peek_sse
+                self._hold_streams
                 and status == 200
                 and content_type.lower().startswith("text/event-stream")
             ):

@@ -100,6 +100,7 @@ class SyncRetryTransport(DriverBase, SyncTransportBase):
                         or value in PLAIN_TYPES
                         or value[:17].lower() != EVENT_STREAM
                         or not self._peek_sse
+                        or request.method != "POST"
                     ):
                         return response
                     return self._stream(request, response)
@@ -129,7 +130,11 @@ class SyncRetryTransport(DriverBase, SyncTransportBase):
             status = response.status_code
             if status >= 400:
                 return self._drive(request, response, start)
-            if status == self._sse_status and is_event_stream(response.headers):
+            if (
+                status == self._sse_status
+                and request.method == "POST"
+                and is_event_stream(response.headers)
+            ):
                 if start is None:
                     return self._stream(request, response, desk, mark)
                 return self._drive(request, response, start)

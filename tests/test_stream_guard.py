@@ -13,6 +13,7 @@ import pytest
 
 import retry_transport
 from retry_transport import RetryPolicy, RetryTransport, SharedLimiter, SyncRetryTransport
+from retry_transport.testing import no_waiting
 
 from .transport_helpers import FakeClock, Sleeps
 
@@ -556,3 +557,53 @@ def test_sync_a_watched_stream_tells_whether_it_ended_properly() -> None:
     failed = sync_transport([SyncBody([START])])  # given up before content: raises at once
     given_up: Any = failed.handle_request(httpx.Request("POST", "http://up/v1/x")).stream
     assert not given_up.watched
+
+
+# -- a GET's event stream: handed on at once ---------------------------------------------------
+#
+# A generation's stream answers a POST. A GET's event stream (an event subscription such as
+# the Anthropic sessions API's /events/stream, or a stream resumed) may say nothing for
+# minutes, and its reader needs the response before any event comes: it is handed on at
+# once, unread and unguarded.
+
+OVERLOADED = (
+    b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"x"}}\n\n'
+)
+
+
+@pytest.mark.anyio
+async def test_a_get_event_stream_is_handed_on_before_its_first_event() -> None:
+    silent = AsyncBody([], block=True)
+    async with httpx.AsyncClient(transport=async_transport([silent])) as client:
+        request = client.build_request("GET", "http://up.test/v1/sessions/s/events/stream")
+        response = await client.send(request, stream=True)  # returns: nothing is held
+        assert response.headers["content-type"] == "text/event-stream"
+        await response.aclose()
+    assert silent.closed
+
+
+@pytest.mark.anyio
+async def test_a_get_event_stream_is_not_guarded_and_a_post_one_is() -> None:
+    policy = RetryPolicy(max_attempts=2)
+    got = async_transport([AsyncBody([OVERLOADED]), AsyncBody([START, DELTA, STOP])], policy)
+    with no_waiting():
+        async with httpx.AsyncClient(transport=got) as client:
+            assert (await client.get("http://up.test/v1/events")).content == OVERLOADED
+            retried = async_transport(
+                [AsyncBody([OVERLOADED]), AsyncBody([START, DELTA, STOP])], policy
+            )
+            async with httpx.AsyncClient(transport=retried) as posting:
+                posted = await posting.post("http://up.test/v1/messages", json={})
+    assert posted.content == START + DELTA + STOP
+
+
+def test_a_get_event_stream_is_handed_on_unread_sync() -> None:
+    policy = RetryPolicy(max_attempts=2)
+    bodies = [SyncBody([OVERLOADED]), SyncBody([START, DELTA, STOP])]
+    with (
+        no_waiting(),
+        httpx.Client(transport=sync_transport(bodies, policy)) as client,
+    ):
+        assert client.get("http://up.test/v1/events").content == OVERLOADED
+        assert client.post("http://up.test/v1/messages", json={}).content == START + DELTA + STOP
+    assert bodies == []

@@ -296,7 +296,7 @@ def test_sse_step_is_peeked_and_retried_before_content(flavour: str) -> None:
     streamed = Step.sse([("message_start", {"type": "message_start"}), (None, "[DONE]")])
     script = ScriptedTransport([overloaded, streamed], flavour=flavour)  # type: ignore[arg-type]
     with no_waiting(), lib(flavour).Client(transport=SyncRetryTransport(script)) as client:
-        response = client.get("http://up.test/v1/messages")
+        response = client.post("http://up.test/v1/messages")
     assert response.headers["content-type"] == "text/event-stream"
     assert response.text == (
         'event: message_start\ndata: {"type": "message_start"}\n\ndata: [DONE]\n\n'
