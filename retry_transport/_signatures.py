@@ -1604,7 +1604,8 @@ def rules_markdown(rules: Sequence[Rule] = RULES) -> str:
         "",
         "A 429 that names nothing but its status (no rule, cause or word of load or limit in its "
         "body, no wait in its body or headers, no rate-limit header) is `congestion` of at most "
-        f"{BARE_429_ATTEMPTS} attempts in all: as often a billing state as load.",
+        f"{BARE_429_ATTEMPTS} attempts in all: often a billing state, not load (5 of the "
+        "corpus's 13).",
         "",
     ]
     return "\n".join(lines)
