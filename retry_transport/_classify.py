@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from ._exceptions import meaning_of
-from ._shape import UPSTREAM_4XX, judge_400, wraps_a_4xx
+from ._shape import judge_400, upstream_4xx, wraps_a_4xx
 from ._signatures import BARE_429_ATTEMPTS, RULES, Rule, status_default
 from ._structured import Finding, Tier, named_wait, read
 from ._verdict import Classification, Outcome, Verdict
@@ -292,23 +292,22 @@ def _as_a_400(
     many requests", "Maximum number of concurrent requests exceeded", a connection reset) is
     never judged here: a rate's words ("too many", "exceeds the limit of 64") are not a
     refused request's, whatever the verbs they share."""
-    wrapped = wraps_a_4xx(lowered)
+    inner = upstream_4xx(lowered)
+    wrapped = inner is not None
     if not wrapped and (load or wait is not None or "retry-after" in headers):
         # a retryable rule knows this 5xx (load, throttling, a broken connection): "503 Too
         # many requests" names its cause as a rate does, not as a refused request does
         return None
     shape = judge_400(text, lowered)
     if shape.verdict is not Verdict.FATAL:
-        if wrapped:
+        if inner is not None and inner.start() > 0:
             # The relay's own words come before the upstream's 4xx (LiteLLM's
             # "ServiceUnavailableError: … BadRequestError: … Function call is missing a
             # thought_signature", held-out-44): the upstream's words, from its status on, decide.
-            inner = UPSTREAM_4XX.search(lowered[:_MAX_LINE])
-            if inner is not None and inner.start() > 0:
-                start = inner.start()
-                tail = judge_400(text[start:], lowered[start:])
-                if tail.verdict is Verdict.FATAL:
-                    return tail
+            start = inner.start()
+            tail = judge_400(text[start:], lowered[start:])
+            if tail.verdict is Verdict.FATAL:
+                return tail
         return None
     if wrapped:
         return shape
@@ -433,14 +432,11 @@ def _classify_response(outcome: Outcome, rules: Sequence[Rule]) -> Classificatio
             detail = _upstream_detail(lowered)
             if detail is not None:
                 return Classification(Verdict.FATAL, f"{detail.reason} (upstream detail)", wait)
-        if (
-            allowed.name == "throttling"
-            and status == 429
-            and wait is None
-            and _names_nothing(text, headers)
-        ):
+        if allowed.name == "throttling":
             # the 429's reason phrase, "Too Many Requests", and nothing else
-            return _bare_429()
+            bare = _bare_429(status, wait, lowered, headers)
+            if bare is not None:
+                return bare
         return _from_rule(allowed, wait)
     if outcome.stream_error or not status_default(status).retryable or status == 400:
         # A retryable field rescues a 400, a stream event or another refused status; a 429 or
@@ -463,8 +459,9 @@ def _classify_response(outcome: Outcome, rules: Sequence[Rule]) -> Classificatio
     if status == 400:
         shape = judge_400(text, lowered)
         return Classification(shape.verdict, shape.reason, wait)
-    if status == 429 and wait is None and _names_nothing(text, headers):
-        return _bare_429()
+    bare = _bare_429(status, wait, lowered, headers)
+    if bare is not None:
+        return bare
     default = status_default(status)
     if not default.retryable and status is not None:
         upstream = _upstream_retryable(lowered, status)
@@ -485,26 +482,29 @@ knows its wording ("slow down", "High concurrency usage of this API", Vertex's "
 been exhausted (e.g. check quota)")."""
 
 
-def _bare_429() -> Classification:
-    return Classification(
-        Verdict.CONGESTION, "status 429 (nothing else named)", None, BARE_429_ATTEMPTS
-    )
-
-
-def _names_nothing(text: str, headers: Mapping[str, str]) -> bool:
-    """Whether a 429's error text and headers name nothing but the status (see
-    :data:`BARE_429_ATTEMPTS`)."""
+def _bare_429(
+    status: int | None, wait: float | None, lowered: str, headers: Mapping[str, str]
+) -> Classification | None:
+    """Congestion of at most :data:`BARE_429_ATTEMPTS` tries for a 429 whose lower-cased error
+    text and headers name nothing but the status (no wait, no rate-limit header, no word of
+    load or limit, a generic or HTML shape); ``None`` for any other answer."""
+    if status != 429 or wait is not None:
+        return None
     if any(name in headers for name in _WAIT_HEADERS):
-        return False
+        return None
     if any("ratelimit" in name for name in headers):
-        return False
+        return None
     # The status's own reason phrase says no more than the status (.NET's "Response status code
     # does not indicate success: 429 (Too Many Requests).", an app's "接口响应错误 - Too Many
     # Requests" for a used-up free credit, held-out-26/-27).
-    lowered = _REASON_PHRASE.sub(" ", text[:_MAX_LINE].lower())
-    if _LOAD_WORDS.search(lowered) is not None:
-        return False
-    return judge_400(lowered, lowered).reason in {"shape: generic", "shape: an HTML page"}
+    rest = _REASON_PHRASE.sub(" ", lowered[:_MAX_LINE])
+    if _LOAD_WORDS.search(rest) is not None:
+        return None
+    if judge_400(rest, rest).reason not in {"shape: generic", "shape: an HTML page"}:
+        return None
+    return Classification(
+        Verdict.CONGESTION, "status 429 (nothing else named)", None, BARE_429_ATTEMPTS
+    )
 
 
 def classify(outcome: Outcome, rules: Sequence[Rule] = RULES) -> Classification:

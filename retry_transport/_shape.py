@@ -61,6 +61,7 @@ __all__ = [
     "TRANSIENT",
     "UPSTREAM_4XX",
     "judge_400",
+    "upstream_4xx",
     "wraps_a_4xx",
 ]
 
@@ -253,6 +254,11 @@ def judge_400(text: str, lowered: str | None = None) -> Classification:
     return Classification(Verdict.UNRECOGNISED, "shape: generic")
 
 
+def upstream_4xx(lowered: str) -> re.Match[str] | None:
+    """Where lower-cased error text names an upstream 400, 401, 403, 404, 413 or 422."""
+    return UPSTREAM_4XX.search(lowered[:_MAX_MESSAGE])
+
+
 def wraps_a_4xx(lowered: str) -> bool:
     """Whether lower-cased error text carries an upstream 400, 401, 403, 404, 413 or 422."""
-    return UPSTREAM_4XX.search(lowered[:_MAX_MESSAGE]) is not None
+    return upstream_4xx(lowered) is not None
